@@ -1,0 +1,406 @@
+"""The command line: thin Typer commands over sagactl.operations, sagactl.inspect, sagactl.dlq.
+
+Each command parses its options, calls one core function and hands the result to
+``output.emit``. Every failure goes through ``funnel``: one masked line on stderr and the
+documented exit code; a traceback only with ``-v``. Heavy modules load inside commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from sagactl.config import Settings, mask_secrets, resolve_settings
+from sagactl.errors import DefinitionError, ExitCode, SagactlError
+from sagactl.output import Document, OutputFormat, emit, error_line, info_line, stream_is_tty
+
+app = typer.Typer(
+    name="sagactl",
+    help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Shell(StrEnum):
+    BASH = "bash"
+    ZSH = "zsh"
+    FISH = "fish"
+
+
+# -- options defined once ------------------------------------------------------------------
+
+STORE = "Store"
+DsnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dsn",
+        envvar="SAGACTL_DSN",
+        show_default=False,
+        rich_help_panel=STORE,
+        help="Saga log: sqlite:///path.db or postgresql://user@host/db [default: sqlite:///.sagactl/saga_log.db].",
+    ),
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        envvar="SAGACTL_CONFIG",
+        show_default=False,
+        rich_help_panel=STORE,
+        help="sagactl.yaml to read (default: ./sagactl.yaml if present).",
+    ),
+]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        envvar="SAGACTL_CONTEXT",
+        show_default=False,
+        rich_help_panel=STORE,
+        help="Named context from the config file.",
+    ),
+]
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "-o",
+        "--output",
+        case_sensitive=False,
+        help="table (rich on a terminal, plain in a pipe), json, jsonl, csv, tsv, markdown.",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print saga IDs only, one per line.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("-v", "--verbose", help="Log each transition to stderr; tracebacks on errors.")
+]
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        case_sensitive=False,
+        show_default=False,
+        help="Transition log on stderr as text or json (implies logging).",
+    ),
+]
+
+
+def settings_from(dsn: str | None, config: str | None, context: str | None) -> Settings:
+    return resolve_settings(dsn=dsn, config=config, context=context)
+
+
+# -- the error funnel ----------------------------------------------------------------------
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from sagactl.models import iso, utcnow
+        from sagactl.output import to_json
+
+        entry = {"ts": iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
+        for key in ("saga_id", "step_name", "old_state", "new_state", "detail"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        return mask_secrets(to_json(entry, indent=None))
+
+
+class _TextLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
+def configure_logging(verbose: bool, log_format: LogFormat | None) -> None:
+    root = logging.getLogger("sagactl")
+    root.handlers.clear()
+    root.propagate = False
+    if not verbose and log_format is None:
+        root.setLevel(logging.WARNING)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_TextLogFormatter("sagactl: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format is LogFormat.JSON:
+        handler.setFormatter(_JsonLogFormatter())
+    else:
+        handler.setFormatter(_TextLogFormatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def funnel(fn: F) -> F:
+    """Run a command; map SagactlError to its line and exit code. Commands return an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        verbose = bool(kwargs.get("verbose", False))
+        configure_logging(verbose, kwargs.get("log_format"))
+        try:
+            code = fn(*args, **kwargs)
+        except DefinitionError as exc:
+            for problem in exc.problems:
+                sys.stderr.write(mask_secrets(problem) + "\n")
+            raise typer.Exit(int(exc.exit_code)) from None
+        except SagactlError as exc:
+            if verbose:
+                traceback.print_exc()
+            error_line(mask_secrets(exc.one_line()))
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if code:
+            raise typer.Exit(int(code))
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@app.command()
+@funnel
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Saga definition files (YAML).", show_default=False)],
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Check saga definitions; each problem as FILE:LINE:COL: message. Exit 2 on any error."""
+    from sagactl.operations import validate_files
+    from sagactl.views import validation_document
+
+    reports = validate_files(files)
+    doc = validation_document(reports, files)
+    if output not in (OutputFormat.JSON, OutputFormat.JSONL):
+        for report in reports:
+            for problem in report.problems:
+                sys.stderr.write(str(problem) + "\n")
+    emit(doc, output, quiet=quiet)
+    return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
+
+
+@app.command()
+@funnel
+def run(
+    file: Annotated[str, typer.Argument(help="Saga definition (YAML).", show_default=False)],
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            show_default=False,
+            help="Saga input: JSON text, @FILE or - for stdin [default: {}].",
+        ),
+    ] = None,
+    saga_id: Annotated[
+        str | None,
+        typer.Option("--saga-id", show_default=False, help="ID for the new saga [default: a UUID]."),
+    ] = None,
+    saga: Annotated[
+        str | None, typer.Option("--saga", show_default=False, help="Which saga, when FILE holds several.")
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Only record the saga (state started) and print its ID; drive it with 'sagactl resume'.",
+        ),
+    ] = False,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Run a saga end to end: exit 0 completed, 1 failed (compensated), 3 compensation incomplete."""
+    from sagactl.operations import RunRequest, run_file
+
+    settings = settings_from(dsn, config, context)
+    request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
+    with _live_view(output, quiet, verbose or log_format is not None) as observer:
+        result = run_file(settings, request, observer)
+    return _report_runs([result], output, quiet, live=observer is not None)
+
+
+@app.command()
+@funnel
+def resume(
+    saga_ids: Annotated[
+        list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)
+    ] = None,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Continue sagas from the log after a crash or a failed compensation (stored definition)."""
+    from sagactl.errors import UsageError
+    from sagactl.operations import resume_sagas
+
+    if not saga_ids:
+        raise UsageError("name at least one SAGA_ID", hint="see 'sagactl list --stuck -q'")
+    settings = settings_from(dsn, config, context)
+    with _live_view(output, quiet, verbose or log_format is not None) as observer:
+        results = resume_sagas(settings, saga_ids, observer)
+    return _report_runs(results, output, quiet, live=observer is not None)
+
+
+@app.command()
+@funnel
+def show(
+    saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Show one saga: state, each step (status, attempts, result, error, timings), history."""
+    from sagactl.operations import show_saga
+    from sagactl.views import saga_document
+
+    saga = show_saga(settings_from(dsn, config, context), saga_id)
+    emit(saga_document(saga), output)
+    return ExitCode.OK
+
+
+@db_app.command("init")
+@funnel
+def db_init(
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Create or upgrade the saga_log schema (safe to run twice)."""
+    from sagactl.operations import init_db
+
+    where, version = init_db(settings_from(dsn, config, context))
+    info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
+    return ExitCode.OK
+
+
+@app.command()
+@funnel
+def schema(verbose: VerboseOpt = False) -> int:
+    """Print the JSON Schema of the saga definition language."""
+    from sagactl.definition import schema as load_schema
+    from sagactl.output import to_json
+
+    sys.stdout.write(to_json(load_schema()) + "\n")
+    return ExitCode.OK
+
+
+@app.command()
+@funnel
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.", case_sensitive=False)],
+    verbose: VerboseOpt = False,
+) -> int:
+    """Print the shell completion script (e.g. sagactl completion bash > /etc/bash_completion.d/sagactl)."""
+    sys.stdout.write(completion_script(shell.value) + "\n")
+    return ExitCode.OK
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for ``shell``, as shipped in completions/."""
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="sagactl", complete_var="_SAGACTL_COMPLETE", shell=shell)
+
+
+# -- rendering helpers ---------------------------------------------------------------------
+
+
+class _NoLive:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _live_view(output: OutputFormat, quiet: bool, logging_on: bool) -> Any:
+    """A live step table on stderr when it is a terminal and nothing else writes there."""
+    if quiet or logging_on or not stream_is_tty(sys.stderr):
+        return _NoLive()
+    from sagactl.live import LiveView
+
+    return LiveView()
+
+
+def _report_runs(results: list[Any], output: OutputFormat, quiet: bool, *, live: bool) -> int:
+    """Emit run/resume results; one summary line per saga that did not complete on stderr."""
+    from sagactl.views import sagas_document
+
+    sagas = [r.saga for r in results]
+    if not (live and output is OutputFormat.TABLE and not quiet):
+        emit(sagas_document(sagas), output, quiet=quiet)
+    worst = ExitCode.OK
+    for result in results:
+        info = result.message or _summary(result.saga)
+        if info:
+            info_line(f"sagactl: {mask_secrets(info)}")
+        worst = max(worst, result.exit_code, key=_severity)
+    return int(worst)
+
+
+def _severity(code: int) -> int:
+    return {0: 0, 1: 1, 4: 2, 3: 3}.get(int(code), 4)
+
+
+def _summary(saga: Any) -> str | None:
+    state = saga.state.value
+    if state == "completed":
+        return None
+    if state == "started":
+        return f"saga {saga.saga_id} recorded (started); drive it with 'sagactl resume {saga.saga_id}'"
+    undone = [s.name for s in reversed(saga.steps) if s.status.value == "compensated"]
+    failed = next((s for s in saga.steps if s.status.value == "failed"), None)
+    if state == "failed":
+        where = f" at {failed.name}: {failed.error}" if failed else ""
+        comp = f"; compensated {', '.join(undone)}" if undone else "; nothing to compensate"
+        return f"saga {saga.saga_id} failed{where}{comp}"
+    blocked = saga.current_step_name or "?"
+    return (
+        f"saga {saga.saga_id} is {state} at {blocked}: {saga.last_error or 'no error recorded'};"
+        f" fix the participant, then 'sagactl resume {saga.saga_id}'"
+    )
+
+
+def main() -> None:
+    """Console entry point."""
+    import signal
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    app(prog_name="sagactl")
+
+
+__all__ = ["Document", "app", "main"]

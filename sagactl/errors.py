@@ -1,0 +1,83 @@
+"""Exit codes and the SagactlError hierarchy: the one place failures get their meaning.
+
+Core code raises these; the CLI funnel (cli.run_command) turns them into one line on
+stderr and the exit code. Anything that is not a SagactlError is a bug and shows its
+traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes, identical for every command (README documents them)."""
+
+    OK = 0
+    SAGA_FAILED = 1  # the saga ended failed, fully compensated
+    USAGE = 2  # usage, input or definition error
+    ATTENTION = 3  # needs an operator: compensation incomplete, stuck sagas found, redrive failures
+    UNAVAILABLE = 4  # a dependency (database, SQS, a step's endpoint) could not be reached
+    INTERRUPTED = 130  # interrupted; state saved, resumable
+
+
+class SagactlError(Exception):
+    """A failure the user can act on: a one-line message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and, when there is one, what to do about it, on one line."""
+        text = self.message if not self.hint else f"{self.message}; {self.hint}"
+        return " ".join(text.split())
+
+
+class UsageError(SagactlError):
+    """Bad options or input (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotFoundError(UsageError):
+    """A saga, step or file named by the user does not exist (exit 2)."""
+
+
+class DefinitionError(UsageError):
+    """One or more problems in saga definition files (exit 2).
+
+    ``problems`` holds preformatted ``FILE:LINE:COL: message`` lines.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        count = len(problems)
+        first = problems[0] if problems else "invalid definition"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"{first}{more}")
+        self.problems = problems
+
+
+class NeedsAttentionError(SagactlError):
+    """The operation stopped where an operator must look (exit 3)."""
+
+    exit_code = ExitCode.ATTENTION
+
+
+class LeaseHeldError(NeedsAttentionError):
+    """Another process is driving this saga right now (exit 3)."""
+
+
+class UnavailableError(SagactlError):
+    """A dependency (database, SQS, participant endpoint) cannot be reached (exit 4)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class Interrupted(SagactlError):
+    """The user interrupted; state is saved and the saga can be resumed (exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED

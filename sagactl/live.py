@@ -1,0 +1,68 @@
+"""The live view of a running saga on a terminal: one row per step, updated on every commit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from sagactl.config import mask_secrets
+from sagactl.models import SagaRecord, StepStatus, Transition
+
+_ICONS = {
+    StepStatus.PENDING: ("·", "dim"),
+    StepStatus.EXECUTING: ("▶", "blue"),
+    StepStatus.COMPLETED: ("✔", "green"),
+    StepStatus.FAILED: ("✘", "red"),
+    StepStatus.COMPENSATING: ("↺", "yellow"),
+    StepStatus.COMPENSATED: ("↩", "cyan"),
+}
+
+
+class LiveView:
+    """An engine observer that redraws a step table on stderr (rich.live)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self._live = Live(console=self.console, refresh_per_second=8, transient=False)
+        self._saga: SagaRecord | None = None
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._saga is not None:
+            self._live.update(self._render(self._saga), refresh=True)
+        self._live.__exit__(kind, exc, tb)
+
+    def __call__(self, saga: SagaRecord, transition: Transition) -> None:
+        self._saga = saga
+        self._live.update(self._render(saga), refresh=True)
+
+    def _render(self, saga: SagaRecord) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(
+            title=f"{saga.saga_type} {saga.saga_id}  [{saga.state.value}]",
+            title_justify="left",
+            show_edge=False,
+            header_style="bold",
+        )
+        for header in ("", "STEP", "STATUS", "ATTEMPTS", "DETAIL"):
+            table.add_column(header, overflow="fold")
+        for step in saga.steps:
+            icon, style = _ICONS[step.status]
+            attempts = str(step.attempts) + (
+                f" +{step.compensation_attempts}c" if step.compensation_attempts else ""
+            )
+            detail = mask_secrets(step.error) if step.error else ""
+            table.add_row(
+                Text(icon, style=style), step.name, Text(step.status.value, style=style), attempts, detail
+            )
+        return table

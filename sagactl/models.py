@@ -1,0 +1,208 @@
+"""Saga and step records as stored in saga_log, their states, and their JSON shapes.
+
+The JSON produced by ``to_dict`` is a contract (README "JSON fields"): fields are
+added, never renamed; times are ISO 8601 UTC with a trailing ``Z``; nulls are explicit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SagaState(StrEnum):
+    """Saga states: started -> pending -> completed, or compensating -> failed."""
+
+    STARTED = "started"
+    PENDING = "pending"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (SagaState.COMPLETED, SagaState.FAILED)
+
+
+ACTIVE_STATES: tuple[SagaState, ...] = (
+    SagaState.STARTED,
+    SagaState.PENDING,
+    SagaState.COMPENSATING,
+)
+TERMINAL_STATES: tuple[SagaState, ...] = (SagaState.COMPLETED, SagaState.FAILED)
+
+
+class StepStatus(StrEnum):
+    """Status of one step within a saga."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+
+
+class Outcome(StrEnum):
+    """How a step's action ended, which decides whether it must be compensated."""
+
+    SUCCEEDED = "succeeded"  # completed: compensate on saga failure
+    REFUSED = "refused"  # the participant definitively said no: nothing to undo
+    UNKNOWN = "unknown"  # may have happened (timeout, 5xx, crash mid-call): compensate
+    NOT_DELIVERED = "not_delivered"  # never reached the participant: nothing to undo
+
+
+class Phase(StrEnum):
+    ACTION = "action"
+    COMPENSATION = "compensation"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with microseconds and a trailing Z (lexicographically sortable)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
+    """``{saga_id}:{step}:{phase}``: identical across retries, resumes and workers."""
+    return f"{saga_id}:{step}:{phase.value}"
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One step's progress. Mutable: the engine owns one working copy and writes it whole."""
+
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    result: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: Outcome | None = None
+    compensation_attempts: int = 0
+    compensated_at: datetime | None = None
+
+    def needs_compensation(self) -> bool:
+        """True when the action happened or may have happened and is not yet undone."""
+        if self.status in (StepStatus.COMPLETED, StepStatus.COMPENSATING, StepStatus.EXECUTING):
+            return True
+        return self.status is StepStatus.FAILED and self.outcome is Outcome.UNKNOWN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "outcome": self.outcome.value if self.outcome else None,
+            "compensation_attempts": self.compensation_attempts,
+            "compensated_at": iso(self.compensated_at),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepRecord:
+        outcome = raw.get("outcome")
+        return cls(
+            name=raw["name"],
+            status=StepStatus(raw.get("status", "pending")),
+            attempts=int(raw.get("attempts", 0)),
+            result=raw.get("result"),
+            error=raw.get("error"),
+            started_at=parse_iso(raw.get("started_at")),
+            finished_at=parse_iso(raw.get("finished_at")),
+            outcome=Outcome(outcome) if outcome else None,
+            compensation_attempts=int(raw.get("compensation_attempts", 0)),
+            compensated_at=parse_iso(raw.get("compensated_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of saga_transitions: a saga (step_name None) or a step changed state."""
+
+    saga_id: str
+    step_name: str | None
+    old_state: str | None
+    new_state: str
+    at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "saga_id": self.saga_id,
+            "step_name": self.step_name,
+            "old_state": self.old_state,
+            "new_state": self.new_state,
+            "detail": self.detail,
+            "at": iso(self.at),
+        }
+
+
+@dataclass(slots=True)
+class SagaRecord:
+    """One row of saga_log. Mutable for the same reason as StepRecord."""
+
+    saga_id: str
+    saga_type: str
+    state: SagaState
+    data: Any
+    steps: list[StepRecord]
+    definition: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    current_step: int | None = None
+    deadline_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_error: str | None = None
+    transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def current_step_name(self) -> str | None:
+        if self.current_step is None or not 0 <= self.current_step < len(self.steps):
+            return None
+        return self.steps[self.current_step].name
+
+    def step(self, name: str) -> StepRecord:
+        for record in self.steps:
+            if record.name == name:
+                return record
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `run`/`resume`/`show` JSON document."""
+        return {
+            "saga_id": self.saga_id,
+            "saga_type": self.saga_type,
+            "state": self.state.value,
+            "current_step": self.current_step,
+            "current_step_name": self.current_step_name,
+            "data": self.data,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "deadline_at": iso(self.deadline_at),
+            "last_error": self.last_error,
+            "steps": [step.to_dict() for step in self.steps],
+            "transitions": [t.to_dict() for t in self.transitions],
+        }

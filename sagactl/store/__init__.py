@@ -1,0 +1,37 @@
+"""Saga log stores. ``open_store`` picks one from a DSN; PostgreSQL loads only when asked for."""
+
+from __future__ import annotations
+
+from sagactl.config import mask_secrets
+from sagactl.errors import UsageError
+from sagactl.store.base import Store
+
+
+def open_store(dsn: str, *, create: bool = True) -> Store:
+    """Open the saga log named by ``dsn``.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``postgresql://user@host/db``. With ``create=False`` a missing SQLite file reads as an
+    empty log and is not created (read-only commands leave no trace).
+    """
+    if dsn.startswith("sqlite://"):
+        from sagactl.store.sqlite import SqliteStore
+
+        path = dsn.removeprefix("sqlite://")
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise UsageError(f"no file in DSN {dsn!r}", hint="use sqlite:///path/to/file.db")
+        return SqliteStore(path, create=create)
+    if dsn.startswith(("postgresql://", "postgres://")):
+        try:
+            from sagactl.store.postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on installation
+            raise UsageError(f"PostgreSQL support is not installed: {exc}") from exc
+        return PostgresStore(dsn)  # type: ignore[no-any-return]
+    raise UsageError(
+        f"unsupported DSN {mask_secrets(dsn)!r}",
+        hint="use sqlite:///path/file.db or postgresql://user@host/db",
+    )
+
+
+__all__ = ["Store", "open_store"]

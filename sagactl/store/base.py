@@ -1,0 +1,128 @@
+"""The Store protocol: the engine and inspect code see saga_log only through this.
+
+Every write is one transaction: the saga row, its appended transitions and the
+per-type/state counters commit together or not at all. Writes made by a driver are
+conditional on its lease, so a process that lost its lease can never overwrite the
+work of the one that took over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sagactl.errors import LeaseHeldError, UsageError
+from sagactl.models import SagaRecord, SagaState, Transition
+
+SCHEMA_VERSION = 1
+
+
+class SagaExistsError(UsageError):
+    """A saga with this ID is already in the log."""
+
+
+class LeaseLostError(LeaseHeldError):
+    """This process no longer holds the saga's lease; it must stop driving it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    owner: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaQuery:
+    """Filters for listing sagas. ``stuck`` needs ``now`` and ``idle_before``.
+
+    stuck = non-terminal and (deadline_at < now, or no deadline and updated_at < idle_before).
+    """
+
+    states: Sequence[SagaState] = ()
+    saga_type: str | None = None
+    stuck: bool = False
+    now: datetime | None = None
+    idle_before: datetime | None = None
+    updated_before: datetime | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    saga_type: str
+    state: SagaState
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What a store is, for messages (never carries a password)."""
+
+    kind: str
+    location: str
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Durable saga log. Implementations: SqliteStore, PostgresStore."""
+
+    info: StoreInfo
+
+    def init_schema(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version now in place."""
+        ...
+
+    def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
+        """Insert a new saga and its first transitions atomically.
+
+        Raises SagaExistsError when the ID is taken.
+        """
+        ...
+
+    def get(self, saga_id: str) -> SagaRecord | None:
+        """The saga row (without transitions), or None."""
+        ...
+
+    def transitions(self, saga_id: str) -> list[Transition]:
+        """The saga's history, oldest first."""
+        ...
+
+    def save(
+        self,
+        saga: SagaRecord,
+        transitions: Sequence[Transition],
+        *,
+        prev_state: SagaState,
+        owner: str,
+    ) -> None:
+        """Write the saga row and append transitions in one transaction, if ``owner`` holds
+        the lease; the lease is extended to ``saga.lease_expires_at``.
+
+        Raises LeaseLostError when another owner holds it.
+        """
+        ...
+
+    def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:
+        """Take the lease if free, expired or already ours. None on success, else the holder."""
+        ...
+
+    def take_over_lease(self, saga_id: str, owner: str, previous: str, until: datetime) -> bool:
+        """Take the lease from ``previous`` (known dead); False if someone else moved first."""
+        ...
+
+    def release_lease(self, saga_id: str, owner: str) -> None:
+        """Give the lease up (no-op if not ours)."""
+        ...
+
+    def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
+        """Sagas matching the query: compensating first, then oldest first."""
+        ...
+
+    def counts(self) -> list[StateCount]:
+        """Sagas per (saga_type, state), without scanning finished sagas."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,49 @@
+"""The Transport protocol: how the engine talks to participants, whatever the wire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sagactl.models import Phase
+
+
+class Status(StrEnum):
+    OK = "ok"  # success (for a compensation: done, or already undone)
+    REFUSED = "refused"  # definitive: retrying will not help
+    TRANSIENT = "transient"  # retry with backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to a participant, placeholders already resolved."""
+
+    saga_id: str
+    step_name: str
+    phase: Phase
+    idempotency_key: str
+    spec: dict[str, Any]  # method/path/headers (http), command (sqs), args (exec)
+    body: Any
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What came back. ``delivered`` is False only when the request certainly never reached
+    the participant (connection refused, DNS, connect timeout, program not startable)."""
+
+    status: Status
+    result: Any = None
+    error: str | None = None
+    delivered: bool = True
+    retry_after: float | None = None
+    already_undone: bool = False
+
+
+class Transport(Protocol):
+    def call(self, request: Request) -> Reply:
+        """Send one request and classify the answer. Never raises for participant failures."""
+        ...
+
+    def close(self) -> None: ...

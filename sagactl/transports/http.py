@@ -1,0 +1,95 @@
+"""http transport (httpx): JSON over POST/PUT/PATCH/DELETE, classified per DESIGN section 5.
+
+2xx: success, JSON body = result. 408, 425, 429, 5xx, connection errors and timeouts:
+transient. Other 4xx: definitive. For a compensation, 404 and 410 mean already undone.
+Connect errors never delivered the request; read timeouts, resets after sending and 5xx
+leave the outcome unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from sagactl.models import Phase
+from sagactl.transports.base import Reply, Request, Status
+
+TRANSIENT_CODES = frozenset({408, 425, 429})
+UNDONE_CODES = frozenset({404, 410})
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _snippet(response: httpx.Response, limit: int = 200) -> str:
+    text = " ".join(response.text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _result(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+
+
+class HttpTransport:
+    """One endpoint: a keep-alive client to ``url`` with the endpoint's headers."""
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.url = str(config["url"]).rstrip("/")
+        self.headers = dict(config.get("headers") or {})
+        self._client = httpx.Client(headers=self.headers, follow_redirects=False)
+
+    def call(self, request: Request) -> Reply:
+        spec = request.spec
+        method = str(spec.get("method", "POST")).upper()
+        path = str(spec.get("path", ""))
+        url = self.url + (path if not path or path.startswith("/") else "/" + path)
+        headers = {
+            **{str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
+            "Idempotency-Key": request.idempotency_key,
+            "X-Saga-Id": request.saga_id,
+            "X-Saga-Step": request.step_name,
+            "X-Saga-Phase": request.phase.value,
+            "Content-Type": "application/json",
+        }
+        content = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        where = f"{method} {url}"
+        try:
+            response = self._client.request(
+                method, url, content=content, headers=headers, timeout=httpx.Timeout(request.timeout)
+            )
+        except _NOT_SENT as exc:
+            return Reply(Status.TRANSIENT, error=f"{where}: cannot connect: {exc}", delivered=False)
+        except httpx.TimeoutException:
+            return Reply(Status.TRANSIENT, error=f"{where}: no answer within {request.timeout:g}s")
+        except httpx.InvalidURL as exc:
+            return Reply(Status.REFUSED, error=f"{where}: invalid URL: {exc}", delivered=False)
+        except httpx.TransportError as exc:
+            return Reply(Status.TRANSIENT, error=f"{where}: {type(exc).__name__}: {exc}")
+        code = response.status_code
+        if 200 <= code < 300:
+            return Reply(Status.OK, result=_result(response))
+        if request.phase is Phase.COMPENSATION and code in UNDONE_CODES:
+            return Reply(Status.OK, result=_result(response), already_undone=True)
+        error = f"{where}: HTTP {code}: {_snippet(response)}".rstrip(": ")
+        if code in TRANSIENT_CODES or code >= 500:
+            return Reply(Status.TRANSIENT, error=error, retry_after=_retry_after(response))
+        return Reply(Status.REFUSED, error=error)
+
+    def close(self) -> None:
+        self._client.close()
