@@ -1,0 +1,44 @@
+"""Shared fixtures: stores (SQLite and PostgreSQL), clocks, participants, SQS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sagactl.store import Store, open_store
+
+pytest_plugins = ["tests.support.postgres"]
+
+STORE_KINDS = ["sqlite", "postgres"]
+
+
+def _truncate_postgres(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts RESTART IDENTITY")
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A DSN for an empty, initialised saga log of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'saga_log.db'}"
+    dsn: str = request.getfixturevalue("pg_dsn")
+    store = open_store(dsn)
+    store.init_schema()
+    store.close()
+    _truncate_postgres(dsn)
+    return dsn
+
+
+@pytest.fixture
+def store(store_dsn: str) -> Iterator[Store]:
+    """An empty saga log of each kind (the contract suite and engine tests run on both)."""
+    opened = open_store(store_dsn)
+    try:
+        yield opened
+    finally:
+        opened.close()
