@@ -143,6 +143,14 @@ class _Positions:
 
     values: dict[Location, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Location, tuple[int, int]] = field(default_factory=dict)
+    inline: dict[Location, int] = field(default_factory=dict)  # one-line scalars: 1 if quoted
+
+    def inside(self, where: Location, offset: int) -> tuple[int, int]:
+        """Position of character ``offset`` of a one-line string scalar (else its start)."""
+        line, col = self.of(where)
+        if where in self.inline:
+            return line, col + self.inline[where] + offset
+        return line, col
 
     def of(self, where: Location, *, key: bool = False) -> tuple[int, int]:
         if key and where in self.keys:
@@ -168,6 +176,9 @@ def _index_node(node: Any, where: Location, pos: _Positions, dupes: list[tuple[L
     import yaml
 
     pos.values[where] = _mark(node)
+    if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
+        if node.style in (None, "'", '"') and "\\" not in str(node.value):
+            pos.inline[where] = 0 if node.style is None else 1
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -204,6 +215,9 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(f"{exc.problem or exc.context or 'invalid YAML'}".split())
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark != exc.problem_mark:
+            start = exc.context_mark
+            what += f" ({exc.context} at {start.line + 1}:{start.column + 1})"
         report.problems.append(Problem(file, line, col, f"YAML syntax: {what}"))
     except yaml.YAMLError as exc:
         report.problems.append(Problem(file, 1, 1, f"YAML: {' '.join(str(exc).split())}"))
@@ -322,14 +336,21 @@ def _messages(error: Any, where: Location) -> list[tuple[Location, str]]:
 def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[Problem]:
     problems: list[Problem] = []
 
-    def add(where: Location, message: str, *, key: bool = False, severity: str = "error") -> None:
-        line, col = pos.of(where, key=key)
+    def add(
+        where: Location,
+        message: str,
+        *,
+        key: bool = False,
+        severity: str = "error",
+        offset: int | None = None,
+    ) -> None:
+        line, col = pos.inside(where, offset) if offset is not None else pos.of(where, key=key)
         problems.append(Problem(file, line, col, message, severity))
 
     endpoints = doc.get("endpoints") or {}
     for ep_name, endpoint in endpoints.items():
-        for where, expr in references(endpoint):
-            _check_ref(expr, ("endpoints", ep_name, *where), add, allowed_roots=("env",))
+        for where, expr, offset in references(endpoint):
+            _check_ref(expr, ("endpoints", ep_name, *where), offset, add, allowed_roots=("env",))
 
     defaults = doc.get("defaults") or {}
     for key in ("timeout", "compensation_timeout"):
@@ -381,10 +402,10 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                         f"step '{name}' {phase}: sqs needs 'command' (the message's command attribute)",
                     )
             visible = earlier | ({name} if phase == "compensation" and isinstance(name, str) else set())
-            for where, expr in references(call):
+            for where, expr, offset in references(call):
                 ref_where = (*here, phase, *where)
                 step_ref = _check_ref(
-                    expr, ref_where, add, allowed_roots=("input", "steps", "saga_id", "env")
+                    expr, ref_where, offset, add, allowed_roots=("input", "steps", "saga_id", "env")
                 )
                 if step_ref is None:
                     continue
@@ -393,7 +414,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                     why = "a later step (only earlier steps' results exist yet)" if later else "no such step"
                     if step_ref == name and phase == "action":
                         why = "the step itself (its result does not exist before it runs)"
-                    add(ref_where, f"step '{name}' {phase}: '${{{expr}}}' refers to {why}")
+                    add(ref_where, f"step '{name}' {phase}: '${{{expr}}}' refers to {why}", offset=offset)
                 elif phase == "compensation" and step_ref == name:
                     add(
                         ref_where,
@@ -401,6 +422,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                         " step's outcome is unknown (timeout); address the work by input or by the"
                         " idempotency key",
                         severity="warning",
+                        offset=offset,
                     )
     return problems
 
@@ -414,14 +436,17 @@ def _check_duration(value: Any, where: Location, add: Any) -> None:
             pass  # the schema already reported the pattern
 
 
-def _check_ref(expr: str, where: Location, add: Any, *, allowed_roots: tuple[str, ...]) -> str | None:
+def _check_ref(
+    expr: str, where: Location, offset: int, add: Any, *, allowed_roots: tuple[str, ...]
+) -> str | None:
     try:
         ref = parse(expr)
     except PlaceholderError as exc:
-        add(where, str(exc))
+        add(where, str(exc), offset=offset)
         return None
     if ref.root not in allowed_roots:
-        add(where, f"'${{{expr}}}': {ref.root} is not available here (allowed: {', '.join(allowed_roots)})")
+        allowed = ", ".join(allowed_roots)
+        add(where, f"'${{{expr}}}': {ref.root} is not available here (allowed: {allowed})", offset=offset)
         return None
     return ref.step
 

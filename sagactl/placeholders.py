@@ -67,15 +67,15 @@ def _split(rest: str, expr: str) -> tuple[str, ...]:
     return parts
 
 
-def references(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """Every ``(location, placeholder text)`` inside a JSON-like value."""
+def references(value: Any) -> Iterator[tuple[tuple[str | int, ...], str, int]]:
+    """Every ``(location, placeholder text, offset in its string)`` inside a JSON-like value."""
     yield from _walk(value, ())
 
 
-def _walk(value: Any, where: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def _walk(value: Any, where: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str, int]]:
     if isinstance(value, str):
         for match in PLACEHOLDER.finditer(value):
-            yield where, match.group(1)
+            yield where, match.group(1), match.start()
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _walk(item, (*where, key))

@@ -1,0 +1,162 @@
+"""Definitions: the broken-definition corpus (message and position), durations, building."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sagactl import definition
+from sagactl.definition import check_file, check_text, load, parse_duration
+from sagactl.errors import DefinitionError, UsageError
+
+CORPUS = Path(__file__).parent / "corpus" / "broken"
+SAMPLES = Path(__file__).parent.parent / "sample-configs"
+EXPECT = re.compile(r"^# expect: (\d+):(\d+): (.+)$")
+
+
+def _expectation(path: Path) -> tuple[int, int, str]:
+    match = EXPECT.match(path.read_text().splitlines()[0])
+    assert match, f"{path.name} has no '# expect: LINE:COL: message' first line"
+    return int(match.group(1)), int(match.group(2)), match.group(3)
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_broken_definition_is_reported_at_its_line(path: Path) -> None:
+    line, column, message = _expectation(path)
+    report = check_file(path)
+    found = [str(p) for p in report.errors]
+    assert f"{path}:{line}:{column}: " in "\n".join(found) and any(
+        p.startswith(f"{path}:{line}:{column}: ") and message in p for p in found
+    ), f"expected {line}:{column}: {message!r}, got {found}"
+    with pytest.raises(DefinitionError):
+        load(path)
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(list(CORPUS.glob("*.yaml"))) >= 25
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_sample_definitions_are_valid(path: Path) -> None:
+    if path.name == "sagactl.yaml":
+        return  # the config example, not a saga
+    report = check_file(path)
+    assert report.errors == [], report.errors
+    assert report.definitions
+
+
+def test_samples_declare_the_schema_for_editors() -> None:
+    for path in SAMPLES.glob("*.yaml"):
+        if path.name != "sagactl.yaml":
+            assert path.read_text().startswith("# yaml-language-server: $schema="), path
+
+
+def test_every_problem_in_a_file_is_reported() -> None:
+    text = """saga: Many
+endpoints:
+  e: {type: exec, command: ["true"]}
+steps:
+  - {name: a, endpoint: nope, action: {}}
+  - {name: a, endpoint: e, action: {}}
+"""
+    report = check_text(text, "many.yaml", ".")
+    messages = [str(p) for p in report.errors]
+    assert messages == [
+        "many.yaml:5:25: step 'a': unknown endpoint 'nope' (known: e)",
+        "many.yaml:6:12: duplicate step name 'a' (first defined as step 1)",
+    ]
+
+
+def test_compensation_using_its_own_result_is_a_warning_not_an_error() -> None:
+    text = """saga: Warn
+endpoints: {e: {type: http, url: "http://127.0.0.1:9"}}
+steps:
+  - name: reserve
+    endpoint: e
+    action: {}
+    compensation: {body: {id: "${steps.reserve.result.id}"}}
+"""
+    report = check_text(text, "warn.yaml", ".")
+    assert report.errors == []
+    assert [str(p) for p in report.warnings] == [
+        "warn.yaml:7:32: warning: step 'reserve' compensation uses its own result, which is null"
+        " when the step's outcome is unknown (timeout); address the work by input or by the"
+        " idempotency key"
+    ]
+    assert report.definitions[0].steps[0].compensation == {"body": {"id": "${steps.reserve.result.id}"}}
+
+
+def test_several_sagas_in_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        """saga: One
+endpoints: {e: {type: exec, command: ["true"]}}
+steps: [{name: a, endpoint: e, action: {}}]
+---
+saga: Two
+endpoints: {e: {type: exec, command: ["true"]}}
+steps: [{name: b, endpoint: e, action: {}}]
+"""
+    )
+    assert [d.name for d in check_file(path).definitions] == ["One", "Two"]
+    with pytest.raises(UsageError, match="several sagas"):
+        load(path)
+    assert load(path, "Two").steps[0].name == "b"
+    with pytest.raises(UsageError, match="no saga named 'Three'"):
+        load(path, "Three")
+
+
+def test_defaults_and_overrides_are_built() -> None:
+    text = """saga: Built
+endpoints: {e: {type: exec, command: ["true"]}}
+defaults:
+  timeout: 10s
+  compensation_timeout: 1m
+  retry: {max_attempts: 5, initial_backoff: 100ms}
+steps:
+  - {name: a, endpoint: e, action: {}}
+  - name: b
+    endpoint: e
+    timeout: 1h30m
+    retry: {max_attempts: 1}
+    compensation_retry: {max_backoff: 2s}
+    action: {}
+    compensation: {args: [undo]}
+"""
+    built = check_text(text, "b.yaml", "/base").definitions[0]
+    a, b = built.steps
+    assert (a.timeout, a.compensation_timeout) == (10.0, 60.0)
+    assert a.retry == definition.RetryPolicy(5, 0.1, 30.0)
+    assert a.compensation_retry == definition.DEFAULT_COMPENSATION_RETRY
+    assert a.compensation is None
+    assert (b.timeout, b.retry.max_attempts, b.retry.initial_backoff) == (5400.0, 1, 0.1)
+    assert b.compensation_retry.max_backoff == 2.0
+    assert built.snapshot() == {"document": built.raw, "base_dir": "/base"}
+    assert definition.from_snapshot(built.snapshot()) == built
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30.0), ("2m", 120.0), ("1h30m", 5400.0), ("1d", 86400.0), ("1.5s", 1.5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "1x", "m5", "-1s", "1h 30m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    report = check_file(tmp_path / "nope.yaml")
+    assert [str(p) for p in report.errors] == [f"{tmp_path / 'nope.yaml'}:1:1: file not found"]
+
+
+def test_schema_is_valid_json_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(definition.schema())
