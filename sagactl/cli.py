@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,8 @@ import typer
 from sagactl.config import Settings, mask_secrets, resolve_settings
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
 from sagactl.output import Document, OutputFormat, emit, error_line, info_line, stream_is_tty
+
+COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
 app = typer.Typer(
     name="sagactl",
@@ -330,7 +333,7 @@ def completion_script(shell: str) -> str:
     """The completion script for ``shell``, as shipped in completions/."""
     from typer._completion_shared import get_completion_script
 
-    return get_completion_script(prog_name="sagactl", complete_var="_SAGACTL_COMPLETE", shell=shell)
+    return get_completion_script(prog_name="sagactl", complete_var=COMPLETE_VAR, shell=shell)
 
 
 # -- rendering helpers ---------------------------------------------------------------------
@@ -400,6 +403,13 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    if COMPLETE_VAR in os.environ:
+        # The shell is asking for completions (scripts from `sagactl completion`). Typer
+        # registers its completion classes only with add_completion=True, which would also
+        # add --install-completion to every help page; register them here instead.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     app(prog_name="sagactl")
 
 

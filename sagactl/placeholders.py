@@ -16,6 +16,7 @@ from typing import Any
 from sagactl.errors import UsageError
 
 PLACEHOLDER = re.compile(r"(?<!\$)\$\{([^}]*)\}")
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")  # an escape or a placeholder, left to right
 ROOTS = ("input", "steps", "saga_id", "env")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -150,8 +151,9 @@ def resolve(value: Any, ctx: Context) -> Any:
         whole = PLACEHOLDER.fullmatch(value)
         if whole:
             return value_of(parse(whole.group(1)), ctx)
-        replaced = PLACEHOLDER.sub(lambda m: _stringify(value_of(parse(m.group(1)), ctx)), value)
-        return replaced.replace("$${", "${")
+        return _TOKEN.sub(
+            lambda m: "${" if m.group(1) is None else _stringify(value_of(parse(m.group(1)), ctx)), value
+        )
     if isinstance(value, dict):
         return {key: resolve(item, ctx) for key, item in value.items()}
     if isinstance(value, list):

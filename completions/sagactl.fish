@@ -1,0 +1,1 @@
+complete --command sagactl --no-files --arguments "(env _SAGACTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) sagactl)" --condition "env _SAGACTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) sagactl"

@@ -1,0 +1,365 @@
+"""The command line: exit codes, stdout/stderr separation, formats, help, completions.
+
+Most tests use typer's CliRunner; the end-to-end ones run the installed ``sagactl`` in a
+subprocess on the sample saga (real exec participants), as a runbook would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from sagactl.cli import app, completion_script
+
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "sample-configs" / "order.yaml"
+SAMPLE_INPUT = ROOT / "sample-configs" / "order-input.json"
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An isolated saga log and participant state; no failure switches."""
+    for name in ("FAIL_STEP", "FAIL_STEP_MODE", "FAIL_COMPENSATION", "SAGACTL_DSN", "SAGACTL_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    values = {"SAGACTL_DSN": f"sqlite:///{tmp_path / 'log.db'}", "SAMPLE_STATE_DIR": str(tmp_path / "state")}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def run_sample(*extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sagactl", "run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+# -- help and completions -------------------------------------------------------------------
+
+
+def _commands(group: object, prefix: str = "") -> list[tuple[str, object]]:
+    from typer.main import get_command
+
+    click_group = get_command(app) if group is None else group
+    found = []
+    for name, command in getattr(click_group, "commands", {}).items():
+        found.append((f"{prefix}{name}", command))
+        found += _commands(command, f"{prefix}{name} ")
+    return found
+
+
+def test_every_command_and_option_has_help() -> None:
+    missing = []
+    for name, command in _commands(None):
+        if not (getattr(command, "help", None) or getattr(command, "short_help", None)):
+            missing.append(name)
+        for param in getattr(command, "params", []):
+            if not getattr(param, "help", None) and param.name != "help":
+                missing.append(f"{name} {param.name}")
+    assert missing == []
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_are_current(shell: str) -> None:
+    shipped = (ROOT / "completions" / f"sagactl.{shell}").read_text()
+    assert shipped == completion_script(shell) + "\n", (
+        f"completions/sagactl.{shell} is stale: run 'sagactl completion {shell} > completions/sagactl.{shell}'"
+    )
+    result = runner.invoke(app, ["completion", shell])
+    assert result.exit_code == 0
+    assert result.stdout == shipped
+
+
+def test_completion_answers_the_shell(env: dict[str, str]) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagactl"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "_SAGACTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": "sagactl sch",
+            "COMP_CWORD": "1",
+        },
+        timeout=30,
+    )
+    assert completed.stdout.split() == ["schema"]
+
+
+def test_schema_prints_the_shipped_json_schema() -> None:
+    from sagactl.definition import schema
+
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == schema()
+
+
+def test_no_arguments_shows_help() -> None:
+    result = runner.invoke(app, [])
+    assert result.exit_code in (0, 2)
+    assert "validate" in result.stdout + result.stderr
+
+
+# -- validate ----------------------------------------------------------------------------------
+
+
+def test_validate_ok_and_broken(env: dict[str, str]) -> None:
+    ok = runner.invoke(app, ["validate", str(SAMPLE)])
+    assert (ok.exit_code, ok.stderr) == (0, "")
+    assert "OrderFulfillment" in ok.stdout
+    broken = ROOT / "tests" / "corpus" / "broken" / "unknown_endpoint.yaml"
+    bad = runner.invoke(app, ["validate", str(SAMPLE), str(broken)])
+    assert bad.exit_code == 2
+    assert bad.stderr == f"{broken}:7:15: step 'charge': unknown endpoint 'payments' (known: payment)\n"
+
+
+def test_validate_json(env: dict[str, str]) -> None:
+    broken = ROOT / "tests" / "corpus" / "broken" / "bad_duration.yaml"
+    result = runner.invoke(app, ["validate", str(broken), "-o", "json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["valid"] is False
+    assert data["problems"][0]["line"] == 7
+    assert data["problems"][0]["file"] == str(broken)
+
+
+# -- run / show / resume -----------------------------------------------------------------------
+
+
+def test_run_sample_completes_and_show_reads_it(env: dict[str, str]) -> None:
+    result = runner.invoke(
+        app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "-o", "json", "--saga-id", "o-1"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    assert data["state"] == "completed"
+    assert [s["status"] for s in data["steps"]] == ["completed"] * 4
+    assert data["steps"][2]["result"] == {"shipment_id": "shp-ord-1001", "payment_id": "pay-ord-1001"}
+    assert set(data) >= {"saga_id", "saga_type", "state", "current_step", "data", "steps", "transitions"}
+    assert set(data["steps"][0]) >= {
+        "name",
+        "status",
+        "attempts",
+        "result",
+        "error",
+        "started_at",
+        "finished_at",
+    }
+    assert data["created_at"].endswith("Z")
+
+    shown = runner.invoke(app, ["show", "o-1", "-o", "json"])
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout) == data
+
+    plain = runner.invoke(app, ["show", "o-1"])
+    assert plain.exit_code == 0
+    assert "\x1b[" not in plain.stdout and "│" not in plain.stdout
+    assert "reserve_inventory" in plain.stdout and "completed" in plain.stdout
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "tsv", "markdown"])
+def test_show_formats(env: dict[str, str], fmt: str) -> None:
+    assert (
+        runner.invoke(
+            app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "o-2", "-q"]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["show", "o-2", "-o", fmt])
+    assert result.exit_code == 0
+    if fmt == "jsonl":
+        assert len(result.stdout.splitlines()) == 1
+        assert json.loads(result.stdout)["saga_id"] == "o-2"
+    elif fmt in ("csv", "tsv"):
+        rows = list(csv.reader(io.StringIO(result.stdout), delimiter="," if fmt == "csv" else "\t"))
+        assert rows[0] == ["name", "status", "attempts", "duration", "result", "error"]
+        assert [r[0] for r in rows[1:]] == [
+            "reserve_inventory",
+            "charge_payment",
+            "create_shipment",
+            "send_confirmation",
+        ]
+    else:
+        assert "| reserve_inventory" in result.stdout
+
+
+def test_run_quiet_prints_only_the_id(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "-q", "--saga-id", "q-1"])
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "q-1\n", "")
+
+
+def test_run_failure_compensates_in_reverse_exit_1(env: dict[str, str]) -> None:
+    completed = run_sample("-o", "json", FAIL_STEP="create_shipment")
+    assert completed.returncode == 1
+    data = json.loads(completed.stdout)
+    assert data["state"] == "failed"
+    assert [s["status"] for s in data["steps"]] == ["compensated", "compensated", "failed", "pending"]
+    order = [t["step_name"] for t in data["transitions"] if t["new_state"] == "compensated"]
+    assert order == ["charge_payment", "reserve_inventory"]
+    assert completed.stderr.startswith(f"sagactl: saga {data['saga_id']} failed at create_shipment: ")
+    assert "compensated charge_payment, reserve_inventory" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_failed_compensation_exit_3_then_resume(env: dict[str, str]) -> None:
+    stuck = run_sample(
+        "-o", "json", "--saga-id", "c-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment"
+    )
+    assert stuck.returncode == 3
+    data = json.loads(stuck.stdout)
+    assert data["state"] == "compensating"
+    assert [s["status"] for s in data["steps"]][:3] == ["completed", "compensating", "failed"]
+    assert "fix the participant, then 'sagactl resume c-1'" in stuck.stderr
+
+    resumed = runner.invoke(app, ["resume", "c-1", "-o", "json"])
+    assert resumed.exit_code == 1, resumed.stderr
+    after = json.loads(resumed.stdout)
+    assert after["state"] == "failed"
+    assert [s["status"] for s in after["steps"]][:3] == ["compensated", "compensated", "failed"]
+
+    again = runner.invoke(app, ["resume", "c-1"])
+    assert again.exit_code == 1
+    assert "already failed" in again.stderr
+
+
+def test_detach_then_resume(env: dict[str, str]) -> None:
+    started = runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--detach", "-q"])
+    assert started.exit_code == 0
+    saga_id = started.stdout.strip()
+    shown = json.loads(runner.invoke(app, ["show", saga_id, "-o", "json"]).stdout)
+    assert shown["state"] == "started"
+    resumed = runner.invoke(app, ["resume", saga_id, "-o", "json"])
+    assert resumed.exit_code == 0
+    assert json.loads(resumed.stdout)["state"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "{not json"], "input from --input is not valid JSON"),
+        (["--input", "@/nonexistent.json"], "cannot read input file /nonexistent.json"),
+        (["--input", '{"order_id": "x"}'], "step 'reserve_inventory': input has no 'items'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(env: dict[str, str], args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["run", str(SAMPLE), *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"sagactl: error: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_duplicate_saga_id_exit_2(env: dict[str, str]) -> None:
+    first = runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "dup", "-q"])
+    assert first.exit_code == 0
+    second = runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "dup", "-q"])
+    assert second.exit_code == 2
+    assert "saga dup already exists" in second.stderr
+
+
+def test_show_unknown_exit_2(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["show", "nope"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("sagactl: error: saga nope not found in ")
+
+
+def test_definition_error_lists_problems_exit_2(env: dict[str, str]) -> None:
+    broken = ROOT / "tests" / "corpus" / "broken" / "duplicate_step.yaml"
+    result = runner.invoke(app, ["run", str(broken)])
+    assert result.exit_code == 2
+    assert result.stderr == f"{broken}:7:11: duplicate step name 'charge' (first defined as step 1)\n"
+
+
+def _unreachable_saga(tmp_path: Path) -> Path:
+    path = tmp_path / "unreachable.yaml"
+    path.write_text(
+        """saga: Unreachable
+endpoints:
+  api:
+    type: http
+    url: "http://ops:${env.API_PASSWORD}@127.0.0.1:9"
+    headers: {Authorization: "Bearer ${env.API_TOKEN}"}
+defaults:
+  retry: {max_attempts: 2, initial_backoff: 1ms, max_backoff: 2ms}
+steps:
+  - {name: first, endpoint: api, action: {path: /x}, compensation: {path: /undo}}
+"""
+    )
+    return path
+
+
+def test_unreachable_endpoint_exit_4_and_secrets_masked(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_PASSWORD", "hunter2-pw")
+    monkeypatch.setenv("API_TOKEN", "tok-abcdef")
+    result = runner.invoke(app, ["run", str(_unreachable_saga(tmp_path)), "-o", "json", "--saga-id", "u-1"])
+    assert result.exit_code == 4
+    data = json.loads(result.stdout)
+    assert data["state"] == "failed"
+    assert data["steps"][0]["outcome"] == "not_delivered"
+    assert data["steps"][0]["attempts"] == 2
+    everything = result.stdout + result.stderr + runner.invoke(app, ["show", "u-1"]).stdout
+    assert "hunter2-pw" not in everything and "tok-abcdef" not in everything
+    assert "cannot connect" in result.stderr
+
+
+def test_traceback_only_with_verbose(env: dict[str, str]) -> None:
+    quiet = runner.invoke(app, ["show", "nope"])
+    assert "Traceback" not in quiet.stderr
+    loud = runner.invoke(app, ["show", "nope", "-v"])
+    assert "Traceback" in loud.stderr
+    assert loud.exit_code == 2
+
+
+def test_verbose_logs_each_transition(env: dict[str, str]) -> None:
+    result = runner.invoke(
+        app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "v-1", "-q", "-v"]
+    )
+    assert result.exit_code == 0
+    assert "v-1 reserve_inventory pending -> executing" in result.stderr
+    assert "v-1 - pending -> completed" in result.stderr
+    logged = runner.invoke(
+        app,
+        ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "v-2", "-q", "--log-format", "json"],
+    )
+    lines = [json.loads(line) for line in logged.stderr.splitlines()]
+    assert {
+        "saga_id": "v-2",
+        "step_name": "charge_payment",
+        "old_state": "pending",
+        "new_state": "executing",
+    }.items() <= lines[4].items()
+
+
+def test_readme_quick_start_command_runs(env: dict[str, str]) -> None:
+    """The exact command from the README, from the repository root, as a subprocess."""
+    completed = subprocess.run(
+        ["sagactl", "run", "sample-configs/order.yaml", "--input", "@sample-configs/order-input.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "completed" in completed.stdout
+
+
+def test_typer_exit_is_not_swallowed() -> None:
+    assert issubclass(typer.Exit, Exception)

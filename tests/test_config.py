@@ -1,0 +1,111 @@
+"""Settings precedence (flag > env > sagactl.yaml > default), contexts, secret masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sagactl.config import DEFAULT_DSN, mask_secrets, mask_value, resolve_settings
+from sagactl.errors import UsageError
+
+CONFIG = """
+store:
+  dsn: postgresql://ops@db.internal/orders
+aws:
+  region: eu-west-1
+contexts:
+  staging:
+    store: {dsn: "sqlite:///staging.db"}
+    aws: {endpoint_url: "http://127.0.0.1:4566"}
+  legacy:
+    store:
+      table: orders.saga_instances
+      columns: {saga_id: id, state: status}
+      states: {completed: COMPLETED}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_default_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = resolve_settings(env={"XDG_CONFIG_HOME": str(tmp_path / "none")})
+    assert settings.dsn == DEFAULT_DSN
+    assert settings.config_path is None
+
+
+def test_config_file_then_flag(config_file: Path) -> None:
+    assert resolve_settings(config=str(config_file), env={}).dsn == "postgresql://ops@db.internal/orders"
+    flagged = resolve_settings(config=str(config_file), dsn="sqlite:///x.db", env={})
+    assert flagged.dsn == "sqlite:///x.db"
+    assert flagged.aws.region == "eu-west-1"
+
+
+def test_config_found_in_working_directory(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(config_file.parent)
+    assert resolve_settings(env={}).config_path == Path("sagactl.yaml")
+
+
+def test_context_overlays_top_level(config_file: Path) -> None:
+    staging = resolve_settings(config=str(config_file), context="staging", env={})
+    assert staging.dsn == "sqlite:///staging.db"
+    assert staging.aws.region == "eu-west-1"
+    assert staging.aws.endpoint_url == "http://127.0.0.1:4566"
+    legacy = resolve_settings(config=str(config_file), context="legacy", env={})
+    assert legacy.mapping is not None
+    assert legacy.mapping.table == "orders.saga_instances"
+    assert legacy.mapping.columns == {"saga_id": "id", "state": "status"}
+
+
+def test_env_endpoint_beats_config(config_file: Path) -> None:
+    settings = resolve_settings(
+        config=str(config_file), context="staging", env={"AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:1"}
+    )
+    assert settings.aws.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_unknown_context_names_the_known_ones(config_file: Path) -> None:
+    with pytest.raises(UsageError, match=r"context 'prod' not found .* \(known: legacy, staging\)"):
+        resolve_settings(config=str(config_file), context="prod", env={})
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(UsageError, match=r"config file /nonexistent\.yaml not found"):
+        resolve_settings(config="/nonexistent.yaml", env={})
+
+
+def test_broken_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("store: [unclosed\n")
+    with pytest.raises(UsageError) as info:
+        resolve_settings(config=str(path), env={})
+    assert "\n" not in info.value.one_line()
+    assert str(path) in info.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://ops:s3cr3t@db/orders", "postgresql://ops:***@db/orders"),
+        ("connect to postgres://u:p%40ss@h:5432/d failed", "connect to postgres://u:***@h:5432/d failed"),
+        ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
+        ("Authorization: Bearer abc.def-123", "Authorization: Bearer ***"),
+        ("token=xyz&b=1", "token=***&b=1"),
+        ("postgresql://ops@db/orders", "postgresql://ops@db/orders"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)
+def test_mask_secrets(text: str, expected: str) -> None:
+    assert mask_secrets(text, env={}) == expected
+
+
+def test_mask_secret_env_values() -> None:
+    env = {"INV_TOKEN": "tok-123456", "HOME": "/root", "DB_PASSWORD": "pw-9999"}
+    assert mask_secrets("sent tok-123456 to /root with pw-9999", env) == "sent *** to /root with ***"
+    assert mask_value({"a": ["tok-123456", 1]}, env) == {"a": ["***", 1]}
