@@ -45,12 +45,12 @@ class LiveView:
         self._live.update(self._render(saga), refresh=True)
 
     def _render(self, saga: SagaRecord) -> Any:
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
+        title = Text.assemble(f"{saga.saga_type} {saga.saga_id}  ", (saga.state.value, "bold"))
         table = Table(
-            title=f"{saga.saga_type} {saga.saga_id}  [{saga.state.value}]",
-            title_justify="left",
             show_edge=False,
             header_style="bold",
         )
@@ -65,4 +65,4 @@ class LiveView:
             table.add_row(
                 Text(icon, style=style), step.name, Text(step.status.value, style=style), attempts, detail
             )
-        return table
+        return Group(title, table)
