@@ -9,7 +9,7 @@ import pytest
 
 from sagactl.store import Store, open_store
 
-pytest_plugins = ["tests.support.postgres"]
+pytest_plugins = ["tests.support.postgres", "tests.support.participants"]
 
 STORE_KINDS = ["sqlite", "postgres"]
 

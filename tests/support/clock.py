@@ -1,0 +1,26 @@
+"""A fake engine Clock: ``sleep`` records the delay and moves time on instead of sleeping."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sagactl.models import utcnow
+
+
+class FakeClock:
+    """Starts at the real current time (stores may compare leases with their own clock) and
+    advances only when told to or when the engine sleeps."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or utcnow()
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self.current
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
