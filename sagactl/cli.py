@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -24,15 +24,20 @@ from sagactl.output import Document, OutputFormat, emit, error_line, info_line, 
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
+# Rich help on a terminal; plain help in a pipe (no box drawing where scripts read it, and
+# rich's help renderer costs ~70 ms of imports that a pipe does not need).
+_HELP_MODE: Literal["rich"] | None = "rich" if sys.stdout.isatty() else None
+
 app = typer.Typer(
     name="sagactl",
+    rich_markup_mode=_HELP_MODE,
     help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True, rich_markup_mode=_HELP_MODE)
 app.add_typer(db_app, name="db")
 
 
