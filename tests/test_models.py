@@ -1,0 +1,105 @@
+"""The JSON contract of saga records (golden: fields are added, never renamed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sagactl.models import (
+    Outcome,
+    Phase,
+    SagaRecord,
+    SagaState,
+    StepRecord,
+    StepStatus,
+    Transition,
+    idempotency_key,
+    iso,
+    parse_iso,
+)
+
+T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_saga_json_golden() -> None:
+    step = StepRecord(
+        name="charge",
+        status=StepStatus.FAILED,
+        attempts=3,
+        error="HTTP 503",
+        started_at=T0,
+        finished_at=T0,
+        outcome=Outcome.UNKNOWN,
+    )
+    saga = SagaRecord(
+        saga_id="s-1",
+        saga_type="Order",
+        state=SagaState.COMPENSATING,
+        data={"a": 1},
+        steps=[step],
+        definition={},
+        created_at=T0,
+        updated_at=T0,
+        current_step=0,
+        deadline_at=T0,
+        last_error="charge: HTTP 503",
+        transitions=[Transition("s-1", "charge", "executing", "failed", T0, {"attempt": 3}, id=7)],
+    )
+    assert saga.to_dict() == {
+        "saga_id": "s-1",
+        "saga_type": "Order",
+        "state": "compensating",
+        "current_step": 0,
+        "current_step_name": "charge",
+        "data": {"a": 1},
+        "created_at": "2026-11-26T08:00:00.123456Z",
+        "updated_at": "2026-11-26T08:00:00.123456Z",
+        "deadline_at": "2026-11-26T08:00:00.123456Z",
+        "last_error": "charge: HTTP 503",
+        "steps": [
+            {
+                "name": "charge",
+                "status": "failed",
+                "attempts": 3,
+                "result": None,
+                "error": "HTTP 503",
+                "started_at": "2026-11-26T08:00:00.123456Z",
+                "finished_at": "2026-11-26T08:00:00.123456Z",
+                "outcome": "unknown",
+                "compensation_attempts": 0,
+                "compensated_at": None,
+            }
+        ],
+        "transitions": [
+            {
+                "id": 7,
+                "saga_id": "s-1",
+                "step_name": "charge",
+                "old_state": "executing",
+                "new_state": "failed",
+                "detail": {"attempt": 3},
+                "at": "2026-11-26T08:00:00.123456Z",
+            }
+        ],
+    }
+    assert StepRecord.from_dict(step.to_dict()) == step
+
+
+def test_what_needs_compensation() -> None:
+    def rec(status: StepStatus, outcome: Outcome | None = None) -> StepRecord:
+        return StepRecord(name="x", status=status, outcome=outcome)
+
+    assert rec(StepStatus.COMPLETED).needs_compensation()
+    assert rec(StepStatus.EXECUTING).needs_compensation()
+    assert rec(StepStatus.COMPENSATING).needs_compensation()
+    assert rec(StepStatus.FAILED, Outcome.UNKNOWN).needs_compensation()
+    assert not rec(StepStatus.FAILED, Outcome.REFUSED).needs_compensation()
+    assert not rec(StepStatus.FAILED, Outcome.NOT_DELIVERED).needs_compensation()
+    assert not rec(StepStatus.PENDING).needs_compensation()
+    assert not rec(StepStatus.COMPENSATED).needs_compensation()
+
+
+def test_idempotency_key_and_times() -> None:
+    assert idempotency_key("s-1", "charge", Phase.COMPENSATION) == "s-1:charge:compensation"
+    assert parse_iso(iso(T0)) == T0
+    assert parse_iso("2026-11-26T08:00:00") == datetime(2026, 11, 26, 8, tzinfo=UTC)
+    assert SagaState.FAILED.terminal and not SagaState.COMPENSATING.terminal
