@@ -27,7 +27,7 @@ def open_store(dsn: str, *, create: bool = True) -> Store:
             from sagactl.store.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - depends on installation
             raise UsageError(f"PostgreSQL support is not installed: {exc}") from exc
-        return PostgresStore(dsn)  # type: ignore[no-any-return]
+        return PostgresStore(dsn, create=create)
     raise UsageError(
         f"unsupported DSN {mask_secrets(dsn)!r}",
         hint="use sqlite:///path/file.db or postgresql://user@host/db",

@@ -57,6 +57,36 @@ class StateCount:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveCount:
+    """Exact count of active sagas of one type and state, and when the oldest one started."""
+
+    saga_type: str
+    state: SagaState
+    count: int
+    oldest_created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaSummary:
+    """One saga as ``list`` shows it; what a read-only mapped table can tell about a saga.
+
+    ``idle_timeout``: seconds the current step may take per the stored definition (None when
+    unknown); decides when a saga without a deadline counts as stuck.
+    """
+
+    saga_id: str
+    saga_type: str
+    state: SagaState
+    current_step: int | None = None
+    current_step_name: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deadline_at: datetime | None = None
+    last_error: str | None = None
+    idle_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreInfo:
     """What a store is, for messages (never carries a password)."""
 
@@ -123,6 +153,11 @@ class Store(Protocol):
 
     def counts(self) -> list[StateCount]:
         """Sagas per (saga_type, state), without scanning finished sagas."""
+        ...
+
+    def active_counts(self) -> list[ActiveCount]:
+        """Exact counts of non-terminal sagas per (saga_type, state) and the oldest one's start;
+        reads only the active-state index, so its cost does not grow with finished sagas."""
         ...
 
     def close(self) -> None: ...

@@ -20,6 +20,7 @@ from sagactl.models import (
     utcnow,
 )
 from sagactl.store.base import (
+    ActiveCount,
     LeaseHolder,
     LeaseLostError,
     SagaExistsError,
@@ -311,6 +312,19 @@ class SqliteStore:
             "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
         ).fetchall()
         return [StateCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2])) for r in rows]
+
+    def active_counts(self) -> list[ActiveCount]:
+        rows = self._conn.execute(
+            "SELECT saga_type, state, count(*), min(created_at) FROM saga_log"
+            " WHERE state IN ('started', 'pending', 'compensating')"
+            " GROUP BY saga_type, state ORDER BY saga_type, state"
+        ).fetchall()
+        return [
+            ActiveCount(
+                saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=parse_iso(r[3])
+            )
+            for r in rows
+        ]
 
     def close(self) -> None:
         self._conn.close()

@@ -1,0 +1,501 @@
+"""The team saga log on PostgreSQL (psycopg 3): the same contract as SqliteStore.
+
+Every write is ONE SQL statement (data-modifying CTEs) on an autocommit connection: the saga
+row, its transitions and the per-type/state counters commit together in one implicit
+transaction and one network round trip; no separate BEGIN/COMMIT messages. Writes by a
+driver are conditional on its lease, exactly as in SQLite.
+
+``db init`` runs the versioned files in schema/postgres/ inside one transaction holding an
+advisory lock, and records each version in ``sagactl_schema_migrations``: running it twice,
+or from several processes at once, is safe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from sagactl.config import mask_secrets
+from sagactl.errors import UnavailableError, UsageError
+from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, iso, utcnow
+from sagactl.store.base import (
+    SCHEMA_VERSION,
+    ActiveCount,
+    LeaseHolder,
+    LeaseLostError,
+    SagaExistsError,
+    SagaQuery,
+    StateCount,
+    StoreInfo,
+)
+from sagactl.store.migrations import migrations
+
+VERSION_TABLE = "sagactl_schema_migrations"
+# pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
+# runs queue up behind each other instead of racing on CREATE ... IF NOT EXISTS.
+MIGRATION_LOCK = 0x73616761637469
+CONNECT_TIMEOUT = 5
+
+_COLUMNS: LiteralString = (
+    "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at"
+)
+# Written literally (never as parameters) so the planner can prove the partial indexes apply.
+_ACTIVE: LiteralString = "state NOT IN ('completed', 'failed')"
+
+_APPEND_TRANSITIONS: LiteralString = """
+    INSERT INTO saga_transitions (saga_id, step_name, old_state, new_state, detail, at)
+    SELECT t.doc->>'saga_id', t.doc->>'step_name', t.doc->>'old_state', t.doc->>'new_state',
+           t.doc->'detail', (t.doc->>'at')::timestamptz
+    FROM {source}, jsonb_array_elements(%(transitions)s) WITH ORDINALITY AS t(doc, ord)
+    ORDER BY t.ord
+"""
+
+_CREATE: LiteralString = (
+    """
+WITH ins AS (
+    INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
+                          definition, deadline_at, lease_owner, lease_expires_at, last_error,
+                          created_at, updated_at)
+    VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
+            %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
+            %(last_error)s, %(created_at)s, %(updated_at)s)
+    ON CONFLICT (saga_id) DO NOTHING
+    RETURNING saga_type, state
+), counted AS (
+    INSERT INTO saga_counts AS c (saga_type, state, n)
+    SELECT saga_type, state, 1 FROM ins
+    ON CONFLICT (saga_type, state) DO UPDATE SET n = c.n + excluded.n
+), logged AS ("""
+    + _APPEND_TRANSITIONS.replace("{source}", "ins")
+    + """)
+SELECT count(*) FROM ins
+"""
+)
+
+# Counter rows are touched in state order, so two flushes can never wait on each other's
+# counter rows in opposite orders (no deadlock).
+_SAVE: LiteralString = (
+    """
+WITH upd AS (
+    UPDATE saga_log SET saga_type = %(saga_type)s, state = %(state)s, current_step = %(current_step)s,
+        current_step_name = %(current_step_name)s, data = %(data)s, steps = %(steps)s,
+        definition = %(definition)s, deadline_at = %(deadline_at)s, lease_owner = %(lease_owner)s,
+        lease_expires_at = %(lease_expires_at)s, last_error = %(last_error)s,
+        created_at = %(created_at)s, updated_at = %(updated_at)s
+    WHERE saga_id = %(saga_id)s AND lease_owner = %(owner)s
+    RETURNING saga_type
+), counted AS (
+    INSERT INTO saga_counts AS c (saga_type, state, n)
+    SELECT upd.saga_type, v.state, v.delta
+    FROM upd, (VALUES (%(prev_state)s::text, -1), (%(state)s::text, 1)) AS v(state, delta)
+    WHERE %(state_changed)s
+    ORDER BY v.state
+    ON CONFLICT (saga_type, state) DO UPDATE SET n = c.n + excluded.n
+), logged AS ("""
+    + _APPEND_TRANSITIONS.replace("{source}", "upd")
+    + """)
+SELECT count(*) FROM upd
+"""
+)
+
+_ACQUIRE: LiteralString = """
+WITH upd AS (
+    UPDATE saga_log SET lease_owner = %(owner)s, lease_expires_at = %(until)s
+    WHERE saga_id = %(saga_id)s
+      AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires_at < %(now)s)
+    RETURNING saga_id
+)
+SELECT (SELECT count(*) FROM upd), s.saga_id, s.lease_owner, s.lease_expires_at
+FROM (SELECT 1) AS one LEFT JOIN saga_log AS s ON s.saga_id = %(saga_id)s
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.splitlines()[0].split())
+
+
+def _password_of(dsn: str) -> str | None:
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+    return str(password) if password else None
+
+
+def masked(dsn: str, text: str | None = None) -> str:
+    """``text`` (default: the DSN itself) with the DSN's password and any URL password masked."""
+    out = dsn if text is None else text
+    password = _password_of(dsn)
+    if password:
+        out = out.replace(password, "***")
+    return mask_secrets(out)
+
+
+def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection, or UnavailableError: one line, exit 4, password masked.
+
+    A connect timeout of 5 s applies unless the DSN sets ``connect_timeout``.
+    """
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise UnavailableError(
+            f"invalid PostgreSQL DSN {masked(dsn)}: {masked(dsn, _first_line(exc))}",
+            hint="use postgresql://user[:password]@host[:port]/dbname",
+        ) from None
+    extra: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        extra["connect_timeout"] = CONNECT_TIMEOUT
+    if "application_name" not in given:
+        extra["application_name"] = "sagactl"
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, **extra)
+        if read_only:
+            # Session default: every statement runs in a read-only transaction, whatever it is.
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET TIME ZONE 'UTC'")
+    except psycopg.Error as exc:
+        raise UnavailableError(
+            f"cannot connect to PostgreSQL {masked(dsn)}: {masked(dsn, _first_line(exc))}",
+            hint="check --dsn / SAGACTL_DSN / the config file, and that the server is reachable",
+        ) from None
+    return conn
+
+
+class PostgresStore:
+    """Store on a PostgreSQL database (tables in the connection's search_path).
+
+    ``create``: create or upgrade a missing or outdated schema on open (writing commands).
+    Read-only commands pass False and get UnavailableError naming ``sagactl db init`` instead:
+    they never run DDL, and never answer "nothing found" from an uninitialised database.
+    """
+
+    def __init__(self, dsn: str, *, create: bool = True) -> None:
+        self.dsn = dsn
+        self.info = StoreInfo(kind="postgres", location=masked(dsn))
+        self._conn = connect(dsn)
+        try:
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise UnavailableError(
+                    f"saga log schema in {self.info.location} is version {version}, newer than this"
+                    f" sagactl supports ({SCHEMA_VERSION})",
+                    hint="upgrade sagactl",
+                )
+            if version < SCHEMA_VERSION:
+                if not create:
+                    raise self._schema_missing(version)
+                self.init_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- schema -------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The highest migration applied; 0 when the database was never initialised."""
+        with self._db("reading the schema version"):
+            try:
+                row = self._conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
+            except psycopg.errors.UndefinedTable:
+                return 0
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def init_schema(self) -> int:
+        with self._db("creating the schema"), self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = self._conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()
+            current = int(row[0]) if row else 0
+            for migration in migrations("postgres"):
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    self._conn.execute(statement.encode("utf-8"))
+                self._conn.execute(
+                    f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (%s, %s)",
+                    [migration.version, migration.name],
+                )
+                current = migration.version
+        return current
+
+    def _schema_missing(self, version: int) -> UnavailableError:
+        what = "has no saga_log schema" if version == 0 else f"has saga_log schema version {version}"
+        return UnavailableError(
+            f"PostgreSQL database {self.info.location} {what} (this sagactl needs {SCHEMA_VERSION})",
+            hint="run 'sagactl db init' against it once (safe to repeat)",
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @contextmanager
+    def _db(self, doing: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """Translate database failures into one-line errors with the DSN masked."""
+        try:
+            yield self._conn
+        except psycopg.errors.UndefinedTable:
+            raise self._schema_missing(0) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise UnavailableError(
+                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, _first_line(exc))}",
+                hint="check that the server is reachable and retry",
+            ) from None
+        except psycopg.DataError as exc:
+            raise UsageError(
+                f"PostgreSQL {self.info.location} rejected the data while {doing}: {_first_line(exc)}"
+            ) from None
+
+    @staticmethod
+    def _params(saga: SagaRecord) -> dict[str, Any]:
+        return {
+            "saga_id": saga.saga_id,
+            "saga_type": saga.saga_type,
+            "state": saga.state.value,
+            "current_step": saga.current_step,
+            "current_step_name": saga.current_step_name,
+            "data": _jsonb(saga.data),
+            "steps": _jsonb([s.to_dict() for s in saga.steps]),
+            "definition": _jsonb(saga.definition),
+            "deadline_at": saga.deadline_at,
+            "lease_owner": saga.lease_owner,
+            "lease_expires_at": saga.lease_expires_at,
+            "last_error": saga.last_error,
+            "created_at": saga.created_at,
+            "updated_at": saga.updated_at,
+        }
+
+    @staticmethod
+    def _transitions_param(transitions: Sequence[Transition]) -> Jsonb:
+        return _jsonb(
+            [
+                {
+                    "saga_id": t.saga_id,
+                    "step_name": t.step_name,
+                    "old_state": t.old_state,
+                    "new_state": t.new_state,
+                    "detail": t.detail,
+                    "at": iso(t.at),
+                }
+                for t in transitions
+            ]
+        )
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> SagaRecord:
+        (
+            saga_id,
+            saga_type,
+            state,
+            current_step,
+            _name,
+            data,
+            steps,
+            definition,
+            deadline_at,
+            lease_owner,
+            lease_expires_at,
+            last_error,
+            created_at,
+            updated_at,
+        ) = row
+        return SagaRecord(
+            saga_id=saga_id,
+            saga_type=saga_type,
+            state=SagaState(state),
+            current_step=current_step,
+            data=data,
+            steps=[StepRecord.from_dict(s) for s in steps],
+            definition=definition,
+            deadline_at=_utc(deadline_at),
+            lease_owner=lease_owner,
+            lease_expires_at=_utc(lease_expires_at),
+            last_error=last_error,
+            created_at=_utc(created_at) or utcnow(),
+            updated_at=_utc(updated_at) or utcnow(),
+        )
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
+        params = self._params(saga)
+        params["transitions"] = self._transitions_param(transitions)
+        with self._db(f"recording saga {saga.saga_id}") as conn:
+            row = conn.execute(_CREATE, params).fetchone()
+        if not row or row[0] != 1:
+            raise SagaExistsError(
+                f"saga {saga.saga_id} already exists in {self.info.location}",
+                hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
+            )
+
+    def save(
+        self,
+        saga: SagaRecord,
+        transitions: Sequence[Transition],
+        *,
+        prev_state: SagaState,
+        owner: str,
+    ) -> None:
+        params = self._params(saga)
+        params["owner"] = owner
+        params["prev_state"] = prev_state.value
+        params["state_changed"] = prev_state is not saga.state
+        params["transitions"] = self._transitions_param(transitions)
+        with self._db(f"saving saga {saga.saga_id}") as conn:
+            row = conn.execute(_SAVE, params).fetchone()
+        if not row or row[0] != 1:
+            raise LeaseLostError(
+                f"lost the lease on saga {saga.saga_id}: another process is driving it",
+                hint="this process stopped without sending anything more",
+            )
+
+    def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:
+        params = {"saga_id": saga_id, "owner": owner, "until": until, "now": now}
+        with self._db(f"taking the lease on saga {saga_id}") as conn:
+            row = conn.execute(_ACQUIRE, params).fetchone()
+            assert row is not None
+            taken, found, holder, expires = row
+            if taken:
+                return None
+            if found is None:
+                return LeaseHolder(owner="", expires_at=None)
+            if holder is None or holder == owner:
+                # The statement's snapshot predates a concurrent change: read it again.
+                fresh = conn.execute(
+                    "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = %s", [saga_id]
+                ).fetchone()
+                holder, expires = fresh if fresh else ("", None)
+        return LeaseHolder(owner=holder or "", expires_at=_utc(expires))
+
+    def take_over_lease(self, saga_id: str, owner: str, previous: str, until: datetime) -> bool:
+        with self._db(f"taking over the lease on saga {saga_id}") as conn:
+            cursor = conn.execute(
+                "UPDATE saga_log SET lease_owner = %s, lease_expires_at = %s WHERE saga_id = %s AND lease_owner = %s",
+                [owner, until, saga_id, previous],
+            )
+            return cursor.rowcount == 1
+
+    def release_lease(self, saga_id: str, owner: str) -> None:
+        with self._db(f"releasing the lease on saga {saga_id}") as conn:
+            conn.execute(
+                "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE saga_id = %s AND lease_owner = %s",
+                [saga_id, owner],
+            )
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, saga_id: str) -> SagaRecord | None:
+        with self._db(f"reading saga {saga_id}") as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM saga_log WHERE saga_id = %s", [saga_id]).fetchone()
+        return self._record(row) if row else None
+
+    def transitions(self, saga_id: str) -> list[Transition]:
+        with self._db(f"reading the history of saga {saga_id}") as conn:
+            rows = conn.execute(
+                "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
+                " FROM saga_transitions WHERE saga_id = %s ORDER BY id",
+                [saga_id],
+            ).fetchall()
+        return [
+            Transition(
+                id=r[0],
+                saga_id=r[1],
+                step_name=r[2],
+                old_state=r[3],
+                new_state=r[4],
+                detail=r[5] or {},
+                at=_utc(r[6]) or utcnow(),
+            )
+            for r in rows
+        ]
+
+    def list_statement(self, query: SagaQuery) -> tuple[sql.Composed, list[Any]]:
+        """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        if query.stuck:
+            now = query.now or utcnow()
+            where.append(sql.SQL(_ACTIVE))
+            where.append(sql.SQL("(deadline_at < %s OR (deadline_at IS NULL AND updated_at < %s))"))
+            params += [now, query.idle_before or now]
+        if query.states:
+            where.append(sql.SQL("state = ANY(%s)"))
+            params.append([s.value for s in query.states])
+        if query.saga_type is not None:
+            where.append(sql.SQL("saga_type = %s"))
+            params.append(query.saga_type)
+        if query.updated_before is not None:
+            where.append(sql.SQL("updated_at < %s"))
+            params.append(query.updated_before)
+        statement: list[sql.Composable] = [sql.SQL(f"SELECT {_COLUMNS} FROM saga_log")]
+        if where:
+            statement += [sql.SQL(" WHERE "), sql.SQL(" AND ").join(where)]
+        if query.stuck:
+            order = " ORDER BY state = 'compensating' DESC, COALESCE(deadline_at, updated_at), saga_id"
+        else:
+            order = " ORDER BY state = 'compensating' DESC, created_at, saga_id"
+        statement.append(sql.SQL(order))
+        if query.limit is not None:
+            statement.append(sql.SQL(" LIMIT %s"))
+            params.append(int(query.limit))
+        return sql.Composed(statement), params
+
+    def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
+        statement, params = self.list_statement(query)
+        with self._db("listing sagas") as conn:
+            rows = conn.execute(statement, params).fetchall()
+        return [self._record(r) for r in rows]
+
+    def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
+        """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""
+        statement, params = self.list_statement(query)
+        options = "ANALYZE, BUFFERS" if analyze else "COSTS"
+        with self._db("explaining the list query") as conn:
+            rows = conn.execute(sql.SQL(f"EXPLAIN ({options}) ") + statement, params).fetchall()
+        return "\n".join(str(r[0]) for r in rows)
+
+    def counts(self) -> list[StateCount]:
+        with self._db("reading the saga counters") as conn:
+            rows = conn.execute(
+                "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
+            ).fetchall()
+        return [StateCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2])) for r in rows]
+
+    def active_counts(self) -> list[ActiveCount]:
+        with self._db("counting active sagas") as conn:
+            rows = conn.execute(
+                f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {_ACTIVE}"
+                " GROUP BY saga_type, state ORDER BY saga_type, state"
+            ).fetchall()
+        return [
+            ActiveCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=_utc(r[3]))
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        self._conn.close()
