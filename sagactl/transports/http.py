@@ -8,10 +8,12 @@ leave the outcome unknown.
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import json
 import os
 import ssl
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from sagactl.transports.base import Reply, Request, Status
 
 TRANSIENT_CODES = frozenset({408, 425, 429})
 UNDONE_CODES = frozenset({404, 410})
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _snippet(response: httpx.Response, limit: int = 200) -> str:
@@ -30,13 +32,21 @@ def _snippet(response: httpx.Response, limit: int = 200) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _result(response: httpx.Response) -> Any:
@@ -102,9 +112,16 @@ class HttpTransport:
             return Reply(Status.TRANSIENT, error=f"{where}: cannot connect: {exc}", delivered=False)
         except httpx.TimeoutException:
             return Reply(Status.TRANSIENT, error=f"{where}: no answer within {request.timeout:g}s")
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # A configuration error: nothing was sent and no retry can help.
             return Reply(Status.REFUSED, error=f"{where}: invalid URL: {exc}", delivered=False)
-        except httpx.TransportError as exc:
+        except (httpx.LocalProtocolError, UnicodeEncodeError) as exc:
+            # The request itself cannot be written (e.g. a header value that is not
+            # latin-1): refused before any byte went out.
+            return Reply(Status.REFUSED, error=f"{where}: cannot send request: {exc}", delivered=False)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # Reset after sending, server closed mid-response, undecodable body: the
+            # participant may have acted, so the outcome is unknown.
             return Reply(Status.TRANSIENT, error=f"{where}: {type(exc).__name__}: {exc}")
         code = response.status_code
         if 200 <= code < 300:
