@@ -21,6 +21,7 @@ from typing import Any
 from sagactl.transports.base import Reply, Request, Status
 
 EX_TEMPFAIL = 75
+KILL_GRACE = 5.0  # seconds to collect a killed program's output before giving up on its pipes
 
 
 def _tail(text: str, limit: int = 300) -> str:
@@ -32,7 +33,16 @@ def _tail(text: str, limit: int = 300) -> str:
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    try:
+        proc.communicate(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        # A descendant left the group (setsid) and still holds our pipes open: stop
+        # reading rather than wait for it forever; the program itself is dead.
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        proc.wait()
 
 
 class ExecTransport:
@@ -42,6 +52,10 @@ class ExecTransport:
         command = config["command"]
         if isinstance(command, str) and not self.shell:
             command = shlex.split(command)
+        elif self.shell and not isinstance(command, str):
+            # Popen(list, shell=True) would run only the first item and hand the rest to
+            # the shell as $0, $1...: the whole list is the command line.
+            command = shlex.join(str(part) for part in command)
         self.command: list[str] | str = command
         cwd = Path(base_dir)
         if config.get("cwd"):
