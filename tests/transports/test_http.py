@@ -1,0 +1,183 @@
+"""http transport: classification of every answer class against a real local server (DESIGN 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from sagactl.models import Phase
+from sagactl.transports.base import Request, Status
+from sagactl.transports.http import HttpTransport
+from tests.support.participants import Participants, Respond, answer, ok, reset, slow, transient
+
+
+def request(phase: Phase = Phase.ACTION, timeout: float = 5.0, **spec: Any) -> Request:
+    return Request(
+        saga_id="s-1",
+        step_name="charge",
+        phase=phase,
+        idempotency_key=f"s-1:charge:{phase.value}",
+        spec={"method": "POST", "path": "/charges", **spec},
+        body={"amount": 12.5, "items": [1, 2], "note": "café"},
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def transport(participants: Participants) -> Iterator[HttpTransport]:
+    http = HttpTransport("payment", {"url": participants.url + "/pay/", "headers": {"Authorization": "Bearer t"}})
+    try:
+        yield http
+    finally:
+        http.close()
+
+
+def test_request_shape_headers_and_body(transport: HttpTransport, participants: Participants) -> None:
+    reply = transport.call(request(method="put", path="charges/7", headers={"X-Trace": 42}))
+
+    assert reply.status is Status.OK
+    (call,) = participants.calls
+    assert (call.method, call.path) == ("PUT", "/pay/charges/7")
+    assert call.body == {"amount": 12.5, "items": [1, 2], "note": "café"}
+    assert call.headers["Idempotency-Key"] == "s-1:charge:action"
+    assert call.headers["X-Saga-Id"] == "s-1"
+    assert call.headers["X-Saga-Step"] == "charge"
+    assert call.headers["Content-Type"] == "application/json"
+    assert call.headers["Authorization"] == "Bearer t"
+    assert call.headers["X-Trace"] == "42"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_methods(method: str, transport: HttpTransport, participants: Participants) -> None:
+    assert transport.call(request(method=method)).status is Status.OK
+    assert participants.calls[0].method == method
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "result"),
+    [
+        (ok({"payment_id": "p-1"}), {"payment_id": "p-1"}),
+        (ok([1, "two"], status=201), [1, "two"]),
+        (answer(202, "queued"), "queued"),
+        (answer(204), None),
+        (Respond(200, b"plain text, not JSON"), "plain text, not JSON"),
+    ],
+)
+def test_2xx_is_success_with_the_json_body_as_result(
+    behaviour: Respond, result: Any, transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", "action", behaviour)
+    reply = transport.call(request())
+    assert (reply.status, reply.result, reply.error, reply.delivered) == (Status.OK, result, None, True)
+
+
+@pytest.mark.parametrize("code", [404, 410])
+def test_404_410_mean_already_undone_for_a_compensation(
+    code: int, transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", "compensation", answer(code, {"error": "gone"}))
+    reply = transport.call(request(Phase.COMPENSATION))
+    assert (reply.status, reply.already_undone) == (Status.OK, True)
+
+
+@pytest.mark.parametrize("code", [404, 410])
+def test_404_410_are_definitive_for_an_action(code: int, transport: HttpTransport, participants: Participants) -> None:
+    participants.script("charge", "action", answer(code, {"error": "no such route"}))
+    reply = transport.call(request())
+    assert (reply.status, reply.delivered, reply.already_undone) == (Status.REFUSED, True, False)
+    assert reply.error == f'POST {participants.url}/pay/charges: HTTP {code}: {{"error": "no such route"}}'
+
+
+@pytest.mark.parametrize("code", [408, 425, 429, 500, 502, 503, 504, 599])
+@pytest.mark.parametrize("phase", [Phase.ACTION, Phase.COMPENSATION])
+def test_408_425_429_and_5xx_are_transient_and_delivered(
+    code: int, phase: Phase, transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", phase.value, answer(code, {"error": "busy"}))
+    reply = transport.call(request(phase))
+    assert (reply.status, reply.delivered, reply.retry_after) == (Status.TRANSIENT, True, None)
+    assert f"HTTP {code}" in (reply.error or "")
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 405, 409, 412, 422, 451])
+@pytest.mark.parametrize("phase", [Phase.ACTION, Phase.COMPENSATION])
+def test_other_4xx_are_definitive(
+    code: int, phase: Phase, transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", phase.value, answer(code))
+    reply = transport.call(request(phase))
+    assert (reply.status, reply.delivered) == (Status.REFUSED, True)
+    assert reply.error == f"POST {participants.url}/pay/charges: HTTP {code}"
+
+
+def test_retry_after_seconds(transport: HttpTransport, participants: Participants) -> None:
+    participants.script("charge", "action", transient(429, retry_after=7))
+    assert transport.call(request()).retry_after == 7.0
+
+
+def test_retry_after_http_date(transport: HttpTransport, participants: Participants) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    participants.script("charge", "action", transient(503, retry_after=format_datetime(later, usegmt=True)))
+    retry_after = transport.call(request()).retry_after
+    assert retry_after is not None and 115 <= retry_after <= 120
+
+
+@pytest.mark.parametrize("value", ["soon", "-5"])
+def test_retry_after_garbage_or_past_is_ignored_or_zero(
+    value: str, transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", "action", transient(503, retry_after=value))
+    assert transport.call(request()).retry_after in (None, 0.0)
+
+
+def test_connection_refused_was_never_delivered(closed_port: int) -> None:
+    http = HttpTransport("down", {"url": f"http://127.0.0.1:{closed_port}"})
+    try:
+        reply = http.call(request())
+    finally:
+        http.close()
+    assert (reply.status, reply.delivered) == (Status.TRANSIENT, False)
+    assert "cannot connect" in (reply.error or "")
+
+
+def test_read_timeout_is_transient_with_unknown_outcome(transport: HttpTransport, participants: Participants) -> None:
+    participants.script("charge", "action", slow(3.0))
+    reply = transport.call(request(timeout=0.2))
+    assert (reply.status, reply.delivered) == (Status.TRANSIENT, True)
+    assert reply.error == f"POST {participants.url}/pay/charges: no answer within 0.2s"
+    assert len(participants.calls) == 1  # it did arrive
+
+
+def test_reset_after_sending_is_transient_with_unknown_outcome(
+    transport: HttpTransport, participants: Participants
+) -> None:
+    participants.script("charge", "action", reset())
+    reply = transport.call(request())
+    assert (reply.status, reply.delivered) == (Status.TRANSIENT, True)
+    assert len(participants.calls) == 1
+    assert transport.call(request()).status is Status.OK  # the client recovers on a new connection
+
+
+def test_unsupported_scheme_is_refused_without_delivery() -> None:
+    http = HttpTransport("odd", {"url": "ftp://127.0.0.1/x"})
+    try:
+        reply = http.call(request())
+    finally:
+        http.close()
+    assert (reply.status, reply.delivered) == (Status.REFUSED, False)
+
+
+def test_unencodable_header_is_refused_without_delivery(transport: HttpTransport, participants: Participants) -> None:
+    reply = transport.call(request(headers={"X-Note": "€ not latin-1"}))
+    assert (reply.status, reply.delivered) == (Status.REFUSED, False)
+    assert participants.calls == []
+
+
+def test_keep_alive_one_connection_for_many_calls(transport: HttpTransport, participants: Participants) -> None:
+    for _ in range(5):
+        assert transport.call(request()).status is Status.OK
+    assert len({c.client_port for c in participants.calls}) == 1
