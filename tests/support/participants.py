@@ -60,6 +60,7 @@ class Call:
     saga_id: str | None
     headers: dict[str, str]
     body: Any
+    client_port: int = 0
 
     @property
     def what(self) -> tuple[str | None, str | None]:
@@ -71,7 +72,7 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Respond:
-    """Answer with ``status`` and a JSON ``body`` (None: empty body)."""
+    """Answer with ``status`` and a JSON ``body`` (None: empty body; bytes: sent as is)."""
 
     status: int = 200
     body: Any = None
@@ -146,7 +147,7 @@ class Participants:
         self._server.participants = self
         self.port: int = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 
     # -- scripting ------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
             saga_id=self.headers.get("X-Saga-Id"),
             headers={k: v for k, v in self.headers.items()},
             body=body,
+            client_port=int(self.client_address[1]),
         )
         participants._record(call)
         behaviour, _ = participants._next(step or "", phase or "")
@@ -261,10 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _any
 
     def _answer(self, behaviour: Respond) -> None:
-        payload = b"" if behaviour.body is None else json.dumps(behaviour.body).encode()
+        raw = isinstance(behaviour.body, bytes)
+        payload = b"" if behaviour.body is None else behaviour.body if raw else json.dumps(behaviour.body).encode()
         lines = [f"HTTP/1.1 {behaviour.status} {_REASONS.get(behaviour.status, 'Status')}"]
         if payload:
-            lines.append("Content-Type: application/json")
+            lines.append(f"Content-Type: {'text/plain' if raw else 'application/json'}")
         lines.append(f"Content-Length: {len(payload)}")
         if behaviour.retry_after is not None:
             lines.append(f"Retry-After: {behaviour.retry_after}")
