@@ -117,7 +117,7 @@ def test_get_and_transitions_of_unknown_saga(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [None, [], {}, 0, 1.5, "text", ["nested", {"deep": [1, None, True]}], {"quote": "it's \"x\""}]
+    "data", [None, [], {}, 0, 1.5, "text", ["nested", {"deep": [1, None, True]}], {"quote": 'it\'s "x"'}]
 )
 def test_any_json_input_round_trips(store: Store, data: Any) -> None:
     saga = make_saga(data=data)
@@ -373,9 +373,7 @@ def test_stuck_respects_now_threshold_filters_and_limit(population: Store) -> No
     ]
     typed = population.list_sagas(SagaQuery(stuck=True, now=at(100), idle_before=at(50), saga_type="Refund"))
     assert ids(typed) == ["refund"]
-    only = population.list_sagas(
-        SagaQuery(stuck=True, now=at(100), idle_before=at(50), states=[SagaState.STARTED])
-    )
+    only = population.list_sagas(SagaQuery(stuck=True, now=at(100), idle_before=at(50), states=[SagaState.STARTED]))
     assert ids(only) == ["idle-start"]
     limited = population.list_sagas(SagaQuery(stuck=True, now=at(100), idle_before=at(50), limit=1))
     assert ids(limited) == ["comp-later"]
