@@ -20,6 +20,7 @@ import typer
 
 from sagactl.config import Settings, mask_secrets, resolve_settings
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
+from sagactl.models import SagaState
 from sagactl.output import Document, OutputFormat, emit, error_line, info_line, stream_is_tty
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
@@ -105,6 +106,30 @@ LogFormatOpt = Annotated[
         case_sensitive=False,
         show_default=False,
         help="Transition log on stderr as text or json (implies logging).",
+    ),
+]
+
+
+OlderThanOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--older-than",
+        show_default=False,
+        metavar="DURATION",
+        help="Idle (not updated) for longer than this, e.g. 30m, 2h. With --stuck: the threshold for"
+        " sagas without a deadline [default: the current step's timeout, else 15m].",
+    ),
+]
+SagaTypeOpt = Annotated[
+    str | None,
+    typer.Option("--type", show_default=False, metavar="SAGA_TYPE", help="Only sagas of this type."),
+]
+ReasonOpt = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        show_default=False,
+        help="Why (required): recorded with your name ($USER) in the saga's history.",
     ),
 ]
 
@@ -257,6 +282,12 @@ def resume(
     saga_ids: Annotated[
         list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)
     ] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
+    ] = False,
+    older_than: OlderThanOpt = None,
+    saga_type: SagaTypeOpt = None,
     dsn: DsnOpt = None,
     config: ConfigOpt = None,
     context: ContextOpt = None,
@@ -269,8 +300,14 @@ def resume(
     from sagactl.errors import UsageError
     from sagactl.operations import resume_sagas
 
+    if stuck:
+        if saga_ids:
+            raise UsageError("pass SAGA_IDs or --stuck, not both")
+        return _resume_stuck(dsn, config, context, older_than, saga_type, output, quiet, verbose, log_format)
+    if older_than is not None or saga_type is not None:
+        raise UsageError("--older-than and --type apply only with --stuck")
     if not saga_ids:
-        raise UsageError("name at least one SAGA_ID", hint="see 'sagactl list --stuck -q'")
+        raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     settings = settings_from(dsn, config, context)
     with _live_view(output, quiet, verbose or log_format is not None) as observer:
         results = resume_sagas(settings, saga_ids, observer)
@@ -287,13 +324,144 @@ def show(
     output: OutputOpt = OutputFormat.TABLE,
     verbose: VerboseOpt = False,
 ) -> int:
-    """Show one saga: state, each step (status, attempts, result, error, timings), history."""
-    from sagactl.operations import show_saga
-    from sagactl.views import saga_document
+    """Show one saga: state, each step (status, attempts, result, error, timings), the last error
+    of each failing step, history. Unknown ID: exit 2."""
+    from sagactl.inspect import show_saga
+    from sagactl.views import show_document
 
     saga = show_saga(settings_from(dsn, config, context), saga_id)
-    emit(saga_document(saga), output)
+    emit(show_document(saga), output)
     return ExitCode.OK
+
+
+@app.command("list")
+@funnel
+def list_(
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Only stuck sagas: active and past their deadline, or idle past --older-than."
+            " Compensating first, then the longest stuck.",
+        ),
+    ] = False,
+    state: Annotated[
+        list[SagaState] | None,
+        typer.Option(
+            "--state", case_sensitive=False, show_default=False, help="Only sagas in this state (repeatable)."
+        ),
+    ] = None,
+    saga_type: SagaTypeOpt = None,
+    older_than: OlderThanOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=0,
+            show_default=False,
+            help="At most N sagas; 0 for all [default: all stuck sagas; 1000 otherwise].",
+        ),
+    ] = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
+    ] = False,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones."""
+    from sagactl.inspect import ListRequest, list_sagas
+    from sagactl.views import list_document, list_truncated_line
+
+    request = ListRequest(
+        stuck=stuck,
+        states=tuple(state or ()),
+        saga_type=saga_type,
+        older_than=older_than,
+        limit=limit,
+    )
+    result = list_sagas(settings_from(dsn, config, context), request)
+    emit(list_document(result), output, quiet=quiet)
+    note = list_truncated_line(result)
+    if note:
+        info_line(f"sagactl: {note}")
+    return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
+
+
+@app.command()
+@funnel
+def stats(
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "-o",
+            "--output",
+            case_sensitive=False,
+            help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
+            " node_exporter textfile collector).",
+        ),
+    ] = OutputFormat.TABLE,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
+    from sagactl.inspect import stats as compute_stats
+    from sagactl.views import stats_document
+
+    emit(stats_document(compute_stats(settings_from(dsn, config, context))), output)
+    return ExitCode.OK
+
+
+@app.command()
+@funnel
+def resolve(
+    saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
+    step: Annotated[
+        str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
+    ],
+    reason: ReasonOpt,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Mark a compensation done by hand (who and why are recorded), then continue compensating."""
+    from sagactl.operations import resolve_compensation
+
+    settings = settings_from(dsn, config, context)
+    with _live_view(output, quiet, verbose or log_format is not None) as observer:
+        result = resolve_compensation(settings, saga_id, step, reason, observer=observer)
+    return _report_runs([result], output, quiet, live=observer is not None)
+
+
+@app.command()
+@funnel
+def abort(
+    saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
+    reason: ReasonOpt,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    from sagactl.operations import abort_saga
+
+    settings = settings_from(dsn, config, context)
+    with _live_view(output, quiet, verbose or log_format is not None) as observer:
+        result = abort_saga(settings, saga_id, reason, observer=observer)
+    return _report_runs([result], output, quiet, live=observer is not None)
 
 
 @db_app.command("init")
@@ -359,6 +527,31 @@ def _live_view(output: OutputFormat, quiet: bool, logging_on: bool) -> Any:
     from sagactl.live import LiveView
 
     return LiveView()
+
+
+def _resume_stuck(
+    dsn: str | None,
+    config: str | None,
+    context: str | None,
+    older_than: str | None,
+    saga_type: str | None,
+    output: OutputFormat,
+    quiet: bool,
+    verbose: bool,
+    log_format: LogFormat | None,
+) -> int:
+    """`resume --stuck`: every stuck saga, then one summary line on stderr."""
+    from sagactl.operations import resume_stuck
+    from sagactl.views import stuck_resume_line
+
+    settings = settings_from(dsn, config, context)
+    with _live_view(output, quiet, verbose or log_format is not None) as observer:
+        report = resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
+    code = _report_runs(report.results, output, quiet, live=observer is not None)
+    info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
+    if report.skipped:
+        code = max(code, ExitCode.ATTENTION, key=_severity)
+    return int(code)
 
 
 def _report_runs(results: list[Any], output: OutputFormat, quiet: bool, *, live: bool) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +20,7 @@ from sagactl import definition as definitions
 from sagactl.config import Settings
 from sagactl.definition import SagaDefinition
 from sagactl.engine import Engine, Observer, RunResult
-from sagactl.errors import ExitCode, NotFoundError, UsageError
+from sagactl.errors import ExitCode, Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
 from sagactl.models import SagaRecord
 from sagactl.store import Store, open_store
 from sagactl.transports import Transport, open_transport
@@ -51,7 +52,18 @@ def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
 
 @contextmanager
 def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
-    """The configured saga log, closed afterwards."""
+    """The configured saga log, closed afterwards.
+
+    A mapped table (``store.table`` in the config) is read-only: commands that write refuse it
+    rather than create sagactl tables in another orchestrator's database.
+    """
+    if create and settings.mapping is not None:
+        where = f" ({settings.config_path})" if settings.config_path else ""
+        raise UsageError(
+            f"the store is a read-only mapped table {settings.mapping.table}{where}: only list, show"
+            " and stats work on it",
+            hint="point this command at a sagactl saga log with --dsn or another --context",
+        )
     store = open_store(settings.dsn, create=create)
     try:
         yield store
@@ -131,3 +143,111 @@ def init_db(settings: Settings) -> tuple[str, int]:
 
 def validate_files(files: Sequence[str]) -> list[definitions.Report]:
     return [definitions.check_file(f) for f in files]
+
+
+# -- operator actions ------------------------------------------------------------------------
+
+
+def operator_name(env: Mapping[str, str] | None = None) -> str:
+    """Who is acting, for saga_transitions: $USER, else the login name."""
+    env = os.environ if env is None else env
+    user = env.get("USER") or env.get("USERNAME")
+    if user:
+        return user
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _reason(reason: str) -> str:
+    text = " ".join(reason.split())
+    if not text:
+        raise UsageError("--reason must say why (it is recorded with your name in the saga's history)")
+    return text
+
+
+def resolve_compensation(
+    settings: Settings,
+    saga_id: str,
+    step: str,
+    reason: str,
+    *,
+    user: str | None = None,
+    observer: Observer | None = None,
+) -> RunResult:
+    """Record ``step``'s compensation as done by hand (who, why), then continue compensating."""
+    why = _reason(reason)
+    with store_for(settings) as store:
+        engine = make_engine(store, observer)
+        result = engine.resolve_step(saga_id, step, reason=why, user=user or operator_name())
+        result.saga.transitions = store.transitions(saga_id)
+        return result
+
+
+def abort_saga(
+    settings: Settings,
+    saga_id: str,
+    reason: str,
+    *,
+    user: str | None = None,
+    observer: Observer | None = None,
+) -> RunResult:
+    """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    why = _reason(reason)
+    with store_for(settings) as store:
+        engine = make_engine(store, observer)
+        result = engine.abort(saga_id, reason=why, user=user or operator_name())
+        result.saga.transitions = store.transitions(saga_id)
+        return result
+
+
+@dataclass(slots=True)
+class StuckResume:
+    """What ``resume --stuck`` did: one result per saga resumed, and the ones it skipped."""
+
+    found: int
+    results: list[RunResult]
+    skipped: list[tuple[str, str]]  # (saga_id, why)
+
+
+def resume_stuck(
+    settings: Settings,
+    *,
+    older_than: str | None = None,
+    saga_type: str | None = None,
+    observer: Observer | None = None,
+    now: datetime | None = None,
+) -> StuckResume:
+    """Resume every stuck saga (as ``list --stuck`` finds them), compensating ones first.
+
+    A saga another process is driving, or one that cannot be resumed, is skipped with the
+    reason; the database becoming unreachable or an interrupt stops the whole run.
+    """
+    from sagactl.inspect import ListRequest, StoreSource, find_stuck, parse_older_than
+    from sagactl.models import utcnow
+
+    request = ListRequest(stuck=True, saga_type=saga_type, older_than=older_than)
+    with store_for(settings) as store:
+        stuck = find_stuck(
+            StoreSource(store),
+            now or utcnow(),
+            older_than=parse_older_than(request.older_than),
+            saga_type=request.saga_type,
+        )
+        engine = make_engine(store, observer)
+        report = StuckResume(found=len(stuck), results=[], skipped=[])
+        for row in stuck:
+            saga_id = row.saga.saga_id
+            try:
+                result = engine.resume(saga_id)
+            except (UnavailableError, Interrupted):
+                raise
+            except SagactlError as exc:
+                report.skipped.append((saga_id, exc.one_line()))
+                continue
+            result.saga.transitions = store.transitions(saga_id)
+            report.results.append(result)
+    return report

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagactl.config import mask_value
 from sagactl.definition import Report
 from sagactl.models import SagaRecord, iso
 from sagactl.output import Document, Table, cell, humanize_seconds
+from sagactl.store.base import SagaSummary
+
+if TYPE_CHECKING:
+    from sagactl.inspect import ListResult, Stats
+    from sagactl.operations import StuckResume
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:
@@ -134,3 +139,226 @@ def validation_document(reports: Sequence[Report], files: Sequence[str]) -> Docu
         tables=[table],
         ids=[str(s["saga"]) for s in sagas],
     )
+
+
+# -- inspection: list, show extras, stats, resume --stuck ------------------------------------
+
+
+def list_document(result: ListResult) -> Document:
+    """`list`: an array of list rows (DESIGN section 7 fields, plus last_error)."""
+    data = mask_value([row.to_dict() for row in result.sagas])
+    table = Table(
+        columns=[
+            ("saga_id", "SAGA"),
+            ("saga_type", "TYPE"),
+            ("state", "STATE"),
+            ("step", "STEP"),
+            ("updated_at", "UPDATED"),
+            ("stuck_for", "STUCK FOR"),
+            ("last_error", "LAST ERROR"),
+        ],
+        rows=[
+            {
+                "saga_id": row["saga_id"],
+                "saga_type": row["saga_type"],
+                "state": row["state"],
+                "step": _step_label(row["current_step"], row["current_step_name"]),
+                "updated_at": row["updated_at"],
+                "stuck_for": humanize_seconds(row["stuck_for_seconds"]),
+                "last_error": _short(row["last_error"], 60) if row["last_error"] else "",
+            }
+            for row in data
+        ],
+    )
+    empty = "no stuck sagas" if result.stuck else "no sagas match"
+    return Document(
+        data=data,
+        tables=[table],
+        ids=[row["saga_id"] for row in data],
+        empty_message=empty,
+    )
+
+
+def list_truncated_line(result: ListResult) -> str | None:
+    """The stderr note when the default cap hid sagas."""
+    if result.truncated_at is None:
+        return None
+    return (
+        f"showing the first {result.truncated_at} sagas; narrow with --state/--type/--older-than"
+        " or pass --limit 0 for all"
+    )
+
+
+def _step_label(index: int | None, name: str | None) -> str:
+    if index is None and name is None:
+        return "-"
+    if index is None:
+        return str(name)
+    return f"{index} ({name})" if name else str(index)
+
+
+def failing_steps(saga: SagaRecord) -> list[dict[str, Any]]:
+    """Each step whose last attempt (action or compensation) ended with an error."""
+    failing = []
+    for step in saga.steps:
+        if step.error is None:
+            continue
+        compensating = step.status.value in ("compensating", "compensated") or (
+            step.compensation_attempts > 0 and step.status.value != "failed"
+        )
+        failing.append(
+            {
+                "name": step.name,
+                "status": step.status.value,
+                "phase": "compensation" if compensating else "action",
+                "attempts": step.compensation_attempts if compensating else step.attempts,
+                "error": step.error,
+            }
+        )
+    return failing
+
+
+def show_document(saga: SagaRecord | SagaSummary) -> Document:
+    """`show`: the saga document (the same JSON as run/resume: each step's last error is in
+    ``steps[].error``) with one detail line per failing step; for a mapped table, its row."""
+    if isinstance(saga, SagaSummary):
+        return _summary_document(saga)
+    doc = saga_document(saga)
+    for step in mask_value(failing_steps(saga)):
+        doc.details.append(
+            (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
+        )
+    return doc
+
+
+def _summary_document(saga: SagaSummary) -> Document:
+    data = mask_value(
+        {
+            "saga_id": saga.saga_id,
+            "saga_type": saga.saga_type,
+            "state": saga.state.value,
+            "current_step": saga.current_step,
+            "current_step_name": saga.current_step_name,
+            "data": None,
+            "created_at": iso(saga.created_at),
+            "updated_at": iso(saga.updated_at),
+            "deadline_at": iso(saga.deadline_at),
+            "last_error": saga.last_error,
+            "steps": [],
+            "transitions": [],
+        }
+    )
+    details = [
+        ("saga", data["saga_id"]),
+        ("type", data["saga_type"]),
+        ("state", data["state"]),
+        ("current step", _step_label(saga.current_step, saga.current_step_name)),
+        ("created", data["created_at"] or ""),
+        ("updated", data["updated_at"] or ""),
+    ]
+    if data["deadline_at"]:
+        details.append(("deadline", data["deadline_at"]))
+    if data["last_error"]:
+        details.append(("last error", data["last_error"]))
+    return Document(data=data, details=details, ids=[saga.saga_id])
+
+
+def stats_document(stats: Stats) -> Document:
+    """`stats`: JSON with totals and per type/state rows; a table of the non-zero rows;
+    ``-o prometheus`` renders the gauges named in the README."""
+    data = stats.to_dict()
+    totals = data["totals"]
+    table = Table(
+        columns=[
+            ("saga_type", "TYPE"),
+            ("state", "STATE"),
+            ("count", "COUNT"),
+            ("stuck", "STUCK"),
+            ("oldest", "OLDEST"),
+        ],
+        rows=[
+            {
+                "saga_type": row["saga_type"],
+                "state": row["state"],
+                "count": row["count"],
+                "stuck": row["stuck"] if row["state"] in ("started", "pending", "compensating") else "",
+                "oldest": humanize_seconds(row["oldest_age_seconds"]),
+            }
+            for row in data["sagas"]
+            if row["count"] or row["stuck"]
+        ],
+    )
+    details = [
+        ("store", data["store"]),
+        (
+            "sagas",
+            f"{totals['active']} active ({totals['stuck']} stuck), {totals['completed']} completed,"
+            f" {totals['failed']} failed",
+        ),
+    ]
+    if data["oldest_active_age_seconds"] is not None:
+        details.append(("oldest active", humanize_seconds(data["oldest_active_age_seconds"])))
+    return Document(
+        data=data,
+        tables=[table],
+        details=details,
+        prometheus=lambda: stats_prometheus(stats),
+        empty_message="no sagas recorded",
+    )
+
+
+def stats_prometheus(stats: Stats) -> str:
+    """Text exposition (node_exporter textfile collector) via prometheus_client."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    sagas = Gauge(
+        "sagactl_sagas",
+        "Sagas in the saga log by type and state.",
+        ["saga_type", "state"],
+        registry=registry,
+    )
+    stuck = Gauge(
+        "sagactl_sagas_stuck",
+        "Stuck sagas (as sagactl list --stuck finds them) by type and state.",
+        ["saga_type", "state"],
+        registry=registry,
+    )
+    oldest = Gauge(
+        "sagactl_oldest_active_saga_age_seconds",
+        "Age of the oldest non-terminal saga of each type.",
+        ["saga_type"],
+        registry=registry,
+    )
+    ages: dict[str, float] = {}
+    for row in stats.rows:
+        sagas.labels(row.saga_type, row.state.value).set(row.count)
+        if not row.state.terminal:
+            stuck.labels(row.saga_type, row.state.value).set(row.stuck)
+        age = stats.age_of(row)
+        if age is not None:
+            ages[row.saga_type] = max(age, ages.get(row.saga_type, 0.0))
+    for saga_type, age in ages.items():
+        oldest.labels(saga_type).set(age)
+    return generate_latest(registry).decode("utf-8")
+
+
+def stuck_resume_line(report: StuckResume) -> str:
+    """The summary of `resume --stuck` (stderr)."""
+    if report.found == 0:
+        return "no stuck sagas to resume"
+    by_state: dict[str, int] = {}
+    for result in report.results:
+        by_state[result.saga.state.value] = by_state.get(result.saga.state.value, 0) + 1
+    outcome = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items())) or "none resumed"
+    line = f"resumed {len(report.results)} of {report.found} stuck sagas: {outcome}"
+    if report.skipped:
+        line += f"; skipped {len(report.skipped)}: " + "; ".join(f"{s} ({why})" for s, why in report.skipped)
+    return line
+
+
+# -- dead-letter queues: dlq list, redrive ------------------------------------------------------
+
+BODY_PREVIEW = 60  # characters of a message body in a terminal table
+MOVED_ROWS = 50  # a redrive table lists moved messages only when there are at most this many
+

@@ -1,0 +1,386 @@
+"""The operator's view: list, stuck, show and stats over the saga log or a mapped table.
+
+Read-only: nothing here writes, and a missing SQLite log reads as empty without creating
+a file. ``now`` is a parameter everywhere, so tests control the clock.
+
+Stuck (DESIGN section 7): a non-terminal saga whose ``deadline_at`` has passed, or, without
+a deadline, idle (no update) longer than ``--older-than``; by default longer than its current
+step's timeout from the stored definition (compensation timeout while compensating), else
+15 minutes. ``stuck_for_seconds`` counts from the deadline, or from the last update for a
+saga without one. Compensating sagas come first, then the longest stuck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sagactl.config import Settings
+from sagactl.errors import NotFoundError, UsageError
+from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso, utcnow
+from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, Store
+
+if TYPE_CHECKING:
+    from sagactl.store.mapped import MappedTableStore
+
+DEFAULT_IDLE_SECONDS = 900.0  # 15m: the stuck threshold when nothing better is known
+DEFAULT_LIST_LIMIT = 1000  # plain `list` without --limit shows at most this many
+
+
+class SagaSource(Protocol):
+    """What inspection reads: a sagactl store or a read-only mapped table."""
+
+    location: str
+
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]: ...
+
+    def counts(self) -> list[StateCount]: ...
+
+    def active_counts(self) -> list[ActiveCount]: ...
+
+
+class StoreSource:
+    """A sagactl saga log seen as summaries (idle timeouts from each stored definition)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.location = store.info.location
+
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
+        return [summarize(r) for r in self.store.list_sagas(query)]
+
+    def counts(self) -> list[StateCount]:
+        return self.store.counts()
+
+    def active_counts(self) -> list[ActiveCount]:
+        return self.store.active_counts()
+
+
+class MappedSource:
+    """Another orchestrator's table (read-only; no definitions, so the 15m default applies)."""
+
+    def __init__(self, table: MappedTableStore) -> None:
+        self.table = table
+        self.location = table.info.location
+
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
+        return self.table.list_summaries(query)
+
+    def counts(self) -> list[StateCount]:
+        return self.table.counts()
+
+    def active_counts(self) -> list[ActiveCount]:
+        return self.table.active_counts()
+
+
+@contextmanager
+def open_source(settings: Settings) -> Iterator[SagaSource]:
+    """The configured saga log (or mapped table), opened read-only and closed afterwards."""
+    if settings.mapping is not None:
+        from sagactl.store.mapped import MappedTableStore
+
+        table = MappedTableStore(settings.dsn, settings.mapping)
+        try:
+            yield MappedSource(table)
+        finally:
+            table.close()
+        return
+    from sagactl.store import open_store
+
+    store = open_store(settings.dsn, create=False)
+    try:
+        yield StoreSource(store)
+    finally:
+        store.close()
+
+
+def idle_timeout(saga: SagaRecord) -> float | None:
+    """Seconds the current step may take per the saga's stored definition, or None."""
+    if saga.current_step is None or not saga.definition:
+        return None
+    from sagactl.definition import from_snapshot
+
+    try:
+        step = from_snapshot(saga.definition).steps[saga.current_step]
+    except (KeyError, IndexError, TypeError, ValueError, UsageError):
+        return None  # a snapshot this version cannot read: fall back to the default
+    return step.compensation_timeout if saga.state is SagaState.COMPENSATING else step.timeout
+
+
+def summarize(saga: SagaRecord) -> SagaSummary:
+    """The list row of a saga record."""
+    needs_timeout = not saga.state.terminal and saga.deadline_at is None
+    return SagaSummary(
+        saga_id=saga.saga_id,
+        saga_type=saga.saga_type,
+        state=saga.state,
+        current_step=saga.current_step,
+        current_step_name=saga.current_step_name,
+        created_at=saga.created_at,
+        updated_at=saga.updated_at,
+        deadline_at=saga.deadline_at,
+        last_error=saga.last_error,
+        idle_timeout=idle_timeout(saga) if needs_timeout else None,
+    )
+
+
+def stuck_for(saga: SagaSummary, now: datetime, older_than: float | None = None) -> float | None:
+    """Seconds ``saga`` has been stuck at ``now``, or None when it is not stuck."""
+    if saga.state.terminal:
+        return None
+    if saga.deadline_at is not None:
+        return (now - saga.deadline_at).total_seconds() if saga.deadline_at < now else None
+    if saga.updated_at is None:
+        return None
+    idle = (now - saga.updated_at).total_seconds()
+    if older_than is None:
+        older_than = saga.idle_timeout if saga.idle_timeout is not None else DEFAULT_IDLE_SECONDS
+    return idle if idle > older_than else None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedSaga:
+    """One row of ``sagactl list``; ``to_dict`` is the JSON contract (DESIGN section 7)."""
+
+    saga: SagaSummary
+    stuck_for_seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.saga
+        return {
+            "saga_id": s.saga_id,
+            "saga_type": s.saga_type,
+            "state": s.state.value,
+            "current_step": s.current_step,
+            "current_step_name": s.current_step_name,
+            "created_at": iso(s.created_at),
+            "updated_at": iso(s.updated_at),
+            "deadline_at": iso(s.deadline_at),
+            "stuck_for_seconds": None if self.stuck_for_seconds is None else round(self.stuck_for_seconds, 3),
+            "last_error": s.last_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """``sagactl list`` options. ``limit``: None = default (all stuck sagas, or the first
+    DEFAULT_LIST_LIMIT sagas), 0 = no limit."""
+
+    stuck: bool = False
+    states: tuple[SagaState, ...] = ()
+    saga_type: str | None = None
+    older_than: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    sagas: list[ListedSaga]
+    stuck: bool
+    truncated_at: int | None = None  # the default cap, when more sagas matched
+
+
+def parse_older_than(duration: str | None) -> float | None:
+    """``--older-than`` in seconds (None when not given)."""
+    if duration is None:
+        return None
+    from sagactl.definition import parse_duration
+
+    seconds = parse_duration(duration)
+    if seconds <= 0:
+        raise UsageError(f"--older-than must be positive, got '{duration}'")
+    return seconds
+
+
+def find_stuck(
+    source: SagaSource,
+    now: datetime,
+    *,
+    older_than: float | None = None,
+    states: Sequence[SagaState] = (),
+    saga_type: str | None = None,
+    limit: int | None = None,
+) -> list[ListedSaga]:
+    """Stuck sagas, compensating first, then the longest stuck. Reads only active sagas."""
+    if older_than is not None:
+        query = SagaQuery(
+            states=states,
+            saga_type=saga_type,
+            stuck=True,
+            now=now,
+            idle_before=now - timedelta(seconds=older_than),
+            limit=limit,
+        )
+        rows = source.summaries(query)
+    else:
+        # Each saga has its own idle threshold: fetch every overdue or deadline-less active
+        # saga (still only the active-state index) and apply the thresholds here.
+        query = SagaQuery(states=states, saga_type=saga_type, stuck=True, now=now, idle_before=now)
+        rows = source.summaries(query)
+    listed = [ListedSaga(r, stuck_for(r, now, older_than)) for r in rows]
+    stuck = [row for row in listed if row.stuck_for_seconds is not None]
+    return stuck[:limit] if limit is not None else stuck
+
+
+def list_sagas(settings: Settings, request: ListRequest, *, now: datetime | None = None) -> ListResult:
+    """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones."""
+    now = now or utcnow()
+    older_than = parse_older_than(request.older_than)
+    if request.limit is not None and request.limit < 0:
+        raise UsageError(f"--limit must be 0 (no limit) or more, got {request.limit}")
+    limit = None if request.limit == 0 else request.limit
+    with open_source(settings) as source:
+        if request.stuck:
+            sagas = find_stuck(
+                source,
+                now,
+                older_than=older_than,
+                states=request.states,
+                saga_type=request.saga_type,
+                limit=limit,
+            )
+            return ListResult(sagas, stuck=True)
+        cap = DEFAULT_LIST_LIMIT if request.limit is None else None
+        query = SagaQuery(
+            states=request.states,
+            saga_type=request.saga_type,
+            updated_before=now - timedelta(seconds=older_than) if older_than is not None else None,
+            limit=cap + 1 if cap is not None else limit,
+        )
+        rows = source.summaries(query)
+    truncated = cap if cap is not None and len(rows) > cap else None
+    sagas = [ListedSaga(r, stuck_for(r, now)) for r in rows[:cap]]
+    return ListResult(sagas, stuck=False, truncated_at=truncated)
+
+
+def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
+    """One saga with its full history (a mapped table gives only its summary row)."""
+    if settings.mapping is not None:
+        from sagactl.store.mapped import MappedTableStore
+
+        table = MappedTableStore(settings.dsn, settings.mapping)
+        try:
+            summary = table.get_summary(saga_id)
+        finally:
+            table.close()
+        if summary is None:
+            raise NotFoundError(
+                f"saga {saga_id} not found in {table.info.location}",
+                hint="check the ID with 'sagactl list' and the config's store section",
+            )
+        return summary
+    from sagactl.store import open_store
+
+    store = open_store(settings.dsn, create=False)
+    try:
+        saga = store.get(saga_id)
+        if saga is None:
+            raise NotFoundError(
+                f"saga {saga_id} not found in {store.info.location}",
+                hint="check the ID with 'sagactl list' and the store with --dsn",
+            )
+        saga.transitions = store.transitions(saga_id)
+        return saga
+    finally:
+        store.close()
+
+
+# -- stats ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    saga_type: str
+    state: SagaState
+    count: int
+    stuck: int = 0
+    oldest_created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """``sagactl stats``: sagas per type and state (every state, zeros included), stuck
+    counts, the oldest active saga's age. Terminal counts come from the counters kept with
+    each transition; active counts are exact."""
+
+    generated_at: datetime
+    location: str
+    rows: list[StatsRow] = field(default_factory=list)
+
+    def age_of(self, row: StatsRow) -> float | None:
+        if row.oldest_created_at is None:
+            return None
+        return max(0.0, (self.generated_at - row.oldest_created_at).total_seconds())
+
+    @property
+    def oldest_active(self) -> datetime | None:
+        starts = [r.oldest_created_at for r in self.rows if r.oldest_created_at is not None]
+        return min(starts, default=None)
+
+    def totals(self) -> dict[str, int]:
+        totals = {state.value: 0 for state in SagaState}
+        for row in self.rows:
+            totals[row.state.value] += row.count
+        totals["active"] = sum(totals[s.value] for s in ACTIVE_STATES)
+        totals["stuck"] = sum(r.stuck for r in self.rows)
+        return totals
+
+    def to_dict(self) -> dict[str, Any]:
+        oldest = self.oldest_active
+        return {
+            "generated_at": iso(self.generated_at),
+            "store": self.location,
+            "totals": self.totals(),
+            "oldest_active_created_at": iso(oldest),
+            "oldest_active_age_seconds": (
+                None if oldest is None else round((self.generated_at - oldest).total_seconds(), 3)
+            ),
+            "sagas": [
+                {
+                    "saga_type": r.saga_type,
+                    "state": r.state.value,
+                    "count": r.count,
+                    "stuck": r.stuck,
+                    "oldest_created_at": iso(r.oldest_created_at),
+                    "oldest_age_seconds": None if (age := self.age_of(r)) is None else round(age, 3),
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def stats(settings: Settings, *, now: datetime | None = None) -> Stats:
+    """Counts per (saga_type, state), stuck counts and the oldest active saga's age.
+
+    Reads the counters table and the active-state indexes only: the cost does not grow with
+    the number of finished sagas (a mapped table has no counters and is scanned).
+    """
+    now = now or utcnow()
+    with open_source(settings) as source:
+        counters = {(c.saga_type, c.state): c.count for c in source.counts()}
+        active = {(a.saga_type, a.state): a for a in source.active_counts()}
+        stuck: dict[tuple[str, SagaState], int] = {}
+        for row in find_stuck(source, now):
+            key = (row.saga.saga_type, row.saga.state)
+            stuck[key] = stuck.get(key, 0) + 1
+        location = source.location
+    types = sorted({t for t, _ in counters} | {t for t, _ in active} | {t for t, _ in stuck})
+    rows = []
+    for saga_type in types:
+        for state in SagaState:
+            exact = active.get((saga_type, state))
+            exact_count = exact.count if exact else 0
+            count = counters.get((saga_type, state), 0) if state.terminal else exact_count
+            rows.append(
+                StatsRow(
+                    saga_type=saga_type,
+                    state=state,
+                    count=count,
+                    stuck=stuck.get((saga_type, state), 0),
+                    oldest_created_at=exact.oldest_created_at if exact else None,
+                )
+            )
+    return Stats(generated_at=now, location=location, rows=rows)

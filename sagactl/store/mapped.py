@@ -1,0 +1,266 @@
+"""A read-only view of another orchestrator's saga table on PostgreSQL (``store.table`` in
+sagactl.yaml), for ``list``, ``show`` and ``stats``.
+
+Table and column names come from the config file and are only ever quoted identifiers
+(psycopg.sql.Identifier, schema-qualified names included); every value is a bound
+parameter. The session is read-only (SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY):
+nothing is ever written to the mapped table or its database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sagactl.config import TableMapping
+from sagactl.errors import UnavailableError, UsageError
+from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
+from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
+from sagactl.store.postgres import _first_line, connect, masked
+
+# Logical columns sagactl understands; the first three default to their own names.
+REQUIRED_COLUMNS = ("saga_id", "state", "updated_at")
+OPTIONAL_COLUMNS = (
+    "saga_type",
+    "current_step",
+    "current_step_name",
+    "created_at",
+    "deadline_at",
+    "last_error",
+)
+
+_SELECT_KEYS = (
+    "saga_id",
+    "saga_type",
+    "state",
+    "current_step",
+    "current_step_name",
+    "created_at",
+    "updated_at",
+    "deadline_at",
+    "last_error",
+)
+
+
+def _split_table(name: str) -> tuple[str, ...]:
+    parts = tuple(name.split("."))
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise UsageError(
+            f"store.table {name!r} is not a table name",
+            hint="use TABLE or SCHEMA.TABLE (names are used exactly as written, case included)",
+        )
+    return parts
+
+
+class MappedTableStore:
+    """Read-only saga view over ``mapping.table`` reached with ``dsn``."""
+
+    def __init__(self, dsn: str, mapping: TableMapping) -> None:
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise UsageError(
+                "a mapped saga table (store.table) needs a PostgreSQL DSN",
+                hint="set store.dsn to postgresql://user@host/db",
+            )
+        unknown = sorted(set(mapping.columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+        if unknown:
+            known = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+            raise UsageError(f"store.columns: unknown column key(s) {', '.join(unknown)} (known: {known})")
+        bad_states = sorted(set(mapping.states) - {s.value for s in SagaState})
+        if bad_states:
+            known = ", ".join(s.value for s in SagaState)
+            raise UsageError(f"store.states: unknown state(s) {', '.join(bad_states)} (known: {known})")
+        self.table_name = mapping.table
+        self.table = sql.Identifier(*_split_table(mapping.table))
+        self.columns: dict[str, str] = {c: mapping.columns.get(c, c) for c in REQUIRED_COLUMNS}
+        self.columns.update({c: mapping.columns[c] for c in OPTIONAL_COLUMNS if c in mapping.columns})
+        for key, column in self.columns.items():
+            if not column:
+                raise UsageError(f"store.columns.{key} is empty")
+        self.values: dict[SagaState, str] = {s: mapping.states.get(s.value, s.value) for s in SagaState}
+        if len(set(self.values.values())) != len(self.values):
+            raise UsageError("store.states maps two sagactl states to the same value")
+        self.states_by_value = {v: s for s, v in self.values.items()}
+        self.dsn = dsn
+        self.info = StoreInfo(kind="mapped", location=f"{masked(dsn)} table {mapping.table}")
+        self._conn = connect(dsn, read_only=True)
+
+    # -- SQL pieces ---------------------------------------------------------------------
+
+    def _col(self, key: str) -> sql.Composable:
+        column = self.columns.get(key)
+        return sql.Identifier(column) if column else sql.NULL
+
+    def _select(self) -> sql.Composed:
+        columns = sql.SQL(", ").join(self._col(k) for k in _SELECT_KEYS)
+        return sql.SQL("SELECT {} FROM {}").format(columns, self.table)
+
+    def _state_in(self, states: Sequence[SagaState], params: list[Any]) -> sql.Composable:
+        params.extend(self.values[s] for s in states)
+        return sql.SQL("{} IN ({})").format(self._col("state"), sql.SQL(", ").join(sql.Placeholder() for _ in states))
+
+    def _summary(self, row: Sequence[Any]) -> SagaSummary | None:
+        saga_id, saga_type, state, step, step_name, created, updated, deadline, error = row
+        mapped = self.states_by_value.get(str(state))
+        if mapped is None:
+            return None
+        current_step: int | None = None
+        if isinstance(step, int):
+            current_step = step
+        elif step is not None and str(step).lstrip("-").isdigit():
+            current_step = int(str(step))
+        elif step is not None and step_name is None:
+            step_name = str(step)  # the other orchestrator records the step by name
+        return SagaSummary(
+            saga_id=str(saga_id),
+            saga_type=str(saga_type) if saga_type is not None else self.table_name,
+            state=mapped,
+            current_step=current_step,
+            current_step_name=str(step_name) if step_name is not None else None,
+            created_at=_when(created),
+            updated_at=_when(updated),
+            deadline_at=_when(deadline),
+            last_error=str(error) if error is not None else None,
+        )
+
+    @contextmanager
+    def _db(self, doing: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        where = f"mapped table {self.table_name} in {masked(self.dsn)}"
+        try:
+            yield self._conn
+        except psycopg.errors.UndefinedTable:
+            raise UsageError(
+                f"{where}: table not found", hint="check store.table in the config file (case-sensitive)"
+            ) from None
+        except psycopg.errors.UndefinedColumn as exc:
+            raise UsageError(
+                f"{where}: {_first_line(exc)}", hint="check store.columns in the config file (case-sensitive)"
+            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise UnavailableError(f"{where}: {_first_line(exc)}", hint="grant SELECT on it") from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise UnavailableError(
+                f"{where}: {doing} failed: {masked(self.dsn, _first_line(exc))}",
+                hint="check that the server is reachable and retry",
+            ) from None
+        except (psycopg.ProgrammingError, psycopg.DataError) as exc:
+            raise UsageError(
+                f"{where}: {doing} failed: {_first_line(exc)}",
+                hint="check store.columns: times must be timestamp or timestamptz columns",
+            ) from None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def list_summaries(self, query: SagaQuery) -> list[SagaSummary]:
+        """Like Store.list_sagas, over the mapped table; rows in unmapped states are skipped."""
+        params: list[Any] = []
+        where: list[sql.Composable] = []
+        updated, deadline = self._col("updated_at"), self._col("deadline_at")
+        if query.stuck:
+            now = query.now or datetime.now(UTC)
+            where.append(self._state_in(ACTIVE_STATES, params))
+            if "deadline_at" in self.columns:
+                where.append(sql.SQL("({d} < %s OR ({d} IS NULL AND {u} < %s))").format(d=deadline, u=updated))
+                params += [now, query.idle_before or now]
+            else:
+                where.append(sql.SQL("{} < %s").format(updated))
+                params.append(query.idle_before or now)
+        if query.states:
+            where.append(self._state_in(query.states, params))
+        elif not query.stuck:
+            where.append(self._state_in(list(SagaState), params))
+        if query.saga_type is not None:
+            if "saga_type" not in self.columns:
+                raise UsageError("--type needs store.columns.saga_type in the config file")
+            where.append(sql.SQL("{} = %s").format(self._col("saga_type")))
+            params.append(query.saga_type)
+        if query.updated_before is not None:
+            where.append(sql.SQL("{} < %s").format(updated))
+            params.append(query.updated_before)
+        params.append(self.values[SagaState.COMPENSATING])
+        age: sql.Composable
+        if query.stuck and "deadline_at" in self.columns:
+            age = sql.SQL("COALESCE({}, {})").format(deadline, updated)
+        else:
+            age = self._col("created_at") if "created_at" in self.columns and not query.stuck else updated
+        statement = sql.SQL("{select} WHERE {where} ORDER BY {state} = %s DESC, {age}, {saga_id}").format(
+            select=self._select(),
+            where=sql.SQL(" AND ").join(where),
+            state=self._col("state"),
+            age=age,
+            saga_id=self._col("saga_id"),
+        )
+        if query.limit is not None:
+            statement = statement + sql.SQL(" LIMIT %s")
+            params.append(int(query.limit))
+        with self._db("listing sagas") as conn:
+            rows = conn.execute(statement, params).fetchall()
+        return [s for s in (self._summary(r) for r in rows) if s is not None]
+
+    def get_summary(self, saga_id: str) -> SagaSummary | None:
+        """One saga by ID, or None."""
+        statement = sql.SQL("{} WHERE {} = %s").format(self._select(), self._col("saga_id"))
+        with self._db(f"reading saga {saga_id}") as conn:
+            try:
+                row = conn.execute(statement, [saga_id]).fetchone()
+            except psycopg.errors.InvalidTextRepresentation:
+                return None  # not even a valid ID for that column's type (e.g. uuid)
+        return self._summary(row) if row else None
+
+    def _grouped(self, states: Sequence[SagaState], aggregate: sql.Composable) -> list[tuple[Any, ...]]:
+        """(saga_type, state value, count, aggregate) per group, sorted."""
+        params: list[Any] = []
+        keys = [self._col("state")]
+        if "saga_type" in self.columns:
+            keys.insert(0, self._col("saga_type"))
+        statement = sql.SQL("SELECT {keys}, count(*), {agg} FROM {table} WHERE {cond} GROUP BY {keys}").format(
+            keys=sql.SQL(", ").join(keys), agg=aggregate, table=self.table, cond=self._state_in(states, params)
+        )
+        with self._db("counting sagas") as conn:
+            rows = conn.execute(statement, params).fetchall()
+        if "saga_type" not in self.columns:
+            rows = [(self.table_name, *r) for r in rows]
+        return sorted(rows, key=lambda r: (str(r[0]), str(r[1])))
+
+    def counts(self) -> list[StateCount]:
+        """Sagas per (type, state). A mapped table has no counters: this scans it."""
+        return [
+            StateCount(saga_type=str(t), state=self.states_by_value[str(s)], count=int(n))
+            for t, s, n, _ in self._grouped(list(SagaState), sql.NULL)
+        ]
+
+    def active_counts(self) -> list[ActiveCount]:
+        """Exact counts of active sagas per (type, state) and the oldest one's start."""
+        started = "created_at" if "created_at" in self.columns else "updated_at"
+        oldest = sql.SQL("min({})").format(self._col(started))
+        return [
+            ActiveCount(
+                saga_type=str(t),
+                state=self.states_by_value[str(s)],
+                count=int(n),
+                oldest_created_at=_when(first),
+            )
+            for t, s, n, first in self._grouped(ACTIVE_STATES, oldest)
+        ]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp from the mapped table in UTC (a naive timestamp is taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return parse_iso(str(value))
+    except ValueError:
+        raise UsageError(
+            f"mapped table value {str(value)[:40]!r} is not a timestamp",
+            hint="map created_at/updated_at/deadline_at to timestamp or timestamptz columns",
+        ) from None
