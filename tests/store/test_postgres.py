@@ -1,0 +1,351 @@
+"""PostgreSQL specifics: migrations under concurrency, connection failures (exit 4, password
+masked), a missing schema, round trips per write, column types and the stuck query plan."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.pq import Trace
+from typer.testing import CliRunner
+
+from sagactl.cli import app
+from sagactl.errors import UnavailableError
+from sagactl.models import SagaState, Transition
+from sagactl.store import open_store
+from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StateCount
+from sagactl.store.postgres import VERSION_TABLE, PostgresStore
+from tests.support.postgres import _as_url, _with_dbname
+from tests.support.sagas import add, at, saga
+
+runner = CliRunner()
+SECRET = "hunter2-Secret"
+
+
+@pytest.fixture
+def fresh_db(pg_admin_dsn: str) -> Iterator[str]:
+    """An empty database of its own (no schema), dropped afterwards."""
+    name = f"sagactl_fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _as_url(_with_dbname(pg_admin_dsn, name))
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg(pg_dsn: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(pg_dsn)
+    truncate(pg_dsn)
+    try:
+        yield store
+    finally:
+        store.close()
+        truncate(pg_dsn)
+
+
+def truncate(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts RESTART IDENTITY")
+
+
+def tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        return {r[0] for r in rows}
+
+
+# -- db init ----------------------------------------------------------------------------------
+
+
+def test_concurrent_open_and_init_apply_each_migration_once(fresh_db: str) -> None:
+    """Eight processes' worth of stores open a fresh database at the same instant (each one
+    creates the missing schema) and run db init: every one succeeds, each migration runs once."""
+    barrier = threading.Barrier(8)
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_and_init() -> None:
+        try:
+            barrier.wait(timeout=30)
+            store = PostgresStore(fresh_db)
+            try:
+                versions.append(store.init_schema())
+            finally:
+                store.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_init) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert versions == [SCHEMA_VERSION] * 8
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        rows = conn.execute(f"SELECT version, name FROM {VERSION_TABLE} ORDER BY version").fetchall()
+    assert rows == [(1, "001_init.sql")]
+    assert {"saga_log", "saga_transitions", "saga_counts", VERSION_TABLE} <= tables(fresh_db)
+
+
+def test_db_init_from_several_processes_at_once_then_again(fresh_db: str) -> None:
+    env = {**os.environ, "SAGACTL_DSN": fresh_db}
+    env.pop("SAGACTL_CONFIG", None)
+    with tempfile.TemporaryDirectory() as cwd:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "sagactl", "db", "init"],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outcomes = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+        for code, stderr in outcomes:
+            assert code == 0, stderr
+            assert f"is at schema version {SCHEMA_VERSION}" in stderr
+        again = runner.invoke(app, ["db", "init", "--dsn", fresh_db])
+    assert again.exit_code == 0 and again.stdout == ""
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchone() == (1,)
+
+
+def test_init_while_another_process_writes(pg: PostgresStore, pg_dsn: str) -> None:
+    """db init on an up-to-date database takes no table locks: it never blocks a driver."""
+    add(pg, saga("a", state=SagaState.STARTED))
+    with psycopg.connect(pg_dsn) as writer:  # an open transaction holding a row lock
+        writer.execute("UPDATE saga_log SET updated_at = updated_at WHERE saga_id = 'a'")
+        other = PostgresStore(pg_dsn)
+        try:
+            other._conn.execute("SET lock_timeout = '2s'")
+            assert other.init_schema() == SCHEMA_VERSION
+        finally:
+            other.close()
+        writer.rollback()
+
+
+def test_newer_schema_is_refused(fresh_db: str) -> None:
+    PostgresStore(fresh_db).close()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (99, '099_future.sql')")
+    with pytest.raises(UnavailableError, match="version 99, newer than this sagactl supports"):
+        PostgresStore(fresh_db)
+
+
+# -- missing schema ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--stuck"], ["show", "x"], ["stats"]])
+def test_read_only_commands_never_create_the_schema(fresh_db: str, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--dsn", fresh_db])
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "has no saga_log schema" in result.stderr and "run 'sagactl db init'" in result.stderr
+    assert tables(fresh_db) == set()
+
+
+def test_db_init_then_list_works(fresh_db: str) -> None:
+    assert runner.invoke(app, ["db", "init", "--dsn", fresh_db]).exit_code == 0
+    listed = runner.invoke(app, ["list", "-o", "json", "--dsn", fresh_db])
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "[]\n", "")
+
+
+def test_writing_commands_create_the_schema(fresh_db: str) -> None:
+    store = open_store(fresh_db)
+    try:
+        assert store.init_schema() == SCHEMA_VERSION
+    finally:
+        store.close()
+    assert {"saga_log", "saga_transitions", "saga_counts"} <= tables(fresh_db)
+
+
+def test_schema_dropped_under_a_running_store(fresh_db: str) -> None:
+    store = PostgresStore(fresh_db)
+    try:
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            conn.execute("DROP TABLE saga_log")
+        with pytest.raises(UnavailableError, match="no saga_log schema") as caught:
+            store.get("x")
+        assert "run 'sagactl db init'" in caught.value.one_line()
+    finally:
+        store.close()
+
+
+# -- unreachable and misconfigured -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://ops:{SECRET}@127.0.0.1:1/orders",  # nothing listens
+        f"postgresql://ops:{SECRET}@127.0.0.1:notaport/orders",  # not a DSN
+        f"postgresql://ops@127.0.0.1:1/orders?password={SECRET}",
+        f"postgresql://ops:{SECRET}@127.0.0.1:5432/orders?sslmode=bogus",
+    ],
+)
+@pytest.mark.parametrize("command", [["list", "--stuck"], ["stats"], ["show", "x"], ["db", "init"]])
+def test_unreachable_or_misconfigured_is_one_masked_line_exit_4(dsn: str, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--dsn", dsn])
+    assert result.exit_code == 4, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("sagactl: error: ") and result.stderr.count("\n") == 1
+    assert SECRET not in result.stderr and "***" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_database_exit_4(pg_admin_dsn: str) -> None:
+    dsn = _as_url(_with_dbname(pg_admin_dsn, "sagactl_no_such_db"))
+    result = runner.invoke(app, ["list", "--dsn", dsn])
+    assert result.exit_code == 4
+    assert "does not exist" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_connection_lost_is_unavailable(pg: PostgresStore, pg_admin_dsn: str) -> None:
+    pid = pg._conn.info.backend_pid
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(UnavailableError, match="reading saga x failed") as caught:
+        pg.get("x")
+    assert caught.value.exit_code == 4
+
+
+# -- round trips and types ---------------------------------------------------------------------
+
+
+def round_trips(store: PostgresStore, action: object) -> tuple[int, str]:
+    with tempfile.TemporaryFile("w+") as trace:
+        store._conn.pgconn.trace(trace.fileno())
+        store._conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        try:
+            action()  # type: ignore[operator]
+        finally:
+            store._conn.pgconn.untrace()
+        trace.seek(0)
+        text = trace.read()
+    return text.count("\tSync"), text
+
+
+def test_each_write_is_one_round_trip_and_one_statement(pg: PostgresStore) -> None:
+    record = saga("a", state=SagaState.STARTED)
+    record.lease_owner, record.lease_expires_at = "me", at(30)
+    first = [Transition("a", None, None, "started", at(0))]
+    trips, text = round_trips(pg, lambda: pg.create(record, first))
+    assert trips == 1 and "BEGIN" not in text
+    record.state = SagaState.PENDING
+    flush = [
+        Transition("a", None, "started", "pending", at(1)),
+        Transition("a", "reserve", "pending", "executing", at(1)),
+    ]
+    trips, text = round_trips(pg, lambda: pg.save(record, flush, prev_state=SagaState.STARTED, owner="me"))
+    assert trips == 1 and "BEGIN" not in text and "COMMIT" not in text
+    assert round_trips(pg, lambda: pg.acquire_lease("a", "me", at(60), at(2)))[0] == 1
+    assert round_trips(pg, lambda: pg.release_lease("a", "me"))[0] == 1
+    assert pg.counts() == [StateCount("Order", SagaState.PENDING, 1)]
+    assert [t.new_state for t in pg.transitions("a")] == ["started", "pending", "executing"]
+
+
+def test_column_types_and_lowercase_states(pg: PostgresStore, pg_dsn: str) -> None:
+    add(pg, saga("a", state=SagaState.COMPENSATING, deadline=5))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'saga_log'"
+            ).fetchall()
+        )
+        state = conn.execute("SELECT state, data->>'order_id' FROM saga_log").fetchone()
+        detail_type = conn.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'saga_transitions' AND column_name = 'detail'"
+        ).fetchone()
+    for column in ("data", "steps", "definition"):
+        assert types[column] == "jsonb"
+    for column in ("deadline_at", "lease_expires_at", "created_at", "updated_at"):
+        assert types[column] == "timestamp with time zone"
+    assert {"current_step_name", "last_error", "lease_owner", "current_step"} <= set(types)
+    assert state == ("compensating", "a")
+    assert detail_type == ("jsonb",)
+
+
+def test_concurrent_writers_keep_counters_exact(pg: PostgresStore, pg_dsn: str) -> None:
+    """Counter rows are updated in a fixed order: parallel flushes never deadlock or drift."""
+    errors: list[BaseException] = []
+
+    def drive(worker: int) -> None:
+        store = PostgresStore(pg_dsn)
+        try:
+            for n in range(15):
+                record = saga(f"w{worker}-{n}", state=SagaState.STARTED)
+                record.lease_owner = f"w{worker}"
+                add(store, record)
+                for prev, new in (
+                    (SagaState.STARTED, SagaState.PENDING),
+                    (SagaState.PENDING, SagaState.COMPENSATING if n % 2 else SagaState.COMPLETED),
+                ):
+                    record.state = new
+                    store.save(record, [], prev_state=prev, owner=f"w{worker}")
+                if n % 2:
+                    record.state = SagaState.FAILED
+                    store.save(record, [], prev_state=SagaState.COMPENSATING, owner=f"w{worker}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=drive, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert pg.counts() == [StateCount("Order", SagaState.COMPLETED, 32), StateCount("Order", SagaState.FAILED, 28)]
+
+
+# -- plans ---------------------------------------------------------------------------------------
+
+
+def test_stuck_and_active_counts_read_only_the_active_indexes(pg: PostgresStore, pg_dsn: str) -> None:
+    """With 30k finished sagas the stuck query and the active counts never scan the table."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO saga_log (saga_id, saga_type, state, steps, definition, created_at, updated_at)"
+            " SELECT 'done-' || i, 'Order', CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'completed' END,"
+            " '[]', '{}',"
+            " %s::timestamptz - i * interval '1 second', %s::timestamptz - i * interval '1 second'"
+            " FROM generate_series(1, 30000) AS i",
+            [at(0), at(0)],
+        )
+    add(pg, saga("late", updated=0, deadline=10), saga("idle", state=SagaState.STARTED, updated=0))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE saga_log")
+    plan = pg.explain_list(SagaQuery(stuck=True, now=at(1000), idle_before=at(500)))
+    assert "Seq Scan on saga_log" not in plan, plan
+    assert "using saga_log_active_" in plan, plan  # a partial index over active sagas only
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        counts_plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT saga_type, state, count(*), min(created_at) FROM saga_log"
+                " WHERE state NOT IN ('completed', 'failed') GROUP BY saga_type, state"
+            )
+        )
+    assert "Seq Scan on saga_log" not in counts_plan, counts_plan
+    assert [s.saga_id for s in pg.list_sagas(SagaQuery(stuck=True, now=at(1000), idle_before=at(500)))] == [
+        "idle",
+        "late",
+    ]
+    assert sum(a.count for a in pg.active_counts()) == 2
