@@ -19,7 +19,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ from sagactl.models import (
     utcnow,
 )
 from sagactl.placeholders import Context, MissingValueError, resolve
-from sagactl.store.base import Store
+from sagactl.store.base import LeaseLostError, Store
 from sagactl.transports.base import Reply, Request, Status, Transport
 
 log = logging.getLogger("sagactl.engine")
@@ -105,8 +105,19 @@ def _holder_is_dead(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
+        pass  # alive under another user, or a zombie
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process killed with -9 still answers kill(pid, 0) until its parent reaps it (a
+    runbook that starts `sagactl run &` and resumes right after the kill sees exactly that)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
         return False
-    return False
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 @dataclass(slots=True)
@@ -127,13 +138,29 @@ def exit_code_for(saga: SagaRecord) -> ExitCode:
     return ExitCode.ATTENTION
 
 
-def preflight(definition: SagaDefinition, data: Any, env: Mapping[str, str]) -> None:
-    """Fail before anything is recorded when input or environment lack what the saga names."""
+def preflight(
+    definition: SagaDefinition,
+    data: Any,
+    env: Mapping[str, str],
+    *,
+    steps: Sequence[StepDef] | None = None,
+    actions: bool = True,
+) -> None:
+    """Fail before anything is recorded or sent when input or environment lack what the saga
+    names. ``steps``: only these steps and their endpoints (default: the whole definition);
+    ``actions=False``: only their compensations (a saga that is compensating sends no action).
+    """
     ctx = Context(saga_id="preflight", input=data, env=env)
+    chosen = definition.steps if steps is None else tuple(steps)
+    used = {step.endpoint for step in chosen}
     for endpoint in definition.endpoints.values():
-        resolve(endpoint.config, ctx)
-    for step in definition.steps:
-        for spec in (step.action, step.compensation or {}):
+        if steps is None or endpoint.name in used:
+            resolve(endpoint.config, ctx)
+    for step in chosen:
+        specs = [step.action] if actions else []
+        if step.compensation is not None:
+            specs.append(step.compensation)
+        for spec in specs:
             try:
                 resolve(spec, ctx)
             except MissingValueError as exc:
@@ -184,20 +211,36 @@ class Engine:
         return self._drive(saga, definition)
 
     def resume(self, saga_id: str) -> RunResult:
-        """Continue a saga from the log with its stored definition snapshot."""
+        """Continue a saga from the log with its stored definition snapshot.
+
+        Input and environment are checked against what is still to be sent before anything
+        is touched: a shell that lacks a variable leaves the saga exactly as it was.
+        """
         saga = self._claim(saga_id)
         if saga.state.terminal:
-            self.store.release_lease(saga_id, self.owner)
+            self._release(saga)
             return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
-        return self._drive(saga, from_snapshot(saga.definition))
+        definition = from_snapshot(saga.definition)
+        try:
+            _preflight_remaining(definition, saga, self.env)
+        except BaseException:
+            self._release(saga)
+            raise
+        return self._drive(saga, definition)
 
     def abort(self, saga_id: str, *, reason: str, user: str) -> RunResult:
         """Stop forward progress and compensate now."""
         saga = self._claim(saga_id)
         if saga.state.terminal:
-            self.store.release_lease(saga_id, self.owner)
+            self._release(saga)
             raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to abort")
-        driver = _Driver(self, saga, from_snapshot(saga.definition))
+        definition = from_snapshot(saga.definition)
+        try:
+            preflight(definition, saga.data, self.env, steps=_to_compensate(definition, saga), actions=False)
+        except BaseException:
+            self._release(saga)
+            raise
+        driver = _Driver(self, saga, definition)
         if saga.state is not SagaState.COMPENSATING:
             driver.saga_to(SagaState.COMPENSATING, action="abort", by=user, reason=reason)
         else:
@@ -210,17 +253,24 @@ class Engine:
         try:
             record = saga.step(step)
         except KeyError:
-            self.store.release_lease(saga_id, self.owner)
+            self._release(saga)
             names = ", ".join(s.name for s in saga.steps)
             raise NotFoundError(f"saga {saga_id} has no step '{step}' (steps: {names})") from None
         if saga.state is not SagaState.COMPENSATING or not record.needs_compensation():
-            self.store.release_lease(saga_id, self.owner)
+            self._release(saga)
             raise UsageError(
                 f"step '{step}' of saga {saga_id} is {record.status.value} and the saga is"
                 f" {saga.state.value}: there is no compensation waiting to be resolved",
                 hint="resolve applies to a saga in compensating; see 'sagactl show'",
             )
-        driver = _Driver(self, saga, from_snapshot(saga.definition))
+        definition = from_snapshot(saga.definition)
+        earlier = [s for s in _to_compensate(definition, saga) if s.name != step]
+        try:
+            preflight(definition, saga.data, self.env, steps=earlier, actions=False)
+        except BaseException:
+            self._release(saga)
+            raise
+        driver = _Driver(self, saga, definition)
         driver.step_to(record, StepStatus.COMPENSATED, action="resolve", by=user, reason=reason)
         record.compensated_at = self.clock.now()
         record.error = None
@@ -259,6 +309,27 @@ class Engine:
 
     def _drive(self, saga: SagaRecord, definition: SagaDefinition) -> RunResult:
         return _Driver(self, saga, definition).drive()
+
+    def _release(self, saga: SagaRecord) -> None:
+        self.store.release_lease(saga.saga_id, self.owner)
+        saga.lease_owner = None
+        saga.lease_expires_at = None
+
+
+def _to_compensate(definition: SagaDefinition, saga: SagaRecord) -> list[StepDef]:
+    return [step for step, record in zip(definition.steps, saga.steps, strict=True) if record.needs_compensation()]
+
+
+def _preflight_remaining(definition: SagaDefinition, saga: SagaRecord, env: Mapping[str, str]) -> None:
+    """Check what a resume may still send: every step not completed (and any compensation)
+    while going forward, only the compensations still due once compensating."""
+    if saga.state is SagaState.COMPENSATING:
+        preflight(definition, saga.data, env, steps=_to_compensate(definition, saga), actions=False)
+        return
+    pending = [s for s, r in zip(definition.steps, saga.steps, strict=True) if r.status is not StepStatus.COMPLETED]
+    preflight(definition, saga.data, env, steps=pending)
+    undoable = [s for s in definition.steps if s.compensation is not None]
+    preflight(definition, saga.data, env, steps=undoable, actions=False)
 
 
 def _log_extra(t: Transition) -> dict[str, Any]:
@@ -308,15 +379,20 @@ class _Driver:
         )
         record.status = status
 
-    def flush(self, busy_for: float | None) -> None:
+    def flush(self, busy_for: float | None, *, release: bool = False) -> None:
         """Commit the saga row and pending transitions. ``busy_for``: seconds until the next
-        answer is due (sets deadline_at and extends the lease); None when nothing is due."""
+        answer is due (sets deadline_at and extends the lease); None when nothing is due.
+        ``release``: give the lease up in the same commit (this driver is done)."""
         now = self.clock.now()
         saga = self.saga
         saga.updated_at = now
         saga.deadline_at = now + timedelta(seconds=busy_for) if busy_for is not None else None
-        saga.lease_expires_at = now + timedelta(seconds=(busy_for or 0.0) + LEASE_MARGIN)
-        saga.lease_owner = self.engine.owner
+        if release:
+            saga.lease_owner = None
+            saga.lease_expires_at = None
+        else:
+            saga.lease_owner = self.engine.owner
+            saga.lease_expires_at = now + timedelta(seconds=(busy_for or 0.0) + LEASE_MARGIN)
         self.store.save(saga, self.pending, prev_state=self.prev_state, owner=self.engine.owner)
         self.prev_state = saga.state
         written, self.pending = self.pending, []
@@ -339,24 +415,33 @@ class _Driver:
         try:
             return self._drive()
         except KeyboardInterrupt:
-            self._save_on_interrupt()
+            self._save_and_release()
             saga = self.saga
             where = f" at {saga.current_step_name}" if saga.current_step_name else ""
             raise Interrupted(
                 f"interrupted; saga {saga.saga_id} is saved {saga.state.value}{where}",
                 hint=f"continue with 'sagactl resume {saga.saga_id}'",
             ) from None
+        except LeaseLostError:
+            raise  # another driver owns the saga now: write nothing more
+        except Exception:
+            # The store or a transport failed under us: keep what is known and free the saga,
+            # so the next resume (from any host) need not wait for the lease to expire.
+            self._save_and_release()
+            raise
         finally:
             for transport in self.transports.values():
                 transport.close()
 
-    def _save_on_interrupt(self) -> None:
+    def _save_and_release(self) -> None:
+        """Commit the transitions already true (results received) and give the lease up."""
         try:
             if self.pending:
-                self.flush(None)
-            self.store.release_lease(self.saga.saga_id, self.engine.owner)
+                self.flush(None, release=True)
+            else:
+                self.engine._release(self.saga)
         except Exception:  # the log still holds the last committed state; resume starts there
-            log.warning("could not save on interrupt; resume continues from the last commit")
+            log.warning("could not save on stopping; resume continues from the last commit")
 
     def _drive(self) -> RunResult:
         saga = self.saga
@@ -365,20 +450,19 @@ class _Driver:
                 self.saga_to(SagaState.COMPLETED)
                 saga.current_step = None
                 saga.last_error = None
-                self.flush(None)
-                self._release()
+                self.flush(None, release=True)
                 return RunResult(saga, ExitCode.OK)
             self.saga_to(SagaState.COMPENSATING)
         if saga.state is SagaState.COMPENSATING:
             if self._compensate():
                 self.saga_to(SagaState.FAILED)
                 saga.current_step = None
-                self.flush(None)
-            self._release()
+                self.flush(None, release=True)
+            else:
+                # A compensation could not finish; the earlier ones wait (strict order). The
+                # deadline is now: the saga needs an operator and `list --stuck` shows it at once.
+                self.flush(0.0, release=True)
         return RunResult(saga, exit_code_for(saga))
-
-    def _release(self) -> None:
-        self.store.release_lease(self.saga.saga_id, self.engine.owner)
 
     def _transport(self, step: StepDef) -> Transport:
         if step.endpoint not in self.transports:
@@ -420,6 +504,10 @@ class _Driver:
             if record.status is StepStatus.COMPLETED:
                 continue
             saga.current_step = index
+            if record.status is StepStatus.FAILED:
+                # Its failure is already recorded (an interrupt landed before the switch to
+                # compensating was committed): compensate; a refused action is never re-sent.
+                return False
             self.saga_to(SagaState.PENDING)
             if not self._execute(step, record):
                 return False
@@ -428,6 +516,9 @@ class _Driver:
     def _execute(self, step: StepDef, record: StepRecord) -> bool:
         """One step's action with retries. Leaves the record completed or failed."""
         policy = step.retry
+        # Open the transport before anything is recorded: a transport that cannot be opened
+        # must not leave a step 'executing' that was never sent.
+        self._transport(step)
         # A step found executing was in flight when its driver stopped: it may have been
         # delivered, so it is re-sent (same key) at least once whatever its attempt count.
         maybe_delivered = record.status is StepStatus.EXECUTING
@@ -508,6 +599,7 @@ class _Driver:
 
     def _undo(self, step: StepDef, record: StepRecord) -> bool:
         policy = step.compensation_retry
+        self._transport(step)
         tries = 0
         while True:
             tries += 1
@@ -542,7 +634,6 @@ class _Driver:
                 self.flush(delay + step.compensation_timeout)
                 self.clock.sleep(delay)
                 continue
-            # Exhausted or refused: stop here, strict order means earlier ones wait. The
-            # deadline is now: the saga needs an operator and `list --stuck` shows it at once.
-            self.flush(0.0)
+            # Exhausted or refused: stop here; _drive records it (deadline now) and the
+            # compensations of earlier steps wait.
             return False
