@@ -8,6 +8,7 @@ sleeps go to a fake clock (recorded, not slept); timeouts are real and short.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -18,9 +19,11 @@ import pytest
 
 from sagactl.definition import SagaDefinition, load
 from sagactl.engine import Engine, RunResult, exit_code_for
-from sagactl.errors import ExitCode, LeaseHeldError
+from sagactl.errors import ExitCode, Interrupted, LeaseHeldError, UsageError
 from sagactl.models import Outcome, SagaState, StepStatus
+from sagactl.placeholders import MissingValueError
 from sagactl.store import Store, open_store
+from sagactl.store.base import LeaseLostError
 from sagactl.transports import Transport, open_transport
 from sagactl.transports.base import Reply, Request
 from tests.support.clock import FakeClock
@@ -804,21 +807,248 @@ def test_a_crash_at_every_write_ahead_point_is_recovered_by_resume(
 
 
 def test_transitions_are_logged(
-    store: Store,
-    env: dict[str, str],
-    clock: FakeClock,
-    definition: SagaDefinition,
-    participants: Participants,
-    caplog: pytest.LogCaptureFixture,
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
 ) -> None:
-    caplog.set_level("INFO", logger="sagactl.engine")
+    # Own handler on the engine's logger: the CLI reconfigures the 'sagactl' logger (no
+    # propagation), so caplog would depend on which tests ran before.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("sagactl.engine")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     participants.script("notify", "action", refuse())
+    try:
+        make_engine(store, env, clock).run(definition, INPUT, "log-1")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
-    make_engine(store, env, clock).run(definition, INPUT, "log-1")
-
-    lines = [r.getMessage() for r in caplog.records if r.name == "sagactl.engine"]
+    lines = [r.getMessage() for r in records]
     assert "log-1 - none -> started" in lines
     assert "log-1 notify executing -> failed" in lines
     assert "log-1 - pending -> compensating" in lines
     assert "log-1 ship completed -> compensating" in lines
     assert lines[-1] == "log-1 - compensating -> failed"
+    failed = next(r for r in records if r.getMessage() == "log-1 notify executing -> failed")
+    assert (failed.saga_id, failed.step_name, failed.old_state, failed.new_state) == (
+        "log-1",
+        "notify",
+        "executing",
+        "failed",
+    )  # type: ignore[attr-defined]
+
+
+# -- robustness: what an interrupted or misconfigured driver leaves behind ------------------------
+
+
+class _InterruptAfterSend(_CrashAfterSend):
+    """Ctrl-C (SIGTERM maps to it too) while the step is in flight."""
+
+    def call(self, request: Request) -> Reply:
+        reply = self.inner.call(request)
+        if request.step_name == self.step and request.phase.value == self.phase:
+            raise KeyboardInterrupt
+        return reply
+
+
+def test_interrupt_saves_releases_the_lease_and_resume_continues_at_once(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    base = http_factory(env)
+
+    def factory(defn: SagaDefinition, endpoint: str) -> Transport:
+        return _InterruptAfterSend(base(defn, endpoint), "charge", "action")
+
+    with pytest.raises(Interrupted) as raised:
+        make_engine(store, env, clock, factory).run(definition, INPUT, "int-1")
+    assert raised.value.exit_code == ExitCode.INTERRUPTED
+    assert "sagactl resume int-1" in raised.value.one_line()
+    stored = store.get("int-1")
+    assert stored is not None and stored.lease_owner is None
+    assert statuses(store, "int-1")["charge"] == "executing"
+
+    result = make_engine(store, env, clock).resume("int-1")  # no lease to wait for
+
+    check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+    assert participants.sequence() == actions("reserve", "charge", "charge", "ship", "notify")
+
+
+def test_a_driver_that_lost_its_lease_sends_nothing_more(
+    store: Store, store_dsn: str, env: dict[str, str], definition: SagaDefinition, participants: Participants
+) -> None:
+    """A stalled driver whose lease expired and was taken over stops at its next write."""
+    held = gate(ok({"payment_id": "late"}))
+    participants.script("charge", "action", held)
+    slow_clock = FakeClock()
+    stalled = make_engine(store, env, slow_clock)
+    outcome: dict[str, BaseException] = {}
+
+    def drive() -> None:
+        try:
+            stalled.run(definition, INPUT, "lost-1")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=drive)
+    worker.start()
+    try:
+        assert held.arrived.wait(10)
+        other = open_store(store_dsn)
+        try:
+            later = FakeClock(slow_clock.now())
+            later.advance(3600)  # the stalled driver's lease has long expired
+            taken = make_engine(other, env, later).resume("lost-1")
+            assert taken.exit_code == ExitCode.OK
+        finally:
+            other.close()
+    finally:
+        held.release()
+        worker.join(30)
+
+    assert isinstance(outcome.get("error"), LeaseLostError)
+    assert participants.sequence() == actions("reserve", "charge", "charge", "ship", "notify")
+    check_result(taken, store, SagaState.COMPLETED, ExitCode.OK)
+
+
+def test_resume_in_a_shell_missing_the_endpoint_url_changes_nothing(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    with pytest.raises(Crash):
+        make_engine(store, env, clock, crashing_factory(env, "charge")).run(definition, INPUT, "env-1")
+    clock.advance(3600)
+    before = store.get("env-1")
+    history = flow(store, "env-1")
+    broken = {k: v for k, v in env.items() if k != "NOTIFY_URL"}
+
+    with pytest.raises(MissingValueError, match="NOTIFY_URL"):
+        make_engine(store, broken, clock).resume("env-1")
+
+    after = store.get("env-1")
+    assert before is not None and after is not None
+    assert [s.to_dict() for s in after.steps] == [s.to_dict() for s in before.steps]
+    assert flow(store, "env-1") == history  # nothing recorded, nothing sent
+    assert participants.sequence() == actions("reserve", "charge")
+    result = make_engine(store, env, clock).resume("env-1")  # fixed shell, at once
+    check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+    assert participants.sequence() == actions("reserve", "charge", "charge", "ship", "notify")
+
+
+def test_resume_in_a_shell_missing_a_header_variable_does_not_fail_the_step(
+    store: Store, env: dict[str, str], clock: FakeClock, tmp_path: Path, participants: Participants
+) -> None:
+    """A placeholder that cannot resolve is the operator's shell, not the participant's
+    answer: the step must not be failed (and compensated) as 'never delivered'."""
+    path = tmp_path / "order.yaml"
+    path.write_text(
+        SAGA_YAML.replace("@TIMEOUT@", "5s").replace(
+            "action:       {path: /charges}", 'action:       {path: /charges, headers: {X-Key: "${env.PAY_KEY}"}}'
+        )
+    )
+    definition = load(path)
+    env = {**env, "PAY_KEY": "k"}
+    participants.script("charge", "action", then=transient())
+    with pytest.raises(Crash):
+        make_engine(store, env, clock, crashing_factory(env, "reserve")).run(definition, INPUT, "env-2")
+    clock.advance(3600)
+    participants.script("charge", "action")
+
+    with pytest.raises(MissingValueError, match="PAY_KEY"):
+        make_engine(store, {k: v for k, v in env.items() if k != "PAY_KEY"}, clock).resume("env-2")
+
+    assert statuses(store, "env-2") == {
+        "reserve": "executing",
+        "charge": "pending",
+        "ship": "pending",
+        "notify": "pending",
+    }
+    result = make_engine(store, env, clock).resume("env-2")
+    check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+
+
+def test_a_compensating_saga_resumes_without_variables_only_actions_need(
+    store: Store, env: dict[str, str], clock: FakeClock, tmp_path: Path, participants: Participants
+) -> None:
+    path = tmp_path / "order.yaml"
+    path.write_text(
+        SAGA_YAML.replace("@TIMEOUT@", "5s").replace(
+            "action:       {path: /charges}", 'action:       {path: /charges, headers: {X-Key: "${env.PAY_KEY}"}}'
+        )
+    )
+    participants.script("ship", "action", refuse())
+    participants.script("charge", "compensation", then=transient())
+    first = make_engine(store, {**env, "PAY_KEY": "k"}, clock).run(load(path), INPUT, "env-3")
+    assert first.exit_code == ExitCode.ATTENTION
+    participants.script("charge", "compensation")
+
+    result = make_engine(store, env, clock).resume("env-3")  # PAY_KEY only mattered to the action
+
+    check_result(result, store, SagaState.FAILED, ExitCode.SAGA_FAILED)
+
+
+def test_a_failed_step_found_in_the_log_is_never_sent_again(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    """An interrupt can land between recording a refusal and the switch to compensating;
+    resume must compensate, not re-send the refused action."""
+    engine = make_engine(store, env, clock)
+    saga = engine.start(definition, INPUT, "refused-1")
+    saga.state = SagaState.PENDING
+    saga.current_step = 1
+    reserve, charge = saga.steps[0], saga.steps[1]
+    reserve.status, reserve.outcome, reserve.attempts, reserve.result = (
+        StepStatus.COMPLETED,
+        Outcome.SUCCEEDED,
+        1,
+        {"reservation_id": "r"},
+    )
+    charge.status, charge.outcome, charge.attempts, charge.error = (StepStatus.FAILED, Outcome.REFUSED, 1, "HTTP 422")
+    saga.lease_owner = None
+    store.save(saga, [], prev_state=SagaState.STARTED, owner=engine.owner)
+
+    result = make_engine(store, env, clock).resume("refused-1")
+
+    check_result(result, store, SagaState.FAILED, ExitCode.SAGA_FAILED)
+    assert participants.sequence() == compensations("reserve")
+
+
+def test_the_run_result_and_the_log_agree_on_the_lease(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    result = make_engine(store, env, clock).run(definition, INPUT, "lease-1")
+    stored = store.get("lease-1")
+    assert stored is not None
+    assert (
+        (result.saga.lease_owner, result.saga.lease_expires_at)
+        == (None, None)
+        == (stored.lease_owner, stored.lease_expires_at)
+    )
+
+
+def test_a_transport_that_cannot_be_opened_keeps_what_is_known_and_frees_the_saga(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    base = http_factory(env)
+
+    def factory(defn: SagaDefinition, endpoint: str) -> Transport:
+        if endpoint == "notify":
+            raise UsageError("endpoint notify: cannot open (simulated)")
+        return base(defn, endpoint)
+
+    with pytest.raises(UsageError, match="simulated"):
+        make_engine(store, env, clock, factory).run(definition, INPUT, "open-1")
+
+    stored = store.get("open-1")
+    assert stored is not None
+    assert stored.lease_owner is None  # the next resume need not wait for the lease
+    # ship's result is kept; notify was never marked executing because nothing was sent
+    assert statuses(store, "open-1") == {
+        "reserve": "completed",
+        "charge": "completed",
+        "ship": "completed",
+        "notify": "pending",
+    }
+    result = make_engine(store, env, clock).resume("open-1")
+    check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+    assert participants.sequence() == actions(*STEPS)  # nothing sent twice
