@@ -1,0 +1,216 @@
+"""Crash safety for real: kill -9 the installed ``sagactl run`` while a call is in flight, then
+``sagactl resume`` finishes the saga (same idempotency key re-sent, no completed step re-run),
+on SQLite and PostgreSQL.
+
+The participants block the chosen call (a gate) so the kill lands exactly while it is in
+flight. The killed process's lease is still valid in the log; resume on the same host must
+take it over (the holder's pid is dead, or a zombie nobody reaped yet), not wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagactl.models import SagaState, utcnow
+from sagactl.store import open_store
+from tests.support.participants import Gate, Participants, gate, refuse
+
+pytestmark = pytest.mark.slow
+
+SAGA_YAML = """\
+saga: Order
+endpoints:
+  inventory: {type: http, url: "${env.INVENTORY_URL}"}
+  payment:   {type: http, url: "${env.PAYMENT_URL}"}
+defaults:
+  timeout: 20s
+  retry: {max_attempts: 3, initial_backoff: 1ms, max_backoff: 5ms}
+  compensation_retry: {max_attempts: 3, initial_backoff: 1ms, max_backoff: 5ms}
+steps:
+  - {name: reserve, endpoint: inventory, action: {path: /reserve}, compensation: {path: /release}}
+  - {name: charge,  endpoint: payment,   action: {path: /charge},  compensation: {path: /refund}}
+  - {name: ship,    endpoint: inventory, action: {path: /ship},    compensation: {path: /unship}}
+  - {name: notify,  endpoint: payment,   action: {path: /notify},  compensation: {path: /retract}}
+"""
+
+STEPS = ["reserve", "charge", "ship", "notify"]
+
+
+@dataclass
+class Cli:
+    cwd: Path
+    env: dict[str, str]
+    dsn: str
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "sagactl", *args, "--dsn", self.dsn]
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args), cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, store_dsn: str, participants: Participants) -> Cli:
+    (tmp_path / "order.yaml").write_text(SAGA_YAML)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
+    env.update(
+        INVENTORY_URL=participants.url + "/inventory",
+        PAYMENT_URL=participants.url + "/payment",
+        NO_COLOR="1",
+    )
+    return Cli(tmp_path, env, store_dsn)
+
+
+@pytest.fixture
+def running(cli: Cli) -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test started; any still alive at the end are killed (by pid)."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def wait_in_flight(held: Gate, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not held.arrived.wait(0.05):
+        if proc.poll() is not None:
+            pytest.fail(
+                f"sagactl run ended ({proc.returncode}) before the call: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail("the call never reached the participant")
+
+
+def saga_json(stdout: str) -> dict[str, Any]:
+    data = json.loads(stdout)
+    return data[0] if isinstance(data, list) else data  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    step: str
+    phase: str
+    before_kill: list[tuple[str, str]]
+    after_resume: list[tuple[str, str]]
+    final: SagaState
+    exit_code: int
+    refuse: str | None = None
+    reap_before_resume: bool = True
+
+
+def a(*steps: str) -> list[tuple[str, str]]:
+    return [(s, "action") for s in steps]
+
+
+def c(*steps: str) -> list[tuple[str, str]]:
+    return [(s, "compensation") for s in steps]
+
+
+SCENARIOS = {
+    "step-1-in-flight": Scenario("reserve", "action", a("reserve"), a("reserve", *STEPS[1:]), SagaState.COMPLETED, 0),
+    # the killed process is left a zombie during resume (no one has reaped it yet)
+    "step-3-in-flight": Scenario(
+        "ship",
+        "action",
+        a("reserve", "charge", "ship"),
+        a("ship", "notify"),
+        SagaState.COMPLETED,
+        0,
+        reap_before_resume=False,
+    ),
+    "compensation-in-flight": Scenario(
+        "ship",
+        "compensation",
+        [*a(*STEPS), *c("ship")],
+        c("ship", "charge", "reserve"),
+        SagaState.FAILED,
+        1,
+        refuse="notify",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_kill_9_mid_call_then_resume_completes(
+    name: str, cli: Cli, participants: Participants, running: list[subprocess.Popen[str]]
+) -> None:
+    scenario = SCENARIOS[name]
+    saga_id = f"crash-{name}"
+    held = gate()
+    participants.script(scenario.step, scenario.phase, held)
+    if scenario.refuse:
+        participants.script(scenario.refuse, "action", refuse())
+
+    proc = cli.start("run", "order.yaml", "--saga-id", saga_id, "-o", "json")
+    running.append(proc)
+    wait_in_flight(held, proc)
+
+    if name == "step-3-in-flight":
+        # While the driver is alive its lease holds: a second driver is refused (exit 3).
+        second = cli.run("resume", saga_id, "-o", "json")
+        assert second.returncode == 3, second.stderr
+        assert f"saga {saga_id} is being driven by {socket.gethostname()}:{proc.pid}:" in second.stderr
+
+    os.kill(proc.pid, signal.SIGKILL)
+    if scenario.reap_before_resume:
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    held.release()  # the participant's handler finishes; its answer goes nowhere
+    assert participants.sequence() == scenario.before_kill
+
+    store = open_store(cli.dsn)
+    try:
+        stored = store.get(saga_id)
+        assert stored is not None
+        # The dead driver's lease is still valid: only a take-over lets resume go on now.
+        assert stored.lease_owner is not None and stored.lease_owner.startswith(f"{socket.gethostname()}:{proc.pid}:")
+        assert stored.lease_expires_at is not None and stored.lease_expires_at > utcnow()
+        completed = {s.name for s in stored.steps if s.status.value == "completed"}
+    finally:
+        store.close()
+
+    participants.clear()
+    resumed = cli.run("resume", saga_id, "-o", "json", "-v")
+    if not scenario.reap_before_resume:
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+
+    assert resumed.returncode == scenario.exit_code, resumed.stderr
+    assert "took over the lease of dead process" in resumed.stderr
+    assert participants.sequence() == scenario.after_resume
+    for call in participants.calls:
+        assert call.key == f"{saga_id}:{call.step}:{call.phase}"
+    resent = participants.calls[0]
+    assert (resent.step, resent.phase) == (scenario.step, scenario.phase)  # the in-flight call, same key
+    for step in completed:
+        assert (step, "action") not in participants.sequence(), f"completed step {step} re-run"
+    doc = saga_json(resumed.stdout)
+    assert doc["state"] == scenario.final.value
+    if scenario.final is SagaState.FAILED:
+        assert [s["status"] for s in doc["steps"]] == ["compensated", "compensated", "compensated", "failed"]
+    else:
+        assert [s["status"] for s in doc["steps"]] == ["completed"] * 4
+
+    again = cli.run("resume", saga_id, "-o", "json")  # finished: nothing more is sent
+    assert again.returncode == scenario.exit_code
+    assert participants.sequence() == scenario.after_resume
