@@ -1,0 +1,403 @@
+"""The operator's commands end to end through the CLI (CliRunner; stdout, stderr and exit code
+checked separately), on SQLite and PostgreSQL: list, stats, show extras, resolve, abort,
+resume --stuck, a mapped table through a sagactl.yaml context, and start-up imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from sagactl.cli import app
+from sagactl.store import open_store
+from tests.support.sagas import at
+
+ROOT = Path(__file__).parent.parent
+PARTICIPANTS = ROOT / "sample-configs" / "participants"
+runner = CliRunner()
+
+# Three steps on the sample exec participants; compensations are tried once, so a failing
+# one leaves the saga compensating at once (no backoff to wait for).
+SAGA_YAML = f"""
+saga: FastOrder
+endpoints:
+  inventory: {{type: exec, command: [python3, {PARTICIPANTS}/inventory.py]}}
+  payment: {{type: exec, command: [python3, {PARTICIPANTS}/payment.py]}}
+  shipping: {{type: exec, command: [python3, {PARTICIPANTS}/shipping.py]}}
+defaults:
+  timeout: 20s
+  retry: {{max_attempts: 1, initial_backoff: 1ms, max_backoff: 1ms}}
+  compensation_retry: {{max_attempts: 1, initial_backoff: 1ms, max_backoff: 1ms}}
+steps:
+  - name: reserve
+    endpoint: inventory
+    action: {{args: [reserve], body: {{order_id: "${{input.order_id}}", items: "${{input.items}}"}}}}
+    compensation: {{args: [release], body: {{order_id: "${{input.order_id}}"}}}}
+  - name: charge
+    endpoint: payment
+    action: {{args: [charge], body: {{order_id: "${{input.order_id}}", amount: 10}}}}
+    compensation: {{args: [refund], body: {{order_id: "${{input.order_id}}"}}}}
+  - name: ship
+    endpoint: shipping
+    action: {{args: [create], body: {{order_id: "${{input.order_id}}", address: x, payment_id: p}}}}
+"""
+INPUT = '{"order_id": "o-1", "items": [{"sku": "A", "qty": 1}]}'
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_dsn: str) -> Path:
+    """An empty saga log of each kind (SAGACTL_DSN), the saga file, USER=alice."""
+    for name in ("FAIL_STEP", "FAIL_STEP_MODE", "FAIL_COMPENSATION", "SAGACTL_CONFIG", "SAGACTL_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SAGACTL_DSN", store_dsn)
+    monkeypatch.setenv("SAMPLE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("USER", "alice")
+    path = tmp_path / "fast.yaml"
+    path.write_text(SAGA_YAML)
+    return path
+
+
+def run_stuck(saga_file: Path, monkeypatch: pytest.MonkeyPatch, saga_id: str = "c-1") -> None:
+    """A saga whose ship step is refused and whose charge refund keeps failing: compensating."""
+    monkeypatch.setenv("FAIL_STEP", "ship")
+    monkeypatch.setenv("FAIL_COMPENSATION", "charge")
+    result = runner.invoke(app, ["run", str(saga_file), "--input", INPUT, "--saga-id", saga_id, "-q"])
+    assert result.exit_code == 3, result.stderr
+    monkeypatch.delenv("FAIL_STEP")
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- list ----------------------------------------------------------------------------------------
+
+
+def test_empty_log_lists_brackets_in_json_and_a_note_in_tables(cli: Path) -> None:
+    assert invoke("list", "-o", "json") == (0, "[]\n", "")
+    assert invoke("list", "--stuck", "-o", "json", "--exit-code") == (0, "[]\n", "")
+    assert invoke("list", "--stuck") == (0, "", "no stuck sagas\n")
+    assert invoke("list", "-q") == (0, "", "")
+
+
+def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke("list", "--stuck", "-o", "json")
+    assert (code, err) == (0, "")
+    [row] = json.loads(out)
+    assert list(row) == [
+        "saga_id",
+        "saga_type",
+        "state",
+        "current_step",
+        "current_step_name",
+        "created_at",
+        "updated_at",
+        "deadline_at",
+        "stuck_for_seconds",
+        "last_error",
+    ]
+    assert (row["saga_id"], row["saga_type"], row["state"]) == ("c-1", "FastOrder", "compensating")
+    assert (row["current_step"], row["current_step_name"]) == (1, "charge")
+    assert row["stuck_for_seconds"] >= 0 and row["deadline_at"].endswith("Z")
+    assert "FAIL_COMPENSATION=charge" in row["last_error"]
+    assert invoke("list", "--stuck", "-q") == (0, "c-1\n", "")
+    assert invoke("list", "--stuck", "-q", "--exit-code") == (3, "c-1\n", "")
+    assert invoke("list", "--stuck", "-q", "--exit-code", "--type", "Other") == (0, "", "")
+    code, out, err = invoke("list", "--stuck")
+    assert code == 0 and err == ""
+    header, line = out.splitlines()
+    assert header.split()[:4] == ["SAGA", "TYPE", "STATE", "STEP"]
+    assert line.startswith("c-1") and "1 (charge)" in line and "charge compensation: exec" in line
+    code, out, _ = invoke("list", "--stuck", "-o", "csv")
+    assert out.splitlines()[0] == "saga_id,saga_type,state,step,updated_at,stuck_for,last_error"
+    jsonl = invoke("list", "-o", "jsonl", "--state", "COMPENSATING")[1]
+    assert [json.loads(x)["saga_id"] for x in jsonl.splitlines()] == ["c-1"]
+
+
+def test_list_filters(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    monkeypatch.delenv("FAIL_COMPENSATION")
+    assert runner.invoke(app, ["run", str(cli), "--input", INPUT, "--saga-id", "ok-1", "-q"]).exit_code == 0
+    assert invoke("list", "-q") == (0, "c-1\nok-1\n", "")
+    assert invoke("list", "-q", "--state", "completed", "--state", "failed") == (0, "ok-1\n", "")
+    assert invoke("list", "-q", "--limit", "1") == (0, "c-1\n", "")
+    assert invoke("list", "-q", "--older-than", "1h") == (0, "", "")
+    assert invoke("list", "-q", "--stuck", "--older-than", "1h") == (0, "c-1\n", "")  # past its deadline
+    assert invoke("list", "-q", "--type", "FastOrder' OR '1'='1") == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--state", "pending' OR '1'='1"], "Invalid value for '--state'"),
+        (["--state", "running"], "Invalid value for '--state'"),
+        (["--limit", "-1"], "Invalid value for '--limit'"),
+        (["--limit", "1; DROP TABLE saga_log"], "Invalid value for '--limit'"),
+        (["--older-than", "5 minutes"], "sagactl: error: invalid duration '5 minutes'"),
+        (["--older-than", "1m'; DROP TABLE saga_log; --"], "sagactl: error: invalid duration"),
+        (["-o", "prometheus"], "sagactl: error: -o prometheus is only available for 'sagactl stats'"),
+    ],
+)
+def test_list_option_errors_exit_2(cli: Path, args: list[str], message: str) -> None:
+    code, out, err = invoke("list", "--stuck", *args)
+    assert code == 2 and out == ""
+    assert message in err
+    assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the log is intact
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+def test_stats_json_prometheus_and_table(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke("stats", "-o", "json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data["totals"]["compensating"] == 1 and data["totals"]["stuck"] == 1
+    assert data["oldest_active_age_seconds"] >= 0
+    code, out, err = invoke("stats", "-o", "prometheus")
+    assert (code, err) == (0, "")
+    assert 'sagactl_sagas{saga_type="FastOrder",state="compensating"} 1.0' in out.splitlines()
+    assert 'sagactl_sagas_stuck{saga_type="FastOrder",state="compensating"} 1.0' in out.splitlines()
+    assert "# TYPE sagactl_oldest_active_saga_age_seconds gauge" in out
+    code, out, err = invoke("stats")
+    assert code == 0 and "1 active (1 stuck), 0 completed, 0 failed" in out
+    assert "FastOrder  compensating" in out
+
+
+# -- show ------------------------------------------------------------------------------------------
+
+
+def test_show_gives_the_last_error_of_each_failing_step(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke("show", "c-1")
+    assert (code, err) == (0, "")
+    assert "compensation error at charge: " in out and "FAIL_COMPENSATION=charge" in out
+    assert "action error at ship: " in out and "FAIL_STEP=ship" in out
+    data = json.loads(invoke("show", "c-1", "-o", "json")[1])
+    assert [s["error"] is not None for s in data["steps"]] == [False, True, True]
+    code, out, err = invoke("show", "nope' OR '1'='1")
+    assert (code, out) == (2, "") and err.startswith("sagactl: error: saga nope' OR '1'='1 not found in ")
+
+
+# -- resolve and abort ---------------------------------------------------------------------------
+
+
+def test_resolve_records_who_and_why_then_compensation_continues(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke(
+        "resolve", "c-1", "--step", "charge", "--reason", "refunded in the PSP console", "-o", "json"
+    )
+    assert code == 1, err  # failed: fully compensated now
+    data = json.loads(out)
+    assert data["state"] == "failed"
+    assert [s["status"] for s in data["steps"]] == ["compensated", "compensated", "failed"]
+    resolved = [t for t in data["transitions"] if t["detail"].get("action") == "resolve"]
+    assert [(t["step_name"], t["old_state"], t["new_state"]) for t in resolved] == [
+        ("charge", "compensating", "compensated")
+    ]
+    assert resolved[0]["detail"] == {"action": "resolve", "by": "alice", "reason": "refunded in the PSP console"}
+    assert "saga c-1 failed" in err
+    assert invoke("list", "--stuck", "-q") == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["c-1", "--step", "nope", "--reason", "x"], 2, "saga c-1 has no step 'nope' (steps: reserve, charge, ship)"),
+        (["c-1", "--step", "ship", "--reason", "x"], 2, "there is no compensation waiting to be resolved"),
+        (["c-1", "--step", "charge", "--reason", "   "], 2, "--reason must say why"),
+        (["c-1", "--step", "charge"], 2, "Missing option '--reason'"),
+        (["c-1", "--reason", "x"], 2, "Missing option '--step'"),
+        (["ghost", "--step", "charge", "--reason", "x"], 2, "saga ghost not found"),
+    ],
+)
+def test_resolve_mistakes_exit_2(
+    cli: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, message: str
+) -> None:
+    run_stuck(cli, monkeypatch)
+    result = invoke("resolve", *args)
+    assert result[0] == code and result[1] == "" and message in result[2]
+    assert invoke("list", "--stuck", "-q") == (0, "c-1\n", "")  # untouched, lease released
+    assert invoke("resume", "c-1", "-q")[0] == 3  # and drivable again
+
+
+def test_abort_stops_forward_progress_and_compensates(cli: Path) -> None:
+    code, out, _ = invoke("run", str(cli), "--input", INPUT, "--detach", "-q")
+    saga_id = out.strip()
+    code, out, err = invoke("abort", saga_id, "--reason", "customer cancelled", "-o", "json")
+    assert code == 1, err
+    data = json.loads(out)
+    assert data["state"] == "failed" and [s["status"] for s in data["steps"]] == ["pending"] * 3
+    abort = [t for t in data["transitions"] if t["detail"].get("action") == "abort"]
+    assert [(t["old_state"], t["new_state"], t["detail"]) for t in abort] == [
+        ("started", "compensating", {"action": "abort", "by": "alice", "reason": "customer cancelled"})
+    ]
+    code, out, err = invoke("abort", saga_id, "--reason", "again")
+    assert (code, out) == (2, "") and "already failed; nothing to abort" in err
+    assert invoke("abort", saga_id)[0] == 2
+
+
+def test_abort_of_a_stuck_compensation_records_the_note(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch)
+    code, out, _ = invoke("abort", "c-1", "--reason", "ops: retry now", "-o", "json", "-q")
+    assert (code, out) == (3, "c-1\n")  # the refund still fails: still compensating
+    history = json.loads(invoke("show", "c-1", "-o", "json")[1])["transitions"]
+    notes = [t for t in history if t["detail"].get("action") == "abort"]
+    assert [(t["old_state"], t["new_state"]) for t in notes] == [("compensating", "compensating")]
+    assert notes[0]["detail"]["by"] == "alice"
+
+
+# -- resume --stuck -------------------------------------------------------------------------------
+
+
+def test_resume_stuck_resumes_each_with_a_summary(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    run_stuck(cli, monkeypatch, "c-2")
+    code, out, err = invoke("resume", "--stuck", "-q")
+    assert (code, out) == (3, "c-1\nc-2\n")
+    lines = err.splitlines()
+    assert [line.split(" is compensating at charge: ")[0] for line in lines[:2]] == [
+        "sagactl: saga c-1",
+        "sagactl: saga c-2",
+    ]
+    assert lines[2:] == ["sagactl: resumed 2 of 2 stuck sagas: 2 compensating"]
+    monkeypatch.delenv("FAIL_COMPENSATION")
+    code, out, err = invoke("resume", "--stuck", "-o", "json")
+    assert code == 1
+    assert [d["state"] for d in json.loads(out)] == ["failed", "failed"]
+    assert err.splitlines()[-1] == "sagactl: resumed 2 of 2 stuck sagas: 2 failed"
+    assert invoke("resume", "--stuck", "-o", "json") == (0, "[]\n", "sagactl: no stuck sagas to resume\n")
+
+
+def test_resume_stuck_skips_a_saga_another_process_drives(
+    cli: Path, monkeypatch: pytest.MonkeyPatch, store_dsn: str
+) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    store = open_store(store_dsn)
+    try:
+        assert store.acquire_lease("c-1", "elsewhere:1:abcd", until=at(10**8), now=at(0)) is None
+    finally:
+        store.close()
+    code, out, err = invoke("resume", "--stuck", "-q")
+    assert (code, out) == (3, "")
+    assert err.startswith("sagactl: resumed 0 of 1 stuck sagas: none resumed; skipped 1: c-1 (saga c-1 is being")
+    assert "driven by elsewhere:1:abcd" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["c-1", "--stuck"], "pass SAGA_IDs or --stuck, not both"),
+        (["c-1", "--older-than", "5m"], "--older-than and --type apply only with --stuck"),
+        ([], "name at least one SAGA_ID, or pass --stuck"),
+        (["--stuck", "--older-than", "soon"], "invalid duration 'soon'"),
+    ],
+)
+def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> None:
+    code, out, err = invoke("resume", *args)
+    assert (code, out) == (2, "") and message in err and err.count("\n") == 1
+
+
+# -- a mapped table through a config context (PostgreSQL) -------------------------------------------
+
+
+@pytest.fixture
+def legacy(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS legacy")
+        conn.execute("DROP TABLE IF EXISTS legacy.sagas")
+        conn.execute(
+            "CREATE TABLE legacy.sagas (id text PRIMARY KEY, kind text, status text, step_no int,"
+            " modified_at timestamptz, created_at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO legacy.sagas VALUES ('L-1', 'Order', 'COMPENSATING', 2, %s, %s),"
+            " ('L-2', 'Order', 'COMPLETED', NULL, %s, %s), ('L-3', 'Order', 'PENDING', 0, now(), now())",
+            [at(0), at(0), at(0), at(0)],
+        )
+    for name in ("SAGACTL_DSN", "SAGACTL_CONFIG", "SAGACTL_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "sagactl.yaml"
+    config.write_text(
+        f"""store:
+  dsn: sqlite:///{tmp_path}/own.db
+contexts:
+  legacy:
+    store:
+      dsn: {pg_dsn}
+      table: legacy.sagas
+      columns: {{saga_id: id, saga_type: kind, state: status, current_step: step_no,
+                updated_at: modified_at, created_at: created_at}}
+      states: {{started: STARTED, pending: PENDING, compensating: COMPENSATING,
+               completed: COMPLETED, failed: FAILED}}
+"""
+    )
+    yield config
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM legacy.sagas").fetchone() == (3,)
+
+
+def test_mapped_table_through_a_context(legacy: Path) -> None:
+    code, out, err = invoke("list", "--stuck", "--context", "legacy", "-o", "json")
+    assert (code, err) == (0, "")
+    [row] = json.loads(out)
+    assert (row["saga_id"], row["state"], row["current_step"], row["current_step_name"]) == (
+        "L-1",
+        "compensating",
+        2,
+        None,
+    )
+    assert invoke("list", "--context", "legacy", "-q") == (0, "L-1\nL-2\nL-3\n", "")
+    assert invoke("list", "--stuck", "--context", "legacy", "-q", "--exit-code") == (3, "L-1\n", "")
+    shown = invoke("show", "L-1", "--context", "legacy", "-o", "json")
+    assert shown[0] == 0 and json.loads(shown[1])["state"] == "compensating"
+    prom = invoke("stats", "--context", "legacy", "-o", "prometheus")[1]
+    assert 'sagactl_sagas{saga_type="Order",state="completed"} 1.0' in prom
+    assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the default context: the own log
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["resume", "L-1"],
+        ["resume", "--stuck"],
+        ["abort", "L-1", "--reason", "x"],
+        ["resolve", "L-1", "--step", "s", "--reason", "x"],
+        ["db", "init"],
+    ],
+)
+def test_writing_commands_refuse_a_mapped_table(legacy: Path, args: list[str]) -> None:
+    code, out, err = invoke(*args, "--context", "legacy")
+    assert (code, out) == (2, "")
+    assert "read-only mapped table legacy.sagas" in err and err.count("\n") == 1
+
+
+# -- start-up ---------------------------------------------------------------------------------------
+
+
+def test_list_json_imports_no_heavy_module(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sagactl", "list", "-o", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0 and completed.stdout == "[]\n"
+    modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
+    assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "rich", "yaml", "jsonschema"} == set()
+    assert not (tmp_path / ".sagactl").exists()  # a read-only command leaves no file
