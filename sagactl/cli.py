@@ -40,6 +40,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True, rich_markup_mode=_HELP_MODE)
 app.add_typer(db_app, name="db")
+dlq_app = typer.Typer(
+    help="Inspect dead-letter queues (SQS) without consuming their messages.",
+    no_args_is_help=True,
+    rich_markup_mode=_HELP_MODE,
+)
+app.add_typer(dlq_app, name="dlq")
 
 
 class LogFormat(StrEnum):
@@ -136,6 +142,97 @@ ReasonOpt = Annotated[
 
 def settings_from(dsn: str | None, config: str | None, context: str | None) -> Settings:
     return resolve_settings(dsn=dsn, config=config, context=context)
+
+
+AWS = "AWS"
+RegionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--region",
+        metavar="REGION",
+        envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+        show_default=False,
+        rich_help_panel=AWS,
+        help="AWS region [default: aws.region in sagactl.yaml, else the profile's region].",
+    ),
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        metavar="PROFILE",
+        envvar="AWS_PROFILE",
+        show_default=False,
+        rich_help_panel=AWS,
+        help="AWS named profile from ~/.aws/config [default: aws.profile in sagactl.yaml, else the default chain].",
+    ),
+]
+EndpointUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        metavar="URL",
+        envvar=["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"],
+        show_default=False,
+        rich_help_panel=AWS,
+        help="SQS endpoint, e.g. http://127.0.0.1:4566 for a local emulator [default: aws.endpoint_url, else AWS's].",
+    ),
+]
+SagaIdFilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--saga-id",
+        metavar="ID",
+        show_default=False,
+        help="Only messages of this saga (repeatable); - reads IDs from stdin ('sagactl list --stuck -q | …').",
+    ),
+]
+StepFilterOpt = Annotated[
+    str | None,
+    typer.Option("--step", metavar="STEP", show_default=False, help="Only messages for this step (step_name)."),
+]
+VisibilityOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--visibility-timeout",
+        min=1,
+        max=43200,
+        show_default=False,
+        metavar="SECONDS",
+        help="How long scanned messages stay hidden at most if sagactl dies mid-scan; they are made visible"
+        " again as soon as it ends [default: 60 for dlq list, 300 for redrive].",
+    ),
+]
+WaitTimeOpt = Annotated[
+    int,
+    typer.Option(
+        "--wait-time",
+        min=0,
+        max=20,
+        metavar="SECONDS",
+        help="Long-poll this long before concluding the queue is drained (0: trust one empty receive).",
+    ),
+]
+
+
+class DlqGroupBy(StrEnum):
+    SAGA = "saga"
+    STEP = "step"
+    ERROR = "error"
+
+
+def aws_settings_from(
+    config: str | None,
+    context: str | None,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+    dsn: str | None = None,
+) -> Settings:
+    """Settings for commands that reach SQS: flag > env > sagactl.yaml (aws:) > AWS defaults."""
+    return resolve_settings(
+        dsn=dsn, config=config, context=context, region=region, profile=profile, endpoint_url=endpoint_url
+    )
 
 
 # -- the error funnel ----------------------------------------------------------------------
@@ -507,6 +604,235 @@ def completion_script(shell: str) -> str:
     from typer._completion_shared import get_completion_script
 
     return get_completion_script(prog_name="sagactl", complete_var=COMPLETE_VAR, shell=shell)
+
+
+# -- dead-letter queues --------------------------------------------------------------------
+
+
+@dlq_app.command("list")
+@funnel
+def dlq_list(
+    queue: Annotated[str, typer.Argument(help="The dead-letter queue: name, URL or ARN.", show_default=False)],
+    saga_id: SagaIdFilterOpt = None,
+    step: StepFilterOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, metavar="N", show_default=False, help="List at most N messages [default: all]."),
+    ] = None,
+    group_by: Annotated[
+        DlqGroupBy | None,
+        typer.Option(
+            "--group-by",
+            case_sensitive=False,
+            show_default=False,
+            help="Summarise by saga, step or error instead of listing each message.",
+        ),
+    ] = None,
+    visibility_timeout: VisibilityOpt = None,
+    wait_time: WaitTimeOpt = 1,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Peek at a dead-letter queue without consuming it: saga, step, command, receive count, age
+    and body of each message. Every message is visible again as soon as the listing ends."""
+    from sagactl.dlq import PEEK_HOLD, GroupBy, MessageFilter, PeekRequest, list_dlq, read_saga_ids
+    from sagactl.output import warning_line
+    from sagactl.views import dlq_groups_document, dlq_messages_document
+
+    request = PeekRequest(
+        queue=queue,
+        filter=MessageFilter(read_saga_ids(saga_id), step),
+        limit=limit,
+        hold=visibility_timeout or PEEK_HOLD,
+        wait=wait_time,
+    )
+    result = list_dlq(aws_settings_from(config, context, region, profile, endpoint_url), request)
+    if group_by is not None:
+        doc = dlq_groups_document(result, GroupBy(group_by.value))
+    else:
+        doc = dlq_messages_document(result, truncate=output is OutputFormat.TABLE)
+    emit(doc, output, quiet=quiet)
+    if result.queue.fifo and result.unseen:
+        warning_line(
+            f"{result.unseen} more messages of {result.queue.name} wait behind the listed ones in their"
+            " message groups; SQS hands them out only once those are deleted"
+        )
+    if result.release_failures:
+        warning_line(
+            f"{result.release_failures} messages could not be made visible again now; they will be when"
+            f" their visibility timeout ({request.hold}s) expires"
+        )
+    return ExitCode.OK
+
+
+@app.command()
+@funnel
+def redrive(
+    dlq: Annotated[
+        str | None,
+        typer.Option(
+            "--dlq", metavar="QUEUE", show_default=False, help="Dead-letter queue to move messages from: name or URL."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="QUEUE",
+            show_default=False,
+            help="Queue to move them to [default: the one queue whose redrive policy names the DLQ].",
+        ),
+    ] = None,
+    saga_id: SagaIdFilterOpt = None,
+    step: StepFilterOpt = None,
+    only_open: Annotated[
+        bool,
+        typer.Option(
+            "--only-open",
+            help="Only messages whose saga is still running in the saga log; the others are reported skipped.",
+        ),
+    ] = False,
+    max_messages: Annotated[
+        int | None,
+        typer.Option("--max", min=1, metavar="N", show_default=False, help="Move at most N messages."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            min=0.001,
+            metavar="N",
+            show_default=False,
+            help="At most N messages per second [default: no cap, several batches in flight].",
+        ),
+    ] = None,
+    max_redrives: Annotated[
+        int | None,
+        typer.Option(
+            "--max-redrives",
+            min=0,
+            metavar="N",
+            show_default=False,
+            help="A message already redriven N times goes to --poison-queue, or stays and is reported"
+            " [default: 5; 0: no limit].",
+        ),
+    ] = None,
+    poison_queue: Annotated[
+        str | None,
+        typer.Option(
+            "--poison-queue", metavar="QUEUE", show_default=False, help="Where messages past --max-redrives go."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move; move nothing.")] = False,
+    native: Annotated[
+        bool,
+        typer.Option(
+            "--native",
+            help="Start an SQS message move task instead: server-side, every message, no filters;"
+            " --rate caps it. Watch it with --status.",
+        ),
+    ] = False,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", metavar="QUEUE", show_default=False, help="Show the SQS move tasks of QUEUE."),
+    ] = None,
+    cancel: Annotated[
+        str | None,
+        typer.Option("--cancel", metavar="TASK_HANDLE", show_default=False, help="Cancel an SQS move task."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=32, metavar="N", help="Batches of 10 in flight at once.")
+    ] = 4,
+    visibility_timeout: VisibilityOpt = None,
+    wait_time: WaitTimeOpt = 1,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Move dead-lettered messages back to their source queue: byte for byte, deleted from the DLQ
+    only once sent. Exit 0, 3 when any message failed, 4 when SQS is unreachable."""
+    from contextlib import nullcontext
+
+    from sagactl import dlq as dlqs
+    from sagactl.errors import UsageError
+    from sagactl.redrive import DEFAULT_HOLD, RedriveRequest
+    from sagactl.views import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
+
+    modes = [name for name, value in (("--dlq", dlq), ("--status", status), ("--cancel", cancel)) if value]
+    if len(modes) != 1:
+        raise UsageError(
+            "pass one of --dlq QUEUE, --status QUEUE or --cancel TASK_HANDLE"
+            + (f" (got {' and '.join(modes)})" if modes else "")
+        )
+    settings = aws_settings_from(config, context, region, profile, endpoint_url, dsn)
+    if status:
+        emit(move_tasks_document(dlqs.move_task_status(settings, status)), output, quiet=quiet)
+        return ExitCode.OK
+    if cancel:
+        emit(move_task_document(dlqs.cancel_native(settings, cancel)), output, quiet=quiet)
+        return ExitCode.OK
+    assert dlq is not None
+    if native:
+        used = [
+            flag
+            for flag, value in (
+                ("--saga-id", saga_id),
+                ("--step", step),
+                ("--only-open", only_open),
+                ("--max", max_messages),
+                ("--max-redrives", max_redrives is not None),
+                ("--poison-queue", poison_queue),
+                ("--dry-run", dry_run),
+            )
+            if value
+        ]
+        if used:
+            raise UsageError(
+                f"--native moves every message server-side and cannot take {', '.join(used)}",
+                hint="drop --native to filter, cap or dry-run the redrive",
+            )
+        emit(move_task_document(dlqs.start_native(settings, dlq, to, rate)), output, quiet=quiet)
+        return ExitCode.OK
+    request = RedriveRequest(
+        dlq=dlq,
+        to=to,
+        filter=dlqs.MessageFilter(dlqs.read_saga_ids(saga_id), step),
+        only_open=only_open,
+        max_messages=max_messages,
+        rate=rate,
+        max_redrives=max_redrives,
+        poison_queue=poison_queue,
+        dry_run=dry_run,
+        hold=visibility_timeout or DEFAULT_HOLD,
+        wait=wait_time,
+        concurrency=concurrency,
+    )
+    bar: Any = nullcontext(None)
+    if stream_is_tty(sys.stderr) and not quiet:
+        from sagactl.views import redrive_progress
+
+        bar = redrive_progress()
+    with bar as progress:
+        result = dlqs.redrive_dlq(settings, request, progress)
+    emit(redrive_document(result, truncate=output is OutputFormat.TABLE), output, quiet=quiet)
+    info_line(f"sagactl: {redrive_summary_line(result)}")
+    if result.error is not None:
+        error_line(mask_secrets(result.error.one_line()))
+    elif result.interrupted:
+        error_line("interrupted; messages not moved are visible in the DLQ again")
+    return int(result.exit_code)
 
 
 # -- rendering helpers ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from sagactl.store import Store, open_store
 
-pytest_plugins = ["tests.support.postgres", "tests.support.participants"]
+pytest_plugins = ["tests.support.postgres", "tests.support.participants", "tests.support.sqs"]
 
 STORE_KINDS = ["sqlite", "postgres"]
 

@@ -1,0 +1,351 @@
+"""dlq list (peek): nothing consumed, everything visible again at the end; fields from
+attributes or the JSON body; filters and grouping; move tasks via botocore's Stubber.
+
+moto (server mode on 127.0.0.1) is the SQS endpoint. moto does not implement
+StartMessageMoveTask, ListMessageMoveTasks or CancelMessageMoveTask, so those three calls are
+tested with botocore's Stubber on a real client instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from typer.testing import CliRunner
+
+from sagactl.aws import sqs_client
+from sagactl.cli import app
+from sagactl.config import AwsSettings
+from sagactl.dlq import (
+    GroupBy,
+    MessageFilter,
+    PeekRequest,
+    cancel_move_task,
+    group_messages,
+    list_move_tasks,
+    parse_message,
+    peek,
+    read_saga_ids,
+    start_move_task,
+)
+from sagactl.errors import NotFoundError, UsageError
+from tests.support.sqs import Queue, Sqs
+
+runner = CliRunner()
+
+
+def saga_attributes(saga_id: str, step: str, command: str = "PaymentService.RefundPayment") -> dict[str, Any]:
+    return {
+        "saga_id": {"DataType": "String", "StringValue": saga_id},
+        "step_name": {"DataType": "String", "StringValue": step},
+        "command": {"DataType": "String", "StringValue": command},
+    }
+
+
+def fill(sqs: Sqs, queue: Queue, count: int, *, sagas: int = 5) -> list[str]:
+    """``count`` compensation messages spread over ``sagas`` sagas and two steps."""
+    bodies = [
+        json.dumps({"saga_id": f"saga-{i % sagas}", "step_name": "charge" if i % 2 else "reserve", "n": i})
+        for i in range(count)
+    ]
+    sqs.send(queue, bodies, attributes=lambda i: saga_attributes(f"saga-{i % sagas}", "charge" if i % 2 else "reserve"))
+    return bodies
+
+
+def peek_queue(queue: Queue, **options: Any) -> Any:
+    client = sqs_client(AwsSettings())
+    from sagactl.aws import resolve_queue
+
+    return peek(client, resolve_queue(client, queue.url), PeekRequest(queue=queue.url, wait=0, **options))
+
+
+def test_peek_consumes_nothing_and_leaves_every_message_visible(sqs: Sqs) -> None:
+    queue = sqs.queue("peek")
+    bodies = fill(sqs, queue, 25)
+    result = peek_queue(queue)
+    assert sorted(m.body for m in result.messages) == sorted(bodies)
+    assert result.scanned == 25 and not result.truncated and result.unseen == 0
+    assert {m.receive_count for m in result.messages} == {1}
+    assert sqs.counts(queue) == (25, 0)  # all visible again at once, none in flight
+    again = peek_queue(queue)
+    assert {m.receive_count for m in again.messages} == {2}  # each listing is one receive
+    assert sqs.counts(queue) == (25, 0)
+
+
+def test_fields_come_from_attributes_else_from_the_json_body(sqs: Sqs) -> None:
+    queue = sqs.queue("fields")
+    sqs.send(
+        queue,
+        [
+            json.dumps({"saga_id": "from-body", "step_name": "ship", "command": "Ship.Cancel", "error": {"code": 7}}),
+            json.dumps({"saga_id": "body-loses"}),
+            "not json at all",
+        ],
+        attributes=lambda i: saga_attributes("from-attr", "pay") if i == 1 else {},
+    )
+    by_body = {m.body: m for m in peek_queue(queue).messages}
+    first = by_body[
+        json.dumps({"saga_id": "from-body", "step_name": "ship", "command": "Ship.Cancel", "error": {"code": 7}})
+    ]
+    assert (first.saga_id, first.step_name, first.command, first.error) == (
+        "from-body",
+        "ship",
+        "Ship.Cancel",
+        '{"code":7}',
+    )
+    second = by_body[json.dumps({"saga_id": "body-loses"})]
+    assert (second.saga_id, second.step_name) == ("from-attr", "pay")
+    third = by_body["not json at all"]
+    assert (third.saga_id, third.step_name, third.command) == (None, None, None)
+
+
+def test_filters_and_limit(sqs: Sqs) -> None:
+    queue = sqs.queue("filter")
+    fill(sqs, queue, 20, sagas=4)
+    only = peek_queue(queue, filter=MessageFilter(frozenset({"saga-1", "saga-2"}), None))
+    assert {m.saga_id for m in only.messages} == {"saga-1", "saga-2"} and len(only.messages) == 10
+    steps = peek_queue(queue, filter=MessageFilter(None, "charge"))
+    assert {m.step_name for m in steps.messages} == {"charge"} and len(steps.messages) == 10
+    limited = peek_queue(queue, limit=3)
+    assert len(limited.messages) == 3 and limited.truncated
+    assert sqs.counts(queue) == (20, 0)
+
+
+def test_group_by_saga_step_and_error(sqs: Sqs) -> None:
+    queue = sqs.queue("group")
+    fill(sqs, queue, 12, sagas=3)
+    result = peek_queue(queue)
+    by_saga = group_messages(result.messages, GroupBy.SAGA)
+    assert [(g.key, len(g.messages)) for g in by_saga] == [("saga-0", 4), ("saga-1", 4), ("saga-2", 4)]
+    assert by_saga[0].to_dict()["step_names"] == ["charge", "reserve"]
+    by_step = group_messages(result.messages, GroupBy.STEP)
+    assert sorted((g.key, len(g.messages)) for g in by_step) == [("charge", 6), ("reserve", 6)]
+    by_error = group_messages(result.messages, GroupBy.ERROR)
+    assert [(g.key, len(g.messages)) for g in by_error] == [(None, 12)]
+
+
+def test_fifo_peek_shows_group_heads_and_releases_them(sqs: Sqs) -> None:
+    queue = sqs.queue("peekf", fifo=True)
+    bodies = [f"g{i // 4}-m{i % 4}" for i in range(12)]
+    sqs.send(queue, bodies, group=lambda i: f"g{i // 4}")
+    result = peek_queue(queue)
+    # one receive hands out up to 10; the rest of a group in flight waits behind it
+    assert result.scanned == 10 and result.unseen == 2
+    assert [m.body for m in result.messages] == bodies[:10]
+    assert {m.group_id for m in result.messages} == {"g0", "g1", "g2"}
+    assert sqs.counts(queue) == (12, 0)
+    assert [m["Body"] for m in sqs.take_all(queue)] == bodies  # order untouched
+
+
+def test_interrupted_listing_still_releases(sqs: Sqs, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sagactl.dlq as dlq
+
+    queue = sqs.queue("intr")
+    fill(sqs, queue, 15)
+    real = dlq.receive
+    calls = []
+
+    def receive_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dlq, "receive", receive_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        peek_queue(queue)
+    assert sqs.counts(queue) == (15, 0)
+
+
+def test_read_saga_ids_from_values_and_stdin() -> None:
+    assert read_saga_ids(None) is None
+    assert read_saga_ids(["a", "b"]) == {"a", "b"}
+    assert read_saga_ids(["-", "c"], io.StringIO("a\n b  # comment\n\n")) == {"a", "b", "c"}
+    assert read_saga_ids(["-"], io.StringIO("")) == frozenset()  # nothing piped: nothing matches
+
+
+def test_parse_message_keeps_binary_attributes() -> None:
+    message = parse_message(
+        {
+            "MessageId": "m",
+            "ReceiptHandle": "r",
+            "Body": "x",
+            "Attributes": {"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "3"},
+            "MessageAttributes": {"blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff"}},
+        }
+    )
+    assert message.receive_count == 3
+    assert message.to_dict()["attributes"]["blob"] == {
+        "data_type": "Binary",
+        "binary_value_base64": base64.b64encode(b"\x00\xff").decode(),
+    }
+    assert message.to_dict()["sent_at"] == "2023-11-14T22:13:20.000000Z"
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_dlq_list_json_contract(sqs: Sqs) -> None:
+    queue = sqs.queue("cli")
+    long_body = json.dumps({"saga_id": "saga-x", "step_name": "charge", "pad": "x" * 300})
+    sqs.send(queue, [long_body], attributes=lambda i: saga_attributes("saga-x", "charge"))
+    result = runner.invoke(app, ["dlq", "list", queue.name, "-o", "json", "--wait-time", "0"])
+    assert result.exit_code == 0, result.stderr
+    items = json.loads(result.stdout)
+    assert len(items) == 1
+    item = items[0]
+    for key in ("message_id", "saga_id", "step_name", "receive_count", "sent_at", "body"):
+        assert key in item
+    assert item["body"] == long_body  # whole in json
+    assert (item["saga_id"], item["step_name"], item["command"]) == ("saga-x", "charge", "PaymentService.RefundPayment")
+    assert item["receive_count"] == 1 and item["sent_at"].endswith("Z")
+    table = runner.invoke(app, ["dlq", "list", queue.url, "--wait-time", "0"])
+    assert table.exit_code == 0
+    assert "saga-x" in table.stdout and long_body not in table.stdout and "…" in table.stdout  # truncated
+    quiet = runner.invoke(app, ["dlq", "list", queue.name, "-q", "--wait-time", "0"])
+    assert quiet.stdout == "saga-x\n"
+    assert sqs.counts(queue) == (1, 0)
+
+
+def test_dlq_list_group_by_and_filters_on_the_command_line(sqs: Sqs) -> None:
+    queue = sqs.queue("cligrp")
+    fill(sqs, queue, 10, sagas=2)
+    grouped = runner.invoke(app, ["dlq", "list", queue.name, "--group-by", "saga", "-o", "json", "--wait-time", "0"])
+    assert grouped.exit_code == 0, grouped.stderr
+    assert [(g["saga_id"], g["count"]) for g in json.loads(grouped.stdout)] == [("saga-0", 5), ("saga-1", 5)]
+    filtered = runner.invoke(
+        app,
+        ["dlq", "list", queue.name, "--saga-id", "saga-1", "--step", "charge", "-o", "json", "--wait-time", "0"],
+    )
+    assert {(m["saga_id"], m["step_name"]) for m in json.loads(filtered.stdout)} == {("saga-1", "charge")}
+    empty = runner.invoke(app, ["dlq", "list", queue.name, "--saga-id", "nope", "-o", "json", "--wait-time", "0"])
+    assert empty.stdout.strip() == "[]"
+
+
+def test_dlq_list_waits_for_a_long_poll_before_concluding(sqs: Sqs) -> None:
+    queue = sqs.queue("wait")
+    fill(sqs, queue, 3)
+    result = runner.invoke(app, ["dlq", "list", queue.name, "-o", "json", "--wait-time", "1"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
+
+
+# -- SQS move tasks: Stubber (moto does not implement these calls) ---------------------------
+
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-dlq"
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:orders-dlq"
+SRC_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+SRC_ARN = "arn:aws:sqs:us-east-1:123456789012:orders"
+
+
+def stubbed() -> tuple[Any, Stubber]:
+    # a loopback endpoint nothing listens on: the Stubber answers before anything is sent
+    client = sqs_client(AwsSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9"), env={})
+    return client, Stubber(client)
+
+
+def expect_queue(stub: Stubber, name: str, url: str, arn: str, depth: int = 0) -> None:
+    stub.add_response("get_queue_url", {"QueueUrl": url}, {"QueueName": name})
+    stub.add_response(
+        "get_queue_attributes",
+        {"Attributes": {"QueueArn": arn, "ApproximateNumberOfMessages": str(depth)}},
+        {"QueueUrl": url, "AttributeNames": ["All"]},
+    )
+
+
+def test_native_starts_a_move_task_with_the_rate_cap() -> None:
+    client, stub = stubbed()
+    expect_queue(stub, "orders-dlq", DLQ_URL, DLQ_ARN, depth=42)
+    expect_queue(stub, "orders", SRC_URL, SRC_ARN)
+    stub.add_response(
+        "start_message_move_task",
+        {"TaskHandle": "handle-1"},
+        {"SourceArn": DLQ_ARN, "DestinationArn": SRC_ARN, "MaxNumberOfMessagesPerSecond": 50},
+    )
+    with stub:
+        task = start_move_task(client, "orders-dlq", "orders", 50)
+    stub.assert_no_pending_responses()
+    assert task.to_dict() | {} == {
+        "task_handle": "handle-1",
+        "status": "RUNNING",
+        "source_arn": DLQ_ARN,
+        "destination_arn": SRC_ARN,
+        "max_messages_per_second": 50,
+        "approximate_messages_moved": None,
+        "approximate_messages_to_move": 42,
+        "failure_reason": None,
+        "started_at": None,
+    }
+
+
+def test_native_without_to_lets_sqs_use_each_message_source() -> None:
+    client, stub = stubbed()
+    expect_queue(stub, "orders-dlq", DLQ_URL, DLQ_ARN)
+    stub.add_response("start_message_move_task", {"TaskHandle": "h"}, {"SourceArn": DLQ_ARN})
+    with stub:
+        assert start_move_task(client, "orders-dlq", None, None).destination_arn is None
+
+
+def test_native_rate_must_be_a_whole_number_sqs_accepts() -> None:
+    client, _ = stubbed()
+    for rate in (0.5, 501, 2.5):
+        with pytest.raises(UsageError, match="--rate with --native"):
+            start_move_task(client, "orders-dlq", None, rate)
+
+
+def test_status_lists_move_tasks() -> None:
+    client, stub = stubbed()
+    expect_queue(stub, "orders-dlq", DLQ_URL, DLQ_ARN)
+    stub.add_response(
+        "list_message_move_tasks",
+        {
+            "Results": [
+                {
+                    "TaskHandle": "h2",
+                    "Status": "RUNNING",
+                    "SourceArn": DLQ_ARN,
+                    "MaxNumberOfMessagesPerSecond": 10,
+                    "ApproximateNumberOfMessagesMoved": 5,
+                    "ApproximateNumberOfMessagesToMove": 20,
+                    "StartedTimestamp": 1700000000000,
+                },
+                {"Status": "COMPLETED", "SourceArn": DLQ_ARN, "ApproximateNumberOfMessagesMoved": 9},
+            ]
+        },
+        {"SourceArn": DLQ_ARN, "MaxResults": 10},
+    )
+    with stub:
+        tasks = list_move_tasks(client, "orders-dlq")
+    assert [(t.task_handle, t.status, t.moved) for t in tasks] == [("h2", "RUNNING", 5), (None, "COMPLETED", 9)]
+    assert tasks[0].to_dict()["started_at"] == "2023-11-14T22:13:20.000000Z"
+
+
+def test_cancel_move_task_and_unknown_handle() -> None:
+    client, stub = stubbed()
+    stub.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 12}, {"TaskHandle": "h"})
+    stub.add_client_error(
+        "cancel_message_move_task",
+        service_error_code="ResourceNotFoundException",
+        service_message="no such task",
+        http_status_code=404,
+        expected_params={"TaskHandle": "gone"},
+    )
+    with stub:
+        assert cancel_move_task(client, "h").moved == 12
+        with pytest.raises(NotFoundError, match="no running move task with handle gone"):
+            cancel_move_task(client, "gone")
+
+
+def test_native_refuses_filters_and_needs_one_mode(aws_env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["redrive", "--dlq", "q", "--native", "--saga-id", "s", "--dry-run"])
+    assert result.exit_code == 2
+    assert "cannot take --saga-id, --dry-run" in result.stderr
+    neither = runner.invoke(app, ["redrive"])
+    assert (
+        neither.exit_code == 2 and "pass one of --dlq QUEUE, --status QUEUE or --cancel TASK_HANDLE" in neither.stderr
+    )
+    both = runner.invoke(app, ["redrive", "--dlq", "q", "--status", "q"])
+    assert both.exit_code == 2 and "got --dlq and --status" in both.stderr
