@@ -289,6 +289,7 @@ def stats_document(stats: Stats) -> Document:
             for row in data["sagas"]
             if row["count"] or row["stuck"]
         ],
+        title="By type and state",
     )
     details = [
         ("store", data["store"]),

@@ -401,3 +401,21 @@ def test_list_json_imports_no_heavy_module(tmp_path: Path) -> None:
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
     assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "rich", "yaml", "jsonschema"} == set()
     assert not (tmp_path / ".sagactl").exists()  # a read-only command leaves no file
+
+
+def test_sample_config_and_its_mapped_example(pg_dsn: str, tmp_path: Path) -> None:
+    """sample-configs/sagactl.yaml parses; its commented mapped-table example, uncommented,
+    is a valid mapping."""
+    from sagactl.config import resolve_settings
+    from sagactl.store.mapped import MappedTableStore
+
+    sample = ROOT / "sample-configs" / "sagactl.yaml"
+    assert resolve_settings(config=str(sample), env={}).dsn.startswith("postgresql://")
+    assert resolve_settings(config=str(sample), context="local", env={}).dsn == "sqlite:///.sagactl/saga_log.db"
+    text = sample.read_text().replace("  # legacy:", "  legacy:").replace("\n  #   ", "\n    ")
+    uncommented = tmp_path / "sagactl.yaml"
+    uncommented.write_text(text)
+    settings = resolve_settings(config=str(uncommented), context="legacy", env={})
+    assert settings.mapping is not None and settings.mapping.table == "orders.saga_instances"
+    assert settings.mapping.states["compensating"] == "COMPENSATING"
+    MappedTableStore(pg_dsn, settings.mapping).close()  # every key is known
