@@ -107,14 +107,8 @@ SELECT count(*) FROM upd
 )
 
 _ACQUIRE: LiteralString = """
-WITH upd AS (
-    UPDATE saga_log SET lease_owner = %(owner)s, lease_expires_at = %(until)s
-    WHERE saga_id = %(saga_id)s
-      AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires_at < %(now)s)
-    RETURNING saga_id
-)
-SELECT (SELECT count(*) FROM upd), s.saga_id, s.lease_owner, s.lease_expires_at
-FROM (SELECT 1) AS one LEFT JOIN saga_log AS s ON s.saga_id = %(saga_id)s
+UPDATE saga_log SET lease_owner = %(owner)s, lease_expires_at = %(until)s
+WHERE saga_id = %(saga_id)s AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires_at < %(now)s)
 """
 
 
@@ -376,20 +370,15 @@ class PostgresStore:
     def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:
         params = {"saga_id": saga_id, "owner": owner, "until": until, "now": now}
         with self._db(f"taking the lease on saga {saga_id}") as conn:
-            row = conn.execute(_ACQUIRE, params).fetchone()
-            assert row is not None
-            taken, found, holder, expires = row
-            if taken:
+            if conn.execute(_ACQUIRE, params).rowcount == 1:
                 return None
-            if found is None:
-                return LeaseHolder(owner="", expires_at=None)
-            if holder is None or holder == owner:
-                # The statement's snapshot predates a concurrent change: read it again.
-                fresh = conn.execute(
-                    "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = %s", [saga_id]
-                ).fetchone()
-                holder, expires = fresh if fresh else ("", None)
-        return LeaseHolder(owner=holder or "", expires_at=_utc(expires))
+            # Refused (or no such saga): who holds it now, read after the refusal.
+            row = conn.execute(
+                "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = %s", [saga_id]
+            ).fetchone()
+        if row is None:
+            return LeaseHolder(owner="", expires_at=None)
+        return LeaseHolder(owner=row[0] or "", expires_at=_utc(row[1]))
 
     def take_over_lease(self, saga_id: str, owner: str, previous: str, until: datetime) -> bool:
         with self._db(f"taking over the lease on saga {saga_id}") as conn:
