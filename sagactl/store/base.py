@@ -16,7 +16,7 @@ from typing import Protocol
 from sagactl.errors import LeaseHeldError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SagaExistsError(UsageError):

@@ -198,10 +198,10 @@ class PostgresStore:
                     f" sagactl supports ({SCHEMA_VERSION})",
                     hint="upgrade sagactl",
                 )
-            if version < SCHEMA_VERSION:
-                if not create:
-                    raise self._schema_missing(version)
-                self.init_schema()
+            if version == 0 and not create:
+                raise self._schema_missing(version)
+            if create and version < SCHEMA_VERSION:
+                self.init_schema()  # writers upgrade; readers read an older schema (migrations only add)
         except BaseException:
             self._conn.close()
             raise
@@ -441,6 +441,23 @@ class PostgresStore:
         if query.updated_before is not None:
             where.append(sql.SQL("updated_at < %s"))
             params.append(query.updated_before)
+        if not query.stuck and query.limit is not None:
+            # Compensating sagas first, then the oldest: each part read in created_at order
+            # from an index (saga_log_state_created, saga_log_created), so a short listing
+            # never sorts the whole log.
+            limit = int(query.limit)
+
+            def part(state_test: LiteralString) -> sql.Composed:
+                cond = sql.SQL(" AND ").join([sql.SQL(state_test), *where])
+                return sql.SQL(
+                    "(SELECT {columns} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT %s)"
+                ).format(columns=sql.SQL(_COLUMNS), cond=cond)
+
+            union = sql.SQL(
+                "SELECT * FROM ({} UNION ALL {}) AS listed"
+                " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT %s"
+            ).format(part("state = 'compensating'"), part("state <> 'compensating'"))
+            return union, [*params, limit, *params, limit, limit]
         statement: list[sql.Composable] = [sql.SQL(f"SELECT {_COLUMNS} FROM saga_log")]
         if where:
             statement += [sql.SQL(" WHERE "), sql.SQL(" AND ").join(where)]

@@ -20,6 +20,7 @@ from sagactl.models import (
     utcnow,
 )
 from sagactl.store.base import (
+    SCHEMA_VERSION,
     ActiveCount,
     LeaseHolder,
     LeaseLostError,
@@ -65,7 +66,9 @@ class SqliteStore:
                 f"cannot open saga log {self.path}: {exc}",
                 hint="check the path and its permissions, or pass --dsn",
             ) from exc
-        if self.schema_version() == 0:
+        version = self.schema_version()
+        # Writers upgrade an older schema (migrations only add); readers read it as it is.
+        if version == 0 or (create and version < SCHEMA_VERSION):
             self.init_schema()
 
     # -- schema -------------------------------------------------------------------------
@@ -295,6 +298,24 @@ class SqliteStore:
         if query.updated_before is not None:
             where.append("updated_at < ?")
             params.append(iso(query.updated_before))
+        if not query.stuck and query.limit is not None:
+            # Compensating sagas first, then the oldest: each part read in created_at order
+            # from an index, so a short listing never sorts the whole log.
+            def part(state_test: str) -> str:
+                cond = " AND ".join([state_test, *where])
+                return (
+                    f"SELECT * FROM (SELECT {_COLUMNS} FROM saga_log WHERE {cond}"
+                    " ORDER BY created_at, saga_id LIMIT ?)"
+                )
+
+            limit = int(query.limit)
+            first, rest = part("state = 'compensating'"), part("state <> 'compensating'")
+            sql = (
+                f"SELECT * FROM ({first} UNION ALL {rest})"
+                " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT ?"
+            )
+            rows = self._conn.execute(sql, [*params, limit, *params, limit, limit]).fetchall()
+            return [self._record(r) for r in rows]
         sql = f"SELECT {_COLUMNS} FROM saga_log"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -356,6 +356,23 @@ def test_list_filters_by_states_type_updated_and_limit(population: Store) -> Non
     assert population.list_sagas(SagaQuery(saga_type="Nope")) == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        SagaQuery(),
+        SagaQuery(saga_type="Order"),
+        SagaQuery(states=[SagaState.COMPENSATING, SagaState.PENDING]),
+        SagaQuery(states=[SagaState.COMPLETED]),
+        SagaQuery(updated_before=at(45)),
+    ],
+)
+def test_a_limited_listing_is_a_prefix_of_the_full_one(population: Store, query: SagaQuery) -> None:
+    full = ids(population.list_sagas(query))
+    for limit in range(len(full) + 2):
+        limited = SagaQuery(query.states, query.saga_type, updated_before=query.updated_before, limit=limit)
+        assert ids(population.list_sagas(limited)) == full[:limit]
+
+
 def test_stuck_is_past_deadline_or_idle_without_one_compensating_first(population: Store) -> None:
     stuck = population.list_sagas(SagaQuery(stuck=True, now=at(100), idle_before=at(50)))
     # compensating first by deadline (55 before 60), then the rest by deadline or idle time

@@ -22,6 +22,7 @@ from sagactl.errors import UnavailableError
 from sagactl.models import SagaState, Transition
 from sagactl.store import open_store
 from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StateCount
+from sagactl.store.migrations import migrations
 from sagactl.store.postgres import VERSION_TABLE, PostgresStore
 from tests.support.postgres import _as_url, _with_dbname
 from tests.support.sagas import add, at, saga
@@ -95,7 +96,8 @@ def test_concurrent_open_and_init_apply_each_migration_once(fresh_db: str) -> No
     assert versions == [SCHEMA_VERSION] * 8
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         rows = conn.execute(f"SELECT version, name FROM {VERSION_TABLE} ORDER BY version").fetchall()
-    assert rows == [(1, "001_init.sql")]
+    assert rows == [(m.version, m.name) for m in migrations("postgres")]
+    assert rows[-1][0] == SCHEMA_VERSION
     assert {"saga_log", "saga_transitions", "saga_counts", VERSION_TABLE} <= tables(fresh_db)
 
 
@@ -121,7 +123,7 @@ def test_db_init_from_several_processes_at_once_then_again(fresh_db: str) -> Non
         again = runner.invoke(app, ["db", "init", "--dsn", fresh_db])
     assert again.exit_code == 0 and again.stdout == ""
     with psycopg.connect(fresh_db, autocommit=True) as conn:
-        assert conn.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchone() == (1,)
+        assert conn.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchone() == (len(migrations("postgres")),)
 
 
 def test_init_while_another_process_writes(pg: PostgresStore, pg_dsn: str) -> None:
@@ -136,6 +138,28 @@ def test_init_while_another_process_writes(pg: PostgresStore, pg_dsn: str) -> No
         finally:
             other.close()
         writer.rollback()
+
+
+def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(fresh_db: str) -> None:
+    PostgresStore(fresh_db).close()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:  # back to v1
+        conn.execute("DROP INDEX saga_log_created")
+        conn.execute(f"DELETE FROM {VERSION_TABLE} WHERE version > 1")
+    reader = PostgresStore(fresh_db, create=False)
+    try:
+        assert reader.schema_version() == 1
+        assert reader.list_sagas(SagaQuery(limit=5)) == []
+    finally:
+        reader.close()
+    result = runner.invoke(app, ["db", "init", "--dsn", fresh_db])
+    assert result.exit_code == 0 and f"is at schema version {SCHEMA_VERSION}" in result.stderr
+    writer = PostgresStore(fresh_db)
+    try:
+        assert writer.schema_version() == SCHEMA_VERSION
+    finally:
+        writer.close()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('saga_log_created') IS NOT NULL").fetchone() == (True,)
 
 
 def test_newer_schema_is_refused(fresh_db: str) -> None:
@@ -349,3 +373,6 @@ def test_stuck_and_active_counts_read_only_the_active_indexes(pg: PostgresStore,
         "late",
     ]
     assert sum(a.count for a in pg.active_counts()) == 2
+    listing = pg.explain_list(SagaQuery(limit=1000))
+    assert "Seq Scan on saga_log" not in listing and "Sort Method: quicksort" in listing, listing
+    assert "using saga_log_created" in listing and "using saga_log_state_created" in listing, listing
