@@ -347,8 +347,9 @@ class _Mover:
             if not messages:
                 self._flush()
                 if self.inflight:
-                    # FIFO: a group's next messages come only after these are deleted
-                    self._wait_some()
+                    # nothing visible: wait for the batches in flight (on FIFO queues a group's next
+                    # messages come only once these are deleted), then look again
+                    self._drain()
                     continue
                 if confirming or request.wait == 0:
                     return

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -240,6 +241,39 @@ def test_only_open_redrives_running_sagas_and_reports_the_rest(sqs: Sqs, saga_lo
     }
     assert sorted(m["Body"] for m in sqs.receive_all(source)) == ["m-open-1", "m-open-2"]
     assert sqs.counts(dlq) == (4, 0)
+
+
+def test_only_open_reads_a_mapped_table(sqs: Sqs, pg_dsn: str, tmp_path: Path) -> None:
+    """--only-open with another orchestrator's table (read-only, PostgreSQL) as the saga log."""
+    import psycopg
+
+    schema = f"dlq_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.sagas (id text PRIMARY KEY, status text, modified_at timestamptz)")
+        conn.execute(f"INSERT INTO {schema}.sagas VALUES ('M-1', 'COMPENSATING', now()), ('M-2', 'COMPLETED', now())")
+    config = tmp_path / "sagactl.yaml"
+    config.write_text(
+        f"""contexts:
+  legacy:
+    store:
+      dsn: {pg_dsn}
+      table: {schema}.sagas
+      columns: {{saga_id: id, state: status, updated_at: modified_at}}
+      states: {{started: STARTED, pending: PENDING, compensating: COMPENSATING,
+               completed: COMPLETED, failed: FAILED}}
+"""
+    )
+    dlq, source = sqs.dlq_pair()
+    sqs.send(dlq, ["m-1", "m-2"], attributes=lambda i: attrs(f"M-{i + 1}"))
+    try:
+        code, data, stderr = cli("--dlq", dlq.name, "--only-open", "--config", str(config), "--context", "legacy")
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert code == 0, stderr
+    assert data["moved"] == 1 and data["skipped"] == 1
+    assert [m["Body"] for m in sqs.receive_all(source)] == ["m-1"]
 
 
 def test_stuck_list_piped_into_redrive(sqs: Sqs, saga_log: str, aws_env: Mapping[str, str]) -> None:
@@ -543,3 +577,17 @@ def test_only_open_without_a_store_lookup_is_refused(aws_env: Mapping[str, str])
     client = sqs_client(AwsSettings())
     with pytest.raises(UsageError, match="--only-open needs the saga log"):
         redrive(client, RedriveRequest(dlq="q", only_open=True))
+
+
+def test_progress_bar_follows_the_run(sqs: Sqs) -> None:
+    from sagactl.views import redrive_progress
+
+    dlq, _ = sqs.dlq_pair()
+    fill(sqs, dlq, 12)
+    client = sqs_client(AwsSettings())
+    with redrive_progress() as bar:
+        result = redrive(client, RedriveRequest(dlq=dlq.url, wait=0), progress=bar)
+        task = bar.bar.tasks[0]
+    assert result.moved == 12
+    assert task.completed == 12 and task.total == 12
+    assert task.description == "moved 12  failed 0  skipped 0"
