@@ -1,0 +1,250 @@
+"""sqs transport: a command on ``queue``, the participant's answer on ``reply_queue`` (DESIGN 5).
+
+The command's body is the command JSON; message attributes ``saga_id``, ``step_name``,
+``command``, ``idempotency_key``, ``reply_to`` (the reply queue's URL) and ``phase``.
+Participants answer on the reply queue with ``{"type": "SagaStepCompleted" |
+"SagaStepFailed" | "SagaCompensationCompleted", "saga_id", "step_name", "result" | "error"}``.
+
+Replies are correlated by saga_id and step_name (and by idempotency_key when the reply
+carries one). A reply for another saga or step is never lost: it is made visible again at
+once, never deleted, for whoever waits for it. A late reply to the other phase of the same
+step (the action's answer arriving while it is being compensated) is stale and deleted. Classification:
+SagaStepCompleted -> OK with its result; SagaStepFailed -> REFUSED with its error;
+SagaCompensationCompleted -> OK; no reply within the request's timeout -> TRANSIENT, the
+command delivered (its outcome unknown). A command SQS never accepted (unreachable,
+throttled) was not delivered.
+
+FIFO command queues get MessageGroupId = saga_id and MessageDeduplicationId = the idempotency
+key and the attempt number, so a retry is a new message while a duplicate send of one attempt
+is dropped by SQS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sagactl.aws import QueueRef, resolve_queue, sqs_client, sqs_errors
+from sagactl.config import AwsSettings
+from sagactl.errors import SagactlError, UnavailableError
+from sagactl.models import Phase
+from sagactl.transports.base import Reply, Request, Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+COMPLETED = "SagaStepCompleted"
+FAILED = "SagaStepFailed"
+COMPENSATED = "SagaCompensationCompleted"
+REPLY_TYPES = (COMPLETED, FAILED, COMPENSATED)
+LONG_POLL = 20  # SQS's longest receive wait
+REPLY_HOLD = 30  # seconds a received reply stays hidden if this process dies before acting on it
+IDLE_PAUSE = 0.2  # seconds to wait when the reply queue holds only other sagas' replies
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dedup_id(key: str, attempt: int) -> str:
+    """``{idempotency_key}:{attempt}`` within SQS's 128 characters (hashed when longer)."""
+    text = f"{key}:{attempt}"
+    if len(text) <= 128 and text.isascii() and text.isprintable():
+        return text
+    return f"{hashlib.sha256(key.encode()).hexdigest()}:{attempt}"
+
+
+class SqsTransport:
+    """One endpoint: a command queue and a reply queue (``region``/``endpoint_url`` optional,
+    else AWS_REGION / AWS_ENDPOINT_URL_SQS / the standard chain)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: dict[str, Any],
+        env: Mapping[str, str],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.queue_name = str(config["queue"])
+        self.reply_name = str(config["reply_queue"])
+        self.aws = AwsSettings(
+            region=config.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            profile=env.get("AWS_PROFILE"),
+            endpoint_url=config.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
+        )
+        self.env = env
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.attempts: dict[str, int] = {}
+        self._client: SQSClient | None = None
+        self._queue: QueueRef | None = None
+        self._reply: QueueRef | None = None
+
+    def _open(self) -> tuple[SQSClient, QueueRef, QueueRef]:
+        if self._client is None:
+            self._client = sqs_client(self.aws, env=self.env)
+        if self._queue is None:
+            self._queue = resolve_queue(self._client, self.queue_name, attributes=False)
+        if self._reply is None:
+            self._reply = resolve_queue(self._client, self.reply_name, attributes=False)
+        return self._client, self._queue, self._reply
+
+    def call(self, request: Request) -> Reply:
+        where = f"sqs {self.queue_name}"
+        try:
+            client, queue, reply_queue = self._open()
+        except UnavailableError as exc:
+            return Reply(Status.TRANSIENT, error=f"{where}: {exc.one_line()}", delivered=False)
+        except SagactlError as exc:  # the queue does not exist, bad settings: retrying will not help
+            return Reply(Status.REFUSED, error=f"{where}: {exc.one_line()}", delivered=False)
+        attempt = self.attempts.get(request.idempotency_key, 0) + 1
+        self.attempts[request.idempotency_key] = attempt
+        sent = self._send(client, queue, reply_queue, request, attempt)
+        if sent is not None:
+            return sent
+        return self._await(client, reply_queue, request)
+
+    def _send(
+        self, client: SQSClient, queue: QueueRef, reply_queue: QueueRef, request: Request, attempt: int
+    ) -> Reply | None:
+        """Send the command; None when SQS accepted it, else the Reply saying why not."""
+        command = str(request.spec.get("command", ""))
+        attributes = {
+            "saga_id": request.saga_id,
+            "step_name": request.step_name,
+            "command": command,
+            "idempotency_key": request.idempotency_key,
+            "reply_to": reply_queue.url,
+            "phase": request.phase.value,
+        }
+        params: dict[str, Any] = {
+            "QueueUrl": queue.url,
+            "MessageBody": json.dumps(request.body, separators=(",", ":"), ensure_ascii=False),
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value
+            },
+        }
+        if queue.fifo:
+            params["MessageGroupId"] = request.saga_id
+            params["MessageDeduplicationId"] = _dedup_id(request.idempotency_key, attempt)
+        where = f"sqs {queue.name}"
+        import botocore.exceptions as bce
+
+        try:
+            with sqs_errors(f"'{queue.name}'", client):
+                client.send_message(**params)
+        except SagactlError as exc:
+            cause = exc.__cause__
+            # a read timeout or a reset after sending may have delivered it; anything else did not
+            maybe = isinstance(cause, bce.ReadTimeoutError | bce.ConnectionClosedError)
+            status = Status.TRANSIENT if isinstance(exc, UnavailableError) else Status.REFUSED
+            return Reply(status, error=f"{where}: {exc.one_line()}", delivered=maybe)
+        return None
+
+    def _await(self, client: SQSClient, reply_queue: QueueRef, request: Request) -> Reply:
+        """Wait up to the request's timeout for this saga step's reply."""
+        deadline = self.monotonic() + request.timeout
+        released: set[str] = set()
+        while True:
+            remaining = deadline - self.monotonic()
+            if remaining <= 0:
+                return Reply(
+                    Status.TRANSIENT,
+                    error=f"sqs {self.queue_name}: no reply on {reply_queue.name} within {request.timeout:g}s",
+                )
+            try:
+                with sqs_errors(f"'{reply_queue.name}'", client):
+                    answer = client.receive_message(
+                        QueueUrl=reply_queue.url,
+                        MaxNumberOfMessages=10,
+                        WaitTimeSeconds=min(LONG_POLL, max(1, math.ceil(remaining))),
+                        VisibilityTimeout=REPLY_HOLD,
+                        MessageAttributeNames=["All"],
+                    )
+            except SagactlError as exc:
+                return Reply(Status.TRANSIENT, error=f"sqs {reply_queue.name}: {exc.one_line()}")
+            mine: Reply | None = None
+            others: list[str] = []
+            fresh = False
+            for message in answer.get("Messages", []):
+                handle = str(message.get("ReceiptHandle", ""))
+                verdict, reply = self._match(message, request)
+                if verdict == "stale" or (verdict == "mine" and mine is None):
+                    self._delete(client, reply_queue, handle)
+                    mine = mine or reply
+                    continue
+                others.append(handle)  # another saga's or step's (or a second copy of ours)
+                fresh = fresh or str(message.get("MessageId")) not in released
+                released.add(str(message.get("MessageId")))
+            self._release(client, reply_queue, others)
+            if mine is not None:
+                return mine
+            if others and not fresh:
+                # only replies already seen and handed back: do not spin on them
+                self.sleep(min(IDLE_PAUSE, max(0.0, deadline - self.monotonic())))
+
+    def _match(self, message: Any, request: Request) -> tuple[str, Reply | None]:
+        """("mine", Reply) when ``message`` answers ``request``; ("stale", None) for a late
+        reply to the other phase of this very step (nobody waits for it any more); else
+        ("other", None): another saga's or step's reply, or not a reply at all."""
+        try:
+            body = json.loads(message.get("Body", ""))
+        except (json.JSONDecodeError, RecursionError):
+            return "other", None
+        if not isinstance(body, dict):
+            return "other", None
+        attributes = message.get("MessageAttributes") or {}
+
+        def field(name: str) -> Any:
+            value = body.get(name)
+            if value is None and name in attributes:
+                value = attributes[name].get("StringValue")
+            return value
+
+        kind = field("type")
+        if kind not in REPLY_TYPES or field("saga_id") != request.saga_id or field("step_name") != request.step_name:
+            return "other", None
+        key = field("idempotency_key")
+        compensating = request.phase is Phase.COMPENSATION
+        if key is not None and key != request.idempotency_key:
+            return "stale", None
+        if kind != FAILED and (kind == COMPENSATED) != compensating:
+            return "stale", None  # e.g. the action's late SagaStepCompleted while compensating
+        if kind == FAILED:
+            error = _text(body.get("error")) or f"participant answered {FAILED}"
+            return "mine", Reply(Status.REFUSED, error=f"sqs {self.queue_name}: {error}")
+        return "mine", Reply(Status.OK, result=body.get("result"))
+
+    def _delete(self, client: SQSClient, queue: QueueRef, handle: str) -> None:
+        try:
+            with sqs_errors(f"'{queue.name}'", client):
+                client.delete_message(QueueUrl=queue.url, ReceiptHandle=handle)
+        except SagactlError:
+            pass  # the reply was read; if it comes back, the step's idempotency makes it harmless
+
+    def _release(self, client: SQSClient, queue: QueueRef, handles: list[str]) -> None:
+        """Make other sagas' replies visible again now (they are never deleted here)."""
+        for start in range(0, len(handles), 10):
+            entries: list[Any] = [
+                {"Id": str(n), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                for n, h in enumerate(handles[start : start + 10])
+            ]
+            try:
+                with sqs_errors(f"'{queue.name}'", client):
+                    client.change_message_visibility_batch(QueueUrl=queue.url, Entries=entries)
+            except SagactlError:
+                pass  # they reappear when REPLY_HOLD expires: late, never lost
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
