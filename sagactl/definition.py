@@ -176,9 +176,9 @@ def _index_node(node: Any, where: Location, pos: _Positions, dupes: list[tuple[L
     import yaml
 
     pos.values[where] = _mark(node)
-    if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
-        if node.style in (None, "'", '"') and "\\" not in str(node.value):
-            pos.inline[where] = 0 if node.style is None else 1
+    one_line = isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line
+    if one_line and node.style in (None, "'", '"') and "\\" not in str(node.value):
+        pos.inline[where] = 0 if node.style is None else 1
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -301,7 +301,7 @@ def _messages(error: Any, where: Location) -> list[tuple[Location, str]]:
     if validator == "type":
         expected = schema_part.get("type")
         wanted = (
-            " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+            " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
             if isinstance(expected, list)
             else _TYPE_NAMES.get(str(expected), str(expected))
         )
