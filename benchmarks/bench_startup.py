@@ -51,6 +51,10 @@ def main() -> None:
     sagactl = beside if os.path.exists(beside) else shutil.which("sagactl")
     if sagactl is None:
         sys.exit("sagactl is not installed (pip install -e .)")
+    # An installed wheel ships compiled bytecode; an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 would compile every module on every start instead.
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sagactl")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SAGACTL_DSN": f"sqlite:///{tmp}/empty.db", "NO_COLOR": "1"}
         env.pop("SAGACTL_CONFIG", None)

@@ -642,8 +642,8 @@ def dlq_list(
     """Peek at a dead-letter queue without consuming it: saga, step, command, receive count, age
     and body of each message. Every message is visible again as soon as the listing ends."""
     from sagactl.dlq import PEEK_HOLD, GroupBy, MessageFilter, PeekRequest, list_dlq, read_saga_ids
+    from sagactl.dlq_views import dlq_groups_document, dlq_messages_document
     from sagactl.output import warning_line
-    from sagactl.views import dlq_groups_document, dlq_messages_document
 
     request = PeekRequest(
         queue=queue,
@@ -766,9 +766,9 @@ def redrive(
     from contextlib import nullcontext
 
     from sagactl import dlq as dlqs
+    from sagactl.dlq_views import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
     from sagactl.errors import UsageError
     from sagactl.redrive import DEFAULT_HOLD, RedriveRequest
-    from sagactl.views import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
 
     modes = [name for name, value in (("--dlq", dlq), ("--status", status), ("--cancel", cancel)) if value]
     if len(modes) != 1:
@@ -821,7 +821,7 @@ def redrive(
     )
     bar: Any = nullcontext(None)
     if stream_is_tty(sys.stderr) and not quiet:
-        from sagactl.views import redrive_progress
+        from sagactl.dlq_views import redrive_progress
 
         bar = redrive_progress()
     with bar as progress:

@@ -10,14 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.config import mask_value
-from sagactl.definition import Report
-from sagactl.dlq import GroupBy, MoveTask, PeekResult, group_messages
 from sagactl.models import SagaRecord, iso
 from sagactl.output import Document, Table, cell, humanize_seconds
-from sagactl.redrive import Action, RedriveResult
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
+    from sagactl.definition import Report
     from sagactl.inspect import ListResult, Stats
     from sagactl.operations import StuckResume
 
@@ -46,7 +44,7 @@ def saga_document(saga: SagaRecord) -> Document:
                 "status": s["status"],
                 "attempts": _attempts(s),
                 "duration": _duration(step.started_at, step.finished_at),
-                "result": _short(s["result"]),
+                "result": short(s["result"]),
                 "error": s["error"],
             }
             for s, step in zip(data["steps"], saga.steps, strict=True)
@@ -60,7 +58,7 @@ def saga_document(saga: SagaRecord) -> Document:
                 "at": t["at"],
                 "step_name": t["step_name"] or "-",
                 "change": f"{t['old_state'] or 'none'} -> {t['new_state']}",
-                "detail": _short(t["detail"]) if t["detail"] else "",
+                "detail": short(t["detail"]) if t["detail"] else "",
             }
             for t in data["transitions"]
         ],
@@ -111,7 +109,7 @@ def _attempts(step: dict[str, Any]) -> str:
     return text
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short(value: Any, limit: int = 80) -> str:
     text = cell(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -167,7 +165,7 @@ def list_document(result: ListResult) -> Document:
                 "step": _step_label(row["current_step"], row["current_step_name"]),
                 "updated_at": row["updated_at"],
                 "stuck_for": humanize_seconds(row["stuck_for_seconds"]),
-                "last_error": _short(row["last_error"], 60) if row["last_error"] else "",
+                "last_error": short(row["last_error"], 60) if row["last_error"] else "",
             }
             for row in data
         ],
@@ -358,237 +356,3 @@ def stuck_resume_line(report: StuckResume) -> str:
     if report.skipped:
         line += f"; skipped {len(report.skipped)}: " + "; ".join(f"{s} ({why})" for s, why in report.skipped)
     return line
-
-
-# -- dead-letter queues: dlq list, redrive ------------------------------------------------------
-
-BODY_PREVIEW = 60  # characters of a message body in a terminal table
-MOVED_ROWS = 50  # a redrive table lists moved messages only when there are at most this many
-
-
-def _body_cell(body: str, truncate: bool) -> str:
-    return _short(" ".join(body.split()), BODY_PREVIEW) if truncate else body
-
-
-def _unique(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
-
-
-def dlq_messages_document(result: PeekResult, *, truncate: bool = True) -> Document:
-    """`dlq list`: one JSON object per message, bodies whole; bodies cut short in a table."""
-    data = mask_value([m.to_dict(result.listed_at) for m in result.messages])
-    table = Table(
-        columns=[
-            ("message_id", "MESSAGE"),
-            ("saga_id", "SAGA"),
-            ("step_name", "STEP"),
-            ("command", "COMMAND"),
-            ("receive_count", "RECEIVES"),
-            ("age", "AGE"),
-            ("body", "BODY"),
-        ],
-        rows=[
-            {
-                "message_id": d["message_id"],
-                "saga_id": d["saga_id"],
-                "step_name": d["step_name"],
-                "command": d["command"],
-                "receive_count": d["receive_count"],
-                "age": humanize_seconds(d["age_seconds"]),
-                "body": _body_cell(d["body"], truncate),
-            }
-            for d in data
-        ],
-    )
-    return Document(
-        data=data,
-        tables=[table],
-        details=_peek_details(result),
-        ids=_unique([m.saga_id for m in result.messages]),
-        empty_message=f"no messages in {result.queue.name}",
-    )
-
-
-def _peek_details(result: PeekResult) -> list[tuple[str, str]]:
-    queue = result.queue
-    depth = queue.count("ApproximateNumberOfMessages")
-    details = [
-        ("queue", queue.name),
-        ("listed", f"{len(result.messages)} of {result.scanned} received (queue held ~{depth})"),
-    ]
-    if queue.count("ApproximateNumberOfMessagesNotVisible"):
-        details.append(("in flight", f"{queue.count('ApproximateNumberOfMessagesNotVisible')} (not listed)"))
-    if result.truncated:
-        details.append(("limit", "reached: more messages may follow"))
-    return details
-
-
-def dlq_groups_document(result: PeekResult, by: GroupBy) -> Document:
-    """`dlq list --group-by`: one JSON object per group, biggest first."""
-    groups = group_messages(result.messages, by)
-    data = mask_value([g.to_dict() for g in groups])
-    key = groups[0].key_field if groups else {"saga": "saga_id", "step": "step_name", "error": "error"}[by.value]
-    other = "step_names" if by is GroupBy.SAGA else "saga_ids"
-    table = Table(
-        columns=[
-            ("key", key.upper().replace("_", " ")),
-            ("count", "MESSAGES"),
-            ("max_receive_count", "MAX RECEIVES"),
-            ("oldest_sent_at", "OLDEST"),
-            ("other", other.upper().replace("_", " ")),
-        ],
-        rows=[
-            {
-                "key": _short(d[key] or "-", 80),
-                "count": d["count"],
-                "max_receive_count": d["max_receive_count"],
-                "oldest_sent_at": d["oldest_sent_at"],
-                "other": _short(", ".join(d[other]), 80),
-            }
-            for d in data
-        ],
-    )
-    return Document(
-        data=data,
-        tables=[table],
-        details=_peek_details(result),
-        ids=[str(d[key]) for d in data if d[key]],
-        empty_message=f"no messages in {result.queue.name}",
-    )
-
-
-def redrive_document(result: RedriveResult, *, truncate: bool = True) -> Document:
-    """`redrive`: the summary {moved, skipped, poisoned, failed, dry_run, messages}; the table
-    lists every message not moved (and the moved ones when there are few)."""
-    data = mask_value(result.to_dict())
-    show_moved = result.moved <= MOVED_ROWS
-    rows = [
-        {
-            "action": m["action"],
-            "message_id": m["message_id"],
-            "saga_id": m["saga_id"],
-            "step_name": m["step_name"],
-            "destination": m["destination"],
-            "reason": _body_cell(m["reason"] or "", truncate) if truncate else m["reason"],
-        }
-        for m in data["messages"]
-        if show_moved or m["action"] != Action.MOVED.value
-    ]
-    table = Table(
-        columns=[
-            ("action", "ACTION"),
-            ("message_id", "MESSAGE"),
-            ("saga_id", "SAGA"),
-            ("step_name", "STEP"),
-            ("destination", "TO"),
-            ("reason", "REASON"),
-        ],
-        rows=rows,
-        title="Messages",
-    )
-    route = f"{result.dlq.name} -> {result.destination.name if result.destination else '?'}"
-    details = [("redrive", route + (" (dry run)" if result.dry_run else ""))]
-    if result.dry_run:
-        details.append(("would move", str(data["would_move"])))
-        if data["would_poison"]:
-            details.append(("would poison", str(data["would_poison"])))
-    details += [
-        ("moved", str(result.moved)),
-        ("skipped", str(result.skipped)),
-        ("poisoned", str(result.poisoned) + (f" (to {result.poison.name})" if result.poison else "")),
-        ("failed", str(result.failed)),
-        ("not matching", str(result.unmatched)),
-    ]
-    if result.release_failures:
-        details.append(("still hidden", f"{result.release_failures} (visible again when their hold expires)"))
-    if result.error is not None:
-        details.append(("stopped", result.error.one_line()))
-    moved = [o.message.saga_id for o in result.outcomes if o.action in (Action.MOVED, Action.POISONED)]
-    return Document(data=data, tables=[table], details=details, ids=_unique(moved))
-
-
-def redrive_summary_line(result: RedriveResult) -> str:
-    """One line for stderr: what a runbook log needs to show."""
-    if result.dry_run:
-        text = f"dry run: would move {result.count(Action.WOULD_MOVE)}"
-        if result.count(Action.WOULD_POISON):
-            text += f", would poison {result.count(Action.WOULD_POISON)}"
-        return f"{text}, skipped {result.skipped}; nothing moved"
-    text = f"moved {result.moved}, skipped {result.skipped}, poisoned {result.poisoned}, failed {result.failed}"
-    if result.failed:
-        text += "; failed messages stay in the DLQ (see the REASON column or -o json)"
-    return text
-
-
-def move_tasks_document(tasks: Sequence[MoveTask]) -> Document:
-    """`redrive --status`: the queue's recent SQS move tasks."""
-    data = [t.to_dict() for t in tasks]
-    table = Table(
-        columns=[
-            ("task_handle", "TASK HANDLE"),
-            ("status", "STATUS"),
-            ("approximate_messages_moved", "MOVED"),
-            ("approximate_messages_to_move", "TO MOVE"),
-            ("max_messages_per_second", "RATE"),
-            ("started_at", "STARTED"),
-            ("failure_reason", "FAILURE"),
-        ],
-        rows=data,
-    )
-    return Document(
-        data=data,
-        tables=[table],
-        ids=[str(t.task_handle) for t in tasks if t.task_handle],
-        empty_message="no move tasks for this queue",
-    )
-
-
-def move_task_document(task: MoveTask) -> Document:
-    """`redrive --native` / `--cancel`: the task, in the redrive summary's shape where it can."""
-    data = {
-        "native": True,
-        **task.to_dict(),
-        "moved": task.moved,
-        "skipped": 0,
-        "poisoned": 0,
-        "failed": 0,
-        "dry_run": False,
-        "messages": [],
-    }
-    details = [(k.replace("_", " "), cell(v)) for k, v in task.to_dict().items() if v is not None]
-    return Document(data=data, details=details, ids=[task.task_handle] if task.task_handle else [])
-
-
-class _RedriveBar:
-    """A rich progress bar on stderr, updated by the redrive's scanning thread."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = self.bar.add_task("redrive", total=None)
-
-    def __enter__(self) -> _RedriveBar:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def __call__(self, result: RedriveResult, total: int | None) -> None:
-        described = f"moved {result.moved}  failed {result.failed}  skipped {result.skipped}"
-        size = max(total or 0, result.scanned) or None
-        self.bar.update(self.task, completed=result.scanned, total=size, description=described)
-
-
-def redrive_progress() -> _RedriveBar:
-    """The terminal progress bar for `redrive` (the caller decides it is a terminal)."""
-    return _RedriveBar()
