@@ -407,8 +407,12 @@ def resume(
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     settings = settings_from(dsn, config, context)
     with _live_view(output, quiet, verbose or log_format is not None) as observer:
-        results = resume_sagas(settings, saga_ids, observer)
-    return _report_runs(results, output, quiet, live=observer is not None)
+        report = resume_sagas(settings, saga_ids, observer)
+    code = _report_runs(report.results, output, quiet, live=observer is not None)
+    for _saga_id, failure in report.failures:
+        error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
+        code = max(code, failure.exit_code, key=_severity)
+    return int(code)
 
 
 @app.command()

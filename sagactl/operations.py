@@ -108,18 +108,37 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
         return result
 
 
-def resume_sagas(
-    settings: Settings, saga_ids: Sequence[str], observer: Observer | None = None
-) -> list[RunResult]:
-    """Resume each saga in turn from its stored snapshot."""
-    results = []
+@dataclass(slots=True)
+class ResumeReport:
+    """What ``resume ID...`` did: a result per saga driven, and the error of each that was not."""
+
+    results: list[RunResult]
+    failures: list[tuple[str, SagactlError]]
+
+
+def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer | None = None) -> ResumeReport:
+    """Resume each saga in turn from its stored snapshot.
+
+    With one ID its error is raised as is. With several, a saga that cannot be resumed (not
+    found, driven by another process) does not stop the others; the database becoming
+    unreachable or an interrupt stops the whole run.
+    """
+    report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, observer)
         for saga_id in saga_ids:
-            result = engine.resume(saga_id)
+            try:
+                result = engine.resume(saga_id)
+            except (UnavailableError, Interrupted):
+                raise
+            except SagactlError as exc:
+                if len(saga_ids) == 1:
+                    raise
+                report.failures.append((saga_id, exc))
+                continue
             result.saga.transitions = store.transitions(saga_id)
-            results.append(result)
-    return results
+            report.results.append(result)
+    return report
 
 
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord:

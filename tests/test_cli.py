@@ -363,3 +363,13 @@ def test_readme_quick_start_command_runs(env: dict[str, str]) -> None:
 
 def test_typer_exit_is_not_swallowed() -> None:
     assert issubclass(typer.Exit, Exception)
+
+
+def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) -> None:
+    stuck = run_sample("-q", "--saga-id", "m-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
+    assert stuck.returncode == 3
+    result = runner.invoke(app, ["resume", "nope", "m-1", "-o", "json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert (data["saga_id"], data["state"]) == ("m-1", "failed")
+    assert "sagactl: error: saga nope not found in " in result.stderr
