@@ -129,7 +129,8 @@ class Store(Protocol):
         owner: str,
     ) -> None:
         """Write the saga row and append transitions in one transaction, if ``owner`` holds
-        the lease; the lease is extended to ``saga.lease_expires_at``.
+        the lease. The lease columns are written from the record: ``saga.lease_owner`` and
+        ``saga.lease_expires_at`` extend it, or (both None) give it up in the same commit.
 
         Raises LeaseLostError when another owner holds it.
         """
