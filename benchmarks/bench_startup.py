@@ -33,7 +33,9 @@ def timed(argv: list[str], env: dict[str, str], runs: int) -> float:
 def imported(args: list[str], env: dict[str, str]) -> list[str]:
     probe = (
         "import sys, atexit\n"
-        f"atexit.register(lambda: print('\\n'.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))), file=sys.__stderr__))\n"
+        f"heavy = set({HEAVY!r})\n"
+        "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
+        "atexit.register(lambda: print('\\n'.join(loaded()), file=sys.__stderr__))\n"
         f"sys.argv = ['sagactl', *{args!r}]\n"
         "from sagactl.__main__ import main\n"
         "main()\n"
@@ -71,14 +73,19 @@ def main() -> None:
         ]
         rich_help = timed(["script", "-qfec", f"{sagactl} --help", "/dev/null"], env, opts.n)
         plain_script = timed(["script", "-qfec", f"{sys.executable} -c 'import typer'", "/dev/null"], env, opts.n)
-        print(f"{'sagactl --help (on a terminal: rich)':38} {rich_help * 1000:8.1f}ms {rich_help / plain_script:6.2f}"
-              "  (vs import typer under the same pty)")
+        print(
+            f"{'sagactl --help (on a terminal: rich)':38} {rich_help * 1000:8.1f}ms {rich_help / plain_script:6.2f}"
+            "  (vs import typer under the same pty)"
+        )
         for args, target in cases:
             took = timed([sagactl, *args], env, opts.n)
             heavy = imported(args, env)
             ratio = took / base
             verdict = "ok" if ratio <= target else f"over {target}x"
-            print(f"{'sagactl ' + ' '.join(args):38} {took * 1000:8.1f}ms {ratio:6.2f}  {', '.join(heavy) or '-'}  ({verdict})")
+            print(
+                f"{'sagactl ' + ' '.join(args):38} {took * 1000:8.1f}ms {ratio:6.2f}"
+                f"  {', '.join(heavy) or '-'}  ({verdict})"
+            )
 
 
 if __name__ == "__main__":
