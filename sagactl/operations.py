@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +20,7 @@ from sagactl import definition as definitions
 from sagactl.config import Settings
 from sagactl.definition import SagaDefinition
 from sagactl.engine import Engine, Observer, RunResult
-from sagactl.errors import ExitCode, Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
-from sagactl.models import SagaRecord
+from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
 from sagactl.store import Store, open_store
 from sagactl.transports import Transport, open_transport
 
@@ -141,19 +140,6 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     return report
 
 
-def show_saga(settings: Settings, saga_id: str) -> SagaRecord:
-    """One saga with its full transition history."""
-    with store_for(settings, create=False) as store:
-        saga = store.get(saga_id)
-        if saga is None:
-            raise NotFoundError(
-                f"saga {saga_id} not found in {store.info.location}",
-                hint="check the ID with 'sagactl list' and the store with --dsn",
-            )
-        saga.transitions = store.transitions(saga_id)
-        return saga
-
-
 def init_db(settings: Settings) -> tuple[str, int]:
     """Create or upgrade the schema; returns (where, version)."""
     with store_for(settings) as store:
@@ -198,12 +184,8 @@ def resolve_compensation(
     observer: Observer | None = None,
 ) -> RunResult:
     """Record ``step``'s compensation as done by hand (who, why), then continue compensating."""
-    why = _reason(reason)
-    with store_for(settings) as store:
-        engine = make_engine(store, observer)
-        result = engine.resolve_step(saga_id, step, reason=why, user=user or operator_name())
-        result.saga.transitions = store.transitions(saga_id)
-        return result
+    why, who = _reason(reason), user or operator_name()
+    return _drive_one(settings, saga_id, observer, lambda e: e.resolve_step(saga_id, step, reason=why, user=who))
 
 
 def abort_saga(
@@ -215,10 +197,15 @@ def abort_saga(
     observer: Observer | None = None,
 ) -> RunResult:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
-    why = _reason(reason)
+    why, who = _reason(reason), user or operator_name()
+    return _drive_one(settings, saga_id, observer, lambda e: e.abort(saga_id, reason=why, user=who))
+
+
+def _drive_one(
+    settings: Settings, saga_id: str, observer: Observer | None, action: Callable[[Engine], RunResult]
+) -> RunResult:
     with store_for(settings) as store:
-        engine = make_engine(store, observer)
-        result = engine.abort(saga_id, reason=why, user=user or operator_name())
+        result = action(make_engine(store, observer))
         result.saga.transitions = store.transitions(saga_id)
         return result
 
