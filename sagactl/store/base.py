@@ -8,13 +8,13 @@ work of the one that took over.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sagactl.errors import LeaseHeldError, UsageError
-from sagactl.models import SagaRecord, SagaState, Transition
+from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
 
 SCHEMA_VERSION = 2
 
@@ -94,6 +94,31 @@ class StoreInfo:
     location: str
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def saga_from_row(
+    row: Sequence[Any], *, decode: Callable[[Any], Any], when: Callable[[Any], datetime | None]
+) -> SagaRecord:
+    """A SagaRecord from a saga_log row in column order (saga_id … updated_at, as both stores
+    select it); ``decode`` turns a stored JSON value into Python, ``when`` a stored time into
+    an aware datetime."""
+    (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
+     lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
+    return SagaRecord(
+        saga_id=saga_id,
+        saga_type=saga_type,
+        state=SagaState(state),
+        current_step=current_step,
+        data=decode(data),
+        steps=[StepRecord.from_dict(s) for s in decode(steps)],
+        definition=decode(definition),
+        deadline_at=when(deadline_at),
+        lease_owner=lease_owner,
+        lease_expires_at=when(lease_expires_at),
+        last_error=last_error,
+        created_at=when(created_at) or utcnow(),
+        updated_at=when(updated_at) or utcnow(),
+    )
 
 
 class Store(Protocol):

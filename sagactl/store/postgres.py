@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from sagactl.config import mask_secrets
 from sagactl.errors import UnavailableError, UsageError
-from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, iso, utcnow
+from sagactl.models import SagaRecord, SagaState, Transition, iso, utcnow
 from sagactl.store.base import (
     SCHEMA_VERSION,
     ActiveCount,
@@ -34,6 +34,7 @@ from sagactl.store.base import (
     SagaQuery,
     StateCount,
     StoreInfo,
+    saga_from_row,
 )
 from sagactl.store.migrations import migrations
 
@@ -301,37 +302,7 @@ class PostgresStore:
 
     @staticmethod
     def _record(row: Sequence[Any]) -> SagaRecord:
-        (
-            saga_id,
-            saga_type,
-            state,
-            current_step,
-            _name,
-            data,
-            steps,
-            definition,
-            deadline_at,
-            lease_owner,
-            lease_expires_at,
-            last_error,
-            created_at,
-            updated_at,
-        ) = row
-        return SagaRecord(
-            saga_id=saga_id,
-            saga_type=saga_type,
-            state=SagaState(state),
-            current_step=current_step,
-            data=data,
-            steps=[StepRecord.from_dict(s) for s in steps],
-            definition=definition,
-            deadline_at=_utc(deadline_at),
-            lease_owner=lease_owner,
-            lease_expires_at=_utc(lease_expires_at),
-            last_error=last_error,
-            created_at=_utc(created_at) or utcnow(),
-            updated_at=_utc(updated_at) or utcnow(),
-        )
+        return saga_from_row(row, decode=lambda v: v, when=_utc)
 
     # -- writes -------------------------------------------------------------------------
 

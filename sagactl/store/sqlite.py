@@ -13,7 +13,6 @@ from sagactl.errors import UnavailableError
 from sagactl.models import (
     SagaRecord,
     SagaState,
-    StepRecord,
     Transition,
     iso,
     parse_iso,
@@ -28,6 +27,7 @@ from sagactl.store.base import (
     SagaQuery,
     StateCount,
     StoreInfo,
+    saga_from_row,
 )
 from sagactl.store.migrations import migrations
 
@@ -55,9 +55,7 @@ class SqliteStore:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
-            )
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -130,37 +128,7 @@ class SqliteStore:
 
     @staticmethod
     def _record(row: sqlite3.Row | tuple[Any, ...]) -> SagaRecord:
-        (
-            saga_id,
-            saga_type,
-            state,
-            current_step,
-            _name,
-            data,
-            steps,
-            definition,
-            deadline_at,
-            lease_owner,
-            lease_expires_at,
-            last_error,
-            created_at,
-            updated_at,
-        ) = row
-        return SagaRecord(
-            saga_id=saga_id,
-            saga_type=saga_type,
-            state=SagaState(state),
-            current_step=current_step,
-            data=json.loads(data) if data is not None else None,
-            steps=[StepRecord.from_dict(s) for s in json.loads(steps)],
-            definition=json.loads(definition),
-            deadline_at=parse_iso(deadline_at),
-            lease_owner=lease_owner,
-            lease_expires_at=parse_iso(lease_expires_at),
-            last_error=last_error,
-            created_at=parse_iso(created_at) or utcnow(),
-            updated_at=parse_iso(updated_at) or utcnow(),
-        )
+        return saga_from_row(row, decode=lambda v: None if v is None else json.loads(v), when=parse_iso)
 
     @staticmethod
     def _append(conn: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
@@ -168,10 +136,7 @@ class SqliteStore:
             conn.executemany(
                 "INSERT INTO saga_transitions (saga_id, step_name, old_state, new_state, detail, at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (t.saga_id, t.step_name, t.old_state, t.new_state, _dumps(t.detail), iso(t.at))
-                    for t in transitions
-                ],
+                [(t.saga_id, t.step_name, t.old_state, t.new_state, _dumps(t.detail), iso(t.at)) for t in transitions],
             )
 
     @staticmethod
@@ -243,8 +208,7 @@ class SqliteStore:
     def take_over_lease(self, saga_id: str, owner: str, previous: str, until: Any) -> bool:
         with self._write() as conn:
             cursor = conn.execute(
-                "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ?"
-                " WHERE saga_id = ? AND lease_owner = ?",
+                "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?",
                 (owner, iso(until), saga_id, previous),
             )
             return cursor.rowcount == 1
@@ -252,8 +216,7 @@ class SqliteStore:
     def release_lease(self, saga_id: str, owner: str) -> None:
         with self._write() as conn:
             conn.execute(
-                "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE saga_id = ? AND lease_owner = ?",
+                "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?",
                 (saga_id, owner),
             )
 
@@ -304,8 +267,7 @@ class SqliteStore:
             def part(state_test: str) -> str:
                 cond = " AND ".join([state_test, *where])
                 return (
-                    f"SELECT * FROM (SELECT {_COLUMNS} FROM saga_log WHERE {cond}"
-                    " ORDER BY created_at, saga_id LIMIT ?)"
+                    f"SELECT * FROM (SELECT {_COLUMNS} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
                 )
 
             limit = int(query.limit)
@@ -341,9 +303,7 @@ class SqliteStore:
             " GROUP BY saga_type, state ORDER BY saga_type, state"
         ).fetchall()
         return [
-            ActiveCount(
-                saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=parse_iso(r[3])
-            )
+            ActiveCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=parse_iso(r[3]))
             for r in rows
         ]
 
