@@ -204,6 +204,8 @@ def humanize_seconds(seconds: float | None) -> str:
     if seconds is None:
         return ""
     total = int(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if total < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{total}s"
     parts = []
