@@ -457,6 +457,11 @@ class _Driver:
             if self._compensate():
                 self.saga_to(SagaState.FAILED)
                 saga.current_step = None
+                # Every compensation is done: the error that matters is why the saga failed,
+                # not a compensation error that was since retried away or resolved by hand.
+                failed = next((r for r in saga.steps if r.status is StepStatus.FAILED and r.error), None)
+                if failed is not None:
+                    saga.last_error = f"{failed.name}: {failed.error}"
                 self.flush(None, release=True)
             else:
                 # A compensation could not finish; the earlier ones wait (strict order). The

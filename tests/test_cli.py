@@ -373,3 +373,10 @@ def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) ->
     data = json.loads(result.stdout)
     assert (data["saga_id"], data["state"]) == ("m-1", "failed")
     assert "sagactl: error: saga nope not found in " in result.stderr
+
+
+def test_failed_saga_keeps_why_it_failed_as_last_error(env: dict[str, str]) -> None:
+    run_sample("-q", "--saga-id", "le-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
+    resumed = json.loads(runner.invoke(app, ["resume", "le-1", "-o", "json"]).stdout)
+    assert resumed["state"] == "failed"
+    assert resumed["last_error"].startswith("create_shipment: exec python3 participants/shipping.py create: exit 1")

@@ -96,7 +96,8 @@ def test_cell(value: object, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(None, ""), (0.0456, "46ms"), (2.25, "2.2s"), (42, "42s"), (3725, "1h2m"), (90061, "1d1h"), (600, "10m")]
+    ("seconds", "text"),
+    [(None, ""), (0.0456, "46ms"), (2.25, "2.2s"), (42, "42s"), (3725, "1h2m"), (90061, "1d1h"), (600, "10m")],
 )
 def test_humanize_seconds(seconds: float | None, text: str) -> None:
     assert humanize_seconds(seconds) == text
