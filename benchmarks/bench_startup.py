@@ -17,6 +17,23 @@ import sys
 import tempfile
 import time
 
+BARE_APP = """import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def hello(name: str = "world") -> None:
+    \"\"\"Say hello.\"\"\"
+
+
+@app.command()
+def bye() -> None:
+    \"\"\"Say bye.\"\"\"
+
+
+app()
+"""
 HEAVY = ("boto3", "botocore", "psycopg", "httpx", "tabulate", "rich", "yaml", "jsonschema")
 
 
@@ -71,8 +88,17 @@ def main() -> None:
             (["show", "nope", "-o", "json"], 2.0),
             (["schema"], 2.0),
         ]
+        bare = os.path.join(tmp, "bare.py")
+        with open(bare, "w") as handle:
+            handle.write(BARE_APP)
+        bare_help = timed([sys.executable, bare, "--help"], env, opts.n)
+        bare_rich = timed(["script", "-qfec", f"{sys.executable} {bare} --help", "/dev/null"], env, opts.n)
         rich_help = timed(["script", "-qfec", f"{sagactl} --help", "/dev/null"], env, opts.n)
         plain_script = timed(["script", "-qfec", f"{sys.executable} -c 'import typer'", "/dev/null"], env, opts.n)
+        print(f"{'bare Typer app --help (pipe)':38} {bare_help * 1000:8.1f}ms {bare_help / base:6.2f}")
+        print(
+            f"{'bare Typer app --help (terminal: rich)':38} {bare_rich * 1000:8.1f}ms {bare_rich / plain_script:6.2f}"
+        )
         print(
             f"{'sagactl --help (on a terminal: rich)':38} {rich_help * 1000:8.1f}ms {rich_help / plain_script:6.2f}"
             "  (vs import typer under the same pty)"
