@@ -37,14 +37,18 @@ app()
 HEAVY = ("boto3", "botocore", "psycopg", "httpx", "tabulate", "rich", "yaml", "jsonschema")
 
 
-def timed(argv: list[str], env: dict[str, str], runs: int) -> float:
-    subprocess.run(argv, env=env, capture_output=True, check=False)  # warm the page cache
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
+def timed_together(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, float]:
+    """Median wall time of each command, run round-robin so drift on a shared machine hits all
+    of them alike."""
+    for argv in commands.values():  # warm the page cache
         subprocess.run(argv, env=env, capture_output=True, check=False)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, capture_output=True, check=False)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def imported(args: list[str], env: dict[str, str]) -> list[str]:
@@ -78,40 +82,36 @@ def main() -> None:
         env = {**os.environ, "SAGACTL_DSN": f"sqlite:///{tmp}/empty.db", "NO_COLOR": "1"}
         env.pop("SAGACTL_CONFIG", None)
         os.chdir(tmp)
-        base = timed([sys.executable, "-c", "import typer"], env, opts.n)
-        print(f"{'command':38} {'median':>9} {'ratio':>6}  heavy imports")
-        baseline = 'python -c "import typer"'
-        print(f"{baseline:38} {base * 1000:8.1f}ms {1.0:6.2f}")
-        cases = [
-            (["--help"], 2.5),
-            (["list", "-o", "json"], 2.0),
-            (["show", "nope", "-o", "json"], 2.0),
-            (["schema"], 2.0),
-        ]
         bare = os.path.join(tmp, "bare.py")
         with open(bare, "w") as handle:
             handle.write(BARE_APP)
-        bare_help = timed([sys.executable, bare, "--help"], env, opts.n)
-        bare_rich = timed(["script", "-qfec", f"{sys.executable} {bare} --help", "/dev/null"], env, opts.n)
-        rich_help = timed(["script", "-qfec", f"{sagactl} --help", "/dev/null"], env, opts.n)
-        plain_script = timed(["script", "-qfec", f"{sys.executable} -c 'import typer'", "/dev/null"], env, opts.n)
-        print(f"{'bare Typer app --help (pipe)':38} {bare_help * 1000:8.1f}ms {bare_help / base:6.2f}")
+        cases = {"--help": 2.5, "list -o json": 2.0, "show nope -o json": 2.0, "schema": 2.0}
+
+        def on_terminal(command: str) -> list[str]:
+            return ["script", "-qfec", command, "/dev/null"]
+
+        commands = {
+            "import typer": [sys.executable, "-c", "import typer"],
+            "import typer (terminal)": on_terminal(f"{sys.executable} -c 'import typer'"),
+            "bare Typer app --help": [sys.executable, bare, "--help"],
+            "bare Typer app --help (terminal)": on_terminal(f"{sys.executable} {bare} --help"),
+            "sagactl --help (terminal)": on_terminal(f"{sagactl} --help"),
+            **{f"sagactl {args}": [sagactl, *args.split()] for args in cases},
+        }
+        took = timed_together(commands, env, opts.n)
+        base, base_tty = took["import typer"], took["import typer (terminal)"]
         print(
-            f"{'bare Typer app --help (terminal: rich)':38} {bare_rich * 1000:8.1f}ms {bare_rich / plain_script:6.2f}"
+            f"{'command':38} {'median':>9} {'ratio':>6}  heavy imports  (ratio: to import typer, same kind of stdout)"
         )
-        print(
-            f"{'sagactl --help (on a terminal: rich)':38} {rich_help * 1000:8.1f}ms {rich_help / plain_script:6.2f}"
-            "  (vs import typer under the same pty)"
-        )
-        for args, target in cases:
-            took = timed([sagactl, *args], env, opts.n)
-            heavy = imported(args, env)
-            ratio = took / base
-            verdict = "ok" if ratio <= target else f"over {target}x"
-            print(
-                f"{'sagactl ' + ' '.join(args):38} {took * 1000:8.1f}ms {ratio:6.2f}"
-                f"  {', '.join(heavy) or '-'}  ({verdict})"
-            )
+        for name, seconds in took.items():
+            ratio = seconds / (base_tty if name.endswith("(terminal)") else base)
+            line = f"{name:38} {seconds * 1000:8.1f}ms {ratio:6.2f}"
+            args = name.removeprefix("sagactl ")
+            if args in cases:
+                heavy = imported(args.split(), env)
+                verdict = "ok" if ratio <= cases[args] else f"over {cases[args]}x"
+                line += f"  {', '.join(heavy) or '-'}  ({verdict})"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,17 @@ documented exit code; a traceback only with ``-v``. Heavy modules load inside co
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
-from sagactl.config import Settings, mask_secrets, resolve_settings
+if TYPE_CHECKING:
+    from sagactl.config import Settings
+
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
 from sagactl.models import SagaState
 from sagactl.output import Document, OutputFormat, emit, error_line, info_line, stream_is_tty
@@ -141,7 +141,16 @@ ReasonOpt = Annotated[
 
 
 def settings_from(dsn: str | None, config: str | None, context: str | None) -> Settings:
+    from sagactl.config import resolve_settings
+
     return resolve_settings(dsn=dsn, config=config, context=context)
+
+
+def mask_secrets(text: str) -> str:
+    """config.mask_secrets, loaded on first use (its patterns cost start-up time --help need not pay)."""
+    from sagactl.config import mask_secrets as mask
+
+    return mask(text)
 
 
 AWS = "AWS"
@@ -230,6 +239,8 @@ def aws_settings_from(
     dsn: str | None = None,
 ) -> Settings:
     """Settings for commands that reach SQS: flag > env > sagactl.yaml (aws:) > AWS defaults."""
+    from sagactl.config import resolve_settings
+
     return resolve_settings(
         dsn=dsn, config=config, context=context, region=region, profile=profile, endpoint_url=endpoint_url
     )
@@ -240,49 +251,16 @@ def aws_settings_from(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _JsonLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        from sagactl.models import iso, utcnow
-        from sagactl.output import to_json
-
-        entry = {"ts": iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
-        for key in ("saga_id", "step_name", "old_state", "new_state", "detail"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        return mask_secrets(to_json(entry, indent=None))
-
-
-class _TextLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
-
-
-def configure_logging(verbose: bool, log_format: LogFormat | None) -> None:
-    root = logging.getLogger("sagactl")
-    root.handlers.clear()
-    root.propagate = False
-    if not verbose and log_format is None:
-        root.setLevel(logging.WARNING)
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_TextLogFormatter("sagactl: %(levelname)s: %(message)s"))
-        root.addHandler(handler)
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format is LogFormat.JSON:
-        handler.setFormatter(_JsonLogFormatter())
-    else:
-        handler.setFormatter(_TextLogFormatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
 def funnel(fn: F) -> F:
     """Run a command; map SagactlError to its line and exit code. Commands return an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        from sagactl.logs import configure_logging
+
         verbose = bool(kwargs.get("verbose", False))
-        configure_logging(verbose, kwargs.get("log_format"))
+        log_format = kwargs.get("log_format")
+        configure_logging(verbose or log_format is not None, log_format is LogFormat.JSON)
         try:
             code = fn(*args, **kwargs)
         except DefinitionError as exc:
@@ -291,6 +269,8 @@ def funnel(fn: F) -> F:
             raise typer.Exit(int(exc.exit_code)) from None
         except SagactlError as exc:
             if verbose:
+                import traceback
+
                 traceback.print_exc()
             error_line(mask_secrets(exc.one_line()))
             raise typer.Exit(int(exc.exit_code)) from None
@@ -376,9 +356,7 @@ def run(
 @app.command()
 @funnel
 def resume(
-    saga_ids: Annotated[
-        list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)
-    ] = None,
+    saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
     stuck: Annotated[
         bool,
         typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),

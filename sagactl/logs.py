@@ -1,0 +1,47 @@
+"""Transition logging on stderr: text or JSON, secrets masked. Loaded when a command runs,
+never for --help."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from sagactl.config import mask_secrets
+
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from sagactl.models import iso, utcnow
+        from sagactl.output import to_json
+
+        entry = {"ts": iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
+        for key in ("saga_id", "step_name", "old_state", "new_state", "detail"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        return mask_secrets(to_json(entry, indent=None))
+
+
+class TextLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
+def configure_logging(verbose: bool, json_lines: bool) -> None:
+    """WARNING and up as "sagactl: warning: ..." lines; with ``verbose`` or ``json_lines``
+    every committed transition too (INFO), as text or as one JSON object per line."""
+    root = logging.getLogger("sagactl")
+    root.handlers.clear()
+    root.propagate = False
+    if not verbose and not json_lines:
+        root.setLevel(logging.WARNING)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(TextLogFormatter("sagactl: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(TextLogFormatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
