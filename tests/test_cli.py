@@ -380,3 +380,16 @@ def test_failed_saga_keeps_why_it_failed_as_last_error(env: dict[str, str]) -> N
     resumed = json.loads(runner.invoke(app, ["resume", "le-1", "-o", "json"]).stdout)
     assert resumed["state"] == "failed"
     assert resumed["last_error"].startswith("create_shipment: exec python3 participants/shipping.py create: exit 1")
+
+
+def test_help_imports_no_heavy_module(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sagactl", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0 and "Usage: sagactl" in completed.stdout
+    modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
+    assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "yaml", "jsonschema"} == set()
