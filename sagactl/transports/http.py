@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import ssl
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,9 +106,9 @@ class HttpTransport:
         content = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
         where = f"{method} {url}"
         try:
-            response = self._client.request(
-                method, url, content=content, headers=headers, timeout=httpx.Timeout(request.timeout)
-            )
+            response = self._exchange(method, url, content, headers, request.timeout)
+        except _AnswerTooSlow:
+            return Reply(Status.TRANSIENT, error=f"{where}: no complete answer within {request.timeout:g}s")
         except _NOT_SENT as exc:
             return Reply(Status.TRANSIENT, error=f"{where}: cannot connect: {exc}", delivered=False)
         except httpx.TimeoutException:
@@ -133,5 +134,35 @@ class HttpTransport:
             return Reply(Status.TRANSIENT, error=error, retry_after=_retry_after(response))
         return Reply(Status.REFUSED, error=error)
 
+    def _exchange(
+        self, method: str, url: str, content: bytes, headers: dict[str, str], timeout: float
+    ) -> httpx.Response:
+        """One request whose whole answer must arrive within ``timeout``.
+
+        httpx's timeouts bound each connect, write and read separately, so a participant that
+        trickles its body would outlast the step's timeout; the body is read here against one
+        deadline for the whole call.
+        """
+        deadline = time.monotonic() + timeout
+        with self._client.stream(
+            method, url, content=content, headers=headers, timeout=httpx.Timeout(timeout)
+        ) as streamed:
+            chunks = []
+            for chunk in streamed.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _AnswerTooSlow
+            if time.monotonic() > deadline:
+                raise _AnswerTooSlow
+            # iter_bytes already undid any Content-Encoding: the copy must not decode again.
+            kept = [(k, v) for k, v in streamed.headers.items() if k.lower() != "content-encoding"]
+            return httpx.Response(
+                streamed.status_code, headers=kept, content=b"".join(chunks), request=streamed.request
+            )
+
     def close(self) -> None:
         self._client.close()
+
+
+class _AnswerTooSlow(Exception):
+    """The answer did not complete within the step's timeout (outcome unknown)."""

@@ -181,3 +181,81 @@ def test_keep_alive_one_connection_for_many_calls(transport: HttpTransport, part
     for _ in range(5):
         assert transport.call(request()).status is Status.OK
     assert len({c.client_port for c in participants.calls}) == 1
+
+
+class _Raw:
+    """A one-handler HTTP server on 127.0.0.1 for answers the participant server does not script."""
+
+    def __init__(self, handle: Any) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up waiting: expected here
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_gzip_answer_is_decoded_once() -> None:
+    import gzip
+    import json
+
+    def handle(h: Any) -> None:
+        body = gzip.compress(json.dumps({"id": "é"}).encode())
+        h.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    server = _Raw(handle)
+    http = HttpTransport("gz", {"url": server.url})
+    try:
+        reply = http.call(request())
+    finally:
+        http.close()
+        server.close()
+    assert (reply.status, reply.result) == (Status.OK, {"id": "é"})
+
+
+def test_a_trickled_answer_is_bounded_by_the_step_timeout() -> None:
+    """Each read arrives well within the timeout, the whole answer does not: outcome unknown."""
+    import time
+
+    def handle(h: Any) -> None:
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n")
+        h.wfile.flush()
+        for byte in b'{"slow": 11}':
+            time.sleep(0.08)
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+
+    server = _Raw(handle)
+    http = HttpTransport("slow", {"url": server.url})
+    try:
+        started = time.monotonic()
+        reply = http.call(request(timeout=0.4))
+        took = time.monotonic() - started
+    finally:
+        http.close()
+        server.close()
+    assert reply.status is Status.TRANSIENT and reply.delivered
+    assert reply.error is not None and "no complete answer within 0.4s" in reply.error
+    assert took < 0.8
