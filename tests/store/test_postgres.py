@@ -8,12 +8,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.pq import Trace
 from typer.testing import CliRunner
 
@@ -24,7 +22,7 @@ from sagactl.store import open_store
 from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StateCount
 from sagactl.store.migrations import migrations
 from sagactl.store.postgres import VERSION_TABLE, PostgresStore
-from tests.support.postgres import _as_url, _with_dbname
+from tests.support.postgres import _as_url, _with_dbname, fresh_database
 from tests.support.sagas import add, at, saga
 
 runner = CliRunner()
@@ -34,14 +32,8 @@ SECRET = "hunter2-Secret"
 @pytest.fixture
 def fresh_db(pg_admin_dsn: str) -> Iterator[str]:
     """An empty database of its own (no schema), dropped afterwards."""
-    name = f"sagactl_fresh_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _as_url(_with_dbname(pg_admin_dsn, name))
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(pg_admin_dsn, "sagactl_fresh") as dsn:
+        yield dsn
 
 
 @pytest.fixture

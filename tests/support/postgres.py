@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -64,14 +65,21 @@ def pg_admin_dsn() -> Iterator[str]:
             server.cleanup()
 
 
+@contextmanager
+def fresh_database(admin_dsn: str, prefix: str = "sagactl_test") -> Iterator[str]:
+    """An empty database of its own (no schema) as a postgresql:// URL, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _as_url(_with_dbname(admin_dsn, name))
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
 def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
-    name = f"sagactl_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _as_url(_with_dbname(pg_admin_dsn, name))
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(pg_admin_dsn) as dsn:
+        yield dsn
