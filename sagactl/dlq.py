@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -527,29 +527,23 @@ def saga_states(settings: Settings) -> Iterator[Callable[[str], SagaState | None
     if settings.mapping is not None:
         from sagactl.store.mapped import MappedTableStore
 
-        table = MappedTableStore(settings.dsn, settings.mapping)
-        try:
+        with closing(MappedTableStore(settings.dsn, settings.mapping)) as table:
 
             def mapped_state(saga_id: str) -> SagaState | None:
                 summary = table.get_summary(saga_id)
                 return None if summary is None else summary.state
 
             yield mapped_state
-        finally:
-            table.close()
         return
     from sagactl.store import open_store
 
-    store = open_store(settings.dsn, create=False)
-    try:
+    with closing(open_store(settings.dsn, create=False)) as store:
 
         def stored_state(saga_id: str) -> SagaState | None:
             saga = store.get(saga_id)
             return None if saga is None else saga.state
 
         yield stored_state
-    finally:
-        store.close()
 
 
 def start_native(settings: Settings, dlq: str, to: str | None, rate: float | None) -> MoveTask:

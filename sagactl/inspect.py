@@ -13,7 +13,7 @@ saga without one. Compensating sagas come first, then the longest stuck.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -82,19 +82,13 @@ def open_source(settings: Settings) -> Iterator[SagaSource]:
     if settings.mapping is not None:
         from sagactl.store.mapped import MappedTableStore
 
-        table = MappedTableStore(settings.dsn, settings.mapping)
-        try:
+        with closing(MappedTableStore(settings.dsn, settings.mapping)) as table:
             yield MappedSource(table)
-        finally:
-            table.close()
         return
     from sagactl.store import open_store
 
-    store = open_store(settings.dsn, create=False)
-    try:
+    with closing(open_store(settings.dsn, create=False)) as store:
         yield StoreSource(store)
-    finally:
-        store.close()
 
 
 def idle_timeout(saga: SagaRecord) -> float | None:
@@ -261,11 +255,8 @@ def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
     if settings.mapping is not None:
         from sagactl.store.mapped import MappedTableStore
 
-        table = MappedTableStore(settings.dsn, settings.mapping)
-        try:
+        with closing(MappedTableStore(settings.dsn, settings.mapping)) as table:
             summary = table.get_summary(saga_id)
-        finally:
-            table.close()
         if summary is None:
             raise NotFoundError(
                 f"saga {saga_id} not found in {table.info.location}",
@@ -274,8 +265,7 @@ def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
         return summary
     from sagactl.store import open_store
 
-    store = open_store(settings.dsn, create=False)
-    try:
+    with closing(open_store(settings.dsn, create=False)) as store:
         saga = store.get(saga_id)
         if saga is None:
             raise NotFoundError(
@@ -284,8 +274,6 @@ def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
             )
         saga.transitions = store.transitions(saga_id)
         return saga
-    finally:
-        store.close()
 
 
 # -- stats ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,11 +63,8 @@ def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
             " and stats work on it",
             hint="point this command at a sagactl saga log with --dsn or another --context",
         )
-    store = open_store(settings.dsn, create=create)
-    try:
+    with closing(open_store(settings.dsn, create=create)) as store:
         yield store
-    finally:
-        store.close()
 
 
 def _transport_factory(env: dict[str, str]) -> Any:
