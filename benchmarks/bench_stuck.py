@@ -45,11 +45,11 @@ from psycopg.types.json import Jsonb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sagactl.config import Settings
-from sagactl.definition import check_text
 from sagactl.inspect import ListRequest, list_sagas, stats
 from sagactl.models import utcnow
 from sagactl.store.base import SagaQuery
 from sagactl.store.postgres import PostgresStore
+from sagactl.validation import check_text
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ["OrderFulfillment", "Refund", "Subscription", "Transfer"]

@@ -148,7 +148,7 @@ def settings_from(dsn: str | None, config: str | None, context: str | None) -> S
 
 def mask_secrets(text: str) -> str:
     """config.mask_secrets, loaded on first use (its patterns cost start-up time --help need not pay)."""
-    from sagactl.config import mask_secrets as mask
+    from sagactl.masking import mask_secrets as mask
 
     return mask(text)
 
@@ -563,8 +563,8 @@ def db_init(
 @funnel
 def schema(verbose: VerboseOpt = False) -> int:
     """Print the JSON Schema of the saga definition language."""
-    from sagactl.definition import schema as load_schema
     from sagactl.output import to_json
+    from sagactl.validation import schema as load_schema
 
     sys.stdout.write(to_json(load_schema()) + "\n")
     return ExitCode.OK

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sagactl.config import mask_value
 from sagactl.dlq import GroupBy, MoveTask, PeekResult, group_messages
+from sagactl.masking import mask_value
 from sagactl.output import Document, Table, cell, humanize_seconds
 from sagactl.redrive import Action, RedriveResult
 from sagactl.views import short

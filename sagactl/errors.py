@@ -1,12 +1,13 @@
 """Exit codes and the SagactlError hierarchy: the one place failures get their meaning.
 
-Core code raises these; the CLI funnel (cli.run_command) turns them into one line on
+Core code raises these; the CLI funnel (sagactl.cli.funnel) turns them into one line on
 stderr and the exit code. Anything that is not a SagactlError is a bug and shows its
 traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -19,6 +20,20 @@ class ExitCode(IntEnum):
     ATTENTION = 3  # needs an operator: compensation incomplete, stuck sagas found, redrive failures
     UNAVAILABLE = 4  # a dependency (database, SQS, a step's endpoint) could not be reached
     INTERRUPTED = 130  # interrupted; state saved, resumable
+
+    @classmethod
+    def worst(cls, codes: Iterable[int]) -> ExitCode:
+        """The code a command that ended several ways exits with: needs attention (3) over
+        unreachable (4) over failed (1) over success (0); usage (2) and interrupted (130)
+        above all, the first of them winning. OK for no codes."""
+        return cls(max(codes, key=_severity, default=cls.OK))
+
+
+_SEVERITY = {ExitCode.OK: 0, ExitCode.SAGA_FAILED: 1, ExitCode.UNAVAILABLE: 2, ExitCode.ATTENTION: 3}
+
+
+def _severity(code: int) -> int:
+    return _SEVERITY.get(ExitCode(code), 4)
 
 
 class SagactlError(Exception):

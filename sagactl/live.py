@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from sagactl.config import mask_secrets
+from sagactl.masking import mask_secrets
 from sagactl.models import SagaRecord, StepStatus, Transition
 
 _ICONS = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from sagactl.config import mask_secrets
+from sagactl.masking import mask_secrets
 
 
 class JsonLogFormatter(logging.Formatter):

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sagactl.errors import ExitCode
+
 
 class SagaState(StrEnum):
     """Saga states: started -> pending -> completed, or compensating -> failed."""
@@ -206,3 +208,23 @@ class SagaRecord:
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What driving a saga came to: the saga as it stands and the exit code it means."""
+
+    saga: SagaRecord
+    exit_code: ExitCode
+    message: str | None = None
+
+
+def exit_code_for(saga: SagaRecord) -> ExitCode:
+    """completed 0; failed 1 (4 when the failing step's endpoint was unreachable); else 3."""
+    if saga.state is SagaState.COMPLETED:
+        return ExitCode.OK
+    if saga.state is SagaState.FAILED:
+        if any(s.status is StepStatus.FAILED and s.outcome is Outcome.NOT_DELIVERED for s in saga.steps):
+            return ExitCode.UNAVAILABLE
+        return ExitCode.SAGA_FAILED
+    return ExitCode.ATTENTION

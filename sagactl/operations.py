@@ -16,11 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sagactl import definition as definitions
+from sagactl import validation
 from sagactl.config import Settings
 from sagactl.definition import SagaDefinition
-from sagactl.engine import Engine, Observer, RunResult
+from sagactl.driver import Observer
+from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
+from sagactl.models import RunResult
 from sagactl.store import Store, open_store
 from sagactl.transports import Transport, open_transport
 
@@ -90,7 +92,7 @@ class RunRequest:
 
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
-    defn = definitions.load(request.file, request.saga)
+    defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
     with store_for(settings) as store:
         engine = make_engine(store, observer)
@@ -143,8 +145,8 @@ def init_db(settings: Settings) -> tuple[str, int]:
         return store.info.location, store.init_schema()
 
 
-def validate_files(files: Sequence[str]) -> list[definitions.Report]:
-    return [definitions.check_file(f) for f in files]
+def validate_files(files: Sequence[str]) -> list[validation.Report]:
+    return [validation.check_file(f) for f in files]
 
 
 # -- operator actions ------------------------------------------------------------------------

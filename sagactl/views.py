@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sagactl.config import mask_value
+from sagactl.masking import mask_value
 from sagactl.models import SagaRecord, iso
 from sagactl.output import Document, Table, cell, humanize_seconds
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
-    from sagactl.definition import Report
     from sagactl.inspect import ListResult, Stats
     from sagactl.operations import StuckResume
+    from sagactl.validation import Report
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

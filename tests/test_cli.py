@@ -101,7 +101,7 @@ def test_completion_answers_the_shell(env: dict[str, str]) -> None:
 
 
 def test_schema_prints_the_shipped_json_schema() -> None:
-    from sagactl.definition import schema
+    from sagactl.validation import schema
 
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sagactl.config import DEFAULT_DSN, mask_secrets, mask_value, resolve_settings
+from sagactl.config import DEFAULT_DSN, resolve_settings
 from sagactl.errors import UsageError
+from sagactl.masking import mask_secrets, mask_value
 
 CONFIG = """
 store:

@@ -17,15 +17,16 @@ from typing import Any
 
 import pytest
 
-from sagactl.definition import SagaDefinition, load
-from sagactl.engine import Engine, RunResult, exit_code_for
+from sagactl.definition import SagaDefinition
+from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, LeaseHeldError, UsageError
-from sagactl.models import Outcome, SagaState, StepStatus
+from sagactl.models import Outcome, RunResult, SagaState, StepStatus, exit_code_for
 from sagactl.placeholders import MissingValueError
 from sagactl.store import Store, open_store
 from sagactl.store.base import LeaseLostError
 from sagactl.transports import Transport, open_transport
 from sagactl.transports.base import Reply, Request
+from sagactl.validation import load
 from tests.support.clock import FakeClock
 from tests.support.participants import Participants, answer, gate, ok, refuse, slow, transient
 

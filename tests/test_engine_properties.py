@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagactl.definition import SagaDefinition, build
-from sagactl.engine import Engine, exit_code_for
+from sagactl.engine import Engine
 from sagactl.errors import ExitCode
-from sagactl.models import SagaState
+from sagactl.models import SagaState, exit_code_for
 from sagactl.store.sqlite import SqliteStore
 from sagactl.transports.base import Reply, Request, Status
 from tests.support.clock import FakeClock

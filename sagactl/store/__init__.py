@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sagactl.config import mask_secrets
 from sagactl.errors import UsageError
+from sagactl.masking import mask_secrets
 from sagactl.store.base import Store
 
 

@@ -22,8 +22,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from sagactl.config import mask_secrets
 from sagactl.errors import UnavailableError, UsageError
+from sagactl.masking import mask_secrets
 from sagactl.models import SagaRecord, SagaState, Transition, iso, utcnow
 from sagactl.store.base import (
     SCHEMA_VERSION,

@@ -1,4 +1,4 @@
-"""A fake engine Clock: ``sleep`` records the delay and moves time on instead of sleeping."""
+"""A fake Clock (sagactl.clock): ``sleep`` records the delay and moves time on instead of sleeping."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self.current = start or utcnow()
+        self.start = self.current
         self.sleeps: list[float] = []
 
     def now(self) -> datetime:
         return self.current
+
+    def monotonic(self) -> float:
+        return (self.current - self.start).total_seconds()
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sagactl import definition
-from sagactl.definition import check_file, check_text, load, parse_duration
+from sagactl import definition, validation
+from sagactl.definition import parse_duration
 from sagactl.errors import DefinitionError, UsageError
+from sagactl.validation import check_file, check_text, load
 
 CORPUS = Path(__file__).parent / "corpus" / "broken"
 SAMPLES = Path(__file__).parent.parent / "sample-configs"
@@ -159,4 +160,4 @@ def test_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
 def test_schema_is_valid_json_schema() -> None:
     from jsonschema import Draft202012Validator
 
-    Draft202012Validator.check_schema(definition.schema())
+    Draft202012Validator.check_schema(validation.schema())
