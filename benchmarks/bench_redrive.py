@@ -12,7 +12,7 @@ source queue with:
   naive    receive one, send one, delete one, until the DLQ is empty;
   raw      receive 10, SendMessageBatch 10, DeleteMessageBatch 10, until empty: the floor for
            a client that moves messages safely (send before delete) one batch at a time;
-  sagactl  sagactl.redrive.redrive() in process (source queue from ListDeadLetterSourceQueues,
+  sagactl  sagactl.dlq.redrive.redrive() in process (source queue from ListDeadLetterSourceQueues,
            the same work the command does, progress and output aside);
   cli      the installed `sagactl redrive --dlq Q -o json` as a runbook runs it (a process:
            start-up included), for reference.
@@ -50,7 +50,7 @@ import boto3
 
 from sagactl.aws import sqs_client
 from sagactl.config import AwsSettings
-from sagactl.redrive import RedriveRequest, redrive
+from sagactl.dlq.redrive import RedriveRequest, redrive
 
 REGION = "us-east-1"
 ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}

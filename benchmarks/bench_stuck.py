@@ -45,8 +45,9 @@ from psycopg.types.json import Jsonb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sagactl.config import Settings
-from sagactl.inspect import ListRequest, list_sagas, stats
+from sagactl.inspect import ListRequest
 from sagactl.models import utcnow
+from sagactl.ops.sagas import list_sagas, stats
 from sagactl.store.base import SagaQuery
 from sagactl.store.postgres import PostgresStore
 from sagactl.validation import check_text

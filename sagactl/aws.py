@@ -199,12 +199,6 @@ def sqs_errors(where: str, client: Any = None) -> Iterator[None]:
         raise mapped from exc
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` means SQS cannot be reached at all (stop, do not count per message)."""
-    mapped = map_error(exc, "", "SQS")
-    return isinstance(mapped, UnavailableError)
-
-
 def queue_name(ref: str) -> str:
     """The queue name in a name, URL or ARN."""
     text = ref.strip().rstrip("/")

@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 
-def compact_json(value: Any) -> str:
-    """``value`` as compact JSON: what participants, queues and the saga log receive."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def compact_json(value: Any, *, ascii_only: bool = False) -> str:
+    """``value`` as compact JSON: what participants, queues and the saga log receive.
+    ``ascii_only``: non-ASCII characters as \\u escapes (JSON inside a placeholder's string)."""
+    return json.dumps(value, ensure_ascii=ascii_only, separators=(",", ":"))
 
 
 def to_json(value: Any, *, indent: int | None = 2) -> str:

@@ -91,7 +91,12 @@ def resolve_settings(
     endpoint_url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge flags (already env-resolved by the CLI) over the config file over defaults."""
+    """Flags over the environment over the config file (and its context) over defaults.
+
+    AWS: region from AWS_REGION / AWS_DEFAULT_REGION, profile from AWS_PROFILE, the SQS endpoint
+    from AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL, then ``aws:`` in the file; what is still
+    unset is left to boto3's own chain (the profile's region, AWS's endpoint).
+    """
     env = os.environ if env is None else env
     path = find_config(config, env)
     doc: dict[str, Any] = _load_yaml(path) if path else {}
@@ -118,9 +123,12 @@ def resolve_settings(
         dsn=dsn or store.get("dsn") or DEFAULT_DSN,
         mapping=mapping,
         aws=AwsSettings(
-            region=region or aws.get("region"),
-            profile=profile or aws.get("profile"),
-            endpoint_url=endpoint_url or env.get("AWS_ENDPOINT_URL_SQS") or aws.get("endpoint_url"),
+            region=region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or aws.get("region"),
+            profile=profile or env.get("AWS_PROFILE") or aws.get("profile"),
+            endpoint_url=endpoint_url
+            or env.get("AWS_ENDPOINT_URL_SQS")
+            or env.get("AWS_ENDPOINT_URL")
+            or aws.get("endpoint_url"),
         ),
         config_path=path,
         context=chosen,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sagactl.dlq import GroupBy, MoveTask, PeekResult, group_messages
+from sagactl.dlq.messages import GroupBy, group_messages
+from sagactl.dlq.peek import PeekResult
+from sagactl.dlq.redrive import Action, RedriveResult
+from sagactl.dlq.tasks import MoveTask
 from sagactl.masking import mask_value
 from sagactl.output import Document, Table, cell, humanize_seconds
-from sagactl.redrive import Action, RedriveResult
 from sagactl.views import short
 
 BODY_PREVIEW = 60  # characters of a message body in a terminal table

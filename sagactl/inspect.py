@@ -1,7 +1,5 @@
-"""The operator's view: list, stuck, show and stats over the saga log or a mapped table.
-
-Read-only: nothing here writes, and a missing SQLite log reads as empty without creating
-a file. ``now`` is a parameter everywhere, so tests control the clock.
+"""The operator's view: list, stuck, show and stats over a SagaReader (a native saga log or
+a mapped table), read-only. ``now`` is a parameter everywhere, so tests control the clock.
 
 Stuck (DESIGN section 7): a non-terminal saga whose ``deadline_at`` has passed, or, without
 a deadline, idle (no update) longer than ``--older-than``; by default longer than its current
@@ -12,113 +10,17 @@ saga without one. Compensating sagas come first, then the longest stuck.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from sagactl.config import Settings
 from sagactl.errors import NotFoundError, UsageError
-from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso, utcnow
-from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, Store
-
-if TYPE_CHECKING:
-    from sagactl.store.mapped import MappedTableStore
+from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso
+from sagactl.store.base import SagaQuery, SagaReader, SagaSummary
 
 DEFAULT_IDLE_SECONDS = 900.0  # 15m: the stuck threshold when nothing better is known
 DEFAULT_LIST_LIMIT = 1000  # plain `list` without --limit shows at most this many
-
-
-class SagaSource(Protocol):
-    """What inspection reads: a sagactl store or a read-only mapped table."""
-
-    location: str
-
-    def summaries(self, query: SagaQuery) -> list[SagaSummary]: ...
-
-    def counts(self) -> list[StateCount]: ...
-
-    def active_counts(self) -> list[ActiveCount]: ...
-
-
-class StoreSource:
-    """A sagactl saga log seen as summaries (idle timeouts from each stored definition)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.location = store.info.location
-
-    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
-        return [summarize(r) for r in self.store.list_sagas(query)]
-
-    def counts(self) -> list[StateCount]:
-        return self.store.counts()
-
-    def active_counts(self) -> list[ActiveCount]:
-        return self.store.active_counts()
-
-
-class MappedSource:
-    """Another orchestrator's table (read-only; no definitions, so the 15m default applies)."""
-
-    def __init__(self, table: MappedTableStore) -> None:
-        self.table = table
-        self.location = table.info.location
-
-    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
-        return self.table.list_summaries(query)
-
-    def counts(self) -> list[StateCount]:
-        return self.table.counts()
-
-    def active_counts(self) -> list[ActiveCount]:
-        return self.table.active_counts()
-
-
-@contextmanager
-def open_source(settings: Settings) -> Iterator[SagaSource]:
-    """The configured saga log (or mapped table), opened read-only and closed afterwards."""
-    if settings.mapping is not None:
-        from sagactl.store.mapped import MappedTableStore
-
-        with closing(MappedTableStore(settings.dsn, settings.mapping)) as table:
-            yield MappedSource(table)
-        return
-    from sagactl.store import open_store
-
-    with closing(open_store(settings.dsn, create=False)) as store:
-        yield StoreSource(store)
-
-
-def idle_timeout(saga: SagaRecord) -> float | None:
-    """Seconds the current step may take per the saga's stored definition, or None."""
-    if saga.current_step is None or not saga.definition:
-        return None
-    from sagactl.definition import from_snapshot
-
-    try:
-        step = from_snapshot(saga.definition).steps[saga.current_step]
-    except (KeyError, IndexError, TypeError, ValueError, UsageError):
-        return None  # a snapshot this version cannot read: fall back to the default
-    return step.compensation_timeout if saga.state is SagaState.COMPENSATING else step.timeout
-
-
-def summarize(saga: SagaRecord) -> SagaSummary:
-    """The list row of a saga record."""
-    needs_timeout = not saga.state.terminal and saga.deadline_at is None
-    return SagaSummary(
-        saga_id=saga.saga_id,
-        saga_type=saga.saga_type,
-        state=saga.state,
-        current_step=saga.current_step,
-        current_step_name=saga.current_step_name,
-        created_at=saga.created_at,
-        updated_at=saga.updated_at,
-        deadline_at=saga.deadline_at,
-        last_error=saga.last_error,
-        idle_timeout=idle_timeout(saga) if needs_timeout else None,
-    )
 
 
 def stuck_for(saga: SagaSummary, now: datetime, older_than: float | None = None) -> float | None:
@@ -190,7 +92,7 @@ def parse_older_than(duration: str | None) -> float | None:
 
 
 def find_stuck(
-    source: SagaSource,
+    reader: SagaReader,
     now: datetime,
     *,
     older_than: float | None = None,
@@ -208,72 +110,55 @@ def find_stuck(
             idle_before=now - timedelta(seconds=older_than),
             limit=limit,
         )
-        rows = source.summaries(query)
+        rows = reader.summaries(query)
     else:
         # Each saga has its own idle threshold: fetch every overdue or deadline-less active
         # saga (still only the active-state index) and apply the thresholds here.
         query = SagaQuery(states=states, saga_type=saga_type, stuck=True, now=now, idle_before=now)
-        rows = source.summaries(query)
+        rows = reader.summaries(query)
     listed = [ListedSaga(r, stuck_for(r, now, older_than)) for r in rows]
     stuck = [row for row in listed if row.stuck_for_seconds is not None]
     return stuck[:limit] if limit is not None else stuck
 
 
-def list_sagas(settings: Settings, request: ListRequest, *, now: datetime | None = None) -> ListResult:
+def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListResult:
     """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones."""
-    now = now or utcnow()
     older_than = parse_older_than(request.older_than)
     if request.limit is not None and request.limit < 0:
         raise UsageError(f"--limit must be 0 (no limit) or more, got {request.limit}")
     limit = None if request.limit == 0 else request.limit
-    with open_source(settings) as source:
-        if request.stuck:
-            sagas = find_stuck(
-                source,
-                now,
-                older_than=older_than,
-                states=request.states,
-                saga_type=request.saga_type,
-                limit=limit,
-            )
-            return ListResult(sagas, stuck=True)
-        cap = DEFAULT_LIST_LIMIT if request.limit is None else None
-        query = SagaQuery(
+    if request.stuck:
+        sagas = find_stuck(
+            reader,
+            now,
+            older_than=older_than,
             states=request.states,
             saga_type=request.saga_type,
-            updated_before=now - timedelta(seconds=older_than) if older_than is not None else None,
-            limit=cap + 1 if cap is not None else limit,
+            limit=limit,
         )
-        rows = source.summaries(query)
+        return ListResult(sagas, stuck=True)
+    cap = DEFAULT_LIST_LIMIT if request.limit is None else None
+    query = SagaQuery(
+        states=request.states,
+        saga_type=request.saga_type,
+        updated_before=now - timedelta(seconds=older_than) if older_than is not None else None,
+        limit=cap + 1 if cap is not None else limit,
+    )
+    rows = reader.summaries(query)
     truncated = cap if cap is not None and len(rows) > cap else None
     sagas = [ListedSaga(r, stuck_for(r, now)) for r in rows[:cap]]
     return ListResult(sagas, stuck=False, truncated_at=truncated)
 
 
-def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
+def show_saga(reader: SagaReader, saga_id: str) -> SagaRecord | SagaSummary:
     """One saga with its full history (a mapped table gives only its summary row)."""
-    if settings.mapping is not None:
-        from sagactl.store.mapped import MappedTableStore
-
-        with closing(MappedTableStore(settings.dsn, settings.mapping)) as table:
-            summary = table.get_summary(saga_id)
-        if summary is None:
-            raise NotFoundError(
-                f"saga {saga_id} not found in {table.info.location}",
-                hint="check the ID with 'sagactl list' and the config's store section",
-            )
-        return summary
-    from sagactl.store import open_store
-
-    with closing(open_store(settings.dsn, create=False)) as store:
-        saga = store.get(saga_id)
-        if saga is None:
-            raise NotFoundError(
-                f"saga {saga_id} not found in {store.info.location}",
-                hint="check the ID with 'sagactl list' and the store with --dsn",
-            )
-        saga.transitions = store.transitions(saga_id)
-        return saga
+    saga = reader.detail(saga_id)
+    if saga is None:
+        raise NotFoundError(
+            f"saga {saga_id} not found in {reader.info.location}",
+            hint="check the ID with 'sagactl list' and the store with --dsn or the config's store section",
+        )
+    return saga
 
 
 # -- stats ---------------------------------------------------------------------------------
@@ -340,21 +225,19 @@ class Stats:
         }
 
 
-def stats(settings: Settings, *, now: datetime | None = None) -> Stats:
+def stats(reader: SagaReader, now: datetime) -> Stats:
     """Counts per (saga_type, state), stuck counts and the oldest active saga's age.
 
     Reads the counters table and the active-state indexes only: the cost does not grow with
     the number of finished sagas (a mapped table has no counters and is scanned).
     """
-    now = now or utcnow()
-    with open_source(settings) as source:
-        counters = {(c.saga_type, c.state): c.count for c in source.counts()}
-        active = {(a.saga_type, a.state): a for a in source.active_counts()}
-        stuck: dict[tuple[str, SagaState], int] = {}
-        for row in find_stuck(source, now):
-            key = (row.saga.saga_type, row.saga.state)
-            stuck[key] = stuck.get(key, 0) + 1
-        location = source.location
+    counters = {(c.saga_type, c.state): c.count for c in reader.counts()}
+    active = {(a.saga_type, a.state): a for a in reader.active_counts()}
+    stuck: dict[tuple[str, SagaState], int] = {}
+    for row in find_stuck(reader, now):
+        key = (row.saga.saga_type, row.saga.state)
+        stuck[key] = stuck.get(key, 0) + 1
+    location = reader.info.location
     types = sorted({t for t, _ in counters} | {t for t, _ in active} | {t for t, _ in stuck})
     rows = []
     for saga_type in types:

@@ -11,8 +11,8 @@ from sagactl.masking import mask_secrets
 
 class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from sagactl.codec import to_json
         from sagactl.models import iso, utcnow
-        from sagactl.output import to_json
 
         entry = {"ts": iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
         for key in ("saga_id", "step_name", "old_state", "new_state", "detail"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
 
+from sagactl.codec import to_json
 from sagactl.errors import UsageError
 
 
@@ -67,13 +67,6 @@ def stream_is_tty(stream: TextIO | None = None) -> bool:
 
 def colour_enabled(stream: TextIO | None = None) -> bool:
     return stream_is_tty(stream) and "NO_COLOR" not in os.environ
-
-
-def to_json(data: Any, *, indent: int | None = 2) -> str:
-    """The one JSON encoder: UTF-8 as is, explicit nulls, stable key order as built."""
-    if indent is None:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return json.dumps(data, ensure_ascii=False, indent=indent, default=str)
 
 
 def cell(value: Any) -> str:

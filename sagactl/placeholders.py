@@ -7,12 +7,12 @@ longer string the value is stringified (strings as is, everything else as compac
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagactl.codec import compact_json
 from sagactl.errors import UsageError
 
 PLACEHOLDER = re.compile(r"(?<!\$)\$\{([^}]*)\}")
@@ -142,7 +142,7 @@ def value_of(ref: Reference, ctx: Context) -> Any:
 
 
 def _stringify(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return value if isinstance(value, str) else compact_json(value, ascii_only=True)
 
 
 def resolve(value: Any, ctx: Context) -> Any:

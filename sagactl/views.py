@@ -16,7 +16,7 @@ from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
     from sagactl.inspect import ListResult, Stats
-    from sagactl.operations import StuckResume
+    from sagactl.ops.sagas import StuckResume
     from sagactl.validation import Report
 
 
@@ -356,3 +356,23 @@ def stuck_resume_line(report: StuckResume) -> str:
     if report.skipped:
         line += f"; skipped {len(report.skipped)}: " + "; ".join(f"{s} ({why})" for s, why in report.skipped)
     return line
+
+
+def run_summary_line(saga: SagaRecord) -> str | None:
+    """The stderr line after run/resume/resolve/abort for a saga that did not complete."""
+    state = saga.state.value
+    if state == "completed":
+        return None
+    if state == "started":
+        return f"saga {saga.saga_id} recorded (started); drive it with 'sagactl resume {saga.saga_id}'"
+    undone = [s.name for s in reversed(saga.steps) if s.status.value == "compensated"]
+    failed = next((s for s in saga.steps if s.status.value == "failed"), None)
+    if state == "failed":
+        where = f" at {failed.name}: {failed.error}" if failed else ""
+        comp = f"; compensated {', '.join(undone)}" if undone else "; nothing to compensate"
+        return f"saga {saga.saga_id} failed{where}{comp}"
+    blocked = saga.current_step_name or "?"
+    return (
+        f"saga {saga.saga_id} is {state} at {blocked}: {saga.last_error or 'no error recorded'};"
+        f" fix the participant, then 'sagactl resume {saga.saga_id}'"
+    )

@@ -31,7 +31,7 @@ def test_cli_import_and_help_do_not_load_boto3() -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from sagactl.cli import app\n"
-        "import sagactl.aws, sagactl.dlq, sagactl.redrive\n"
+        "import sagactl.aws, sagactl.dlq.peek, sagactl.dlq.redrive\n"
         "result = CliRunner().invoke(app, ['--help'])\n"
         "assert result.exit_code == 0, result.output\n"
         "for name in ('redrive', 'dlq'):\n"

@@ -19,19 +19,11 @@ from typer.testing import CliRunner
 
 from sagactl.aws import sqs_client
 from sagactl.cli import app
+from sagactl.cli.options import read_ids as read_saga_ids
 from sagactl.config import AwsSettings
-from sagactl.dlq import (
-    GroupBy,
-    MessageFilter,
-    PeekRequest,
-    cancel_move_task,
-    group_messages,
-    list_move_tasks,
-    parse_message,
-    peek,
-    read_saga_ids,
-    start_move_task,
-)
+from sagactl.dlq.messages import GroupBy, MessageFilter, group_messages, parse_message
+from sagactl.dlq.peek import PeekRequest, peek
+from sagactl.dlq.tasks import cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import NotFoundError, UsageError
 from tests.support.sqs import Queue, Sqs
 
@@ -142,7 +134,7 @@ def test_fifo_peek_shows_group_heads_and_releases_them(sqs: Sqs) -> None:
 
 
 def test_interrupted_listing_still_releases(sqs: Sqs, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sagactl.dlq as dlq
+    import sagactl.dlq.peek as dlq
 
     queue = sqs.queue("intr")
     fill(sqs, queue, 15)

@@ -15,9 +15,10 @@ from psycopg import sql
 
 from sagactl.config import Settings, TableMapping
 from sagactl.errors import NotFoundError, UnavailableError, UsageError
-from sagactl.inspect import ListRequest, list_sagas, show_saga, stats
+from sagactl.inspect import ListRequest
 from sagactl.models import SagaState, StepStatus
-from sagactl.operations import store_for
+from sagactl.ops import store_for
+from sagactl.ops.sagas import list_sagas, show_saga, stats
 from sagactl.store import Store
 from sagactl.store.base import SagaSummary
 from sagactl.store.mapped import MappedTableStore

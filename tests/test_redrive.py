@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 from sagactl.aws import sqs_client
 from sagactl.cli import app
 from sagactl.config import AwsSettings
-from sagactl.dlq import REDRIVE_COUNT_ATTRIBUTE, MessageFilter
+from sagactl.dlq.messages import REDRIVE_COUNT_ATTRIBUTE, MessageFilter
+from sagactl.dlq.redrive import RedriveRequest, RedriveResult, redrive
 from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SagaRecord, SagaState, utcnow
-from sagactl.redrive import RedriveRequest, RedriveResult, redrive
 from sagactl.store import open_store
 from tests.support.sqs import Forward, Queue, Sqs, SqsProxy, throttled
 
@@ -384,7 +384,7 @@ def test_rate_caps_messages_per_second(sqs: Sqs) -> None:
         sent.append((pace.now, result.moved))
 
     client = sqs_client(AwsSettings())
-    result = redrive(client, RedriveRequest(dlq=dlq.url, wait=0, rate=4), pace=pace, progress=progress)
+    result = redrive(client, RedriveRequest(dlq=dlq.url, wait=0, rate=4), clock=pace, progress=progress)
     assert result.moved == 30
     # batches of 4 (one second's worth) one second apart: 30 messages need 7 s after the first batch
     assert pace.now == pytest.approx(7.0)

@@ -1,10 +1,18 @@
-"""Saga log stores. ``open_store`` picks one from a DSN; PostgreSQL loads only when asked for."""
+"""Saga log stores, picked by DSN. A module per dialect, each loaded only when asked for.
+
+    base.py      the Store (writer) and SagaReader protocols and the records they speak
+    sql.py       the queries both dialects share
+    sqlite.py    the embedded log (one file)
+    postgres.py  the team log (one statement per write)
+    mapped.py    another orchestrator's table, read-only
+"""
 
 from __future__ import annotations
 
+from sagactl.config import TableMapping
 from sagactl.errors import UsageError
 from sagactl.masking import mask_secrets
-from sagactl.store.base import Store
+from sagactl.store.base import SagaReader, Store
 
 
 def open_store(dsn: str, *, create: bool = True) -> Store:
@@ -34,4 +42,14 @@ def open_store(dsn: str, *, create: bool = True) -> Store:
     )
 
 
-__all__ = ["Store", "open_store"]
+def open_reader(dsn: str, mapping: TableMapping | None = None) -> SagaReader:
+    """The saga log named by ``dsn`` for reading (nothing created or upgraded), or with
+    ``mapping`` another orchestrator's table in that PostgreSQL database."""
+    if mapping is not None:
+        from sagactl.store.mapped import MappedTableStore
+
+        return MappedTableStore(dsn, mapping)
+    return open_store(dsn, create=False)
+
+
+__all__ = ["SagaReader", "Store", "open_reader", "open_store"]

@@ -1,4 +1,5 @@
-"""The Store protocol: the engine and inspect code see saga_log only through this.
+"""The Store and SagaReader protocols: the engine writes saga_log only through Store, the
+operator's view reads it (or a mapped table) only through SagaReader.
 
 Every write is one transaction: the saga row, its appended transitions and the
 per-type/state counters commit together or not at all. Writes made by a driver are
@@ -8,13 +9,13 @@ work of the one that took over.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sagactl.errors import LeaseHeldError, UsageError
-from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
+from sagactl.models import SagaRecord, SagaState, Transition
 
 SCHEMA_VERSION = 2
 
@@ -96,33 +97,41 @@ class StoreInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def saga_from_row(
-    row: Sequence[Any], *, decode: Callable[[Any], Any], when: Callable[[Any], datetime | None]
-) -> SagaRecord:
-    """A SagaRecord from a saga_log row in column order (saga_id … updated_at, as both stores
-    select it); ``decode`` turns a stored JSON value into Python, ``when`` a stored time into
-    an aware datetime."""
-    (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
-     lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
-    return SagaRecord(
-        saga_id=saga_id,
-        saga_type=saga_type,
-        state=SagaState(state),
-        current_step=current_step,
-        data=decode(data),
-        steps=[StepRecord.from_dict(s) for s in decode(steps)],
-        definition=decode(definition),
-        deadline_at=when(deadline_at),
-        lease_owner=lease_owner,
-        lease_expires_at=when(lease_expires_at),
-        last_error=last_error,
-        created_at=when(created_at) or utcnow(),
-        updated_at=when(updated_at) or utcnow(),
-    )
+class SagaReader(Protocol):
+    """What the operator's view reads, read-only: a native saga log or another orchestrator's
+    mapped table (SqliteStore, PostgresStore, MappedTableStore)."""
+
+    info: StoreInfo
+
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
+        """Sagas matching the query as list rows: compensating first, then oldest first (for
+        ``stuck``: then the longest overdue)."""
+        ...
+
+    def summary(self, saga_id: str) -> SagaSummary | None:
+        """One saga's list row, or None."""
+        ...
+
+    def detail(self, saga_id: str) -> SagaRecord | SagaSummary | None:
+        """One saga with all that is known of it: the record and its history in a native log,
+        the row of a mapped table; None when there is no such saga."""
+        ...
+
+    def counts(self) -> list[StateCount]:
+        """Sagas per (saga_type, state), without scanning finished sagas where the log keeps
+        counters."""
+        ...
+
+    def active_counts(self) -> list[ActiveCount]:
+        """Exact counts of non-terminal sagas per (saga_type, state) and the oldest one's start;
+        reads only the active-state index, so its cost does not grow with finished sagas."""
+        ...
+
+    def close(self) -> None: ...
 
 
-class Store(Protocol):
-    """Durable saga log. Implementations: SqliteStore, PostgresStore."""
+class Store(SagaReader, Protocol):
+    """Durable saga log, written by the engine. Implementations: SqliteStore, PostgresStore."""
 
     info: StoreInfo
 
@@ -176,14 +185,3 @@ class Store(Protocol):
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         """Sagas matching the query: compensating first, then oldest first."""
         ...
-
-    def counts(self) -> list[StateCount]:
-        """Sagas per (saga_type, state), without scanning finished sagas."""
-        ...
-
-    def active_counts(self) -> list[ActiveCount]:
-        """Exact counts of non-terminal sagas per (saga_type, state) and the oldest one's start;
-        reads only the active-state index, so its cost does not grow with finished sagas."""
-        ...
-
-    def close(self) -> None: ...

@@ -21,7 +21,7 @@ from sagactl.config import TableMapping
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
 from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
-from sagactl.store.postgres import _first_line, connect, masked
+from sagactl.store.postgres import connect, first_line, masked
 
 # Logical columns sagactl understands; the first three default to their own names.
 REQUIRED_COLUMNS = ("saga_id", "state", "updated_at")
@@ -138,24 +138,24 @@ class MappedTableStore:
             ) from None
         except psycopg.errors.UndefinedColumn as exc:
             raise UsageError(
-                f"{where}: {_first_line(exc)}", hint="check store.columns in the config file (case-sensitive)"
+                f"{where}: {first_line(exc)}", hint="check store.columns in the config file (case-sensitive)"
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise UnavailableError(f"{where}: {_first_line(exc)}", hint="grant SELECT on it") from None
+            raise UnavailableError(f"{where}: {first_line(exc)}", hint="grant SELECT on it") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise UnavailableError(
-                f"{where}: {doing} failed: {masked(self.dsn, _first_line(exc))}",
+                f"{where}: {doing} failed: {masked(self.dsn, first_line(exc))}",
                 hint="check that the server is reachable and retry",
             ) from None
         except (psycopg.ProgrammingError, psycopg.DataError) as exc:
             raise UsageError(
-                f"{where}: {doing} failed: {_first_line(exc)}",
+                f"{where}: {doing} failed: {first_line(exc)}",
                 hint="check store.columns: times must be timestamp or timestamptz columns",
             ) from None
 
     # -- reads --------------------------------------------------------------------------
 
-    def list_summaries(self, query: SagaQuery) -> list[SagaSummary]:
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
         """Like Store.list_sagas, over the mapped table; rows in unmapped states are skipped."""
         params: list[Any] = []
         where: list[sql.Composable] = []
@@ -201,7 +201,7 @@ class MappedTableStore:
             rows = conn.execute(statement, params).fetchall()
         return [s for s in (self._summary(r) for r in rows) if s is not None]
 
-    def get_summary(self, saga_id: str) -> SagaSummary | None:
+    def summary(self, saga_id: str) -> SagaSummary | None:
         """One saga by ID, or None."""
         statement = sql.SQL("{} WHERE {} = %s").format(self._select(), self._col("saga_id"))
         with self._db(f"reading saga {saga_id}") as conn:
@@ -210,6 +210,10 @@ class MappedTableStore:
             except psycopg.errors.InvalidTextRepresentation:
                 return None  # not even a valid ID for that column's type (e.g. uuid)
         return self._summary(row) if row else None
+
+    def detail(self, saga_id: str) -> SagaSummary | None:
+        """All a mapped table knows of a saga: its row (no steps, no history)."""
+        return self.summary(saga_id)
 
     def _grouped(self, states: Sequence[SagaState], aggregate: sql.Composable) -> list[tuple[Any, ...]]:
         """(saga_type, state value, count, aggregate) per group, sorted."""

@@ -12,44 +12,27 @@ or from several processes at once, is safe.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import mask_secrets
-from sagactl.models import SagaRecord, SagaState, Transition, iso, utcnow
-from sagactl.store.base import (
-    SCHEMA_VERSION,
-    ActiveCount,
-    LeaseHolder,
-    LeaseLostError,
-    SagaExistsError,
-    SagaQuery,
-    StateCount,
-    StoreInfo,
-    saga_from_row,
-)
+from sagactl.models import SagaRecord, SagaState, Transition, iso
+from sagactl.store.base import SCHEMA_VERSION, LeaseLostError, SagaExistsError, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
+from sagactl.store.sql import SqlStore
 
 VERSION_TABLE = "sagactl_schema_migrations"
 # pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
 # runs queue up behind each other instead of racing on CREATE ... IF NOT EXISTS.
 MIGRATION_LOCK = 0x73616761637469
 CONNECT_TIMEOUT = 5
-
-_COLUMNS: LiteralString = (
-    "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at"
-)
-# Written literally (never as parameters) so the planner can prove the partial indexes apply.
-_ACTIVE: LiteralString = "state NOT IN ('completed', 'failed')"
 
 _APPEND_TRANSITIONS: LiteralString = """
     INSERT INTO saga_transitions (saga_id, step_name, old_state, new_state, detail, at)
@@ -107,18 +90,8 @@ SELECT count(*) FROM upd
 """
 )
 
-_ACQUIRE: LiteralString = """
-UPDATE saga_log SET lease_owner = %(owner)s, lease_expires_at = %(until)s
-WHERE saga_id = %(saga_id)s AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_expires_at < %(now)s)
-"""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=_dumps)
+    return Jsonb(value, dumps=compact_json)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -127,7 +100,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines()[0].split())
 
@@ -158,7 +131,7 @@ def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[An
         given = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.Error as exc:
         raise UnavailableError(
-            f"invalid PostgreSQL DSN {masked(dsn)}: {masked(dsn, _first_line(exc))}",
+            f"invalid PostgreSQL DSN {masked(dsn)}: {masked(dsn, first_line(exc))}",
             hint="use postgresql://user[:password]@host[:port]/dbname",
         ) from None
     extra: dict[str, Any] = {}
@@ -173,13 +146,13 @@ def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[An
             conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET TIME ZONE 'UTC'")
     except psycopg.Error as exc:
         raise UnavailableError(
-            f"cannot connect to PostgreSQL {masked(dsn)}: {masked(dsn, _first_line(exc))}",
+            f"cannot connect to PostgreSQL {masked(dsn)}: {masked(dsn, first_line(exc))}",
             hint="check --dsn / SAGACTL_DSN / the config file, and that the server is reachable",
         ) from None
     return conn
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """Store on a PostgreSQL database (tables in the connection's search_path).
 
     ``create``: create or upgrade a missing or outdated schema on open (writing commands).
@@ -257,13 +230,30 @@ class PostgresStore:
             raise self._schema_missing(0) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise UnavailableError(
-                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, _first_line(exc))}",
+                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}",
                 hint="check that the server is reachable and retry",
             ) from None
         except psycopg.DataError as exc:
             raise UsageError(
-                f"PostgreSQL {self.info.location} rejected the data while {doing}: {_first_line(exc)}"
+                f"PostgreSQL {self.info.location} rejected the data while {doing}: {first_line(exc)}"
             ) from None
+
+    def _query(self, statement: str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        with self._db(doing) as conn:
+            return conn.execute(statement.replace("?", "%s").encode(), params).fetchall()
+
+    def _update(self, statement: str, params: Sequence[Any], doing: str) -> int:
+        with self._db(doing) as conn:
+            return conn.execute(statement.replace("?", "%s").encode(), params).rowcount
+
+    def _decode_json(self, value: Any) -> Any:
+        return value  # psycopg decodes jsonb
+
+    def _encode_time(self, value: datetime | None) -> Any:
+        return value
+
+    def _decode_time(self, value: Any) -> datetime | None:
+        return _utc(value)
 
     @staticmethod
     def _params(saga: SagaRecord) -> dict[str, Any]:
@@ -300,10 +290,6 @@ class PostgresStore:
             ]
         )
 
-    @staticmethod
-    def _record(row: Sequence[Any]) -> SagaRecord:
-        return saga_from_row(row, decode=lambda v: v, when=_utc)
-
     # -- writes -------------------------------------------------------------------------
 
     def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
@@ -338,141 +324,12 @@ class PostgresStore:
                 hint="this process stopped without sending anything more",
             )
 
-    def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:
-        params = {"saga_id": saga_id, "owner": owner, "until": until, "now": now}
-        with self._db(f"taking the lease on saga {saga_id}") as conn:
-            if conn.execute(_ACQUIRE, params).rowcount == 1:
-                return None
-            # Refused (or no such saga): who holds it now, read after the refusal.
-            row = conn.execute(
-                "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = %s", [saga_id]
-            ).fetchone()
-        if row is None:
-            return LeaseHolder(owner="", expires_at=None)
-        return LeaseHolder(owner=row[0] or "", expires_at=_utc(row[1]))
-
-    def take_over_lease(self, saga_id: str, owner: str, previous: str, until: datetime) -> bool:
-        with self._db(f"taking over the lease on saga {saga_id}") as conn:
-            cursor = conn.execute(
-                "UPDATE saga_log SET lease_owner = %s, lease_expires_at = %s WHERE saga_id = %s AND lease_owner = %s",
-                [owner, until, saga_id, previous],
-            )
-            return cursor.rowcount == 1
-
-    def release_lease(self, saga_id: str, owner: str) -> None:
-        with self._db(f"releasing the lease on saga {saga_id}") as conn:
-            conn.execute(
-                "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE saga_id = %s AND lease_owner = %s",
-                [saga_id, owner],
-            )
-
-    # -- reads --------------------------------------------------------------------------
-
-    def get(self, saga_id: str) -> SagaRecord | None:
-        with self._db(f"reading saga {saga_id}") as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM saga_log WHERE saga_id = %s", [saga_id]).fetchone()
-        return self._record(row) if row else None
-
-    def transitions(self, saga_id: str) -> list[Transition]:
-        with self._db(f"reading the history of saga {saga_id}") as conn:
-            rows = conn.execute(
-                "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
-                " FROM saga_transitions WHERE saga_id = %s ORDER BY id",
-                [saga_id],
-            ).fetchall()
-        return [
-            Transition(
-                id=r[0],
-                saga_id=r[1],
-                step_name=r[2],
-                old_state=r[3],
-                new_state=r[4],
-                detail=r[5] or {},
-                at=_utc(r[6]) or utcnow(),
-            )
-            for r in rows
-        ]
-
-    def list_statement(self, query: SagaQuery) -> tuple[sql.Composed, list[Any]]:
-        """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if query.stuck:
-            now = query.now or utcnow()
-            where.append(sql.SQL(_ACTIVE))
-            where.append(sql.SQL("(deadline_at < %s OR (deadline_at IS NULL AND updated_at < %s))"))
-            params += [now, query.idle_before or now]
-        if query.states:
-            where.append(sql.SQL("state = ANY(%s)"))
-            params.append([s.value for s in query.states])
-        if query.saga_type is not None:
-            where.append(sql.SQL("saga_type = %s"))
-            params.append(query.saga_type)
-        if query.updated_before is not None:
-            where.append(sql.SQL("updated_at < %s"))
-            params.append(query.updated_before)
-        if not query.stuck and query.limit is not None:
-            # Compensating sagas first, then the oldest: each part read in created_at order
-            # from an index (saga_log_state_created, saga_log_created), so a short listing
-            # never sorts the whole log.
-            limit = int(query.limit)
-
-            def part(state_test: LiteralString) -> sql.Composed:
-                cond = sql.SQL(" AND ").join([sql.SQL(state_test), *where])
-                return sql.SQL(
-                    "(SELECT {columns} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT %s)"
-                ).format(columns=sql.SQL(_COLUMNS), cond=cond)
-
-            union = sql.SQL(
-                "SELECT * FROM ({} UNION ALL {}) AS listed"
-                " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT %s"
-            ).format(part("state = 'compensating'"), part("state <> 'compensating'"))
-            return union, [*params, limit, *params, limit, limit]
-        statement: list[sql.Composable] = [sql.SQL(f"SELECT {_COLUMNS} FROM saga_log")]
-        if where:
-            statement += [sql.SQL(" WHERE "), sql.SQL(" AND ").join(where)]
-        if query.stuck:
-            order = " ORDER BY state = 'compensating' DESC, COALESCE(deadline_at, updated_at), saga_id"
-        else:
-            order = " ORDER BY state = 'compensating' DESC, created_at, saga_id"
-        statement.append(sql.SQL(order))
-        if query.limit is not None:
-            statement.append(sql.SQL(" LIMIT %s"))
-            params.append(int(query.limit))
-        return sql.Composed(statement), params
-
-    def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
-        statement, params = self.list_statement(query)
-        with self._db("listing sagas") as conn:
-            rows = conn.execute(statement, params).fetchall()
-        return [self._record(r) for r in rows]
-
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""
         statement, params = self.list_statement(query)
         options = "ANALYZE, BUFFERS" if analyze else "COSTS"
-        with self._db("explaining the list query") as conn:
-            rows = conn.execute(sql.SQL(f"EXPLAIN ({options}) ") + statement, params).fetchall()
+        rows = self._query(f"EXPLAIN ({options}) {statement}", params, "explaining the list query")
         return "\n".join(str(r[0]) for r in rows)
-
-    def counts(self) -> list[StateCount]:
-        with self._db("reading the saga counters") as conn:
-            rows = conn.execute(
-                "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
-            ).fetchall()
-        return [StateCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2])) for r in rows]
-
-    def active_counts(self) -> list[ActiveCount]:
-        with self._db("counting active sagas") as conn:
-            rows = conn.execute(
-                f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {_ACTIVE}"
-                " GROUP BY saga_type, state ORDER BY saga_type, state"
-            ).fetchall()
-        return [
-            ActiveCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=_utc(r[3]))
-            for r in rows
-        ]
 
     def close(self) -> None:
         self._conn.close()

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sagactl.codec import compact_json
 from sagactl.transports.base import Reply, Request, Status
 
 EX_TEMPFAIL = 75
@@ -79,7 +80,7 @@ class ExecTransport:
             "SAGA_PHASE": request.phase.value,
             "SAGA_IDEMPOTENCY_KEY": request.idempotency_key,
         }
-        stdin = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        stdin = compact_json(request.body).encode()
         try:
             proc = subprocess.Popen(
                 argv,

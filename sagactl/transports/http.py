@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from sagactl.codec import compact_json
 from sagactl.models import Phase
 from sagactl.transports.base import Reply, Request, Status
 
@@ -103,7 +104,7 @@ class HttpTransport:
             "X-Saga-Phase": request.phase.value,
             "Content-Type": "application/json",
         }
-        content = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        content = compact_json(request.body).encode()
         where = f"{method} {url}"
         try:
             response = self._exchange(method, url, content, headers, request.timeout)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sagactl.aws import QueueRef, resolve_queue, sqs_client, sqs_errors
+from sagactl.clock import Clock, SystemClock
+from sagactl.codec import compact_json
 from sagactl.config import AwsSettings
 from sagactl.errors import SagactlError, UnavailableError
 from sagactl.models import Phase
@@ -49,7 +50,7 @@ IDLE_PAUSE = 0.2  # seconds to wait when the reply queue holds only other sagas'
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value if isinstance(value, str) else compact_json(value)
 
 
 def _dedup_id(key: str, attempt: int) -> str:
@@ -69,21 +70,21 @@ class SqsTransport:
         name: str,
         config: dict[str, Any],
         env: Mapping[str, str],
+        aws: AwsSettings | None = None,
         *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
         self.queue_name = str(config["queue"])
         self.reply_name = str(config["reply_queue"])
+        given = aws or AwsSettings()
         self.aws = AwsSettings(
-            region=config.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-            profile=env.get("AWS_PROFILE"),
-            endpoint_url=config.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL"),
+            region=config.get("region") or given.region,
+            profile=given.profile,
+            endpoint_url=config.get("endpoint_url") or given.endpoint_url,
         )
         self.env = env
-        self.monotonic = monotonic
-        self.sleep = sleep
+        self.clock = clock or SystemClock()
         self.attempts: dict[str, int] = {}
         self._client: SQSClient | None = None
         self._queue: QueueRef | None = None
@@ -128,7 +129,7 @@ class SqsTransport:
         }
         params: dict[str, Any] = {
             "QueueUrl": queue.url,
-            "MessageBody": json.dumps(request.body, separators=(",", ":"), ensure_ascii=False),
+            "MessageBody": compact_json(request.body),
             "MessageAttributes": {
                 name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value
             },
@@ -152,10 +153,10 @@ class SqsTransport:
 
     def _await(self, client: SQSClient, reply_queue: QueueRef, request: Request) -> Reply:
         """Wait up to the request's timeout for this saga step's reply."""
-        deadline = self.monotonic() + request.timeout
+        deadline = self.clock.monotonic() + request.timeout
         released: set[str] = set()
         while True:
-            remaining = deadline - self.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 return Reply(
                     Status.TRANSIENT,
@@ -190,7 +191,7 @@ class SqsTransport:
                 return mine
             if others and not fresh:
                 # only replies already seen and handed back: do not spin on them
-                self.sleep(min(IDLE_PAUSE, max(0.0, deadline - self.monotonic())))
+                self.clock.sleep(min(IDLE_PAUSE, max(0.0, deadline - self.clock.monotonic())))
 
     def _match(self, message: Any, request: Request) -> tuple[str, Reply | None]:
         """("mine", Reply) when ``message`` answers ``request``; ("stale", None) for a late

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sagactl.config import AwsSettings
 from sagactl.models import Phase
 from sagactl.transports.base import Request, Status
 from sagactl.transports.sqs import SqsTransport
@@ -195,22 +196,24 @@ def test_unreachable_sqs_is_transient_undelivered(aws_env: Mapping[str, str]) ->
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{port}", "AWS_MAX_ATTEMPTS": "1"}
-    transport = SqsTransport("payment", {"queue": "commands", "reply_queue": "replies"}, env)
+    env = {**os.environ, "AWS_MAX_ATTEMPTS": "1"}
+    aws = AwsSettings(endpoint_url=f"http://127.0.0.1:{port}")
+    transport = SqsTransport("payment", {"queue": "commands", "reply_queue": "replies"}, env, aws)
     reply = transport.call(request())
     assert reply.status is Status.TRANSIENT and not reply.delivered
     assert "cannot reach SQS" in (reply.error or "")
 
 
-def test_endpoint_config_beats_the_environment(sqs: Sqs, queues: tuple[Queue, Queue]) -> None:
+def test_endpoint_config_beats_the_resolved_settings(sqs: Sqs, queues: tuple[Queue, Queue]) -> None:
     config = {
         "queue": queues[0].name,
         "reply_queue": queues[1].name,
         "endpoint_url": sqs.endpoint,
         "region": "us-east-1",
     }
-    transport = SqsTransport("payment", config, {"AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9", **os.environ})
-    assert transport.aws.endpoint_url == sqs.endpoint and transport.aws.region == "us-east-1"
+    settings = AwsSettings(region="eu-west-1", profile="ops", endpoint_url="http://127.0.0.1:9")
+    transport = SqsTransport("payment", config, dict(os.environ), settings)
+    assert transport.aws == AwsSettings(region="us-east-1", profile="ops", endpoint_url=sqs.endpoint)
 
 
 SAGA = """

@@ -20,7 +20,6 @@ Guarantees (DESIGN section 6):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -29,16 +28,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sagactl.aws import QueueRef, queue_name, resolve_queue, sqs_errors
-from sagactl.dlq import (
-    BATCH,
-    DEFAULT_WAIT,
-    REDRIVE_COUNT_ATTRIBUTE,
-    DlqMessage,
-    Holder,
-    MessageFilter,
-    receive,
-    validate_timing,
-)
+from sagactl.clock import Clock, SystemClock
+from sagactl.dlq.messages import BATCH, REDRIVE_COUNT_ATTRIBUTE, DlqMessage, MessageFilter
+from sagactl.dlq.peek import DEFAULT_WAIT, Holder, scan, validate_timing
 from sagactl.errors import ExitCode, NotFoundError, SagactlError, UnavailableError, UsageError
 from sagactl.models import SagaState, iso
 
@@ -60,22 +52,6 @@ class Action(StrEnum):
     FAILED = "failed"
     WOULD_MOVE = "would_move"
     WOULD_POISON = "would_poison"
-
-
-class Pace(Protocol):
-    """Time for ``--rate``: injected so tests need not sleep."""
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemPace:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 class Progress(Protocol):
@@ -243,16 +219,16 @@ def source_queue(client: SQSClient, dlq: QueueRef) -> QueueRef:
 class RateLimiter:
     """At most ``rate`` messages per second on average, bursts of one batch."""
 
-    def __init__(self, rate: float, pace: Pace) -> None:
+    def __init__(self, rate: float, clock: Clock) -> None:
         self.rate = rate
-        self.pace = pace
+        self.clock = clock
         self.next_at: float | None = None
 
     def take(self, count: int) -> None:
         """Wait until ``count`` more messages may go, and account for them."""
-        now = self.pace.monotonic()
+        now = self.clock.monotonic()
         if self.next_at is not None and self.next_at > now:
-            self.pace.sleep(self.next_at - now)
+            self.clock.sleep(self.next_at - now)
             now = self.next_at
         self.next_at = now + count / self.rate
 
@@ -289,6 +265,10 @@ def _copy_attribute(value: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Stopped(Exception):
+    """Ends the scan from inside it (a fatal error came back while it waited)."""
+
+
 class _Mover:
     """One redrive run: the scanning thread receives, classifies and submits; a pool sends
     and deletes. Only the scanning thread touches the result and the holder."""
@@ -299,7 +279,7 @@ class _Mover:
         request: RedriveRequest,
         result: RedriveResult,
         saga_state: SagaStateLookup | None,
-        pace: Pace,
+        clock: Clock,
         progress: Progress | None,
     ) -> None:
         self.client = client
@@ -310,10 +290,9 @@ class _Mover:
         self.states: dict[str, SagaState | None] = {}
         self.progress = progress
         self.total = result.dlq.count("ApproximateNumberOfMessages") or None
-        self.limiter = RateLimiter(request.rate, pace) if request.rate else None
+        self.limiter = RateLimiter(request.rate, clock) if request.rate else None
         self.batch_size = BATCH if request.rate is None else max(1, min(BATCH, int(request.rate)))
         self.holder = Holder()
-        self.seen: set[str] = set()
         self.selected = 0
         self.pending: dict[str, list[_Item]] = {}
         self.inflight: dict[Future[_BatchDone], set[str]] = {}
@@ -339,33 +318,41 @@ class _Mover:
 
     def _scan(self) -> None:
         request = self.request
-        confirming = False
-        while not self.stop:
-            if request.max_messages is not None and self.selected >= request.max_messages:
-                return
-            messages = receive(self.client, self.dlq, self.batch_size, request.hold, request.wait if confirming else 0)
-            if not messages:
-                self._flush()
-                if self.inflight:
-                    # nothing visible: wait for the batches in flight (on FIFO queues a group's next
-                    # messages come only once these are deleted), then look again
-                    self._drain()
-                    continue
-                if confirming or request.wait == 0:
+        if request.max_messages is not None and self.selected >= request.max_messages:
+            return
+        batches = scan(
+            self.client,
+            self.dlq,
+            self.holder,
+            hold=request.hold,
+            wait=request.wait,
+            batch_size=self.batch_size,
+            idle=self._idle,
+        )
+        try:
+            for batch in batches:
+                for message in batch:
+                    self.result.scanned += 1
+                    if request.max_messages is None or self.selected < request.max_messages:
+                        self._classify(message)
+                self._collect([f for f in self.inflight if f.done()])
+                self._report()
+                if self.stop or (request.max_messages is not None and self.selected >= request.max_messages):
                     return
-                confirming = True  # short polls can miss messages on real SQS: one long poll
-                continue
-            confirming = False
-            for message in messages:
-                self.holder.hold(message)
-                if message.message_id in self.seen:
-                    continue  # its hold expired during a long scan and it came round again
-                self.seen.add(message.message_id)
-                self.result.scanned += 1
-                if request.max_messages is None or self.selected < request.max_messages:
-                    self._classify(message)
-            self._collect([f for f in self.inflight if f.done()])
-            self._report()
+        except _Stopped:
+            return
+
+    def _idle(self) -> bool:
+        """The DLQ looks empty: send what is pending and wait for the batches in flight (on
+        FIFO queues a group's next messages come only once these are deleted); True when there
+        were any, so the scan looks again."""
+        self._flush()
+        if not self.inflight:
+            return False
+        self._drain()
+        if self.stop:
+            raise _Stopped  # a batch hit a fatal error: end the scan now
+        return True
 
     def _skip(self, message: DlqMessage, reason: str) -> None:
         self.result.outcomes.append(Outcome(message, Action.SKIPPED, reason=reason))
@@ -589,7 +576,7 @@ def redrive(
     request: RedriveRequest,
     *,
     saga_state: SagaStateLookup | None = None,
-    pace: Pace | None = None,
+    clock: Clock | None = None,
     progress: Progress | None = None,
 ) -> RedriveResult:
     """Move the messages of ``request.dlq`` that pass its filters to their source queue.
@@ -609,5 +596,5 @@ def redrive(
         if other is not None and other.url.rstrip("/") == dlq.url.rstrip("/"):
             raise UsageError(f"{option} {other.name} is the dead-letter queue itself")
     result = RedriveResult(dlq=dlq, destination=destination, poison=poison, dry_run=request.dry_run)
-    _Mover(client, request, result, saga_state, pace or SystemPace(), progress).run()
+    _Mover(client, request, result, saga_state, clock or SystemClock(), progress).run()
     return result

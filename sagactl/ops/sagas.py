@@ -1,30 +1,24 @@
-"""The use cases behind the commands: each opens what it needs, does one job, returns models.
-
-The CLI calls exactly one of these per command and renders what comes back; nothing here
-knows about Typer or output formats.
-"""
+"""The saga commands: run, resume, resolve, abort, list, show, stats."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sagactl import validation
+from sagactl import inspect, validation
 from sagactl.config import Settings
-from sagactl.definition import SagaDefinition
 from sagactl.driver import Observer
 from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
-from sagactl.models import RunResult
-from sagactl.store import Store, open_store
-from sagactl.transports import Transport, open_transport
+from sagactl.models import RunResult, SagaRecord, utcnow
+from sagactl.ops import make_engine, reader_for, store_for
+from sagactl.store.base import SagaSummary
 
 
 def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
@@ -51,36 +45,6 @@ def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
         ) from exc
 
 
-@contextmanager
-def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
-    """The configured saga log, closed afterwards.
-
-    A mapped table (``store.table`` in the config) is read-only: commands that write refuse it
-    rather than create sagactl tables in another orchestrator's database.
-    """
-    if create and settings.mapping is not None:
-        where = f" ({settings.config_path})" if settings.config_path else ""
-        raise UsageError(
-            f"the store is a read-only mapped table {settings.mapping.table}{where}: only list, show"
-            " and stats work on it",
-            hint="point this command at a sagactl saga log with --dsn or another --context",
-        )
-    with closing(open_store(settings.dsn, create=create)) as store:
-        yield store
-
-
-def _transport_factory(env: dict[str, str]) -> Any:
-    def factory(defn: SagaDefinition, endpoint: str) -> Transport:
-        return open_transport(defn.endpoints[endpoint], defn.base_dir, env)
-
-    return factory
-
-
-def make_engine(store: Store, observer: Observer | None = None) -> Engine:
-    env = dict(os.environ)
-    return Engine(store=store, transport_factory=_transport_factory(env), observer=observer, env=env)
-
-
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     file: str
@@ -95,7 +59,7 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
     with store_for(settings) as store:
-        engine = make_engine(store, observer)
+        engine = make_engine(store, settings, observer)
         if request.detach:
             saga = engine.start(defn, data, request.saga_id)
             store.release_lease(saga.saga_id, engine.owner)
@@ -123,7 +87,7 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     """
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
-        engine = make_engine(store, observer)
+        engine = make_engine(store, settings, observer)
         for saga_id in saga_ids:
             try:
                 result = engine.resume(saga_id)
@@ -137,16 +101,6 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
             result.saga.transitions = store.transitions(saga_id)
             report.results.append(result)
     return report
-
-
-def init_db(settings: Settings) -> tuple[str, int]:
-    """Create or upgrade the schema; returns (where, version)."""
-    with store_for(settings) as store:
-        return store.info.location, store.init_schema()
-
-
-def validate_files(files: Sequence[str]) -> list[validation.Report]:
-    return [validation.check_file(f) for f in files]
 
 
 # -- operator actions ------------------------------------------------------------------------
@@ -204,7 +158,7 @@ def _drive_one(
     settings: Settings, saga_id: str, observer: Observer | None, action: Callable[[Engine], RunResult]
 ) -> RunResult:
     with store_for(settings) as store:
-        result = action(make_engine(store, observer))
+        result = action(make_engine(store, settings, observer))
         result.saga.transitions = store.transitions(saga_id)
         return result
 
@@ -231,18 +185,11 @@ def resume_stuck(
     A saga another process is driving, or one that cannot be resumed, is skipped with the
     reason; the database becoming unreachable or an interrupt stops the whole run.
     """
-    from sagactl.inspect import ListRequest, StoreSource, find_stuck, parse_older_than
-    from sagactl.models import utcnow
-
-    request = ListRequest(stuck=True, saga_type=saga_type, older_than=older_than)
     with store_for(settings) as store:
-        stuck = find_stuck(
-            StoreSource(store),
-            now or utcnow(),
-            older_than=parse_older_than(request.older_than),
-            saga_type=request.saga_type,
+        stuck = inspect.find_stuck(
+            store, now or utcnow(), older_than=inspect.parse_older_than(older_than), saga_type=saga_type
         )
-        engine = make_engine(store, observer)
+        engine = make_engine(store, settings, observer)
         report = StuckResume(found=len(stuck), results=[], skipped=[])
         for row in stuck:
             saga_id = row.saga.saga_id
@@ -256,3 +203,26 @@ def resume_stuck(
             result.saga.transitions = store.transitions(saga_id)
             report.results.append(result)
     return report
+
+
+# -- the operator's view ---------------------------------------------------------------------
+
+
+def list_sagas(
+    settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None
+) -> inspect.ListResult:
+    """``list``: the sagas matching the filters, or the stuck ones."""
+    with reader_for(settings) as reader:
+        return inspect.list_sagas(reader, request, now or utcnow())
+
+
+def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
+    """``show``: one saga with its history (a mapped table gives its row)."""
+    with reader_for(settings) as reader:
+        return inspect.show_saga(reader, saga_id)
+
+
+def stats(settings: Settings, *, now: datetime | None = None) -> inspect.Stats:
+    """``stats``: counts per type and state, stuck counts, the oldest active saga's age."""
+    with reader_for(settings) as reader:
+        return inspect.stats(reader, now or utcnow())

@@ -1,0 +1,57 @@
+"""Administration: db init, schema, completion."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from sagactl.cli.common import funnel, mask_secrets, settings_from
+from sagactl.cli.options import ConfigOpt, ContextOpt, DsnOpt, Shell, VerboseOpt
+from sagactl.errors import ExitCode
+from sagactl.output import info_line
+
+COMPLETE_VAR = "_SAGACTL_COMPLETE"
+
+
+@funnel
+def db_init(
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Create or upgrade the saga_log schema (safe to run twice)."""
+    from sagactl.ops.admin import init_db
+
+    where, version = init_db(settings_from(dsn, config, context))
+    info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
+    return ExitCode.OK
+
+
+@funnel
+def schema(verbose: VerboseOpt = False) -> int:
+    """Print the JSON Schema of the saga definition language."""
+    from sagactl.codec import to_json
+    from sagactl.validation import schema as load_schema
+
+    sys.stdout.write(to_json(load_schema()) + "\n")
+    return ExitCode.OK
+
+
+@funnel
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.", case_sensitive=False)],
+    verbose: VerboseOpt = False,
+) -> int:
+    """Print the shell completion script (e.g. sagactl completion bash > /etc/bash_completion.d/sagactl)."""
+    sys.stdout.write(completion_script(shell.value) + "\n")
+    return ExitCode.OK
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for ``shell``, as shipped in completions/."""
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="sagactl", complete_var=COMPLETE_VAR, shell=shell)

@@ -1,0 +1,331 @@
+"""The saga commands: validate, run, resume, show, list, stats, resolve, abort.
+
+Each parses its options, calls one function of sagactl.ops.sagas and renders what comes back.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sagactl.cli.common import driven, funnel, mask_secrets, report_runs, settings_from
+from sagactl.cli.options import (
+    ConfigOpt,
+    ContextOpt,
+    DsnOpt,
+    EndpointUrlOpt,
+    LogFormatOpt,
+    OlderThanOpt,
+    OutputOpt,
+    ProfileOpt,
+    QuietOpt,
+    ReasonOpt,
+    RegionOpt,
+    SagaTypeOpt,
+    VerboseOpt,
+)
+from sagactl.errors import ExitCode
+from sagactl.models import SagaState
+from sagactl.output import OutputFormat, emit, info_line
+
+if TYPE_CHECKING:
+    from sagactl.config import Settings
+
+
+@funnel
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Saga definition files (YAML).", show_default=False)],
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Check saga definitions; each problem as FILE:LINE:COL: message. Exit 2 on any error."""
+    from sagactl.ops.admin import validate_files
+    from sagactl.views import validation_document
+
+    reports = validate_files(files)
+    doc = validation_document(reports, files)
+    if output not in (OutputFormat.JSON, OutputFormat.JSONL):
+        for report in reports:
+            for problem in report.problems:
+                sys.stderr.write(str(problem) + "\n")
+    emit(doc, output, quiet=quiet)
+    return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
+
+
+
+@funnel
+def run(
+    file: Annotated[str, typer.Argument(help="Saga definition (YAML).", show_default=False)],
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            show_default=False,
+            help="Saga input: JSON text, @FILE or - for stdin [default: {}].",
+        ),
+    ] = None,
+    saga_id: Annotated[
+        str | None,
+        typer.Option("--saga-id", show_default=False, help="ID for the new saga [default: a UUID]."),
+    ] = None,
+    saga: Annotated[
+        str | None, typer.Option("--saga", show_default=False, help="Which saga, when FILE holds several.")
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Only record the saga (state started) and print its ID; drive it with 'sagactl resume'.",
+        ),
+    ] = False,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Run a saga end to end: exit 0 completed, 1 failed (compensated), 3 compensation incomplete."""
+    from sagactl.ops.sagas import RunRequest, run_file
+
+    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
+    result, live = driven(output, quiet, verbose or log_format is not None, lambda o: run_file(settings, request, o))
+    return report_runs([result], output, quiet, live=live)
+
+
+
+@funnel
+def resume(
+    saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
+    stuck: Annotated[
+        bool,
+        typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
+    ] = False,
+    older_than: OlderThanOpt = None,
+    saga_type: SagaTypeOpt = None,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Continue sagas from the log after a crash or a failed compensation (stored definition)."""
+    from sagactl.errors import UsageError
+    from sagactl.ops.sagas import resume_sagas
+    from sagactl.output import error_line
+
+    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    logging_on = verbose or log_format is not None
+    if stuck:
+        if saga_ids:
+            raise UsageError("pass SAGA_IDs or --stuck, not both")
+        return _resume_stuck(settings, older_than, saga_type, output, quiet, logging_on)
+    if older_than is not None or saga_type is not None:
+        raise UsageError("--older-than and --type apply only with --stuck")
+    if not saga_ids:
+        raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
+    ids = saga_ids
+    report, live = driven(output, quiet, logging_on, lambda o: resume_sagas(settings, ids, o))
+    code = report_runs(report.results, output, quiet, live=live)
+    for _saga_id, failure in report.failures:
+        error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
+    return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
+
+
+
+@funnel
+def show(
+    saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Show one saga: state, each step (status, attempts, result, error, timings), the last error
+    of each failing step, history. Unknown ID: exit 2."""
+    from sagactl.ops.sagas import show_saga
+    from sagactl.views import show_document
+
+    saga = show_saga(settings_from(dsn, config, context), saga_id)
+    emit(show_document(saga), output)
+    return ExitCode.OK
+
+
+
+@funnel
+def list_(
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Only stuck sagas: active and past their deadline, or idle past --older-than."
+            " Compensating first, then the longest stuck.",
+        ),
+    ] = False,
+    state: Annotated[
+        list[SagaState] | None,
+        typer.Option(
+            "--state", case_sensitive=False, show_default=False, help="Only sagas in this state (repeatable)."
+        ),
+    ] = None,
+    saga_type: SagaTypeOpt = None,
+    older_than: OlderThanOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=0,
+            show_default=False,
+            help="At most N sagas; 0 for all [default: all stuck sagas; 1000 otherwise].",
+        ),
+    ] = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
+    ] = False,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> int:
+    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones."""
+    from sagactl.inspect import ListRequest
+    from sagactl.ops.sagas import list_sagas
+    from sagactl.views import list_document, list_truncated_line
+
+    request = ListRequest(
+        stuck=stuck,
+        states=tuple(state or ()),
+        saga_type=saga_type,
+        older_than=older_than,
+        limit=limit,
+    )
+    result = list_sagas(settings_from(dsn, config, context), request)
+    emit(list_document(result), output, quiet=quiet)
+    note = list_truncated_line(result)
+    if note:
+        info_line(f"sagactl: {note}")
+    return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
+
+
+
+@funnel
+def stats(
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "-o",
+            "--output",
+            case_sensitive=False,
+            help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
+            " node_exporter textfile collector).",
+        ),
+    ] = OutputFormat.TABLE,
+    verbose: VerboseOpt = False,
+) -> int:
+    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
+    from sagactl.ops.sagas import stats as compute_stats
+    from sagactl.views import stats_document
+
+    emit(stats_document(compute_stats(settings_from(dsn, config, context))), output)
+    return ExitCode.OK
+
+
+
+@funnel
+def resolve(
+    saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
+    step: Annotated[
+        str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
+    ],
+    reason: ReasonOpt,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Mark a compensation done by hand (who and why are recorded), then continue compensating."""
+    from sagactl.ops.sagas import resolve_compensation
+
+    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    result, live = driven(
+        output,
+        quiet,
+        verbose or log_format is not None,
+        lambda o: resolve_compensation(settings, saga_id, step, reason, observer=o),
+    )
+    return report_runs([result], output, quiet, live=live)
+
+
+
+@funnel
+def abort(
+    saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
+    reason: ReasonOpt,
+    dsn: DsnOpt = None,
+    config: ConfigOpt = None,
+    context: ContextOpt = None,
+    region: RegionOpt = None,
+    profile: ProfileOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    output: OutputOpt = OutputFormat.TABLE,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    log_format: LogFormatOpt = None,
+) -> int:
+    """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    from sagactl.ops.sagas import abort_saga
+
+    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    result, live = driven(
+        output, quiet, verbose or log_format is not None, lambda o: abort_saga(settings, saga_id, reason, observer=o)
+    )
+    return report_runs([result], output, quiet, live=live)
+
+
+def _resume_stuck(
+    settings: Settings,
+    older_than: str | None,
+    saga_type: str | None,
+    output: OutputFormat,
+    quiet: bool,
+    logging_on: bool,
+) -> int:
+    """`resume --stuck`: every stuck saga, then one summary line on stderr."""
+    from sagactl.ops.sagas import resume_stuck
+    from sagactl.views import stuck_resume_line
+
+    report, live = driven(
+        output,
+        quiet,
+        logging_on,
+        lambda o: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=o),
+    )
+    code = report_runs(report.results, output, quiet, live=live)
+    info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
+    return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -1,0 +1,69 @@
+"""The use cases behind the commands, one function per command, in modules that mirror
+sagactl/cli (sagas, dlq, admin). Each opens what it needs, does one job and returns models;
+nothing here knows about Typer or output formats.
+
+This package is the only place that opens saga stores, SQS clients and transports: the
+helpers below are how.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING
+
+from sagactl.config import Settings
+from sagactl.definition import SagaDefinition
+from sagactl.driver import Observer
+from sagactl.engine import Engine
+from sagactl.errors import UsageError
+from sagactl.store import SagaReader, Store, open_reader, open_store
+from sagactl.transports import Transport, open_transport
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+@contextmanager
+def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
+    """The configured saga log, to write to; closed afterwards.
+
+    A mapped table (``store.table`` in the config) is read-only: commands that write refuse it
+    rather than create sagactl tables in another orchestrator's database.
+    """
+    if create and settings.mapping is not None:
+        where = f" ({settings.config_path})" if settings.config_path else ""
+        raise UsageError(
+            f"the store is a read-only mapped table {settings.mapping.table}{where}: only list, show"
+            " and stats work on it",
+            hint="point this command at a sagactl saga log with --dsn or another --context",
+        )
+    with closing(open_store(settings.dsn, create=create)) as store:
+        yield store
+
+
+@contextmanager
+def reader_for(settings: Settings) -> Iterator[SagaReader]:
+    """The configured saga log or mapped table, to read from; closed afterwards."""
+    with closing(open_reader(settings.dsn, settings.mapping)) as reader:
+        yield reader
+
+
+def sqs_for(settings: Settings, *, pool_size: int = 10) -> SQSClient:
+    """An SQS client for the resolved AWS settings."""
+    from sagactl.aws import sqs_client
+
+    return sqs_client(settings.aws, pool_size=pool_size)
+
+
+def make_engine(
+    store: Store, settings: Settings, observer: Observer | None = None, env: Mapping[str, str] | None = None
+) -> Engine:
+    """An engine on ``store`` whose transports get the resolved settings (AWS included)."""
+    environ = dict(os.environ if env is None else env)
+
+    def transport(definition: SagaDefinition, endpoint: str) -> Transport:
+        return open_transport(definition.endpoints[endpoint], definition.base_dir, environ, settings.aws)
+
+    return Engine(store=store, transport_factory=transport, observer=observer, env=environ)

@@ -1,0 +1,79 @@
+"""The dead-letter queue commands: ``dlq list`` and ``redrive`` (filtered, or SQS's own move
+tasks with ``--native``, ``--status``, ``--cancel``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sagactl.config import Settings
+from sagactl.dlq.peek import PeekRequest, PeekResult, peek
+from sagactl.dlq.redrive import Progress, RedriveRequest, RedriveResult, SagaStateLookup, redrive
+from sagactl.dlq.tasks import MoveTask, cancel_move_task, list_move_tasks, start_move_task
+from sagactl.errors import UsageError
+from sagactl.models import SagaState
+from sagactl.ops import reader_for, sqs_for
+
+
+def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:
+    """``dlq list``: peek at ``request.queue`` with the configured AWS settings."""
+    from sagactl.aws import resolve_queue
+
+    client = sqs_for(settings)
+    return peek(client, resolve_queue(client, request.queue), request)
+
+
+def redrive_dlq(settings: Settings, request: RedriveRequest, progress: Progress | None = None) -> RedriveResult:
+    """``redrive``: move messages back; with ``only_open`` the saga log decides which."""
+    client = sqs_for(settings, pool_size=request.concurrency + 2)
+    if not request.only_open:
+        return redrive(client, request, progress=progress)
+    with saga_states(settings) as lookup:
+        return redrive(client, request, saga_state=lookup, progress=progress)
+
+
+@contextmanager
+def saga_states(settings: Settings) -> Iterator[SagaStateLookup]:
+    """Saga ID -> its state in the configured saga log (or mapped table), read-only."""
+    with reader_for(settings) as reader:
+
+        def state_of(saga_id: str) -> SagaState | None:
+            summary = reader.summary(saga_id)
+            return None if summary is None else summary.state
+
+        yield state_of
+
+
+def check_redrive_mode(
+    dlq: str | None, status: str | None, cancel: str | None, *, native: bool, filters: dict[str, bool]
+) -> None:
+    """``redrive`` takes one of --dlq, --status, --cancel; --native takes no filter (SQS's move
+    task cannot filter, cap or dry-run). ``filters``: option name -> whether it was given."""
+    modes = [name for name, value in (("--dlq", dlq), ("--status", status), ("--cancel", cancel)) if value]
+    if len(modes) != 1:
+        raise UsageError(
+            "pass one of --dlq QUEUE, --status QUEUE or --cancel TASK_HANDLE"
+            + (f" (got {' and '.join(modes)})" if modes else "")
+        )
+    used = [flag for flag, given in filters.items() if given]
+    if native and dlq and used:
+        raise UsageError(
+            f"--native moves every message server-side and cannot take {', '.join(used)}",
+            hint="drop --native to filter, cap or dry-run the redrive",
+        )
+
+
+def start_native(settings: Settings, dlq: str, to: str | None, rate: float | None) -> MoveTask:
+    """``redrive --native``."""
+    return start_move_task(sqs_for(settings), dlq, to, rate)
+
+
+def move_task_status(settings: Settings, queue: str) -> list[MoveTask]:
+    """``redrive --status QUEUE``."""
+    return list_move_tasks(sqs_for(settings), queue)
+
+
+def cancel_native(settings: Settings, task_handle: str) -> MoveTask:
+    """``redrive --cancel TASK_HANDLE``."""
+    return cancel_move_task(sqs_for(settings), task_handle)
+

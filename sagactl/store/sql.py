@@ -1,0 +1,246 @@
+"""The saga_log queries SQLite and PostgreSQL share, written once.
+
+``SqlStore`` holds every read, the lease changes and the reader view (``SagaReader``) of a
+native saga log; a dialect subclass says only how to run a statement and how JSON and times
+are stored, and writes ``create``/``save`` its own way (PostgreSQL in one statement).
+Statements here use ``?`` placeholders; the PostgreSQL dialect turns them into ``%s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sagactl.errors import UsageError
+from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
+from sagactl.store.base import ActiveCount, LeaseHolder, SagaQuery, SagaSummary, StateCount, StoreInfo
+
+COLUMNS = (
+    "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at"
+)
+# Written literally (never as parameters) so the planners can prove the partial indexes apply.
+ACTIVE = "state NOT IN ('completed', 'failed')"
+
+_TRANSITIONS = (
+    "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
+    " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
+)
+_COUNTS = "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
+_ACTIVE_COUNTS = (
+    f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {ACTIVE}"
+    " GROUP BY saga_type, state ORDER BY saga_type, state"
+)
+_ACQUIRE = (
+    "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ?"
+    " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)"
+)
+_HOLDER = "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = ?"
+_TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?"
+_RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
+
+
+def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
+    """The SELECT behind ``list_sagas(query)`` and its parameters; ``encode_time`` turns a
+    datetime into what the dialect stores."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.stuck:
+        now = query.now or utcnow()
+        where.append(ACTIVE)
+        where.append("(deadline_at < ? OR (deadline_at IS NULL AND updated_at < ?))")
+        params += [encode_time(now), encode_time(query.idle_before or now)]
+    if query.states:
+        where.append(f"state IN ({', '.join('?' for _ in query.states)})")
+        params += [s.value for s in query.states]
+    if query.saga_type is not None:
+        where.append("saga_type = ?")
+        params.append(query.saga_type)
+    if query.updated_before is not None:
+        where.append("updated_at < ?")
+        params.append(encode_time(query.updated_before))
+    if not query.stuck and query.limit is not None:
+        # Compensating sagas first, then the oldest: each part read in created_at order from an
+        # index (saga_log_state_created, saga_log_created), so a short listing never sorts the log.
+        limit = int(query.limit)
+
+        def part(state_test: str) -> str:
+            cond = " AND ".join([state_test, *where])
+            return f"SELECT * FROM (SELECT {COLUMNS} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
+
+        first, rest = part("state = 'compensating'"), part("state <> 'compensating'")
+        statement = (
+            f"SELECT * FROM ({first} AS compensating UNION ALL {rest} AS others) AS listed"
+            " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT ?"
+        )
+        return statement, [*params, limit, *params, limit, limit]
+    statement = f"SELECT {COLUMNS} FROM saga_log"
+    if where:
+        statement += " WHERE " + " AND ".join(where)
+    if query.stuck:
+        statement += " ORDER BY state = 'compensating' DESC, COALESCE(deadline_at, updated_at), saga_id"
+    else:
+        statement += " ORDER BY state = 'compensating' DESC, created_at, saga_id"
+    if query.limit is not None:
+        statement += " LIMIT ?"
+        params.append(int(query.limit))
+    return statement, params
+
+
+def idle_timeout(saga: SagaRecord) -> float | None:
+    """Seconds the current step may take per the saga's stored definition, or None."""
+    if saga.current_step is None or not saga.definition:
+        return None
+    from sagactl.definition import from_snapshot
+
+    try:
+        step = from_snapshot(saga.definition).steps[saga.current_step]
+    except (KeyError, IndexError, TypeError, ValueError, UsageError):
+        return None  # a snapshot this version cannot read: fall back to the default
+    return step.compensation_timeout if saga.state is SagaState.COMPENSATING else step.timeout
+
+
+def summarize(saga: SagaRecord) -> SagaSummary:
+    """The list row of a saga record (the idle timeout only where it decides stuckness)."""
+    needs_timeout = not saga.state.terminal and saga.deadline_at is None
+    return SagaSummary(
+        saga_id=saga.saga_id,
+        saga_type=saga.saga_type,
+        state=saga.state,
+        current_step=saga.current_step,
+        current_step_name=saga.current_step_name,
+        created_at=saga.created_at,
+        updated_at=saga.updated_at,
+        deadline_at=saga.deadline_at,
+        last_error=saga.last_error,
+        idle_timeout=idle_timeout(saga) if needs_timeout else None,
+    )
+
+
+class SqlStore:
+    """Reads, lease changes and the reader view over a native saga log, for both dialects."""
+
+    info: StoreInfo
+
+    # -- the dialect ----------------------------------------------------------------------
+
+    def _query(self, statement: str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
+        """Run a SELECT (``?`` placeholders) and return its rows."""
+        raise NotImplementedError
+
+    def _update(self, statement: str, params: Sequence[Any], doing: str) -> int:
+        """Run one UPDATE in its own transaction; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _decode_json(self, value: Any) -> Any:
+        """A stored JSON value as Python."""
+        raise NotImplementedError
+
+    def _encode_time(self, value: datetime | None) -> Any:
+        """A time as the dialect stores it."""
+        raise NotImplementedError
+
+    def _decode_time(self, value: Any) -> datetime | None:
+        """A stored time as an aware UTC datetime."""
+        raise NotImplementedError
+
+    def _record(self, row: Sequence[Any]) -> SagaRecord:
+        """A SagaRecord from a saga_log row in COLUMNS order."""
+        (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
+         lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
+        when = self._decode_time
+        return SagaRecord(
+            saga_id=saga_id,
+            saga_type=saga_type,
+            state=SagaState(state),
+            current_step=current_step,
+            data=self._decode_json(data),
+            steps=[StepRecord.from_dict(s) for s in self._decode_json(steps)],
+            definition=self._decode_json(definition),
+            deadline_at=when(deadline_at),
+            lease_owner=lease_owner,
+            lease_expires_at=when(lease_expires_at),
+            last_error=last_error,
+            created_at=when(created_at) or utcnow(),
+            updated_at=when(updated_at) or utcnow(),
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, saga_id: str) -> SagaRecord | None:
+        rows = self._query(f"SELECT {COLUMNS} FROM saga_log WHERE saga_id = ?", [saga_id], f"reading saga {saga_id}")
+        return self._record(rows[0]) if rows else None
+
+    def transitions(self, saga_id: str) -> list[Transition]:
+        rows = self._query(_TRANSITIONS, [saga_id], f"reading the history of saga {saga_id}")
+        return [
+            Transition(
+                id=r[0],
+                saga_id=r[1],
+                step_name=r[2],
+                old_state=r[3],
+                new_state=r[4],
+                detail=self._decode_json(r[5]) or {},
+                at=self._decode_time(r[6]) or utcnow(),
+            )
+            for r in rows
+        ]
+
+    def list_statement(self, query: SagaQuery) -> tuple[str, list[Any]]:
+        """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
+        return list_statement(query, self._encode_time)
+
+    def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
+        statement, params = self.list_statement(query)
+        return [self._record(r) for r in self._query(statement, params, "listing sagas")]
+
+    def counts(self) -> list[StateCount]:
+        rows = self._query(_COUNTS, [], "reading the saga counters")
+        return [StateCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2])) for r in rows]
+
+    def active_counts(self) -> list[ActiveCount]:
+        rows = self._query(_ACTIVE_COUNTS, [], "counting active sagas")
+        return [
+            ActiveCount(
+                saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=self._decode_time(r[3])
+            )
+            for r in rows
+        ]
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:
+        doing = f"taking the lease on saga {saga_id}"
+        changed = self._update(
+            _ACQUIRE, [owner, self._encode_time(until), saga_id, owner, self._encode_time(now)], doing
+        )
+        if changed == 1:
+            return None
+        # Refused (or no such saga): who holds it now, read after the refusal.
+        rows = self._query(_HOLDER, [saga_id], doing)
+        if not rows:
+            return LeaseHolder(owner="", expires_at=None)
+        return LeaseHolder(owner=rows[0][0] or "", expires_at=self._decode_time(rows[0][1]))
+
+    def take_over_lease(self, saga_id: str, owner: str, previous: str, until: datetime) -> bool:
+        params = [owner, self._encode_time(until), saga_id, previous]
+        return self._update(_TAKE_OVER, params, f"taking over the lease on saga {saga_id}") == 1
+
+    def release_lease(self, saga_id: str, owner: str) -> None:
+        self._update(_RELEASE, [saga_id, owner], f"releasing the lease on saga {saga_id}")
+
+    # -- the reader view (SagaReader) ------------------------------------------------------
+
+    def summaries(self, query: SagaQuery) -> list[SagaSummary]:
+        return [summarize(r) for r in self.list_sagas(query)]
+
+    def summary(self, saga_id: str) -> SagaSummary | None:
+        saga = self.get(saga_id)
+        return None if saga is None else summarize(saga)
+
+    def detail(self, saga_id: str) -> SagaRecord | None:
+        saga = self.get(saga_id)
+        if saga is not None:
+            saga.transitions = self.transitions(saga_id)
+        return saga
