@@ -50,7 +50,8 @@ import boto3
 
 from sagactl.aws import sqs_client
 from sagactl.config import AwsSettings
-from sagactl.dlq.redrive import RedriveRequest, redrive
+from sagactl.dlq.outcomes import RedriveRequest
+from sagactl.dlq.redrive import redrive
 
 REGION = "us-east-1"
 ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}

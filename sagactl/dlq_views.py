@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sagactl.dlq.messages import GroupBy, group_messages
+from sagactl.dlq.outcomes import Action, RedriveResult
 from sagactl.dlq.peek import PeekResult
-from sagactl.dlq.redrive import Action, RedriveResult
 from sagactl.dlq.tasks import MoveTask
 from sagactl.masking import mask_value
 from sagactl.output import Document, Table, cell, humanize_seconds

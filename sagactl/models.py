@@ -33,7 +33,6 @@ ACTIVE_STATES: tuple[SagaState, ...] = (
     SagaState.PENDING,
     SagaState.COMPENSATING,
 )
-TERMINAL_STATES: tuple[SagaState, ...] = (SagaState.COMPLETED, SagaState.FAILED)
 
 
 class StepStatus(StrEnum):

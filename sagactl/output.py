@@ -12,7 +12,7 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
@@ -63,10 +63,6 @@ def stream_is_tty(stream: TextIO | None = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def colour_enabled(stream: TextIO | None = None) -> bool:
-    return stream_is_tty(stream) and "NO_COLOR" not in os.environ
 
 
 def cell(value: Any) -> str:
@@ -220,7 +216,3 @@ def warning_line(message: str, stream: TextIO | None = None) -> None:
 
 def info_line(message: str, stream: TextIO | None = None) -> None:
     (sys.stderr if stream is None else stream).write(f"{message}\n")
-
-
-def table_from_dicts(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
-    return Table(columns=[(c, c.upper().replace("_", " ")) for c in columns], rows=list(rows))

@@ -27,7 +27,8 @@ from sagactl.aws import sqs_client
 from sagactl.cli import app
 from sagactl.config import AwsSettings
 from sagactl.dlq.messages import REDRIVE_COUNT_ATTRIBUTE, MessageFilter
-from sagactl.dlq.redrive import RedriveRequest, RedriveResult, redrive
+from sagactl.dlq.outcomes import RedriveRequest, RedriveResult
+from sagactl.dlq.redrive import redrive
 from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SagaRecord, SagaState, utcnow
 from sagactl.store import open_store

@@ -44,20 +44,23 @@ dlq_app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 
-app.command("validate")(sagas.validate)
-app.command("run")(sagas.run)
-app.command("resume")(sagas.resume)
-app.command("show")(sagas.show)
-app.command("list")(sagas.list_)
-app.command("stats")(sagas.stats)
-app.command("resolve")(sagas.resolve)
-app.command("abort")(sagas.abort)
-db_app.command("init")(admin.db_init)
-app.command("schema")(admin.schema)
-app.command("completion")(admin.completion)
-dlq_app.command("list")(dlq.dlq_list)
-app.command("redrive")(dlq.redrive)
-
+COMMANDS = (  # (group, name, command), in the order help lists them
+    (app, "validate", sagas.validate),
+    (app, "run", sagas.run),
+    (app, "resume", sagas.resume),
+    (app, "show", sagas.show),
+    (app, "list", sagas.list_),
+    (app, "stats", sagas.stats),
+    (app, "resolve", sagas.resolve),
+    (app, "abort", sagas.abort),
+    (db_app, "init", admin.db_init),
+    (app, "schema", admin.schema),
+    (app, "completion", admin.completion),
+    (dlq_app, "list", dlq.dlq_list),
+    (app, "redrive", dlq.redrive),
+)
+for group, name, command in COMMANDS:
+    group.command(name)(command)
 
 def main() -> None:
     """Console entry point."""

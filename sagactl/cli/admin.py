@@ -7,31 +7,26 @@ from typing import Annotated
 
 import typer
 
-from sagactl.cli.common import funnel, mask_secrets, settings_from
-from sagactl.cli.options import ConfigOpt, ContextOpt, DsnOpt, Shell, VerboseOpt
+from sagactl.cli.common import Shared, command, mask_secrets
+from sagactl.cli.options import CONFIG, DSN, VERBOSE, Shell
 from sagactl.errors import ExitCode
 from sagactl.output import info_line
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
 
-@funnel
-def db_init(
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    verbose: VerboseOpt = False,
-) -> int:
+@command(DSN, CONFIG, VERBOSE)
+def db_init(*, opts: Shared) -> int:
     """Create or upgrade the saga_log schema (safe to run twice)."""
     from sagactl.ops.admin import init_db
 
-    where, version = init_db(settings_from(dsn, config, context))
+    where, version = init_db(opts.settings())
     info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
     return ExitCode.OK
 
 
-@funnel
-def schema(verbose: VerboseOpt = False) -> int:
+@command(VERBOSE)
+def schema(*, opts: Shared) -> int:
     """Print the JSON Schema of the saga definition language."""
     from sagactl.codec import to_json
     from sagactl.validation import schema as load_schema
@@ -40,10 +35,9 @@ def schema(verbose: VerboseOpt = False) -> int:
     return ExitCode.OK
 
 
-@funnel
+@command(VERBOSE)
 def completion(
-    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.", case_sensitive=False)],
-    verbose: VerboseOpt = False,
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.", case_sensitive=False)], *, opts: Shared
 ) -> int:
     """Print the shell completion script (e.g. sagactl completion bash > /etc/bash_completion.d/sagactl)."""
     sys.stdout.write(completion_script(shell.value) + "\n")

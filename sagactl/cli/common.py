@@ -1,16 +1,19 @@
-"""What every command shares: the error funnel, settings from the flags, the live view of a
-saga being driven, and reporting the sagas a command drove."""
+"""What every command shares: its shared options (appended by ``command``), the error funnel,
+settings from the flags, the live view of a saga being driven, and reporting the sagas a
+command drove."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from sagactl.cli.options import LogFormat
+from sagactl.cli.options import Group, LogFormat
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
 from sagactl.output import OutputFormat, emit, error_line, info_line, stream_is_tty
 
@@ -19,7 +22,6 @@ if TYPE_CHECKING:
     from sagactl.driver import Observer
     from sagactl.models import RunResult
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
@@ -30,90 +32,112 @@ def mask_secrets(text: str) -> str:
     return mask(text)
 
 
-def funnel(fn: F) -> F:
-    """Run a command; map SagactlError to its masked line and exit code (a traceback only with
-    -v). Commands return an exit code."""
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """The shared options of one command run; those the command does not take keep these
+    defaults."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from sagactl.logs import configure_logging
+    dsn: str | None = None
+    config: str | None = None
+    context: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    output: OutputFormat = OutputFormat.TABLE
+    quiet: bool = False
+    verbose: bool = False
+    log_format: LogFormat | None = None
 
-        verbose = bool(kwargs.get("verbose", False))
-        log_format = kwargs.get("log_format")
-        configure_logging(verbose or log_format is not None, log_format is LogFormat.JSON)
-        try:
-            code = fn(*args, **kwargs)
-        except DefinitionError as exc:
-            for problem in exc.problems:
-                sys.stderr.write(mask_secrets(problem) + "\n")
-            raise typer.Exit(int(exc.exit_code)) from None
-        except SagactlError as exc:
-            if verbose:
-                import traceback
+    @property
+    def logging_on(self) -> bool:
+        """Transitions are logged on stderr (-v or --log-format)."""
+        return self.verbose or self.log_format is not None
 
-                traceback.print_exc()
-            error_line(mask_secrets(exc.one_line()))
-            raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            error_line("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        if code:
-            raise typer.Exit(int(code))
+    def settings(self) -> Settings:
+        """The resolved settings: flag > env > sagactl.yaml > default."""
+        from sagactl.config import resolve_settings
 
-    return wrapper  # type: ignore[return-value]
+        flags = ("dsn", "config", "context", "region", "profile", "endpoint_url")
+        return resolve_settings(**{name: getattr(self, name) for name in flags})
 
+    def driven(self, work: Callable[[Observer | None], T]) -> tuple[T, bool]:
+        """``work`` run under the live view (a step table on stderr when it is a terminal and
+        nothing else writes there); its result, and whether the view was drawn."""
+        if self.quiet or self.logging_on or not stream_is_tty(sys.stderr):
+            return work(None), False
+        from sagactl.live import LiveView
 
-def settings_from(
-    dsn: str | None = None,
-    config: str | None = None,
-    context: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    endpoint_url: str | None = None,
-) -> Settings:
-    """The resolved settings for the flags given: flag > env > sagactl.yaml > default."""
-    from sagactl.config import resolve_settings
+        with LiveView() as view:
+            return work(view), True
 
-    return resolve_settings(
-        dsn=dsn, config=config, context=context, region=region, profile=profile, endpoint_url=endpoint_url
-    )
+    def report(self, results: Sequence[RunResult], *, live: bool) -> ExitCode:
+        """Emit run/resume results (a live view already showed a table); one summary line per
+        saga that did not complete on stderr; the worst exit code."""
+        from sagactl.views import run_summary_line, sagas_document
 
+        if not (live and self.output is OutputFormat.TABLE and not self.quiet):
+            emit(sagas_document([r.saga for r in results]), self.output, quiet=self.quiet)
+        for result in results:
+            info = result.message or run_summary_line(result.saga)
+            if info:
+                info_line(f"sagactl: {mask_secrets(info)}")
+        return ExitCode.worst(r.exit_code for r in results)
 
-class _NoLive:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def live_view(output: OutputFormat, quiet: bool, logging_on: bool) -> Any:
-    """A live step table on stderr when it is a terminal and nothing else writes there."""
-    if quiet or logging_on or not stream_is_tty(sys.stderr):
-        return _NoLive()
-    from sagactl.live import LiveView
-
-    return LiveView()
+    def drive(self, work: Callable[[Observer | None], RunResult]) -> ExitCode:
+        """Drive one saga under the live view and report it."""
+        result, live = self.driven(work)
+        return self.report([result], live=live)
 
 
-def driven(
-    output: OutputFormat, quiet: bool, logging_on: bool, work: Callable[[Observer | None], T]
-) -> tuple[T, bool]:
-    """``work`` run under the live view (when there is one); its result, and whether the view
-    was drawn."""
-    with live_view(output, quiet, logging_on) as observer:
-        return work(observer), observer is not None
+
+def command(*groups: Group) -> Callable[[Callable[..., int]], Callable[..., None]]:
+    """Make a Typer command of ``fn(..., opts: Shared) -> exit code``: the options of ``groups``
+    are appended to its own (defined once in options.py) and handed to it as ``opts``; every
+    SagactlError leaves as one masked ``sagactl: error:`` line and its exit code (a traceback
+    only with -v)."""
+    shared = [name for group in groups for name, _, _ in group]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for group in groups
+        for name, annotation, default in group
+    ]
+
+    def decorate(fn: Callable[..., int]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
+        clash = {p.name for p in own} & set(shared)
+        assert not clash, f"{fn.__name__} declares shared options itself: {clash}"
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            opts = Shared(**{name: kwargs.pop(name) for name in shared})
+            _run(fn, opts, args, kwargs)
+
+        wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
-def report_runs(results: Sequence[RunResult], output: OutputFormat, quiet: bool, *, live: bool) -> ExitCode:
-    """Emit run/resume results (a live view already showed a table); one summary line per saga
-    that did not complete on stderr; the worst exit code."""
-    from sagactl.views import run_summary_line, sagas_document
+def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from sagactl.logs import configure_logging
 
-    if not (live and output is OutputFormat.TABLE and not quiet):
-        emit(sagas_document([r.saga for r in results]), output, quiet=quiet)
-    for result in results:
-        info = result.message or run_summary_line(result.saga)
-        if info:
-            info_line(f"sagactl: {mask_secrets(info)}")
-    return ExitCode.worst(r.exit_code for r in results)
+    configure_logging(opts.logging_on, opts.log_format is LogFormat.JSON)
+    try:
+        code = fn(*args, opts=opts, **kwargs)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(mask_secrets(problem) + "\n")
+        raise typer.Exit(int(exc.exit_code)) from None
+    except SagactlError as exc:
+        if opts.verbose:
+            import traceback
+
+            traceback.print_exc()
+        error_line(mask_secrets(exc.one_line()))
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    if code:
+        raise typer.Exit(int(code))
+

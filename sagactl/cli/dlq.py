@@ -7,20 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from sagactl.cli.common import funnel, mask_secrets, settings_from
+from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import (
-    ConfigOpt,
-    ContextOpt,
+    AWS_OPTIONS,
+    CONFIG,
+    DSN,
+    OUTPUT,
+    QUIET,
+    VERBOSE,
     DlqGroupBy,
-    DsnOpt,
-    EndpointUrlOpt,
-    OutputOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
     SagaIdFilterOpt,
     StepFilterOpt,
-    VerboseOpt,
     VisibilityOpt,
     WaitTimeOpt,
     read_ids,
@@ -29,7 +26,7 @@ from sagactl.errors import ExitCode
 from sagactl.output import OutputFormat, emit, error_line, info_line, stream_is_tty
 
 
-@funnel
+@command(AWS_OPTIONS, CONFIG, OUTPUT, QUIET, VERBOSE)
 def dlq_list(
     queue: Annotated[str, typer.Argument(help="The dead-letter queue: name, URL or ARN.", show_default=False)],
     saga_id: SagaIdFilterOpt = None,
@@ -49,14 +46,8 @@ def dlq_list(
     ] = None,
     visibility_timeout: VisibilityOpt = None,
     wait_time: WaitTimeOpt = 1,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """Peek at a dead-letter queue without consuming it: saga, step, command, receive count, age
     and body of each message. Every message is visible again as soon as the listing ends."""
@@ -73,12 +64,12 @@ def dlq_list(
         hold=visibility_timeout or PEEK_HOLD,
         wait=wait_time,
     )
-    result = list_dlq(settings_from(None, config, context, region, profile, endpoint_url), request)
+    result = list_dlq(opts.settings(), request)
     if group_by is not None:
         doc = dlq_groups_document(result, GroupBy(group_by.value))
     else:
-        doc = dlq_messages_document(result, truncate=output is OutputFormat.TABLE)
-    emit(doc, output, quiet=quiet)
+        doc = dlq_messages_document(result, truncate=opts.output is OutputFormat.TABLE)
+    emit(doc, opts.output, quiet=opts.quiet)
     if result.queue.fifo and result.unseen:
         warning_line(
             f"{result.unseen} more messages of {result.queue.name} wait behind the listed ones in their"
@@ -92,7 +83,7 @@ def dlq_list(
     return ExitCode.OK
 
 
-@funnel
+@command(AWS_OPTIONS, DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def redrive(
     dlq: Annotated[
         str | None,
@@ -171,22 +162,15 @@ def redrive(
     ] = 4,
     visibility_timeout: VisibilityOpt = None,
     wait_time: WaitTimeOpt = 1,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """Move dead-lettered messages back to their source queue: byte for byte, deleted from the DLQ
     only once sent. Exit 0, 3 when any message failed, 4 when SQS is unreachable."""
     from contextlib import nullcontext
 
     from sagactl.dlq.messages import MessageFilter
-    from sagactl.dlq.redrive import DEFAULT_HOLD, RedriveRequest
+    from sagactl.dlq.outcomes import DEFAULT_HOLD, RedriveRequest
     from sagactl.dlq_views import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
     from sagactl.ops import dlq as ops
 
@@ -200,16 +184,16 @@ def redrive(
         "--dry-run": dry_run,
     }
     ops.check_redrive_mode(dlq, status, cancel, native=native, filters=filters)
-    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    settings = opts.settings()
     if status:
-        emit(move_tasks_document(ops.move_task_status(settings, status)), output, quiet=quiet)
+        emit(move_tasks_document(ops.move_task_status(settings, status)), opts.output, quiet=opts.quiet)
         return ExitCode.OK
     if cancel:
-        emit(move_task_document(ops.cancel_native(settings, cancel)), output, quiet=quiet)
+        emit(move_task_document(ops.cancel_native(settings, cancel)), opts.output, quiet=opts.quiet)
         return ExitCode.OK
     assert dlq is not None
     if native:
-        emit(move_task_document(ops.start_native(settings, dlq, to, rate)), output, quiet=quiet)
+        emit(move_task_document(ops.start_native(settings, dlq, to, rate)), opts.output, quiet=opts.quiet)
         return ExitCode.OK
     request = RedriveRequest(
         dlq=dlq,
@@ -226,13 +210,13 @@ def redrive(
         concurrency=concurrency,
     )
     bar: Any = nullcontext(None)
-    if stream_is_tty(sys.stderr) and not quiet:
+    if stream_is_tty(sys.stderr) and not opts.quiet:
         from sagactl.dlq_views import redrive_progress
 
         bar = redrive_progress()
     with bar as progress:
         result = ops.redrive_dlq(settings, request, progress)
-    emit(redrive_document(result, truncate=output is OutputFormat.TABLE), output, quiet=quiet)
+    emit(redrive_document(result, truncate=opts.output is OutputFormat.TABLE), opts.output, quiet=opts.quiet)
     info_line(f"sagactl: {redrive_summary_line(result)}")
     if result.error is not None:
         error_line(mask_secrets(result.error.one_line()))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -31,38 +31,35 @@ class DlqGroupBy(StrEnum):
     ERROR = "error"
 
 
+def _option(*names: str, help: str, panel: str | None = None, **extra: Any) -> Any:
+    """A typer.Option that shows no default unless it says so (defaults are in the help)."""
+    extra.setdefault("show_default", False)
+    return typer.Option(*names, help=help, rich_help_panel=panel, **extra)
+
+
 # -- the saga log ------------------------------------------------------------------------------
 
 STORE = "Store"
 DsnOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--dsn",
         envvar="SAGACTL_DSN",
-        show_default=False,
-        rich_help_panel=STORE,
+        panel=STORE,
         help="Saga log: sqlite:///path.db or postgresql://user@host/db [default: sqlite:///.sagactl/saga_log.db].",
     ),
 ]
 ConfigOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--config",
         envvar="SAGACTL_CONFIG",
-        show_default=False,
-        rich_help_panel=STORE,
+        panel=STORE,
         help="sagactl.yaml to read (default: ./sagactl.yaml if present).",
     ),
 ]
 ContextOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--context",
-        envvar="SAGACTL_CONTEXT",
-        show_default=False,
-        rich_help_panel=STORE,
-        help="Named context from the config file.",
-    ),
+    str | None, _option("--context", envvar="SAGACTL_CONTEXT", panel=STORE, help="Named context from the config file.")
 ]
 
 # -- AWS ---------------------------------------------------------------------------------------
@@ -70,34 +67,31 @@ ContextOpt = Annotated[
 AWS = "AWS"
 RegionOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--region",
         metavar="REGION",
         envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-        show_default=False,
-        rich_help_panel=AWS,
+        panel=AWS,
         help="AWS region [default: aws.region in sagactl.yaml, else the profile's region].",
     ),
 ]
 ProfileOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--profile",
         metavar="PROFILE",
         envvar="AWS_PROFILE",
-        show_default=False,
-        rich_help_panel=AWS,
+        panel=AWS,
         help="AWS named profile from ~/.aws/config [default: aws.profile in sagactl.yaml, else the default chain].",
     ),
 ]
 EndpointUrlOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--endpoint-url",
         metavar="URL",
         envvar=["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"],
-        show_default=False,
-        rich_help_panel=AWS,
+        panel=AWS,
         help="SQS endpoint, e.g. http://127.0.0.1:4566 for a local emulator [default: aws.endpoint_url, else AWS's].",
     ),
 ]
@@ -106,74 +100,58 @@ EndpointUrlOpt = Annotated[
 
 OutputOpt = Annotated[
     OutputFormat,
-    typer.Option(
+    _option(
         "-o",
         "--output",
         case_sensitive=False,
+        show_default=True,
         help="table (rich on a terminal, plain in a pipe), json, jsonl, csv, tsv, markdown.",
     ),
 ]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print saga IDs only, one per line.")]
+QuietOpt = Annotated[bool, _option("-q", "--quiet", show_default=True, help="Print saga IDs only, one per line.")]
 VerboseOpt = Annotated[
-    bool, typer.Option("-v", "--verbose", help="Log each transition to stderr; tracebacks on errors.")
+    bool, _option("-v", "--verbose", show_default=True, help="Log each transition to stderr; tracebacks on errors.")
 ]
 LogFormatOpt = Annotated[
     LogFormat | None,
-    typer.Option(
-        "--log-format",
-        case_sensitive=False,
-        show_default=False,
-        help="Transition log on stderr as text or json (implies logging).",
-    ),
+    _option("--log-format", case_sensitive=False, help="Transition log on stderr as text or json (implies logging)."),
 ]
 
 # -- selecting sagas ---------------------------------------------------------------------------
 
 OlderThanOpt = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--older-than",
-        show_default=False,
         metavar="DURATION",
         help="Idle (not updated) for longer than this, e.g. 30m, 2h. With --stuck: the threshold for"
         " sagas without a deadline [default: the current step's timeout, else 15m].",
     ),
 ]
-SagaTypeOpt = Annotated[
-    str | None,
-    typer.Option("--type", show_default=False, metavar="SAGA_TYPE", help="Only sagas of this type."),
-]
+SagaTypeOpt = Annotated[str | None, _option("--type", metavar="SAGA_TYPE", help="Only sagas of this type.")]
 ReasonOpt = Annotated[
-    str,
-    typer.Option(
-        "--reason",
-        show_default=False,
-        help="Why (required): recorded with your name ($USER) in the saga's history.",
-    ),
+    str, _option("--reason", help="Why (required): recorded with your name ($USER) in the saga's history.")
 ]
 
 # -- dead-letter queues ------------------------------------------------------------------------
 
 SagaIdFilterOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    _option(
         "--saga-id",
         metavar="ID",
-        show_default=False,
         help="Only messages of this saga (repeatable); - reads IDs from stdin ('sagactl list --stuck -q | …').",
     ),
 ]
 StepFilterOpt = Annotated[
-    str | None,
-    typer.Option("--step", metavar="STEP", show_default=False, help="Only messages for this step (step_name)."),
+    str | None, _option("--step", metavar="STEP", help="Only messages for this step (step_name).")
 ]
 VisibilityOpt = Annotated[
     int | None,
-    typer.Option(
+    _option(
         "--visibility-timeout",
         min=1,
         max=43200,
-        show_default=False,
         metavar="SECONDS",
         help="How long scanned messages stay hidden at most if sagactl dies mid-scan; they are made visible"
         " again as soon as it ends [default: 60 for dlq list, 300 for redrive].",
@@ -181,14 +159,32 @@ VisibilityOpt = Annotated[
 ]
 WaitTimeOpt = Annotated[
     int,
-    typer.Option(
+    _option(
         "--wait-time",
         min=0,
         max=20,
         metavar="SECONDS",
+        show_default=True,
         help="Long-poll this long before concluding the queue is drained (0: trust one empty receive).",
     ),
 ]
+
+
+# -- groups of shared options, appended to a command by common.command() ----------------------
+
+Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, default) each
+
+DSN: Group = (("dsn", DsnOpt, None),)
+CONFIG: Group = (("config", ConfigOpt, None), ("context", ContextOpt, None))
+AWS_OPTIONS: Group = (
+    ("region", RegionOpt, None),
+    ("profile", ProfileOpt, None),
+    ("endpoint_url", EndpointUrlOpt, None),
+)
+OUTPUT: Group = (("output", OutputOpt, OutputFormat.TABLE),)
+QUIET: Group = (("quiet", QuietOpt, False),)
+VERBOSE: Group = (("verbose", VerboseOpt, False),)
+LOG: Group = (("log_format", LogFormatOpt, None),)
 
 
 def read_ids(values: Sequence[str] | None, stdin: TextIO | None = None) -> frozenset[str] | None:

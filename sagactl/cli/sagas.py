@@ -10,21 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import driven, funnel, mask_secrets, report_runs, settings_from
+from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import (
-    ConfigOpt,
-    ContextOpt,
-    DsnOpt,
-    EndpointUrlOpt,
-    LogFormatOpt,
+    AWS_OPTIONS,
+    CONFIG,
+    DSN,
+    LOG,
+    OUTPUT,
+    QUIET,
+    VERBOSE,
     OlderThanOpt,
-    OutputOpt,
-    ProfileOpt,
-    QuietOpt,
     ReasonOpt,
-    RegionOpt,
     SagaTypeOpt,
-    VerboseOpt,
 )
 from sagactl.errors import ExitCode
 from sagactl.models import SagaState
@@ -34,12 +31,11 @@ if TYPE_CHECKING:
     from sagactl.config import Settings
 
 
-@funnel
+@command(OUTPUT, QUIET, VERBOSE)
 def validate(
     files: Annotated[list[str], typer.Argument(help="Saga definition files (YAML).", show_default=False)],
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """Check saga definitions; each problem as FILE:LINE:COL: message. Exit 2 on any error."""
     from sagactl.ops.admin import validate_files
@@ -47,16 +43,15 @@ def validate(
 
     reports = validate_files(files)
     doc = validation_document(reports, files)
-    if output not in (OutputFormat.JSON, OutputFormat.JSONL):
+    if opts.output not in (OutputFormat.JSON, OutputFormat.JSONL):
         for report in reports:
             for problem in report.problems:
                 sys.stderr.write(str(problem) + "\n")
-    emit(doc, output, quiet=quiet)
+    emit(doc, opts.output, quiet=opts.quiet)
     return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
 
 
-
-@funnel
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def run(
     file: Annotated[str, typer.Argument(help="Saga definition (YAML).", show_default=False)],
     input: Annotated[
@@ -82,28 +77,18 @@ def run(
             help="Only record the saga (state started) and print its ID; drive it with 'sagactl resume'.",
         ),
     ] = False,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = None,
+    *,
+    opts: Shared,
 ) -> int:
     """Run a saga end to end: exit 0 completed, 1 failed (compensated), 3 compensation incomplete."""
     from sagactl.ops.sagas import RunRequest, run_file
 
-    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
+    settings = opts.settings()
     request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
-    result, live = driven(output, quiet, verbose or log_format is not None, lambda o: run_file(settings, request, o))
-    return report_runs([result], output, quiet, live=live)
+    return opts.drive(lambda observer: run_file(settings, request, observer))
 
 
-
-@funnel
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resume(
     saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
     stuck: Annotated[
@@ -112,62 +97,47 @@ def resume(
     ] = False,
     older_than: OlderThanOpt = None,
     saga_type: SagaTypeOpt = None,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = None,
+    *,
+    opts: Shared,
 ) -> int:
     """Continue sagas from the log after a crash or a failed compensation (stored definition)."""
     from sagactl.errors import UsageError
     from sagactl.ops.sagas import resume_sagas
     from sagactl.output import error_line
 
-    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
-    logging_on = verbose or log_format is not None
+    settings = opts.settings()
     if stuck:
         if saga_ids:
             raise UsageError("pass SAGA_IDs or --stuck, not both")
-        return _resume_stuck(settings, older_than, saga_type, output, quiet, logging_on)
+        return _resume_stuck(settings, older_than, saga_type, opts)
     if older_than is not None or saga_type is not None:
         raise UsageError("--older-than and --type apply only with --stuck")
     if not saga_ids:
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     ids = saga_ids
-    report, live = driven(output, quiet, logging_on, lambda o: resume_sagas(settings, ids, o))
-    code = report_runs(report.results, output, quiet, live=live)
+    report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
+    code = opts.report(report.results, live=live)
     for _saga_id, failure in report.failures:
         error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
     return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
 
 
-
-@funnel
+@command(DSN, CONFIG, OUTPUT, VERBOSE)
 def show(
     saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """Show one saga: state, each step (status, attempts, result, error, timings), the last error
     of each failing step, history. Unknown ID: exit 2."""
     from sagactl.ops.sagas import show_saga
     from sagactl.views import show_document
 
-    saga = show_saga(settings_from(dsn, config, context), saga_id)
-    emit(show_document(saga), output)
+    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output)
     return ExitCode.OK
 
 
-
-@funnel
+@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def list_(
     stuck: Annotated[
         bool,
@@ -197,12 +167,8 @@ def list_(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
     ] = False,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """List sagas (compensating first, then oldest first), or with --stuck the wedged ones."""
     from sagactl.inspect import ListRequest
@@ -216,20 +182,16 @@ def list_(
         older_than=older_than,
         limit=limit,
     )
-    result = list_sagas(settings_from(dsn, config, context), request)
-    emit(list_document(result), output, quiet=quiet)
+    result = list_sagas(opts.settings(), request)
+    emit(list_document(result), opts.output, quiet=opts.quiet)
     note = list_truncated_line(result)
     if note:
         info_line(f"sagactl: {note}")
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
 
 
-
-@funnel
+@command(DSN, CONFIG, VERBOSE)
 def stats(
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
     output: Annotated[
         OutputFormat,
         typer.Option(
@@ -240,92 +202,56 @@ def stats(
             " node_exporter textfile collector).",
         ),
     ] = OutputFormat.TABLE,
-    verbose: VerboseOpt = False,
+    *,
+    opts: Shared,
 ) -> int:
     """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views import stats_document
 
-    emit(stats_document(compute_stats(settings_from(dsn, config, context))), output)
+    emit(stats_document(compute_stats(opts.settings())), output)
     return ExitCode.OK
 
 
-
-@funnel
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resolve(
     saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
     step: Annotated[
         str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
     ],
     reason: ReasonOpt,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = None,
+    *,
+    opts: Shared,
 ) -> int:
     """Mark a compensation done by hand (who and why are recorded), then continue compensating."""
     from sagactl.ops.sagas import resolve_compensation
 
-    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
-    result, live = driven(
-        output,
-        quiet,
-        verbose or log_format is not None,
-        lambda o: resolve_compensation(settings, saga_id, step, reason, observer=o),
-    )
-    return report_runs([result], output, quiet, live=live)
+    settings = opts.settings()
+    return opts.drive(lambda observer: resolve_compensation(settings, saga_id, step, reason, observer=observer))
 
 
-
-@funnel
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def abort(
     saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
     reason: ReasonOpt,
-    dsn: DsnOpt = None,
-    config: ConfigOpt = None,
-    context: ContextOpt = None,
-    region: RegionOpt = None,
-    profile: ProfileOpt = None,
-    endpoint_url: EndpointUrlOpt = None,
-    output: OutputOpt = OutputFormat.TABLE,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    log_format: LogFormatOpt = None,
+    *,
+    opts: Shared,
 ) -> int:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
     from sagactl.ops.sagas import abort_saga
 
-    settings = settings_from(dsn, config, context, region, profile, endpoint_url)
-    result, live = driven(
-        output, quiet, verbose or log_format is not None, lambda o: abort_saga(settings, saga_id, reason, observer=o)
-    )
-    return report_runs([result], output, quiet, live=live)
+    settings = opts.settings()
+    return opts.drive(lambda observer: abort_saga(settings, saga_id, reason, observer=observer))
 
 
-def _resume_stuck(
-    settings: Settings,
-    older_than: str | None,
-    saga_type: str | None,
-    output: OutputFormat,
-    quiet: bool,
-    logging_on: bool,
-) -> int:
+def _resume_stuck(settings: Settings, older_than: str | None, saga_type: str | None, opts: Shared) -> int:
     """`resume --stuck`: every stuck saga, then one summary line on stderr."""
     from sagactl.ops.sagas import resume_stuck
     from sagactl.views import stuck_resume_line
 
-    report, live = driven(
-        output,
-        quiet,
-        logging_on,
-        lambda o: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=o),
+    report, live = opts.driven(
+        lambda observer: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
     )
-    code = report_runs(report.results, output, quiet, live=live)
+    code = opts.report(report.results, live=live)
     info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
     return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sagactl.config import Settings
+from sagactl.dlq.outcomes import Progress, RedriveRequest, RedriveResult, SagaStateLookup
 from sagactl.dlq.peek import PeekRequest, PeekResult, peek
-from sagactl.dlq.redrive import Progress, RedriveRequest, RedriveResult, SagaStateLookup, redrive
+from sagactl.dlq.redrive import redrive
 from sagactl.dlq.tasks import MoveTask, cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import UsageError
 from sagactl.models import SagaState

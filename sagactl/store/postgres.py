@@ -24,9 +24,9 @@ from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import mask_secrets
 from sagactl.models import SagaRecord, SagaState, Transition, iso
-from sagactl.store.base import SCHEMA_VERSION, LeaseLostError, SagaExistsError, SagaQuery, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import SqlStore
+from sagactl.store.sql import Row, SqlStore
 
 VERSION_TABLE = "sagactl_schema_migrations"
 # pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
@@ -255,24 +255,8 @@ class PostgresStore(SqlStore):
     def _decode_time(self, value: Any) -> datetime | None:
         return _utc(value)
 
-    @staticmethod
-    def _params(saga: SagaRecord) -> dict[str, Any]:
-        return {
-            "saga_id": saga.saga_id,
-            "saga_type": saga.saga_type,
-            "state": saga.state.value,
-            "current_step": saga.current_step,
-            "current_step_name": saga.current_step_name,
-            "data": _jsonb(saga.data),
-            "steps": _jsonb([s.to_dict() for s in saga.steps]),
-            "definition": _jsonb(saga.definition),
-            "deadline_at": saga.deadline_at,
-            "lease_owner": saga.lease_owner,
-            "lease_expires_at": saga.lease_expires_at,
-            "last_error": saga.last_error,
-            "created_at": saga.created_at,
-            "updated_at": saga.updated_at,
-        }
+    def _encode_json(self, value: Any) -> Any:
+        return _jsonb(value)
 
     @staticmethod
     def _transitions_param(transitions: Sequence[Transition]) -> Jsonb:
@@ -292,37 +276,25 @@ class PostgresStore(SqlStore):
 
     # -- writes -------------------------------------------------------------------------
 
-    def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
-        params = self._params(saga)
-        params["transitions"] = self._transitions_param(transitions)
-        with self._db(f"recording saga {saga.saga_id}") as conn:
-            row = conn.execute(_CREATE, params).fetchone()
-        if not row or row[0] != 1:
-            raise SagaExistsError(
-                f"saga {saga.saga_id} already exists in {self.info.location}",
-                hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
-            )
+    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
+        params = {**row, "transitions": self._transitions_param(transitions)}
+        return self._one_statement(_CREATE, params, f"recording saga {saga.saga_id}")
 
-    def save(
-        self,
-        saga: SagaRecord,
-        transitions: Sequence[Transition],
-        *,
-        prev_state: SagaState,
-        owner: str,
-    ) -> None:
-        params = self._params(saga)
-        params["owner"] = owner
-        params["prev_state"] = prev_state.value
-        params["state_changed"] = prev_state is not saga.state
-        params["transitions"] = self._transitions_param(transitions)
-        with self._db(f"saving saga {saga.saga_id}") as conn:
-            row = conn.execute(_SAVE, params).fetchone()
-        if not row or row[0] != 1:
-            raise LeaseLostError(
-                f"lost the lease on saga {saga.saga_id}: another process is driving it",
-                hint="this process stopped without sending anything more",
-            )
+    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
+        params = {
+            **row,
+            "owner": owner,
+            "prev_state": prev.value,
+            "state_changed": prev is not saga.state,
+            "transitions": self._transitions_param(changes),
+        }
+        return self._one_statement(_SAVE, params, f"saving saga {saga.saga_id}")
+
+    def _one_statement(self, statement: LiteralString, params: dict[str, Any], doing: str) -> bool:
+        """Run a write CTE that reports how many saga rows it wrote; True when it wrote one."""
+        with self._db(doing) as conn:
+            row = conn.execute(statement, params).fetchone()
+        return row is not None and row[0] == 1
 
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""

@@ -14,7 +14,18 @@ from typing import Any
 
 from sagactl.errors import UsageError
 from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
-from sagactl.store.base import ActiveCount, LeaseHolder, SagaQuery, SagaSummary, StateCount, StoreInfo
+from sagactl.store.base import (
+    ActiveCount,
+    LeaseHolder,
+    LeaseLostError,
+    SagaExistsError,
+    SagaQuery,
+    SagaSummary,
+    StateCount,
+    StoreInfo,
+)
+
+Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
@@ -119,7 +130,8 @@ def summarize(saga: SagaRecord) -> SagaSummary:
 
 
 class SqlStore:
-    """Reads, lease changes and the reader view over a native saga log, for both dialects."""
+    """Writes (the dialect says how), reads, lease changes and the reader view over a native
+    saga log, for both dialects."""
 
     info: StoreInfo
 
@@ -145,6 +157,40 @@ class SqlStore:
         """A stored time as an aware UTC datetime."""
         raise NotImplementedError
 
+    def _encode_json(self, value: Any) -> Any:
+        """A JSON value as the dialect stores it."""
+        raise NotImplementedError
+
+    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
+        """Insert the saga row, count it, append its transitions, in one transaction; False
+        when the ID is taken (nothing written)."""
+        raise NotImplementedError
+
+    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
+        """Update the saga row if ``owner`` holds the lease, move its count from state ``prev``,
+        append its transitions, in one transaction; False when the lease is not ``owner``'s."""
+        raise NotImplementedError
+
+    def _row(self, saga: SagaRecord) -> Row:
+        """The saga_log columns of ``saga``, encoded for the dialect."""
+        json, time = self._encode_json, self._encode_time
+        return {
+            "saga_id": saga.saga_id,
+            "saga_type": saga.saga_type,
+            "state": saga.state.value,
+            "current_step": saga.current_step,
+            "current_step_name": saga.current_step_name,
+            "data": json(saga.data),
+            "steps": json([s.to_dict() for s in saga.steps]),
+            "definition": json(saga.definition),
+            "deadline_at": time(saga.deadline_at),
+            "lease_owner": saga.lease_owner,
+            "lease_expires_at": time(saga.lease_expires_at),
+            "last_error": saga.last_error,
+            "created_at": time(saga.created_at),
+            "updated_at": time(saga.updated_at),
+        }
+
     def _record(self, row: Sequence[Any]) -> SagaRecord:
         """A SagaRecord from a saga_log row in COLUMNS order."""
         (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
@@ -165,6 +211,22 @@ class SqlStore:
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
         )
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
+        if not self._insert(self._row(saga), saga, transitions):
+            raise SagaExistsError(
+                f"saga {saga.saga_id} already exists in {self.info.location}",
+                hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
+            )
+
+    def save(self, saga: SagaRecord, transitions: Sequence[Transition], *, prev_state: SagaState, owner: str) -> None:
+        if not self._rewrite(self._row(saga), saga, transitions, prev_state, owner):
+            raise LeaseLostError(
+                f"lost the lease on saga {saga.saga_id}: another process is driving it",
+                hint="this process stopped without sending anything more",
+            )
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from typing import Any
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
 from sagactl.models import SagaRecord, SagaState, Transition, iso, parse_iso
-from sagactl.store.base import SCHEMA_VERSION, LeaseLostError, SagaExistsError, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, StoreInfo
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import SqlStore
+from sagactl.store.sql import Row, SqlStore
 
 
 class SqliteStore(SqlStore):
@@ -99,24 +99,8 @@ class SqliteStore(SqlStore):
     def _decode_time(self, value: Any) -> datetime | None:
         return parse_iso(value)
 
-    @staticmethod
-    def _row(saga: SagaRecord) -> dict[str, Any]:
-        return {
-            "saga_id": saga.saga_id,
-            "saga_type": saga.saga_type,
-            "state": saga.state.value,
-            "current_step": saga.current_step,
-            "current_step_name": saga.current_step_name,
-            "data": compact_json(saga.data),
-            "steps": compact_json([s.to_dict() for s in saga.steps]),
-            "definition": compact_json(saga.definition),
-            "deadline_at": iso(saga.deadline_at),
-            "lease_owner": saga.lease_owner,
-            "lease_expires_at": iso(saga.lease_expires_at),
-            "last_error": saga.last_error,
-            "created_at": iso(saga.created_at),
-            "updated_at": iso(saga.updated_at),
-        }
+    def _encode_json(self, value: Any) -> Any:
+        return compact_json(value)
 
     @staticmethod
     def _append(conn: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
@@ -140,45 +124,31 @@ class SqliteStore(SqlStore):
 
     # -- writes -------------------------------------------------------------------------
 
-    def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
-        row = self._row(saga)
+    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
         placeholders = ", ".join(f":{name}" for name in row)
         with self._write() as conn:
             try:
                 conn.execute(f"INSERT INTO saga_log ({', '.join(row)}) VALUES ({placeholders})", row)
-            except sqlite3.IntegrityError as exc:
-                raise SagaExistsError(
-                    f"saga {saga.saga_id} already exists in {self.path}",
-                    hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
-                ) from exc
+            except sqlite3.IntegrityError:
+                return False
             self._count(conn, saga.saga_type, saga.state.value, 1)
             self._append(conn, transitions)
+        return True
 
-    def save(
-        self,
-        saga: SagaRecord,
-        transitions: Sequence[Transition],
-        *,
-        prev_state: SagaState,
-        owner: str,
-    ) -> None:
-        row = self._row(saga)
-        row["owner"] = owner
-        assignments = ", ".join(f"{name} = :{name}" for name in row if name not in ("saga_id", "owner"))
+    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
+        assignments = ", ".join(f"{name} = :{name}" for name in row if name != "saga_id")
         with self._write() as conn:
             cursor = conn.execute(
                 f"UPDATE saga_log SET {assignments} WHERE saga_id = :saga_id AND lease_owner = :owner",
-                row,
+                {**row, "owner": owner},
             )
             if cursor.rowcount != 1:
-                raise LeaseLostError(
-                    f"lost the lease on saga {saga.saga_id}: another process is driving it",
-                    hint="this process stopped without sending anything more",
-                )
-            if prev_state is not saga.state:
-                self._count(conn, saga.saga_type, prev_state.value, -1)
+                return False
+            if prev is not saga.state:
+                self._count(conn, saga.saga_type, prev.value, -1)
                 self._count(conn, saga.saga_type, saga.state.value, 1)
-            self._append(conn, transitions)
+            self._append(conn, changes)
+        return True
 
     def close(self) -> None:
         self._conn.close()

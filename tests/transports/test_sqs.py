@@ -267,3 +267,38 @@ def test_a_saga_over_sqs_end_to_end(sqs: Sqs, queues: tuple[Queue, Queue], tmp_p
     assert saga["steps"][0]["result"] == {"payment_id": "p-77", "amount": 1}
     commands_seen = [m["MessageAttributes"]["command"]["StringValue"] for m in seen.seen]
     assert commands_seen == ["Stock.Reserve", "Payment.Charge", "Stock.Release"]
+
+
+@pytest.mark.parametrize("where", ["config", "context", "flags"])
+def test_aws_settings_from_sagactl_yaml_or_flags_reach_the_sqs_transport(
+    sqs: Sqs, queues: tuple[Queue, Queue], tmp_path: Path, where: str
+) -> None:
+    """No AWS_ENDPOINT_URL* and no region in the environment: the endpoint and region come only
+    from sagactl.yaml (aws:, or the chosen context's aws:) or from --endpoint-url/--region, and
+    the saga's sqs steps reach moto with them (DESIGN section 7, precedence flag > env > file)."""
+    commands, replies = queues
+    definition = tmp_path / "pay.yaml"
+    definition.write_text(SAGA.format(commands=commands.name, replies=replies.name))
+    aws = f"{{endpoint_url: '{sqs.endpoint}', region: us-east-1}}"
+    config = {
+        "config": f"aws: {aws}\n",
+        "context": f"current_context: local\ncontexts:\n  local:\n    aws: {aws}\n",
+        "flags": "aws: {endpoint_url: 'http://127.0.0.1:9', region: eu-west-3}\n",  # the flags win over it
+    }[where]
+    (tmp_path / "sagactl.yaml").write_text(config)
+    unset = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(unset)}
+    env["SAGACTL_DSN"] = f"sqlite:///{tmp_path / 'log.db'}"
+    flags = ["--endpoint-url", sqs.endpoint, "--region", "us-east-1"] if where == "flags" else []
+    with Participant(sqs, commands, completed) as seen:
+        done = subprocess.run(
+            [sys.executable, "-m", "sagactl", "run", str(definition), "--input", '{"amount": 3}', "-o", "json", *flags],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "completed"
+    assert [m["MessageAttributes"]["command"]["StringValue"] for m in seen.seen] == ["Stock.Reserve", "Payment.Charge"]
