@@ -381,6 +381,46 @@ def test_connect_errors_never_delivered_are_not_compensated_and_exit_4(
     assert len(clock.sleeps) == 2
 
 
+@pytest.mark.parametrize("cause", ["connect-timeout", "dns"])
+def test_a_step_that_never_connected_fails_undelivered_uncompensated_exit_4(
+    cause: str,
+    store: Store,
+    env: dict[str, str],
+    clock: FakeClock,
+    tmp_path: Path,
+    participants: Participants,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A connect timeout or an unresolvable name never delivered the step: it is recorded
+    failed (not_delivered), never compensated, the earlier steps are, and the exit code is 4."""
+    definition = load(write_saga(tmp_path, timeout="300ms"))
+    if cause == "dns":
+        payment_url = "http://nonexistent.invalid/payment"
+    else:
+        payment_url = f"http://127.0.0.1:{request.getfixturevalue('blackhole_port')}/payment"
+    env = {**env, "PAYMENT_URL": payment_url}
+    saga_id = f"never-{cause}"
+
+    result = make_engine(store, env, clock).run(definition, INPUT, saga_id)
+
+    assert result.exit_code == 4
+    check_result(result, store, SagaState.FAILED, ExitCode.UNAVAILABLE)
+    assert participants.sequence() == [*actions("reserve"), *compensations("reserve")]
+    stored = store.get(saga_id)
+    assert stored is not None
+    charge = stored.steps[1]
+    assert (charge.status, charge.outcome, charge.attempts) == (StepStatus.FAILED, Outcome.NOT_DELIVERED, 3)
+    assert charge.compensation_attempts == 0
+    assert (charge.error or "").startswith(f"POST {payment_url}/charges: cannot connect: ")
+    assert statuses(store, saga_id) == {
+        "reserve": "compensated",
+        "charge": "failed",
+        "ship": "pending",
+        "notify": "pending",
+    }
+    assert [r for r in flow(store, saga_id) if r[0] == "charge"] == forward_rows("charge", "failed", retries=2)
+
+
 class _ByStep:
     """Routes one step's calls to another transport (same endpoint, different address)."""
 

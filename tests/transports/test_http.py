@@ -144,6 +144,28 @@ def test_connection_refused_was_never_delivered(closed_port: int) -> None:
     assert "cannot connect" in (reply.error or "")
 
 
+def test_connect_timeout_was_never_delivered(blackhole_port: int) -> None:
+    """The connection was never established: the participant cannot have acted."""
+    url = f"http://127.0.0.1:{blackhole_port}"
+    http = HttpTransport("firewalled", {"url": url})
+    try:
+        reply = http.call(request(timeout=0.3))
+    finally:
+        http.close()
+    assert (reply.status, reply.delivered, reply.result) == (Status.TRANSIENT, False, None)
+    assert (reply.error or "").startswith(f"POST {url}/charges: cannot connect: ")
+
+
+def test_dns_failure_was_never_delivered() -> None:
+    http = HttpTransport("nowhere", {"url": "http://nonexistent.invalid"})
+    try:
+        reply = http.call(request())
+    finally:
+        http.close()
+    assert (reply.status, reply.delivered, reply.result) == (Status.TRANSIENT, False, None)
+    assert (reply.error or "").startswith("POST http://nonexistent.invalid/charges: cannot connect: ")
+
+
 def test_read_timeout_is_transient_with_unknown_outcome(transport: HttpTransport, participants: Participants) -> None:
     participants.script("charge", "action", slow(3.0))
     reply = transport.call(request(timeout=0.2))
