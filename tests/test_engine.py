@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -725,6 +726,63 @@ def test_two_concurrent_resumes_never_both_drive_a_saga(
         held.release()
         worker.join(30)
 
+    check_result(outcome["result"], store, SagaState.COMPLETED, ExitCode.OK)
+    assert participants.sequence() == actions(*STEPS)  # each step sent exactly once
+
+
+def test_the_lease_covers_the_step_timeout_a_second_resume_31s_in_is_refused(
+    store: Store,
+    store_dsn: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    participants: Participants,
+) -> None:
+    """A live driver waiting on a 2-minute step keeps the saga for those 2 minutes: a second
+    engine (another owner, a clock 31 s later: past a 30 s margin, well within the step's
+    timeout) is refused, changes nothing and sends nothing."""
+    definition = load(write_saga(tmp_path, timeout="2m"))
+    held = gate(ok({"payment_id": "p"}))
+    participants.script("charge", "action", held)
+    clock = FakeClock()
+    first = make_engine(store, env, clock)
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["result"] = first.run(definition, INPUT, "long-1")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=drive)
+    worker.start()
+    try:
+        assert held.arrived.wait(10), "the first driver never reached the participant"
+        other = open_store(store_dsn)  # a second process, as far as the log can tell
+        try:
+            in_flight = other.get("long-1")
+            assert in_flight is not None
+            assert in_flight.lease_owner == first.owner
+            assert in_flight.deadline_at == clock.now() + timedelta(minutes=2)
+            assert in_flight.lease_expires_at is not None
+            assert in_flight.lease_expires_at >= clock.now() + timedelta(minutes=2)
+
+            later = FakeClock(clock.now())
+            later.advance(31)
+            second = make_engine(other, env, later)
+            assert second.owner != first.owner
+            with pytest.raises(LeaseHeldError, match="saga long-1 is being driven by "):
+                second.resume("long-1")
+            after = other.get("long-1")
+            assert after is not None
+            assert (after.lease_owner, after.lease_expires_at) == (first.owner, in_flight.lease_expires_at)
+            assert participants.sequence() == actions("reserve", "charge")  # the refused resume sent nothing
+        finally:
+            other.close()
+    finally:
+        held.release()
+        worker.join(30)
+
+    assert "error" not in outcome, outcome
     check_result(outcome["result"], store, SagaState.COMPLETED, ExitCode.OK)
     assert participants.sequence() == actions(*STEPS)  # each step sent exactly once
 
