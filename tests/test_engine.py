@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from sagactl.definition import SagaDefinition, load
-from sagactl.engine import Engine, RunResult, exit_code_for
+from sagactl.definition import RetryPolicy, SagaDefinition, load
+from sagactl.engine import Engine, RunResult, backoff_delay, exit_code_for
 from sagactl.errors import ExitCode, Interrupted, LeaseHeldError, UsageError
 from sagactl.models import Outcome, SagaState, StepStatus
 from sagactl.placeholders import MissingValueError
@@ -490,6 +490,61 @@ def test_retry_after_is_capped_by_max_backoff(
 
     check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
     assert clock.sleeps == [10.0]
+
+
+# Retry number -> the capped exponential for initial 500ms, max 10s; the delay lies in its
+# upper half (equal jitter).
+CEILINGS = [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 10.0), (7, 10.0), (30, 10.0), (999, 10.0)]
+
+
+@pytest.mark.parametrize(("attempt", "ceiling"), CEILINGS)
+def test_backoff_delay_is_capped_exponential_with_equal_jitter(attempt: int, ceiling: float) -> None:
+    policy = RetryPolicy(max_attempts=1000, initial_backoff=0.5, max_backoff=10.0)
+
+    delays = [backoff_delay(policy, attempt, random.Random(seed)) for seed in range(200)]
+
+    assert all(ceiling / 2 <= d <= ceiling for d in delays), (min(delays), max(delays))
+    assert len(set(delays)) == 200  # each seed its own delay: no thundering herd
+    # spread over the whole upper half, not bunched at one end of it
+    assert min(delays) < ceiling * 0.55 and max(delays) > ceiling * 0.95
+
+
+def test_backoff_delay_draws_from_the_engines_random() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)
+    same = [backoff_delay(policy, 3, random.Random(11)) for _ in range(2)]
+    assert same[0] == same[1]  # a seeded engine retries reproducibly
+    assert backoff_delay(policy, 3, random.Random(12)) != same[0]
+
+
+def test_retry_sleeps_grow_to_the_cap_and_vary_with_the_random_source(
+    store: Store, env: dict[str, str], tmp_path: Path, participants: Participants
+) -> None:
+    """Through the engine: 7 transient answers before success, 7 sleeps, each within the
+    upper half of min(2s, 500ms * 2^n); two engines seeded differently sleep differently."""
+    path = tmp_path / "order.yaml"
+    path.write_text(
+        SAGA_YAML.replace("@TIMEOUT@", "5s").replace(
+            "retry: {max_attempts: 3, initial_backoff: 500ms, max_backoff: 10s}",
+            "retry: {max_attempts: 8, initial_backoff: 500ms, max_backoff: 2s}",
+        )
+    )
+    definition = load(path)
+    ceilings = [0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    runs = []
+    for seed in (1, 2):
+        participants.script("charge", "action", *[transient(503)] * 7, then=ok({"payment_id": "p"}))
+        clock = FakeClock()
+        engine = Engine(store=store, transport_factory=http_factory(env), clock=clock, env=env, rng=random.Random(seed))
+
+        result = engine.run(definition, INPUT, f"backoff-{seed}")
+
+        check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+        assert len(clock.sleeps) == 7
+        for sleep, ceiling in zip(clock.sleeps, ceilings, strict=True):
+            assert ceiling / 2 <= sleep <= ceiling, clock.sleeps
+        runs.append(clock.sleeps)
+    assert runs[0] != runs[1]
+    assert len(participants.calls_for("charge")) == 16  # 8 attempts per saga
 
 
 # -- compensation failures and resume ---------------------------------------------------------
