@@ -222,6 +222,52 @@ def test_kill_9_mid_call_then_resume_completes(
     assert participants.sequence() == scenario.after_resume
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_step_exits_130_and_resume_completes(
+    signum: signal.Signals, cli: Cli, participants: Participants, running: list[subprocess.Popen[str]]
+) -> None:
+    """SIGTERM or Ctrl-C while a step is in flight: exit 130, state saved, lease released;
+    `sagactl resume` re-sends the in-flight step with its key and completes (exit 0)."""
+    saga_id = f"sig-{signum.name}"
+    held = gate()
+    participants.script("charge", "action", held)
+
+    proc = cli.start("run", "order.yaml", "--saga-id", saga_id, "-o", "json")
+    running.append(proc)
+    wait_in_flight(held, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    held.release()
+
+    assert proc.returncode == 130, stderr
+    assert f"interrupted; saga {saga_id} is saved pending at charge" in stderr
+    assert f"continue with 'sagactl resume {saga_id}'" in stderr
+    assert "Traceback" not in stderr
+    store = open_store(cli.dsn)
+    try:
+        stored = store.get(saga_id)
+        assert stored is not None
+        assert stored.state is SagaState.PENDING
+        assert [s.status.value for s in stored.steps] == ["completed", "executing", "pending", "pending"]
+        assert (stored.lease_owner, stored.lease_expires_at) == (None, None)  # given up on the way out
+    finally:
+        store.close()
+    assert participants.sequence() == a("reserve", "charge")
+
+    participants.clear()
+    resumed = cli.run("resume", saga_id, "-o", "json", "-v")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over" not in resumed.stderr  # nothing to take over: the lease was released
+    doc = saga_json(resumed.stdout)
+    assert (doc["saga_id"], doc["state"]) == (saga_id, "completed")
+    assert [s["status"] for s in doc["steps"]] == ["completed"] * 4
+    assert participants.sequence() == a("charge", "ship", "notify")  # reserve is not re-run
+    assert participants.calls[0].key == f"{saga_id}:charge:action"  # the in-flight step, same key
+    for call in participants.calls:
+        assert call.key == f"{saga_id}:{call.step}:{call.phase}"
+
+
 def test_a_live_driver_keeps_a_2m_step_from_a_cli_resume_31s_in(cli: Cli, participants: Participants) -> None:
     """The lease covers the step's timeout, not only a fixed margin: 31 s into a 2-minute
     step whose driver (this very process, alive) still waits, `sagactl resume` exits 3 and
