@@ -6,10 +6,12 @@ subprocess on the sample saga (real exec participants), as a runbook would.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +237,53 @@ def test_failed_compensation_exit_3_then_resume(env: dict[str, str]) -> None:
     again = runner.invoke(app, ["resume", "c-1"])
     assert again.exit_code == 1
     assert "already failed" in again.stderr
+
+
+def test_run_input_dash_reads_the_saga_input_from_stdin(env: dict[str, str]) -> None:
+    piped = {**json.loads(SAMPLE_INPUT.read_text()), "note": "piped in: café ✓", "gift": None, "tags": [1, 2.5]}
+    text = json.dumps(piped, indent=2, ensure_ascii=False) + "\n"  # several lines, as `jq .` prints it
+
+    result = runner.invoke(app, ["run", str(SAMPLE), "--input", "-", "-o", "json", "--saga-id", "stdin-1"], input=text)
+
+    assert (result.exit_code, result.stderr) == (0, ""), result.stderr
+    data = json.loads(result.stdout)
+    assert (data["saga_id"], data["state"]) == ("stdin-1", "completed")
+    assert data["data"] == piped
+    shown = runner.invoke(app, ["show", "stdin-1", "-o", "json"])
+    assert json.loads(shown.stdout)["data"] == piped
+
+
+def test_run_without_any_store_setting_writes_the_default_log_in_the_cwd(tmp_path: Path) -> None:
+    """No --dsn, no SAGACTL_DSN, no config file: the log is ./.sagactl/saga_log.db."""
+    cwd = tmp_path / "ops"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGACTL_", "FAIL_"))}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "no-config"), SAMPLE_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1")
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagactl", "run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "dflt-1"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+    log = cwd / ".sagactl" / "saga_log.db"
+    assert log.is_file()
+    assert sorted(p.name for p in cwd.iterdir()) == [".sagactl"]
+    with contextlib.closing(sqlite3.connect(log)) as db:
+        assert db.execute("SELECT saga_id, state FROM saga_log").fetchall() == [("dflt-1", "completed")]
+    shown = subprocess.run(
+        [sys.executable, "-m", "sagactl", "show", "dflt-1", "-o", "json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "completed"
 
 
 def test_detach_then_resume(env: dict[str, str]) -> None:
