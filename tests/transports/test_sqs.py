@@ -140,7 +140,7 @@ def test_no_reply_is_transient_and_delivered(sqs: Sqs, queues: tuple[Queue, Queu
     took = time.monotonic() - started
     assert reply.status is Status.TRANSIENT and reply.delivered  # sent; outcome unknown
     assert reply.error == f"sqs {queues[0].name}: no reply on {queues[1].name} within 1s"
-    assert 1.0 <= took < 4.0
+    assert 1.0 <= took < 10.0  # 10x the timeout on a loaded machine; half of one 20 s long poll
     assert sqs.counts(queues[0]) == (1, 0)  # the command is there for the participant
 
 
