@@ -271,8 +271,7 @@ def test_a_trickled_answer_is_bounded_by_the_step_timeout() -> None:
 
     def handle(h: Any) -> None:
         h.wfile.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode()
         )
         h.wfile.flush()
         for byte in body:
