@@ -232,7 +232,16 @@ def test_a_signal_mid_step_exits_130_and_resume_completes(
     held = gate()
     participants.script("charge", "action", held)
 
-    proc = cli.start("run", "order.yaml", "--saga-id", saga_id, "-o", "json")
+    # A child inherits an ignored SIGINT (pytest started in the background by a shell script);
+    # a handled one arrives as the default, which Python turns into KeyboardInterrupt.
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = cli.start("run", "order.yaml", "--saga-id", saga_id, "-o", "json")
+    finally:
+        if inherited == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     running.append(proc)
     wait_in_flight(held, proc)
     proc.send_signal(signum)
