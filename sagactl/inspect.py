@@ -154,9 +154,9 @@ def show_saga(reader: SagaReader, saga_id: str) -> SagaRecord | SagaSummary:
     """One saga with its full history (a mapped table gives only its summary row)."""
     saga = reader.detail(saga_id)
     if saga is None:
+        where = "the config's store section" if reader.info.kind == "mapped" else "the store with --dsn"
         raise NotFoundError(
-            f"saga {saga_id} not found in {reader.info.location}",
-            hint="check the ID with 'sagactl list' and the store with --dsn or the config's store section",
+            f"saga {saga_id} not found in {reader.info.location}", hint=f"check the ID with 'sagactl list' and {where}"
         )
     return saga
 

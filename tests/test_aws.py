@@ -45,7 +45,7 @@ def test_cli_import_and_help_do_not_load_boto3() -> None:
 def test_client_uses_adaptive_retries_short_timeouts_and_the_endpoint(aws_env: dict[str, str]) -> None:
     client = sqs_client(AwsSettings(region="us-east-1", endpoint_url=aws_env["AWS_ENDPOINT_URL_SQS"]))
     config = client.meta.config
-    assert config.retries is not None and config.retries["mode"] == "adaptive"
+    assert config.retries == {"mode": "adaptive"}  # attempts: AWS_MAX_ATTEMPTS / profile, else botocore's
     assert config.connect_timeout == 5.0
     assert config.read_timeout == 30.0  # above the 20 s long poll
     assert client.meta.endpoint_url == aws_env["AWS_ENDPOINT_URL_SQS"]
@@ -54,8 +54,7 @@ def test_client_uses_adaptive_retries_short_timeouts_and_the_endpoint(aws_env: d
 
 def test_aws_max_attempts_is_honoured(aws_env: dict[str, str]) -> None:
     client = sqs_client(AwsSettings(), env={"AWS_MAX_ATTEMPTS": "7"})
-    assert client.meta.config.retries is not None
-    assert client.meta.config.retries["total_max_attempts"] == 7
+    assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
 
 
 def test_queue_resolves_from_name_url_and_arn(sqs: Sqs) -> None:

@@ -6,16 +6,17 @@ subprocess on the sample saga (real exec participants), as a runbook would.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from sagactl.cli import app, completion_script
@@ -108,10 +109,16 @@ def test_schema_prints_the_shipped_json_schema() -> None:
     assert json.loads(result.stdout) == schema()
 
 
-def test_no_arguments_shows_help() -> None:
+def test_no_arguments_shows_help_on_stderr_exit_2() -> None:
+    """No command is a usage error: help goes to stderr (stdout stays clean for pipes), exit 2."""
     result = runner.invoke(app, [])
-    assert result.exit_code in (0, 2)
-    assert "validate" in result.stdout + result.stderr
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("Usage: sagactl [OPTIONS] COMMAND [ARGS]...")
+    assert "validate" in result.stderr
+    asked = runner.invoke(app, ["--help"])  # asked for: stdout, exit 0
+    assert (asked.exit_code, asked.stderr) == (0, "")
+    assert asked.stdout.startswith("Usage: sagactl [OPTIONS] COMMAND [ARGS]...")
 
 
 # -- validate ----------------------------------------------------------------------------------
@@ -237,11 +244,60 @@ def test_failed_compensation_exit_3_then_resume(env: dict[str, str]) -> None:
     assert "already failed" in again.stderr
 
 
+def test_run_input_dash_reads_the_saga_input_from_stdin(env: dict[str, str]) -> None:
+    piped = {**json.loads(SAMPLE_INPUT.read_text()), "note": "piped in: café ✓", "gift": None, "tags": [1, 2.5]}
+    text = json.dumps(piped, indent=2, ensure_ascii=False) + "\n"  # several lines, as `jq .` prints it
+
+    result = runner.invoke(app, ["run", str(SAMPLE), "--input", "-", "-o", "json", "--saga-id", "stdin-1"], input=text)
+
+    assert (result.exit_code, result.stderr) == (0, ""), result.stderr
+    data = json.loads(result.stdout)
+    assert (data["saga_id"], data["state"]) == ("stdin-1", "completed")
+    assert data["data"] == piped
+    shown = runner.invoke(app, ["show", "stdin-1", "-o", "json"])
+    assert json.loads(shown.stdout)["data"] == piped
+
+
+def test_run_without_any_store_setting_writes_the_default_log_in_the_cwd(tmp_path: Path) -> None:
+    """No --dsn, no SAGACTL_DSN, no config file: the log is ./.sagactl/saga_log.db."""
+    cwd = tmp_path / "ops"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGACTL_", "FAIL_"))}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "no-config"), SAMPLE_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1")
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagactl", "run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "dflt-1"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+    log = cwd / ".sagactl" / "saga_log.db"
+    assert log.is_file()
+    assert sorted(p.name for p in cwd.iterdir()) == [".sagactl"]
+    with contextlib.closing(sqlite3.connect(log)) as db:
+        assert db.execute("SELECT saga_id, state FROM saga_log").fetchall() == [("dflt-1", "completed")]
+    shown = subprocess.run(
+        [sys.executable, "-m", "sagactl", "show", "dflt-1", "-o", "json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "completed"
+
+
 def test_detach_then_resume(env: dict[str, str]) -> None:
     started = runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--detach", "-q"])
     assert started.exit_code == 0
     saga_id = started.stdout.strip()
-    shown = json.loads(runner.invoke(app, ["show", saga_id, "-o", "json"]).stdout)
+    show = runner.invoke(app, ["show", saga_id, "-o", "json"])
+    assert show.exit_code == 0, show.stderr
+    shown = json.loads(show.stdout)
     assert shown["state"] == "started"
     resumed = runner.invoke(app, ["resume", saga_id, "-o", "json"])
     assert resumed.exit_code == 0
@@ -314,13 +370,17 @@ def test_unreachable_endpoint_exit_4_and_secrets_masked(
     assert data["state"] == "failed"
     assert data["steps"][0]["outcome"] == "not_delivered"
     assert data["steps"][0]["attempts"] == 2
-    everything = result.stdout + result.stderr + runner.invoke(app, ["show", "u-1"]).stdout
+    shown = runner.invoke(app, ["show", "u-1"])
+    assert shown.exit_code == 0 and "cannot connect" in shown.stdout  # the error is shown, masked
+    everything = result.stdout + result.stderr + shown.stdout + shown.stderr
     assert "hunter2-pw" not in everything and "tok-abcdef" not in everything
+    assert "***" in data["steps"][0]["error"]
     assert "cannot connect" in result.stderr
 
 
 def test_traceback_only_with_verbose(env: dict[str, str]) -> None:
     quiet = runner.invoke(app, ["show", "nope"])
+    assert quiet.exit_code == 2
     assert "Traceback" not in quiet.stderr
     loud = runner.invoke(app, ["show", "nope", "-v"])
     assert "Traceback" in loud.stderr
@@ -338,6 +398,7 @@ def test_verbose_logs_each_transition(env: dict[str, str]) -> None:
         app,
         ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "v-2", "-q", "--log-format", "json"],
     )
+    assert logged.exit_code == 0
     lines = [json.loads(line) for line in logged.stderr.splitlines()]
     assert {
         "saga_id": "v-2",
@@ -361,8 +422,41 @@ def test_readme_quick_start_command_runs(env: dict[str, str]) -> None:
     assert "completed" in completed.stdout
 
 
-def test_typer_exit_is_not_swallowed() -> None:
-    assert issubclass(typer.Exit, Exception)
+def test_exit_codes_are_the_documented_numbers() -> None:
+    """Tests elsewhere compare with ExitCode members; this pins the members to the numbers
+    DESIGN section 7 and the README's table promise."""
+    from sagactl.errors import ExitCode
+
+    assert {code.name: int(code) for code in ExitCode} == {
+        "OK": 0,
+        "SAGA_FAILED": 1,
+        "USAGE": 2,
+        "ATTENTION": 3,
+        "UNAVAILABLE": 4,
+        "INTERRUPTED": 130,
+    }
+    section = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n\n")[1]  # the table
+    assert [row.split("|")[1].strip() for row in section.splitlines()[2:]] == ["0", "1", "2", "3", "4", "130"]
+
+
+def test_a_command_error_reaches_the_process_exit_code(tmp_path: Path) -> None:
+    """Through the real entry point (``python -m sagactl``, not CliRunner): the funnel's exit
+    code is the process's, with one line on stderr and nothing on stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
+    log = tmp_path / "log.db"
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagactl", "show", "nope", "--dsn", f"sqlite:///{log}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr == (
+        f"sagactl: error: saga nope not found in {log}; check the ID with 'sagactl list' and the store with --dsn\n"
+    )
 
 
 def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) -> None:
@@ -376,8 +470,11 @@ def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) ->
 
 
 def test_failed_saga_keeps_why_it_failed_as_last_error(env: dict[str, str]) -> None:
-    run_sample("-q", "--saga-id", "le-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
-    resumed = json.loads(runner.invoke(app, ["resume", "le-1", "-o", "json"]).stdout)
+    stuck = run_sample("-q", "--saga-id", "le-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
+    assert stuck.returncode == 3, stuck.stderr
+    result = runner.invoke(app, ["resume", "le-1", "-o", "json"])
+    assert result.exit_code == 1, result.stderr
+    resumed = json.loads(result.stdout)
     assert resumed["state"] == "failed"
     assert resumed["last_error"].startswith("create_shipment: exec python3 participants/shipping.py create: exit 1")
 

@@ -108,7 +108,7 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
     ]
     assert (row["saga_id"], row["saga_type"], row["state"]) == ("c-1", "FastOrder", "compensating")
     assert (row["current_step"], row["current_step_name"]) == (1, "charge")
-    assert row["stuck_for_seconds"] >= 0 and row["deadline_at"].endswith("Z")
+    assert 0 <= row["stuck_for_seconds"] < 600 and row["deadline_at"].endswith("Z")  # stuck since the run just now
     assert "FAIL_COMPENSATION=charge" in row["last_error"]
     assert invoke("list", "--stuck", "-q") == (0, "c-1\n", "")
     assert invoke("list", "--stuck", "-q", "--exit-code") == (3, "c-1\n", "")
@@ -118,7 +118,8 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
     header, line = out.splitlines()
     assert header.split()[:4] == ["SAGA", "TYPE", "STATE", "STEP"]
     assert line.startswith("c-1") and "1 (charge)" in line and "charge compensation: exec" in line
-    code, out, _ = invoke("list", "--stuck", "-o", "csv")
+    code, out, err = invoke("list", "--stuck", "-o", "csv")
+    assert (code, err) == (0, "")
     assert out.splitlines()[0] == "saga_id,saga_type,state,step,updated_at,stuck_for,last_error"
     jsonl = invoke("list", "-o", "jsonl", "--state", "COMPENSATING")[1]
     assert [json.loads(x)["saga_id"] for x in jsonl.splitlines()] == ["c-1"]
@@ -164,7 +165,7 @@ def test_stats_json_prometheus_and_table(cli: Path, monkeypatch: pytest.MonkeyPa
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert data["totals"]["compensating"] == 1 and data["totals"]["stuck"] == 1
-    assert data["oldest_active_age_seconds"] >= 0
+    assert 0 <= data["oldest_active_age_seconds"] < 600  # the saga was run just now
     code, out, err = invoke("stats", "-o", "prometheus")
     assert (code, err) == (0, "")
     assert 'sagactl_sagas{saga_type="FastOrder",state="compensating"} 1.0' in out.splitlines()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sagactl.config import DEFAULT_DSN, resolve_settings
+from sagactl.config import TableMapping, resolve_settings
 from sagactl.errors import UsageError
 from sagactl.masking import mask_secrets, mask_value
 
@@ -37,7 +37,7 @@ def config_file(tmp_path: Path) -> Path:
 def test_default_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = resolve_settings(env={"XDG_CONFIG_HOME": str(tmp_path / "none")})
-    assert settings.dsn == DEFAULT_DSN
+    assert settings.dsn == "sqlite:///.sagactl/saga_log.db"  # DESIGN 4: ./.sagactl/saga_log.db
     assert settings.config_path is None
 
 
@@ -59,9 +59,12 @@ def test_context_overlays_top_level(config_file: Path) -> None:
     assert staging.aws.region == "eu-west-1"
     assert staging.aws.endpoint_url == "http://127.0.0.1:4566"
     legacy = resolve_settings(config=str(config_file), context="legacy", env={})
-    assert legacy.mapping is not None
-    assert legacy.mapping.table == "orders.saga_instances"
-    assert legacy.mapping.columns == {"saga_id": "id", "state": "status"}
+    assert legacy.mapping == TableMapping(
+        table="orders.saga_instances",
+        columns={"saga_id": "id", "state": "status"},
+        states={"completed": "COMPLETED"},
+    )
+    assert legacy.dsn == "postgresql://ops@db.internal/orders"  # the top-level store, overlaid
 
 
 def test_env_endpoint_beats_config(config_file: Path) -> None:
@@ -86,8 +89,9 @@ def test_broken_config_is_one_line(tmp_path: Path) -> None:
     path.write_text("store: [unclosed\n")
     with pytest.raises(UsageError) as info:
         resolve_settings(config=str(path), env={})
-    assert "\n" not in info.value.one_line()
-    assert str(path) in info.value.one_line()
+    line = info.value.one_line()
+    assert "\n" not in line
+    assert line.startswith(f"{path}: cannot read config: ")
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,24 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sagactl.definition import SagaDefinition
+from sagactl.engine import Engine
 from sagactl.models import SagaState, utcnow
 from sagactl.store import open_store
-from tests.support.participants import Gate, Participants, gate, refuse
+from sagactl.transports import Transport, open_transport
+from sagactl.validation import load
+from tests.support.clock import FakeClock
+from tests.support.participants import Gate, Participants, gate, ok, refuse
 
 pytestmark = pytest.mark.slow
 
@@ -214,3 +221,101 @@ def test_kill_9_mid_call_then_resume_completes(
     again = cli.run("resume", saga_id, "-o", "json")  # finished: nothing more is sent
     assert again.returncode == scenario.exit_code
     assert participants.sequence() == scenario.after_resume
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_step_exits_130_and_resume_completes(
+    signum: signal.Signals, cli: Cli, participants: Participants, running: list[subprocess.Popen[str]]
+) -> None:
+    """SIGTERM or Ctrl-C while a step is in flight: exit 130, state saved, lease released;
+    `sagactl resume` re-sends the in-flight step with its key and completes (exit 0)."""
+    saga_id = f"sig-{signum.name}"
+    held = gate()
+    participants.script("charge", "action", held)
+
+    # A child inherits an ignored SIGINT (pytest started in the background by a shell script);
+    # a handled one arrives as the default, which Python turns into KeyboardInterrupt.
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = cli.start("run", "order.yaml", "--saga-id", saga_id, "-o", "json")
+    finally:
+        if inherited == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    running.append(proc)
+    wait_in_flight(held, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    held.release()
+
+    assert proc.returncode == 130, stderr
+    assert f"interrupted; saga {saga_id} is saved pending at charge" in stderr
+    assert f"continue with 'sagactl resume {saga_id}'" in stderr
+    assert "Traceback" not in stderr
+    store = open_store(cli.dsn)
+    try:
+        stored = store.get(saga_id)
+        assert stored is not None
+        assert stored.state is SagaState.PENDING
+        assert [s.status.value for s in stored.steps] == ["completed", "executing", "pending", "pending"]
+        assert (stored.lease_owner, stored.lease_expires_at) == (None, None)  # given up on the way out
+    finally:
+        store.close()
+    assert participants.sequence() == a("reserve", "charge")
+
+    participants.clear()
+    resumed = cli.run("resume", saga_id, "-o", "json", "-v")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over" not in resumed.stderr  # nothing to take over: the lease was released
+    doc = saga_json(resumed.stdout)
+    assert (doc["saga_id"], doc["state"]) == (saga_id, "completed")
+    assert [s["status"] for s in doc["steps"]] == ["completed"] * 4
+    assert participants.sequence() == a("charge", "ship", "notify")  # reserve is not re-run
+    assert participants.calls[0].key == f"{saga_id}:charge:action"  # the in-flight step, same key
+    for call in participants.calls:
+        assert call.key == f"{saga_id}:{call.step}:{call.phase}"
+
+
+def test_a_live_driver_keeps_a_2m_step_from_a_cli_resume_31s_in(cli: Cli, participants: Participants) -> None:
+    """The lease covers the step's timeout, not only a fixed margin: 31 s into a 2-minute
+    step whose driver (this very process, alive) still waits, `sagactl resume` exits 3 and
+    sends nothing. The driver's clock started 31 s ago, so no one waits 31 s for real."""
+    (cli.cwd / "long.yaml").write_text(SAGA_YAML.replace("timeout: 20s", "timeout: 2m"))
+    definition = load(cli.cwd / "long.yaml")
+    held = gate(ok({"payment_id": "p"}))
+    participants.script("charge", "action", held)
+
+    def factory(defn: SagaDefinition, endpoint: str) -> Transport:
+        return open_transport(defn.endpoints[endpoint], defn.base_dir, cli.env)
+
+    store = open_store(cli.dsn)
+    clock = FakeClock(utcnow() - timedelta(seconds=31))
+    driver = Engine(store=store, transport_factory=factory, clock=clock, env=cli.env)
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["result"] = driver.run(definition, {}, "long-cli-1")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=drive)
+    worker.start()
+    try:
+        assert held.arrived.wait(10), "the driver never reached the participant"
+        second = cli.run("resume", "long-cli-1", "-o", "json")
+        assert second.returncode == 3, second.stderr
+        assert second.stdout == ""
+        assert f"saga long-cli-1 is being driven by {socket.gethostname()}:{os.getpid()}:" in second.stderr
+        assert "took over" not in second.stderr
+        assert participants.sequence() == a("reserve", "charge")  # the refused resume sent nothing
+    finally:
+        held.release()
+        worker.join(30)
+        store.close()
+
+    assert "error" not in outcome, outcome
+    assert outcome["result"].saga.state is SagaState.COMPLETED
+    assert participants.sequence() == a(*STEPS)  # each step sent exactly once

@@ -199,7 +199,7 @@ def test_dlq_list_json_contract(sqs: Sqs) -> None:
     assert table.exit_code == 0
     assert "saga-x" in table.stdout and long_body not in table.stdout and "…" in table.stdout  # truncated
     quiet = runner.invoke(app, ["dlq", "list", queue.name, "-q", "--wait-time", "0"])
-    assert quiet.stdout == "saga-x\n"
+    assert (quiet.exit_code, quiet.stdout) == (0, "saga-x\n")
     assert sqs.counts(queue) == (1, 0)
 
 
@@ -213,9 +213,12 @@ def test_dlq_list_group_by_and_filters_on_the_command_line(sqs: Sqs) -> None:
         app,
         ["dlq", "list", queue.name, "--saga-id", "saga-1", "--step", "charge", "-o", "json", "--wait-time", "0"],
     )
-    assert {(m["saga_id"], m["step_name"]) for m in json.loads(filtered.stdout)} == {("saga-1", "charge")}
+    assert filtered.exit_code == 0, filtered.stderr
+    found = json.loads(filtered.stdout)
+    assert {(m["saga_id"], m["step_name"]) for m in found} == {("saga-1", "charge")}
+    assert sorted(json.loads(m["body"])["n"] for m in found) == [1, 3, 5, 7, 9]  # every one of them
     empty = runner.invoke(app, ["dlq", "list", queue.name, "--saga-id", "nope", "-o", "json", "--wait-time", "0"])
-    assert empty.stdout.strip() == "[]"
+    assert (empty.exit_code, empty.stdout, empty.stderr) == (0, "[]\n", "")
 
 
 def test_dlq_list_waits_for_a_long_poll_before_concluding(sqs: Sqs) -> None:

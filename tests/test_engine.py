@@ -12,12 +12,14 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sagactl.definition import SagaDefinition
+from sagactl.definition import RetryPolicy, SagaDefinition
+from sagactl.driver import backoff_delay
 from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, LeaseHeldError, UsageError
 from sagactl.models import Outcome, RunResult, SagaState, StepStatus, exit_code_for
@@ -382,6 +384,46 @@ def test_connect_errors_never_delivered_are_not_compensated_and_exit_4(
     assert len(clock.sleeps) == 2
 
 
+@pytest.mark.parametrize("cause", ["connect-timeout", "dns"])
+def test_a_step_that_never_connected_fails_undelivered_uncompensated_exit_4(
+    cause: str,
+    store: Store,
+    env: dict[str, str],
+    clock: FakeClock,
+    tmp_path: Path,
+    participants: Participants,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A connect timeout or an unresolvable name never delivered the step: it is recorded
+    failed (not_delivered), never compensated, the earlier steps are, and the exit code is 4."""
+    definition = load(write_saga(tmp_path, timeout="300ms"))
+    if cause == "dns":
+        payment_url = "http://nonexistent.invalid/payment"
+    else:
+        payment_url = f"http://127.0.0.1:{request.getfixturevalue('blackhole_port')}/payment"
+    env = {**env, "PAYMENT_URL": payment_url}
+    saga_id = f"never-{cause}"
+
+    result = make_engine(store, env, clock).run(definition, INPUT, saga_id)
+
+    assert result.exit_code == 4
+    check_result(result, store, SagaState.FAILED, ExitCode.UNAVAILABLE)
+    assert participants.sequence() == [*actions("reserve"), *compensations("reserve")]
+    stored = store.get(saga_id)
+    assert stored is not None
+    charge = stored.steps[1]
+    assert (charge.status, charge.outcome, charge.attempts) == (StepStatus.FAILED, Outcome.NOT_DELIVERED, 3)
+    assert charge.compensation_attempts == 0
+    assert (charge.error or "").startswith(f"POST {payment_url}/charges: cannot connect: ")
+    assert statuses(store, saga_id) == {
+        "reserve": "compensated",
+        "charge": "failed",
+        "ship": "pending",
+        "notify": "pending",
+    }
+    assert [r for r in flow(store, saga_id) if r[0] == "charge"] == forward_rows("charge", "failed", retries=2)
+
+
 class _ByStep:
     """Routes one step's calls to another transport (same endpoint, different address)."""
 
@@ -452,6 +494,61 @@ def test_retry_after_is_capped_by_max_backoff(
     assert clock.sleeps == [10.0]
 
 
+# Retry number -> the capped exponential for initial 500ms, max 10s; the delay lies in its
+# upper half (equal jitter).
+CEILINGS = [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 10.0), (7, 10.0), (30, 10.0), (999, 10.0)]
+
+
+@pytest.mark.parametrize(("attempt", "ceiling"), CEILINGS)
+def test_backoff_delay_is_capped_exponential_with_equal_jitter(attempt: int, ceiling: float) -> None:
+    policy = RetryPolicy(max_attempts=1000, initial_backoff=0.5, max_backoff=10.0)
+
+    delays = [backoff_delay(policy, attempt, random.Random(seed)) for seed in range(200)]
+
+    assert all(ceiling / 2 <= d <= ceiling for d in delays), (min(delays), max(delays))
+    assert len(set(delays)) == 200  # each seed its own delay: no thundering herd
+    # spread over the whole upper half, not bunched at one end of it
+    assert min(delays) < ceiling * 0.55 and max(delays) > ceiling * 0.95
+
+
+def test_backoff_delay_draws_from_the_engines_random() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=60.0)
+    same = [backoff_delay(policy, 3, random.Random(11)) for _ in range(2)]
+    assert same[0] == same[1]  # a seeded engine retries reproducibly
+    assert backoff_delay(policy, 3, random.Random(12)) != same[0]
+
+
+def test_retry_sleeps_grow_to_the_cap_and_vary_with_the_random_source(
+    store: Store, env: dict[str, str], tmp_path: Path, participants: Participants
+) -> None:
+    """Through the engine: 7 transient answers before success, 7 sleeps, each within the
+    upper half of min(2s, 500ms * 2^n); two engines seeded differently sleep differently."""
+    path = tmp_path / "order.yaml"
+    path.write_text(
+        SAGA_YAML.replace("@TIMEOUT@", "5s").replace(
+            "retry: {max_attempts: 3, initial_backoff: 500ms, max_backoff: 10s}",
+            "retry: {max_attempts: 8, initial_backoff: 500ms, max_backoff: 2s}",
+        )
+    )
+    definition = load(path)
+    ceilings = [0.5, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    runs = []
+    for seed in (1, 2):
+        participants.script("charge", "action", *[transient(503)] * 7, then=ok({"payment_id": "p"}))
+        clock = FakeClock()
+        engine = Engine(store=store, transport_factory=http_factory(env), clock=clock, env=env, rng=random.Random(seed))
+
+        result = engine.run(definition, INPUT, f"backoff-{seed}")
+
+        check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+        assert len(clock.sleeps) == 7
+        for sleep, ceiling in zip(clock.sleeps, ceilings, strict=True):
+            assert ceiling / 2 <= sleep <= ceiling, clock.sleeps
+        runs.append(clock.sleeps)
+    assert runs[0] != runs[1]
+    assert len(participants.calls_for("charge")) == 16  # 8 attempts per saga
+
+
 # -- compensation failures and resume ---------------------------------------------------------
 
 
@@ -478,7 +575,7 @@ def test_failing_compensation_stops_in_strict_order_then_resume_finishes(
     }
     assert stored.current_step == 1 and stored.current_step_name == "charge"
     assert "charge compensation" in (stored.last_error or "") and "HTTP 500" in (stored.last_error or "")
-    assert stored.deadline_at is not None and stored.deadline_at <= clock.now()  # list --stuck finds it at once
+    assert stored.deadline_at == clock.now()  # due now: list --stuck finds it at once
     assert stored.lease_owner is None  # released: an operator can resume at once
     assert 0.5 <= clock.sleeps[0] <= 1 and 1 <= clock.sleeps[1] <= 2 and len(clock.sleeps) == 2
 
@@ -649,7 +746,7 @@ def test_resume_of_a_finished_saga_sends_nothing(
 
     result = make_engine(store, env, clock).resume("done-1")
 
-    assert result.exit_code == ExitCode.OK and result.message and "already completed" in result.message
+    assert (result.exit_code, result.message) == (ExitCode.OK, "saga done-1 is already completed")
     assert participants.calls == []
     check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
 
@@ -686,6 +783,63 @@ def test_two_concurrent_resumes_never_both_drive_a_saga(
         held.release()
         worker.join(30)
 
+    check_result(outcome["result"], store, SagaState.COMPLETED, ExitCode.OK)
+    assert participants.sequence() == actions(*STEPS)  # each step sent exactly once
+
+
+def test_the_lease_covers_the_step_timeout_a_second_resume_31s_in_is_refused(
+    store: Store,
+    store_dsn: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    participants: Participants,
+) -> None:
+    """A live driver waiting on a 2-minute step keeps the saga for those 2 minutes: a second
+    engine (another owner, a clock 31 s later: past a 30 s margin, well within the step's
+    timeout) is refused, changes nothing and sends nothing."""
+    definition = load(write_saga(tmp_path, timeout="2m"))
+    held = gate(ok({"payment_id": "p"}))
+    participants.script("charge", "action", held)
+    clock = FakeClock()
+    first = make_engine(store, env, clock)
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["result"] = first.run(definition, INPUT, "long-1")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=drive)
+    worker.start()
+    try:
+        assert held.arrived.wait(10), "the first driver never reached the participant"
+        other = open_store(store_dsn)  # a second process, as far as the log can tell
+        try:
+            in_flight = other.get("long-1")
+            assert in_flight is not None
+            assert in_flight.lease_owner == first.owner
+            assert in_flight.deadline_at == clock.now() + timedelta(minutes=2)
+            assert in_flight.lease_expires_at is not None
+            assert in_flight.lease_expires_at >= clock.now() + timedelta(minutes=2)
+
+            later = FakeClock(clock.now())
+            later.advance(31)
+            second = make_engine(other, env, later)
+            assert second.owner != first.owner
+            with pytest.raises(LeaseHeldError, match="saga long-1 is being driven by "):
+                second.resume("long-1")
+            after = other.get("long-1")
+            assert after is not None
+            assert (after.lease_owner, after.lease_expires_at) == (first.owner, in_flight.lease_expires_at)
+            assert participants.sequence() == actions("reserve", "charge")  # the refused resume sent nothing
+        finally:
+            other.close()
+    finally:
+        held.release()
+        worker.join(30)
+
+    assert "error" not in outcome, outcome
     check_result(outcome["result"], store, SagaState.COMPLETED, ExitCode.OK)
     assert participants.sequence() == actions(*STEPS)  # each step sent exactly once
 

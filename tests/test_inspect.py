@@ -305,7 +305,8 @@ def test_stats_prometheus_exposition(mixed: Store, settings: Settings) -> None:
     assert samples[("sagactl_oldest_active_saga_age_seconds", (("saga_type", "Refund"),))] == 50
     assert ("sagactl_sagas_stuck", (("saga_type", "Order"), ("state", "completed"))) not in samples
     assert "# TYPE sagactl_sagas gauge" in text
-    assert stats_document(stats(settings, now=at(100))).prometheus is not None
+    render = stats_document(stats(settings, now=at(100))).prometheus
+    assert render is not None and render() == text  # `stats -o prometheus` prints exactly this
 
 
 def test_stats_reads_active_counts_exactly(mixed: Store, settings: Settings) -> None:

@@ -39,13 +39,35 @@ def test_corpus_is_large_enough() -> None:
     assert len(list(CORPUS.glob("*.yaml"))) >= 25
 
 
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
-def test_sample_definitions_are_valid(path: Path) -> None:
-    if path.name == "sagactl.yaml":
-        return  # the config example, not a saga
-    report = check_file(path)
+# Every sample saga file and the sagas it defines; sagactl.yaml is the config example.
+SAMPLE_SAGAS = {"order.yaml": ["OrderFulfillment"]}
+
+
+def test_every_sample_yaml_is_a_known_saga_file_or_the_config_example() -> None:
+    assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == sorted([*SAMPLE_SAGAS, "sagactl.yaml"])
+
+
+@pytest.mark.parametrize(("name", "sagas"), sorted(SAMPLE_SAGAS.items()))
+def test_sample_definitions_are_valid(name: str, sagas: list[str]) -> None:
+    report = check_file(SAMPLES / name)
     assert report.errors == [], report.errors
-    assert report.definitions
+    assert [d.name for d in report.definitions] == sagas
+
+
+def test_sample_config_example_is_a_valid_config() -> None:
+    from sagactl.config import resolve_settings
+
+    path = SAMPLES / "sagactl.yaml"
+    default = resolve_settings(config=str(path), env={})
+    assert (default.dsn, default.context, default.mapping) == (
+        "postgresql://sagactl@db.internal:5432/orders?connect_timeout=5",
+        None,
+        None,
+    )
+    staging = resolve_settings(config=str(path), context="staging", env={})
+    assert staging.dsn == "postgresql://sagactl@db.staging.internal:5432/orders"
+    local = resolve_settings(config=str(path), context="local", env={})
+    assert local.dsn == "sqlite:///.sagactl/saga_log.db"
 
 
 def test_samples_declare_the_schema_for_editors() -> None:
@@ -130,7 +152,7 @@ steps:
     a, b = built.steps
     assert (a.timeout, a.compensation_timeout) == (10.0, 60.0)
     assert a.retry == definition.RetryPolicy(5, 0.1, 30.0)
-    assert a.compensation_retry == definition.DEFAULT_COMPENSATION_RETRY
+    assert a.compensation_retry == definition.RetryPolicy(8, 1.0, 300.0)  # built-in: 8 attempts, 1s .. 5m
     assert a.compensation is None
     assert (b.timeout, b.retry.max_attempts, b.retry.initial_backoff) == (5400.0, 1, 0.1)
     assert b.compensation_retry.max_backoff == 2.0

@@ -21,7 +21,6 @@ from sagactl.models import (
 )
 from sagactl.store import Store, open_store
 from sagactl.store.base import (
-    SCHEMA_VERSION,
     ActiveCount,
     LeaseHolder,
     LeaseLostError,
@@ -30,6 +29,9 @@ from sagactl.store.base import (
     StateCount,
 )
 
+# The schema version db init reaches: the last migration, schema/*/002_list_order.sql. A new
+# migration bumps it here on purpose.
+SCHEMA_VERSION = 2
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"

@@ -12,8 +12,9 @@ Unscripted calls succeed with ``{"step": step, "phase": phase, "n": n}`` (n coun
 step's calls of that phase). Step and phase come from the ``X-Saga-Step`` header and the
 ``Idempotency-Key`` suffix (``{saga_id}:{step}:{action|compensation}``).
 
-Fixtures: ``participants`` (a fresh server per test) and ``closed_port`` (a port that
-refuses connections: bound, never listening).
+Fixtures: ``participants`` (a fresh server per test), ``closed_port`` (a port that
+refuses connections: bound, never listening) and ``blackhole_port`` (a port where a connect
+times out: its accept queue is full and never drained, so the kernel drops further SYNs).
 """
 
 from __future__ import annotations
@@ -305,3 +306,31 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+@pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A local port where a connect times out (httpx.ConnectTimeout), as behind a firewall
+    that drops packets: listening with a backlog of 0, never accepting, its accept queue
+    filled until one more connect hangs. Nothing is ever delivered there."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break  # the queue is full: every later SYN is dropped
+        else:
+            pytest.fail("could not fill the accept queue of a listening socket")
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
