@@ -8,6 +8,7 @@ batch entries, throttles calls or fails outright.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -481,6 +482,39 @@ def test_partial_send_failures_are_handled_per_entry(sqs: Sqs, sqs_proxy: SqsPro
     assert "failed 6" in stderr
     assert sqs.counts(dlq) == (6, 0)  # failed entries stay in the DLQ, visible
     assert sorted(m["Body"] for m in sqs.receive_all(source)) == sorted(b for b in bodies if b.startswith("ok"))
+
+
+def test_send_answered_with_a_wrong_body_md5_keeps_the_message_in_the_dlq(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    """SQS acknowledges the send but reports the MD5 of another body (a proxy or SDK that
+    mangled it on the way): that message is not deleted, it is reported failed, the rest move."""
+    dlq, source = sqs.dlq_pair()
+    bodies = [f"mangled-{i}" if i % 5 == 0 else f"ok-{i}" for i in range(20)]
+    sqs.send(dlq, bodies, attributes=lambda i: attrs(f"s{i}"))
+    wrong_md5 = hashlib.md5(b"not the body that was sent").hexdigest()
+
+    def mangle_md5(operation: str, payload: dict[str, Any], headers: Mapping[str, str], forward: Forward) -> Any:
+        status, answer, extra = forward(payload)
+        if operation == "SendMessageBatch":
+            mangled = {e["Id"] for e in payload["Entries"] if e["MessageBody"].startswith("mangled")}
+            for entry in answer.get("Successful", []):
+                if entry["Id"] in mangled:
+                    entry["MD5OfMessageBody"] = wrong_md5
+        return status, answer, extra
+
+    sqs_proxy.handler = mangle_md5
+    code, data, stderr = cli("--dlq", dlq.name, "--endpoint-url", sqs_proxy.url)
+    assert code == 3, stderr
+    assert (data["moved"], data["failed"]) == (16, 4)
+    assert "failed 4" in stderr
+    failed = [m for m in data["messages"] if m["action"] == "failed"]
+    assert sorted(m["body"] for m in failed) == sorted(b for b in bodies if b.startswith("mangled"))
+    for message in failed:
+        assert message["reason"].startswith(f"sent to {source.name} as ")
+        assert message["reason"].endswith("but the body MD5 differs; kept in the DLQ")
+    assert sqs.counts(dlq) == (4, 0)  # kept, and visible again
+    assert sorted(m["Body"] for m in sqs.receive_all(dlq)) == sorted(b for b in bodies if b.startswith("mangled"))
+    # SQS did take the mangled ones: a duplicate in the source queue, never a loss
+    assert sorted(m["Body"] for m in sqs.receive_all(source)) == sorted(bodies)
 
 
 def test_failed_deletes_duplicate_but_never_lose(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
