@@ -33,7 +33,7 @@ from sagactl.dlq import (
     start_move_task,
 )
 from sagactl.errors import NotFoundError, UsageError
-from tests.support.sqs import Queue, Sqs
+from tests.support.sqs import Queue, Sqs, SqsProxy, receive_waits, without_long_polls
 
 runner = CliRunner()
 
@@ -231,6 +231,23 @@ def test_dlq_list_waits_for_a_long_poll_before_concluding(sqs: Sqs) -> None:
     fill(sqs, queue, 3)
     result = runner.invoke(app, ["dlq", "list", queue.name, "-o", "json", "--wait-time", "1"])
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
+
+
+WAITS = [(["--wait-time", "0"], 0), (["--wait-time", "3"], 3), ([], 1)]
+
+
+@pytest.mark.parametrize(("flags", "wait"), WAITS, ids=["0", "3", "default"])
+def test_dlq_list_long_polls_as_long_as_it_is_told(sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str], wait: int) -> None:
+    """The receive that concludes the queue is drained waits --wait-time seconds (default 1);
+    0 means no long poll at all. (The proxy records the wait and lets moto answer at once.)"""
+    queue = sqs.queue("waits")
+    fill(sqs, queue, 12)
+    sqs_proxy.handler = without_long_polls
+    result = runner.invoke(app, ["dlq", "list", queue.name, "-o", "json", "--endpoint-url", sqs_proxy.url, *flags])
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 12
+    waits = receive_waits(sqs_proxy)
+    assert waits[-1] == wait and set(waits) <= {0, wait}
 
 
 # -- SQS move tasks: Stubber (moto does not implement these calls) ---------------------------

@@ -35,7 +35,7 @@ from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SagaRecord, SagaState, utcnow
 from sagactl.redrive import RedriveRequest, RedriveResult, redrive
 from sagactl.store import open_store
-from tests.support.sqs import Forward, Queue, Sqs, SqsProxy, throttled
+from tests.support.sqs import Forward, Queue, Sqs, SqsProxy, receive_waits, throttled, without_long_polls
 
 runner = CliRunner()
 
@@ -672,6 +672,23 @@ def test_sqs_failing_mid_run_exits_4_with_a_summary(sqs: Sqs, sqs_proxy: SqsProx
     assert lines[0].startswith("sagactl: moved 0") and lines[1].startswith("sagactl: error: SQS at ")
     assert sqs.counts(dlq) == (20, 0) and sqs.counts(source) == (0, 0)
     assert sorted(m["Body"] for m in sqs.receive_all(dlq)) == sorted(bodies)
+
+
+WAITS = [(["--wait-time", "0"], 0), (["--wait-time", "3"], 3), ([], 1)]
+
+
+@pytest.mark.parametrize(("flags", "wait"), WAITS, ids=["0", "3", "default"])
+def test_redrive_long_polls_as_long_as_it_is_told(sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str], wait: int) -> None:
+    """The receive that concludes the DLQ is drained waits --wait-time seconds (default 1);
+    0 means no long poll at all. (The proxy records the wait and lets moto answer at once.)"""
+    dlq, source = sqs.dlq_pair()
+    fill(sqs, dlq, 12)
+    sqs_proxy.handler = without_long_polls
+    result = runner.invoke(app, ["redrive", "--dlq", dlq.name, "-o", "json", "--endpoint-url", sqs_proxy.url, *flags])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["moved"] == 12 and sqs.counts(source) == (12, 0)
+    waits = receive_waits(sqs_proxy)
+    assert waits[-1] == wait and set(waits) <= {0, wait}
 
 
 # -- options -------------------------------------------------------------------------------------------

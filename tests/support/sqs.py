@@ -200,17 +200,32 @@ def throttled(code: str = "RequestThrottled") -> Answer:
     )
 
 
+def without_long_polls(operation: str, payload: dict[str, Any], headers: Mapping[str, str], forward: Forward) -> Answer:
+    """A handler passing every call on, ReceiveMessage with WaitTimeSeconds 0: a test reads the
+    wait asked for from ``SqsProxy.requests`` without waiting it out."""
+    if operation == "ReceiveMessage":
+        payload = {**payload, "WaitTimeSeconds": 0}
+    return forward(payload)
+
+
+def receive_waits(proxy: SqsProxy) -> list[int]:
+    """WaitTimeSeconds of each ReceiveMessage the client sent through ``proxy`` (0 when absent)."""
+    return [int(payload.get("WaitTimeSeconds", 0)) for op, payload in proxy.requests if op == "ReceiveMessage"]
+
+
 @dataclass
 class SqsProxy:
     """An HTTP endpoint on 127.0.0.1 that passes SQS JSON calls to moto through ``handler``.
 
     ``handler(operation, payload, headers, forward)`` may change the payload, call
-    ``forward`` (moto), change its answer, or answer by itself. ``calls`` records operations.
+    ``forward`` (moto), change its answer, or answer by itself. ``calls`` records operations,
+    ``requests`` each operation with the payload the client sent.
     """
 
     upstream: str
     handler: Handler | None = None
     calls: list[str] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -245,6 +260,7 @@ class SqsProxy:
                 operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
                 headers = dict(self.headers.items())
                 proxy.calls.append(operation)
+                proxy.requests.append((operation, json.loads(json.dumps(payload))))
 
                 def forward(changed: dict[str, Any]) -> Answer:
                     return proxy.forward(changed, headers)
