@@ -1,9 +1,11 @@
 """dlq list (peek): nothing consumed, everything visible again at the end; fields from
-attributes or the JSON body; filters and grouping; move tasks via botocore's Stubber.
+attributes or the JSON body; filters and grouping; SQS move tasks (redrive --native,
+--status, --cancel).
 
 moto (server mode on 127.0.0.1) is the SQS endpoint. moto does not implement
-StartMessageMoveTask, ListMessageMoveTasks or CancelMessageMoveTask, so those three calls are
-tested with botocore's Stubber on a real client instead.
+StartMessageMoveTask, ListMessageMoveTasks or CancelMessageMoveTask: the core functions meet
+them through botocore's Stubber, and the command line meets them over HTTP through the fault
+proxy, which answers them itself and really moves the messages on moto (tests.support.sqs).
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,7 +32,7 @@ from sagactl.dlq.messages import GroupBy, MessageFilter, group_messages, parse_m
 from sagactl.dlq.peek import PeekRequest, peek
 from sagactl.dlq.tasks import cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import NotFoundError, UsageError
-from tests.support.sqs import Queue, Sqs
+from tests.support.sqs import Queue, Sqs, SqsProxy, receive_waits, without_long_polls
 
 runner = CliRunner()
 
@@ -228,6 +235,23 @@ def test_dlq_list_waits_for_a_long_poll_before_concluding(sqs: Sqs) -> None:
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
 
 
+WAITS = [(["--wait-time", "0"], 0), (["--wait-time", "3"], 3), ([], 1)]
+
+
+@pytest.mark.parametrize(("flags", "wait"), WAITS, ids=["0", "3", "default"])
+def test_dlq_list_long_polls_as_long_as_it_is_told(sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str], wait: int) -> None:
+    """The receive that concludes the queue is drained waits --wait-time seconds (default 1);
+    0 means no long poll at all. (The proxy records the wait and lets moto answer at once.)"""
+    queue = sqs.queue("waits")
+    fill(sqs, queue, 12)
+    sqs_proxy.handler = without_long_polls
+    result = runner.invoke(app, ["dlq", "list", queue.name, "-o", "json", "--endpoint-url", sqs_proxy.url, *flags])
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 12
+    waits = receive_waits(sqs_proxy)
+    assert waits[-1] == wait and set(waits) <= {0, wait}
+
+
 # -- SQS move tasks: Stubber (moto does not implement these calls) ---------------------------
 
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-dlq"
@@ -344,3 +368,195 @@ def test_native_refuses_filters_and_needs_one_mode(aws_env: dict[str, str]) -> N
     )
     both = runner.invoke(app, ["redrive", "--dlq", "q", "--status", "q"])
     assert both.exit_code == 2 and "got --dlq and --status" in both.stderr
+
+
+# -- SQS move tasks over HTTP: the command line against the proxy's emulation on moto ---------
+
+
+def dead_letter(sqs: Sqs, source: Queue, bodies: list[str]) -> None:
+    """Send ``bodies`` to ``source`` and receive them past its maxReceiveCount (5) without
+    deleting, like a consumer that keeps failing: moto moves them to the dead-letter queue."""
+    sqs.send(source, bodies, attributes=lambda i: saga_attributes(f"saga-{i}", "charge"))
+    for _ in range(10):
+        sqs.client.receive_message(QueueUrl=source.url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        if sqs.counts(source) == (0, 0):
+            return
+    raise AssertionError(f"moto did not dead-letter the messages of {source.name}")
+
+
+def redrive_cli(proxy: SqsProxy, *args: str) -> tuple[int, Any, str]:
+    """``sagactl redrive ARGS -o json`` against the proxy: exit code, parsed stdout, stderr."""
+    result = runner.invoke(app, ["redrive", *args, "--endpoint-url", proxy.url, "-o", "json"])
+    return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else None, result.stderr
+
+
+def settled_task(proxy: SqsProxy, queue: Queue, timeout: float = 10) -> dict[str, Any]:
+    """The newest move task of ``queue`` (``redrive --status``) once it is no longer running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, tasks, stderr = redrive_cli(proxy, "--status", queue.name)
+        assert code == 0 and tasks, stderr
+        if tasks[0]["status"] not in ("RUNNING", "CANCELLING") or time.monotonic() > deadline:
+            return dict(tasks[0])
+        time.sleep(0.1)
+
+
+def not_running(handle: str) -> str:
+    return f"sagactl: error: no running move task with handle {handle}; see 'sagactl redrive --status QUEUE'\n"
+
+
+def test_native_moves_every_dead_lettered_message_back_to_its_source(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    dlq, source = sqs.dlq_pair()
+    bodies = [json.dumps({"saga_id": f"saga-{i}", "n": i}) for i in range(8)]
+    dead_letter(sqs, source, bodies)
+    assert sqs.counts(dlq) == (8, 0)
+    code, task, stderr = redrive_cli(sqs_proxy, "--native", "--dlq", dlq.name)
+    assert code == 0, stderr
+    assert task["native"] is True and task["status"] == "RUNNING" and task["task_handle"]
+    assert (task["source_arn"], task["destination_arn"], task["approximate_messages_to_move"]) == (dlq.arn, None, 8)
+    assert sqs_proxy.calls.count("StartMessageMoveTask") == 1
+    done = settled_task(sqs_proxy, dlq)
+    started = datetime.fromisoformat(done.pop("started_at").replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 60
+    assert done == {
+        "task_handle": None,  # SQS hands the handle out only while the task runs
+        "status": "COMPLETED",
+        "source_arn": dlq.arn,
+        "destination_arn": None,
+        "max_messages_per_second": None,
+        "approximate_messages_moved": 8,
+        "approximate_messages_to_move": 8,
+        "failure_reason": None,
+    }
+    assert sqs.counts(dlq) == (0, 0)
+    moved = sqs.receive_all(source)
+    assert sorted(m["Body"] for m in moved) == sorted(bodies)
+    assert {m["MessageAttributes"]["saga_id"]["StringValue"] for m in moved} == {f"saga-{i}" for i in range(8)}
+
+
+def test_native_to_another_queue_with_a_rate_and_its_status(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    dlq, source = sqs.dlq_pair()
+    elsewhere = sqs.queue("elsewhere")
+    fill(sqs, dlq, 6)
+    code, task, stderr = redrive_cli(sqs_proxy, "--native", "--dlq", dlq.name, "--to", elsewhere.name, "--rate", "25")
+    assert code == 0, stderr
+    assert (task["destination_arn"], task["max_messages_per_second"]) == (elsewhere.arn, 25)
+    done = settled_task(sqs_proxy, dlq)
+    assert (done["status"], done["destination_arn"], done["max_messages_per_second"]) == (
+        "COMPLETED",
+        elsewhere.arn,
+        25,
+    )
+    assert (done["approximate_messages_moved"], done["approximate_messages_to_move"]) == (6, 6)
+    assert sqs.counts(dlq) == (0, 0) and sqs.counts(elsewhere) == (6, 0) and sqs.counts(source) == (0, 0)
+    # a second run: --status lists both, newest first
+    fill(sqs, dlq, 2)
+    assert redrive_cli(sqs_proxy, "--native", "--dlq", dlq.name, "--to", elsewhere.name)[0] == 0
+    settled_task(sqs_proxy, dlq)
+    code, tasks, _ = redrive_cli(sqs_proxy, "--status", dlq.name)
+    assert code == 0
+    assert [(t["status"], t["approximate_messages_moved"], t["max_messages_per_second"]) for t in tasks] == [
+        ("COMPLETED", 2, None),
+        ("COMPLETED", 6, 25),
+    ]
+
+
+def test_cancel_a_running_move_task(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    dlq, source = sqs.dlq_pair()
+    fill(sqs, dlq, 10)
+    started = runner.invoke(
+        app, ["redrive", "--native", "--dlq", dlq.name, "--rate", "1", "-q", "--endpoint-url", sqs_proxy.url]
+    )
+    assert started.exit_code == 0, started.stderr
+    handle = started.stdout.strip()
+    code, running, _ = redrive_cli(sqs_proxy, "--status", dlq.name)
+    assert code == 0 and (running[0]["task_handle"], running[0]["status"]) == (handle, "RUNNING")
+    code, again, stderr = redrive_cli(sqs_proxy, "--native", "--dlq", dlq.name)  # one task per queue at a time
+    assert code == 2 and again is None
+    assert stderr.startswith("sagactl: error: SQS rejected StartMessageMoveTask on ")
+    assert "There is already a task running" in stderr and stderr.count("\n") == 1
+    code, cancelled, stderr = redrive_cli(sqs_proxy, "--cancel", handle)
+    assert code == 0, stderr
+    assert (cancelled["task_handle"], cancelled["status"]) == (handle, "CANCELLING")
+    assert cancelled["approximate_messages_moved"] < 10
+    done = settled_task(sqs_proxy, dlq)
+    assert done["status"] == "CANCELLED" and done["task_handle"] is None
+    moved = done["approximate_messages_moved"]
+    assert moved < 10
+    assert sqs.counts(dlq) == (10 - moved, 0) and sqs.counts(source) == (moved, 0)  # the rest stays, visible
+    code, _, stderr = redrive_cli(sqs_proxy, "--cancel", handle)  # no longer running
+    assert code == 2 and stderr == not_running(handle)
+
+
+def test_cancel_an_unknown_or_malformed_task_handle(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    dlq, _ = sqs.dlq_pair()
+    unknown = base64.b64encode(json.dumps({"taskId": "no-such-task", "sourceArn": dlq.arn}).encode()).decode()
+    code, out, stderr = redrive_cli(sqs_proxy, "--cancel", unknown)
+    assert (code, out, stderr) == (2, None, not_running(unknown))
+    code, out, stderr = redrive_cli(sqs_proxy, "--cancel", "not-a-task-handle")
+    assert code == 2 and out is None
+    assert stderr.startswith("sagactl: error: SQS rejected CancelMessageMoveTask on the move task: InvalidParameter")
+    assert stderr.count("\n") == 1
+
+
+def test_native_on_a_queue_that_is_no_dead_letter_queue(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    plain = sqs.queue("plain")
+    fill(sqs, plain, 2)
+    code, out, stderr = redrive_cli(sqs_proxy, "--native", "--dlq", plain.name)
+    assert code == 2 and out is None
+    assert stderr == (
+        f"sagactl: error: SQS rejected StartMessageMoveTask on '{plain.name}': InvalidParameterValue:"
+        " Source queue must be configured as a Dead Letter Queue.\n"
+    )
+    assert sqs.counts(plain) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--saga-id", "saga-1"],
+        ["--step", "charge"],
+        ["--only-open"],
+        ["--max", "3"],
+        ["--max-redrives", "2"],
+        ["--poison-queue", "poison"],
+        ["--dry-run"],
+    ],
+    ids=lambda flags: flags[0],
+)
+def test_native_with_a_filter_or_cap_is_a_usage_error_and_moves_nothing(
+    sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str]
+) -> None:
+    dlq, source = sqs.dlq_pair()
+    fill(sqs, dlq, 4)
+    code, out, stderr = redrive_cli(sqs_proxy, "--native", "--dlq", dlq.name, *flags)
+    assert code == 2 and out is None
+    assert stderr == (
+        f"sagactl: error: --native moves every message server-side and cannot take {flags[0]};"
+        " drop --native to filter, cap or dry-run the redrive\n"
+    )
+    assert "StartMessageMoveTask" not in sqs_proxy.calls
+    assert sqs.counts(dlq) == (4, 0) and sqs.counts(source) == (0, 0)
+
+
+def test_native_status_and_cancel_from_a_shell(sqs: Sqs, sqs_proxy: SqsProxy, aws_env: dict[str, str]) -> None:
+    """The runbook, with the installed command: start a move, watch it, stop it."""
+    dlq, source = sqs.dlq_pair()
+    fill(sqs, dlq, 10)
+    env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL_SQS": sqs_proxy.url}
+
+    def sagactl(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sagactl", "redrive", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    started = sagactl("--native", "--dlq", dlq.name, "--rate", "1", "-q")
+    assert started.returncode == 0, started.stderr
+    handle = started.stdout.strip()
+    status = sagactl("--status", dlq.name, "-q")  # -q: the handles of the tasks still running
+    assert status.returncode == 0 and status.stdout == f"{handle}\n"
+    cancelled = sagactl("--cancel", handle, "-o", "json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "CANCELLING"
+    done = settled_task(sqs_proxy, dlq)
+    assert done["status"] == "CANCELLED"
+    assert sum(sqs.counts(dlq)) + sum(sqs.counts(source)) == 10

@@ -8,14 +8,18 @@ batch entries, throttles calls or fails outright.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from sagactl.dlq.redrive import redrive
 from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SagaRecord, SagaState, utcnow
 from sagactl.store import open_store
-from tests.support.sqs import Forward, Queue, Sqs, SqsProxy, throttled
+from tests.support.sqs import Forward, Queue, Sqs, SqsProxy, receive_waits, throttled, without_long_polls
 
 # The redrive counter attribute on every redriven message: messages already sitting in queues
 # carry it, so its name is a wire contract (a rename would restart every count).
@@ -143,6 +147,87 @@ def test_fifo_keeps_groups_and_order_with_fresh_deduplication_ids(sqs: Sqs) -> N
     dedup = {m["Attributes"]["MessageDeduplicationId"] for m in moved}
     assert len(dedup) == 24  # fresh and distinct: none dropped as a duplicate
     assert dedup == {f"{o.message.message_id}:redrive:1" for o in result.outcomes}
+
+
+@dataclass(frozen=True)
+class SendCall:
+    """One SendMessageBatch as the proxy saw it: when it arrived, when it was answered, and the
+    FIFO groups of its entries."""
+
+    start: float
+    end: float
+    groups: frozenset[str]
+
+
+def record_slow_sends(proxy: SqsProxy) -> list[SendCall]:
+    """Hold every SendMessageBatch 0.3 s before passing it on (the first 0.6 s, so a later batch
+    sent alongside it would reach SQS first), and record each call."""
+    calls: list[SendCall] = []
+    arrivals = itertools.count()
+    lock = threading.Lock()
+
+    def slow(operation: str, payload: dict[str, Any], headers: Mapping[str, str], forward: Forward) -> Any:
+        if operation != "SendMessageBatch":
+            return forward(payload)
+        start = time.monotonic()
+        time.sleep(0.6 if next(arrivals) == 0 else 0.3)
+        answer = forward(payload)
+        groups = frozenset(e.get("MessageGroupId", "") for e in payload["Entries"])
+        with lock:
+            calls.append(SendCall(start, time.monotonic(), groups))
+        return answer
+
+    proxy.handler = slow
+    return calls
+
+
+def overlapping_sends_of_one_group(calls: list[SendCall]) -> list[tuple[SendCall, SendCall]]:
+    return [
+        (a, b)
+        for n, a in enumerate(calls)
+        for b in calls[n + 1 :]
+        if a.start < b.end and b.start < a.end and a.groups & b.groups
+    ]
+
+
+@pytest.mark.parametrize("fifo_dlq", [True, False], ids=["fifo-dlq-big-bodies", "standard-dlq-to-fifo"])
+def test_two_batches_of_one_fifo_group_are_never_in_flight_together(
+    sqs: Sqs, sqs_proxy: SqsProxy, fifo_dlq: bool
+) -> None:
+    """Order within a FIFO group needs one batch of a group at a time, even with --concurrency 4.
+
+    A group's next batch is ready while the previous one is still in flight when one receive
+    is split into several sends (bodies of ~60 KB: the 256 KB batch payload limit makes
+    batches of 4), or when the DLQ is a standard queue (it hands out a saga's messages all at
+    once) redriven with --to into a FIFO queue (group = saga_id)."""
+    if fifo_dlq:
+        dlq, destination = sqs.dlq_pair(fifo=True)
+        pad = "padding " * 7_500  # words: secret masking takes minutes on one 60 KB run of letters
+        big = [f"big-{n:02d}-{pad}" for n in range(13)]
+        small = [f"small-{n:02d}" for n in range(4)]
+        sqs.send(dlq, big + small, attributes=lambda i: attrs("saga-big" if i < 13 else "saga-small"),
+                 group=lambda i: "big" if i < 13 else "small")  # fmt: skip
+        expected = {"big": big, "small": small}
+        to: tuple[str, ...] = ()
+    else:
+        dlq, _ = sqs.dlq_pair()
+        destination = sqs.queue("dest", fifo=True)
+        one = [f"one-{n:02d}" for n in range(23)]
+        other = [f"other-{n:02d}" for n in range(3)]
+        sqs.send(dlq, one + other, attributes=lambda i: attrs("saga-one" if i < 23 else "saga-other"))
+        expected = {"saga-one": one, "saga-other": other}
+        to = ("--to", destination.name)
+    calls = record_slow_sends(sqs_proxy)
+    code, data, stderr = cli("--dlq", dlq.name, *to, "--concurrency", "4", "--endpoint-url", sqs_proxy.url)
+    assert code == 0, stderr
+    assert data["moved"] == sum(len(v) for v in expected.values()) and data["failed"] == 0
+    busiest = max(expected, key=lambda g: len(expected[g]))
+    assert sum(1 for c in calls if busiest in c.groups) >= 3  # the group really came in several batches
+    assert overlapping_sends_of_one_group(calls) == []
+    moved = sqs.take_all(destination)
+    for group, bodies in expected.items():
+        got = [m["Body"].split(" ", 1)[0] for m in moved if m["Attributes"]["MessageGroupId"] == group]
+        assert got == [b.split(" ", 1)[0] for b in bodies]  # order kept
 
 
 def test_explicit_to_and_several_or_no_source_queues(sqs: Sqs) -> None:
@@ -488,6 +573,39 @@ def test_partial_send_failures_are_handled_per_entry(sqs: Sqs, sqs_proxy: SqsPro
     assert sorted(m["Body"] for m in sqs.receive_all(source)) == sorted(b for b in bodies if b.startswith("ok"))
 
 
+def test_send_answered_with_a_wrong_body_md5_keeps_the_message_in_the_dlq(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
+    """SQS acknowledges the send but reports the MD5 of another body (a proxy or SDK that
+    mangled it on the way): that message is not deleted, it is reported failed, the rest move."""
+    dlq, source = sqs.dlq_pair()
+    bodies = [f"mangled-{i}" if i % 5 == 0 else f"ok-{i}" for i in range(20)]
+    sqs.send(dlq, bodies, attributes=lambda i: attrs(f"s{i}"))
+    wrong_md5 = hashlib.md5(b"not the body that was sent").hexdigest()
+
+    def mangle_md5(operation: str, payload: dict[str, Any], headers: Mapping[str, str], forward: Forward) -> Any:
+        status, answer, extra = forward(payload)
+        if operation == "SendMessageBatch":
+            mangled = {e["Id"] for e in payload["Entries"] if e["MessageBody"].startswith("mangled")}
+            for entry in answer.get("Successful", []):
+                if entry["Id"] in mangled:
+                    entry["MD5OfMessageBody"] = wrong_md5
+        return status, answer, extra
+
+    sqs_proxy.handler = mangle_md5
+    code, data, stderr = cli("--dlq", dlq.name, "--endpoint-url", sqs_proxy.url)
+    assert code == 3, stderr
+    assert (data["moved"], data["failed"]) == (16, 4)
+    assert "failed 4" in stderr
+    failed = [m for m in data["messages"] if m["action"] == "failed"]
+    assert sorted(m["body"] for m in failed) == sorted(b for b in bodies if b.startswith("mangled"))
+    for message in failed:
+        assert message["reason"].startswith(f"sent to {source.name} as ")
+        assert message["reason"].endswith("but the body MD5 differs; kept in the DLQ")
+    assert sqs.counts(dlq) == (4, 0)  # kept, and visible again
+    assert sorted(m["Body"] for m in sqs.receive_all(dlq)) == sorted(b for b in bodies if b.startswith("mangled"))
+    # SQS did take the mangled ones: a duplicate in the source queue, never a loss
+    assert sorted(m["Body"] for m in sqs.receive_all(source)) == sorted(bodies)
+
+
 def test_failed_deletes_duplicate_but_never_lose(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
     dlq, source = sqs.dlq_pair()
     bodies = fill(sqs, dlq, 20)
@@ -563,6 +681,23 @@ def test_sqs_failing_mid_run_exits_4_with_a_summary(sqs: Sqs, sqs_proxy: SqsProx
     assert lines[0].startswith("sagactl: moved 0") and lines[1].startswith("sagactl: error: SQS at ")
     assert sqs.counts(dlq) == (20, 0) and sqs.counts(source) == (0, 0)
     assert sorted(m["Body"] for m in sqs.receive_all(dlq)) == sorted(bodies)
+
+
+WAITS = [(["--wait-time", "0"], 0), (["--wait-time", "3"], 3), ([], 1)]
+
+
+@pytest.mark.parametrize(("flags", "wait"), WAITS, ids=["0", "3", "default"])
+def test_redrive_long_polls_as_long_as_it_is_told(sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str], wait: int) -> None:
+    """The receive that concludes the DLQ is drained waits --wait-time seconds (default 1);
+    0 means no long poll at all. (The proxy records the wait and lets moto answer at once.)"""
+    dlq, source = sqs.dlq_pair()
+    fill(sqs, dlq, 12)
+    sqs_proxy.handler = without_long_polls
+    result = runner.invoke(app, ["redrive", "--dlq", dlq.name, "-o", "json", "--endpoint-url", sqs_proxy.url, *flags])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["moved"] == 12 and sqs.counts(source) == (12, 0)
+    waits = receive_waits(sqs_proxy)
+    assert waits[-1] == wait and set(waits) <= {0, wait}
 
 
 # -- options -------------------------------------------------------------------------------------------
