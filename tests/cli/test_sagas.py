@@ -19,7 +19,7 @@ from sagactl.cli import app
 from sagactl.store import open_store
 from tests.support.sagas import at
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 PARTICIPANTS = ROOT / "sample-configs" / "participants"
 runner = CliRunner()
 

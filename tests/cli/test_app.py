@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from sagactl.cli import app, completion_script
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 SAMPLE = ROOT / "sample-configs" / "order.yaml"
 SAMPLE_INPUT = ROOT / "sample-configs" / "order-input.json"
 runner = CliRunner()
