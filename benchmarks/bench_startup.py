@@ -2,8 +2,10 @@
 
 Runs each command N times (after a warm-up) and prints the median and the ratio to the
 typer baseline, then lists which heavy modules each path imported (it must be none).
+``--against DIR`` also runs each sagactl case from another checkout (e.g. a git worktree of
+an older commit, put first on PYTHONPATH), round-robin in the same run, for a side by side.
 
-    python benchmarks/bench_startup.py [-n 30]
+    python benchmarks/bench_startup.py [-n 30] [--against /path/to/other/checkout]
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def imported(args: list[str], env: dict[str, str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="runs per command")
+    parser.add_argument("--against", metavar="DIR", help="another checkout to time side by side")
     opts = parser.parse_args()
     # The console script next to this interpreter (not a pyenv shim, which adds its own start-up).
     beside = os.path.join(os.path.dirname(sys.executable), "sagactl")
@@ -78,6 +81,8 @@ def main() -> None:
     # PYTHONDONTWRITEBYTECODE=1 would compile every module on every start instead.
     package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sagactl")
     subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True)
+    if opts.against:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(opts.against, "sagactl")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SAGACTL_DSN": f"sqlite:///{tmp}/empty.db", "NO_COLOR": "1"}
         env.pop("SAGACTL_CONFIG", None)
@@ -90,6 +95,7 @@ def main() -> None:
         def on_terminal(command: str) -> list[str]:
             return ["script", "-qfec", command, "/dev/null"]
 
+        other = ["env", f"PYTHONPATH={os.path.abspath(opts.against)}"] if opts.against else []
         commands = {
             "import typer": [sys.executable, "-c", "import typer"],
             "import typer (terminal)": on_terminal(f"{sys.executable} -c 'import typer'"),
@@ -97,6 +103,7 @@ def main() -> None:
             "bare Typer app --help (terminal)": on_terminal(f"{sys.executable} {bare} --help"),
             "sagactl --help (terminal)": on_terminal(f"{sagactl} --help"),
             **{f"sagactl {args}": [sagactl, *args.split()] for args in cases},
+            **({f"against {args}": [*other, sagactl, *args.split()] for args in cases} if other else {}),
         }
         took = timed_together(commands, env, opts.n)
         base, base_tty = took["import typer"], took["import typer (terminal)"]
@@ -107,7 +114,7 @@ def main() -> None:
             ratio = seconds / (base_tty if name.endswith("(terminal)") else base)
             line = f"{name:38} {seconds * 1000:8.1f}ms {ratio:6.2f}"
             args = name.removeprefix("sagactl ")
-            if args in cases:
+            if name.startswith("sagactl ") and args in cases:
                 heavy = imported(args.split(), env)
                 verdict = "ok" if ratio <= cases[args] else f"over {cases[args]}x"
                 line += f"  {', '.join(heavy) or '-'}  ({verdict})"

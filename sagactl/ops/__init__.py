@@ -14,15 +14,16 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
 from sagactl.config import Settings
-from sagactl.definition import SagaDefinition
-from sagactl.driver import Observer
-from sagactl.engine import Engine
 from sagactl.errors import UsageError
 from sagactl.store import SagaReader, Store, open_reader, open_store
-from sagactl.transports import Transport, open_transport
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from sagactl.definition import SagaDefinition
+    from sagactl.driver import Observer
+    from sagactl.engine import Engine
+    from sagactl.transports import Transport
 
 
 @contextmanager
@@ -60,7 +61,11 @@ def sqs_for(settings: Settings, *, pool_size: int = 10) -> SQSClient:
 def make_engine(
     store: Store, settings: Settings, observer: Observer | None = None, env: Mapping[str, str] | None = None
 ) -> Engine:
-    """An engine on ``store`` whose transports get the resolved settings (AWS included)."""
+    """An engine on ``store`` whose transports get the resolved settings (AWS included).
+    (The engine loads here, not with this package: list, show and stats never need it.)"""
+    from sagactl.engine import Engine
+    from sagactl.transports import open_transport
+
     environ = dict(os.environ if env is None else env)
 
     def transport(definition: SagaDefinition, endpoint: str) -> Transport:

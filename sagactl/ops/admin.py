@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sagactl import validation
 from sagactl.config import Settings
 from sagactl.ops import store_for
+
+if TYPE_CHECKING:
+    from sagactl import validation
 
 
 def init_db(settings: Settings) -> tuple[str, int]:
@@ -17,4 +20,6 @@ def init_db(settings: Settings) -> tuple[str, int]:
 
 def validate_files(files: Sequence[str]) -> list[validation.Report]:
     """Every problem of every file, and the definitions that are valid."""
+    from sagactl import validation
+
     return [validation.check_file(f) for f in files]

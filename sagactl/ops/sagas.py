@@ -9,16 +9,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sagactl import inspect, validation
+from sagactl import inspect
 from sagactl.config import Settings
-from sagactl.driver import Observer
-from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
 from sagactl.models import RunResult, SagaRecord, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
 from sagactl.store.base import SagaSummary
+
+if TYPE_CHECKING:
+    from sagactl.driver import Observer
+    from sagactl.engine import Engine
 
 
 def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
@@ -56,6 +58,8 @@ class RunRequest:
 
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
+    from sagactl import validation
+
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
     with store_for(settings) as store:
