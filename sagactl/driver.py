@@ -112,7 +112,8 @@ class Driver:
         self.clock = engine.clock
         self.saga = saga
         self.definition = definition
-        self.prev_state = saga.state
+        self.index = {record.name: i for i, record in enumerate(saga.steps)}
+        self.dirty: set[int] = set()  # step records changed since the last commit
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
@@ -133,7 +134,12 @@ class Driver:
         state = self.saga.state.value
         self.pending.append(Transition(self.saga.saga_id, None, state, state, self.clock.now(), detail))
 
+    def touch(self, record: StepRecord) -> None:
+        """``record`` changed: the next commit writes it."""
+        self.dirty.add(self.index[record.name])
+
     def step_to(self, record: StepRecord, status: StepStatus, **detail: Any) -> None:
+        self.touch(record)
         old = record.status.value
         self.pending.append(
             Transition(self.saga.saga_id, record.name, old, status.value, self.clock.now(), detail)
@@ -154,8 +160,8 @@ class Driver:
         else:
             saga.lease_owner = self.engine.owner
             saga.lease_expires_at = lease_until(now, busy_for)
-        self.store.save(saga, self.pending, prev_state=self.prev_state, owner=self.engine.owner)
-        self.prev_state = saga.state
+        self.store.save(saga, self.pending, owner=self.engine.owner, steps=self.dirty)
+        self.dirty = set()
         written, self.pending = self.pending, []
         saga.transitions.extend(written)
         for t in written:
@@ -333,6 +339,7 @@ class Driver:
         tries = 0
         while True:
             tries += 1
+            self.touch(record)
             if action:
                 record.attempts += 1
                 attempt = record.attempts
@@ -356,6 +363,7 @@ class Driver:
                 )
             self.flush(timeout)
             reply = self._call(step, record, phase, timeout)
+            self.touch(record)  # whatever came back changes the record again
             if reply.status is Status.OK:
                 return reply, True
             maybe_delivered = maybe_delivered or reply.delivered

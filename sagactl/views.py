@@ -16,6 +16,7 @@ from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
     from sagactl.inspect import ListResult, Stats
+    from sagactl.ops.admin import Recount
     from sagactl.ops.sagas import StuckResume
     from sagactl.validation import Report
 
@@ -376,3 +377,20 @@ def run_summary_line(saga: SagaRecord) -> str | None:
         f"saga {saga.saga_id} is {state} at {blocked}: {saga.last_error or 'no error recorded'};"
         f" fix the participant, then 'sagactl resume {saga.saga_id}'"
     )
+
+
+def recount_document(recount: Recount) -> Document:
+    """``db recount``: every counter before and after; the corrected ones matter."""
+    data = mask_value(recount.to_dict())
+    table = Table(
+        columns=[("saga_type", "TYPE"), ("state", "STATE"), ("before", "BEFORE"), ("after", "AFTER")],
+        rows=data["counters"],
+        title="Counters",
+    )
+    details = [
+        ("store", data["store"]),
+        ("sagas", str(data["sagas"])),
+        ("corrected", f"{data['corrected']} counters"),
+    ]
+    return Document(data=data, tables=[table], details=details, empty_message="no sagas recorded")
+

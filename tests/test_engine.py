@@ -882,12 +882,12 @@ class _CrashingStore:
         self.saves = 0
         self.crashed = False
 
-    def save(self, saga: Any, transitions: Any, *, prev_state: Any, owner: str) -> None:
+    def save(self, saga: Any, transitions: Any, *, owner: str, steps: Any = None) -> None:
         self.saves += 1
         if self.saves == self.crash_at and not self.after_commit:
             self.crashed = True
             raise Crash(f"died before commit {self.saves}")
-        self.inner.save(saga, transitions, prev_state=prev_state, owner=owner)
+        self.inner.save(saga, transitions, owner=owner, steps=steps)
         if self.saves == self.crash_at:
             self.crashed = True
             raise Crash(f"died after commit {self.saves}")
@@ -1160,7 +1160,7 @@ def test_a_failed_step_found_in_the_log_is_never_sent_again(
     )
     charge.status, charge.outcome, charge.attempts, charge.error = (StepStatus.FAILED, Outcome.REFUSED, 1, "HTTP 422")
     saga.lease_owner = None
-    store.save(saga, [], prev_state=SagaState.STARTED, owner=engine.owner)
+    store.save(saga, [], owner=engine.owner)
 
     result = make_engine(store, env, clock).resume("refused-1")
 

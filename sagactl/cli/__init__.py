@@ -54,6 +54,7 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "resolve", sagas.resolve),
     (app, "abort", sagas.abort),
     (db_app, "init", admin.db_init),
+    (db_app, "recount", admin.db_recount),
     (app, "schema", admin.schema),
     (app, "completion", admin.completion),
     (dlq_app, "list", dlq.dlq_list),

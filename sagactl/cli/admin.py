@@ -1,4 +1,4 @@
-"""Administration: db init, schema, completion."""
+"""Administration: db init, db recount, schema, completion."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from sagactl.cli.common import Shared, command, mask_secrets
-from sagactl.cli.options import CONFIG, DSN, VERBOSE, Shell
+from sagactl.cli.options import CONFIG, DSN, OUTPUT, VERBOSE, Shell
 from sagactl.errors import ExitCode
-from sagactl.output import info_line
+from sagactl.output import emit, info_line
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
@@ -22,6 +22,20 @@ def db_init(*, opts: Shared) -> int:
 
     where, version = init_db(opts.settings())
     info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
+    return ExitCode.OK
+
+
+@command(DSN, CONFIG, OUTPUT, VERBOSE)
+def db_recount(*, opts: Shared) -> int:
+    """Rebuild the per-type/state counters 'stats' reads from saga_log (writers wait meanwhile;
+    triggers keep them exact, this repairs what they could not see, e.g. a restore)."""
+    from sagactl.ops.admin import recount
+    from sagactl.views import recount_document
+
+    result = recount(opts.settings())
+    emit(recount_document(result), opts.output)
+    corrected = result.to_dict()["corrected"]
+    info_line(f"sagactl: recounted {mask_secrets(result.location)}: {corrected} counters corrected")
     return ExitCode.OK
 
 

@@ -1,15 +1,15 @@
 """The Store and SagaReader protocols: the engine writes saga_log only through Store, the
 operator's view reads it (or a mapped table) only through SagaReader.
 
-Every write is one transaction: the saga row, its appended transitions and the
-per-type/state counters commit together or not at all. Writes made by a driver are
-conditional on its lease, so a process that lost its lease can never overwrite the
-work of the one that took over.
+Every write is one transaction: the saga row and its appended transitions commit together
+or not at all (the per-type/state counters follow by trigger, whoever writes). Writes made
+by a driver are conditional on its lease, so a process that lost its lease can never
+overwrite the work of the one that took over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -17,7 +17,7 @@ from typing import Protocol
 from sagactl.errors import LeaseHeldError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SagaExistsError(UsageError):
@@ -155,19 +155,22 @@ class Store(SagaReader, Protocol):
         ...
 
     def save(
-        self,
-        saga: SagaRecord,
-        transitions: Sequence[Transition],
-        *,
-        prev_state: SagaState,
-        owner: str,
+        self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str, steps: Collection[int] | None = None
     ) -> None:
-        """Write the saga row and append transitions in one transaction, if ``owner`` holds
-        the lease. The lease columns are written from the record: ``saga.lease_owner`` and
-        ``saga.lease_expires_at`` extend it, or (both None) give it up in the same commit.
+        """Write the saga's moving columns and append transitions in one transaction, if
+        ``owner`` holds the lease. The lease columns are written from the record:
+        ``saga.lease_owner`` and ``saga.lease_expires_at`` extend it, or (both None) give it up
+        in the same commit. ``steps``: the indexes of the step records that changed (only those
+        are sent); None rewrites the whole array. Data, definition and type are never
+        rewritten.
 
         Raises LeaseLostError when another owner holds it.
         """
+        ...
+
+    def recount(self) -> tuple[list[StateCount], list[StateCount]]:
+        """Rebuild the per-type/state counters from saga_log (writers wait meanwhile); the
+        counters before and after."""
         ...
 
     def acquire_lease(self, saga_id: str, owner: str, until: datetime, now: datetime) -> LeaseHolder | None:

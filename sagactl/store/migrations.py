@@ -26,11 +26,29 @@ def migrations(dialect: str) -> list[Migration]:
 
 
 def split_statements(sql: str) -> tuple[str, ...]:
-    """Split a schema file on ';' at line ends; comment-only pieces are dropped."""
-    pieces = []
+    """Split a schema file on ';' at line ends; comment-only pieces are dropped. A piece inside
+    a body (PostgreSQL ``$$ … $$``, SQLite ``CREATE TRIGGER … BEGIN … END``) is joined to the
+    next until the statement is whole."""
+    pieces: list[str] = []
+    pending = ""
     for chunk in sql.split(";\n"):
-        lines = [ln for ln in chunk.splitlines() if not ln.strip().startswith("--")]
+        pending = f"{pending};\n{chunk}" if pending else chunk
+        if _open_body(pending):
+            continue
+        lines = [ln for ln in pending.splitlines() if not ln.strip().startswith("--")]
         statement = "\n".join(lines).strip().rstrip(";")
+        pending = ""
         if statement:
             pieces.append(statement)
+    if pending.strip():
+        raise ValueError(f"unterminated statement in schema file: {pending.strip()[:60]!r}")
     return tuple(pieces)
+
+
+def _open_body(text: str) -> bool:
+    """True inside a dollar-quoted body or a trigger body that has not reached its END."""
+    code = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith("--"))
+    if code.count("$$") % 2:
+        return True
+    words = code.upper().split()
+    return words[:2] == ["CREATE", "TRIGGER"] and "BEGIN" in words and words[-1].rstrip(";") != "END"

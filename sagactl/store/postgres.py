@@ -12,7 +12,7 @@ or from several processes at once, is safe.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, LiteralString
@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import mask_secrets
-from sagactl.models import SagaRecord, SagaState, Transition, iso
+from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
@@ -52,11 +52,7 @@ WITH ins AS (
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
             %(last_error)s, %(created_at)s, %(updated_at)s)
     ON CONFLICT (saga_id) DO NOTHING
-    RETURNING saga_type, state
-), counted AS (
-    INSERT INTO saga_counts AS c (saga_type, state, n)
-    SELECT saga_type, state, 1 FROM ins
-    ON CONFLICT (saga_type, state) DO UPDATE SET n = c.n + excluded.n
+    RETURNING 1
 ), logged AS ("""
     + _APPEND_TRANSITIONS.replace("{source}", "ins")
     + """)
@@ -64,31 +60,25 @@ SELECT count(*) FROM ins
 """
 )
 
-# Counter rows are touched in state order, so two flushes can never wait on each other's
-# counter rows in opposite orders (no deadlock).
-_SAVE: LiteralString = (
+# One statement per commit: the columns that move, only the step records that changed
+# (jsonb_set, {steps} below), the new transitions; saga_counts follows by trigger. Never
+# data or definition again after the saga's first commit.
+_SAVE = (
     """
 WITH upd AS (
-    UPDATE saga_log SET saga_type = %(saga_type)s, state = %(state)s, current_step = %(current_step)s,
-        current_step_name = %(current_step_name)s, data = %(data)s, steps = %(steps)s,
-        definition = %(definition)s, deadline_at = %(deadline_at)s, lease_owner = %(lease_owner)s,
-        lease_expires_at = %(lease_expires_at)s, last_error = %(last_error)s,
-        created_at = %(created_at)s, updated_at = %(updated_at)s
+    UPDATE saga_log SET state = %(state)s, current_step = %(current_step)s,
+        current_step_name = %(current_step_name)s, deadline_at = %(deadline_at)s,
+        lease_owner = %(lease_owner)s, lease_expires_at = %(lease_expires_at)s,
+        last_error = %(last_error)s, updated_at = %(updated_at)s{steps}
     WHERE saga_id = %(saga_id)s AND lease_owner = %(owner)s
-    RETURNING saga_type
-), counted AS (
-    INSERT INTO saga_counts AS c (saga_type, state, n)
-    SELECT upd.saga_type, v.state, v.delta
-    FROM upd, (VALUES (%(prev_state)s::text, -1), (%(state)s::text, 1)) AS v(state, delta)
-    WHERE %(state_changed)s
-    ORDER BY v.state
-    ON CONFLICT (saga_type, state) DO UPDATE SET n = c.n + excluded.n
+    RETURNING 1
 ), logged AS ("""
     + _APPEND_TRANSITIONS.replace("{source}", "upd")
     + """)
 SELECT count(*) FROM upd
 """
 )
+
 
 def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=compact_json)
@@ -246,6 +236,17 @@ class PostgresStore(SqlStore):
         with self._db(doing) as conn:
             return conn.execute(statement.replace("?", "%s").encode(), params).rowcount
 
+    @contextmanager
+    def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:
+        with self._db("recounting the saga counters") as conn, conn.transaction():
+            conn.execute("LOCK TABLE saga_counts IN EXCLUSIVE MODE")
+
+            def run(statement: str) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(statement.encode())
+                return cursor.fetchall() if cursor.description else []
+
+            yield run
+
     def _decode_json(self, value: Any) -> Any:
         return value  # psycopg decodes jsonb
 
@@ -276,21 +277,23 @@ class PostgresStore(SqlStore):
 
     # -- writes -------------------------------------------------------------------------
 
-    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
+    def _insert(self, row: Row, transitions: Sequence[Transition]) -> bool:
         params = {**row, "transitions": self._transitions_param(transitions)}
-        return self._one_statement(_CREATE, params, f"recording saga {saga.saga_id}")
+        return self._one_statement(_CREATE, params, f"recording saga {row['saga_id']}")
 
-    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
-        params = {
-            **row,
-            "owner": owner,
-            "prev_state": prev.value,
-            "state_changed": prev is not saga.state,
-            "transitions": self._transitions_param(changes),
-        }
-        return self._one_statement(_SAVE, params, f"saving saga {saga.saga_id}")
+    def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
+        params: dict[str, Any] = {**row, "owner": owner, "transitions": self._transitions_param(transitions)}
+        steps = ", steps = %(steps)s" if "steps" in row else ""
+        if patch:
+            expression = "steps"
+            for n, (index, record) in enumerate(patch.items()):
+                expression = f"jsonb_set({expression}, %(path{n})s, %(step{n})s)"
+                params[f"path{n}"], params[f"step{n}"] = [str(index)], record
+            steps = f", steps = {expression}"
+        statement = _SAVE.replace("{steps}", steps).encode()  # its text varies only with the patch's size
+        return self._one_statement(statement, params, f"saving saga {row['saga_id']}")
 
-    def _one_statement(self, statement: LiteralString, params: dict[str, Any], doing: str) -> bool:
+    def _one_statement(self, statement: LiteralString | bytes, params: dict[str, Any], doing: str) -> bool:
         """Run a write CTE that reports how many saga rows it wrote; True when it wrote one."""
         with self._db(doing) as conn:
             row = conn.execute(statement, params).fetchone()

@@ -8,7 +8,8 @@ Statements here use ``?`` placeholders; the PostgreSQL dialect turns them into `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,11 @@ _TRANSITIONS = (
     " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
 )
 _COUNTS = "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
+_ALL_COUNTS = "SELECT saga_type, state, n FROM saga_counts ORDER BY saga_type, state"
+_RECOUNT = (
+    "INSERT INTO saga_counts (saga_type, state, n)"
+    " SELECT saga_type, state, count(*) FROM saga_log GROUP BY saga_type, state"
+)
 _ACTIVE_COUNTS = (
     f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {ACTIVE}"
     " GROUP BY saga_type, state ORDER BY saga_type, state"
@@ -161,33 +167,47 @@ class SqlStore:
         """A JSON value as the dialect stores it."""
         raise NotImplementedError
 
-    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
-        """Insert the saga row, count it, append its transitions, in one transaction; False
-        when the ID is taken (nothing written)."""
+    def _insert(self, row: Row, transitions: Sequence[Transition]) -> bool:
+        """Insert the saga row and append its transitions in one transaction (triggers count
+        it); False when the ID is taken (nothing written)."""
         raise NotImplementedError
 
-    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
-        """Update the saga row if ``owner`` holds the lease, move its count from state ``prev``,
-        append its transitions, in one transaction; False when the lease is not ``owner``'s."""
+    def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
+        """In one transaction, if ``owner`` holds the lease: set ``row``'s columns (the
+        mutable ones; ``steps`` among them when the whole array is rewritten), put each
+        ``patch`` element into ``steps`` at its index, append the transitions. False when the
+        lease is not ``owner``'s (nothing written)."""
+        raise NotImplementedError
+
+    def _counters_locked(self) -> AbstractContextManager[Callable[[str], list[tuple[Any, ...]]]]:
+        """A transaction that writers' counter updates wait for; yields a function running one
+        statement in it and returning its rows (none for a statement without)."""
         raise NotImplementedError
 
     def _row(self, saga: SagaRecord) -> Row:
-        """The saga_log columns of ``saga``, encoded for the dialect."""
+        """Every saga_log column of ``saga``, encoded for the dialect (a new saga)."""
         json, time = self._encode_json, self._encode_time
         return {
             "saga_id": saga.saga_id,
             "saga_type": saga.saga_type,
+            "data": json(saga.data),
+            "definition": json(saga.definition),
+            "created_at": time(saga.created_at),
+            "steps": json([s.to_dict() for s in saga.steps]),
+            **self._moving(saga),
+        }
+
+    def _moving(self, saga: SagaRecord) -> Row:
+        """The columns a driver changes as the saga moves (never data, definition, type)."""
+        time = self._encode_time
+        return {
             "state": saga.state.value,
             "current_step": saga.current_step,
             "current_step_name": saga.current_step_name,
-            "data": json(saga.data),
-            "steps": json([s.to_dict() for s in saga.steps]),
-            "definition": json(saga.definition),
             "deadline_at": time(saga.deadline_at),
             "lease_owner": saga.lease_owner,
             "lease_expires_at": time(saga.lease_expires_at),
             "last_error": saga.last_error,
-            "created_at": time(saga.created_at),
             "updated_at": time(saga.updated_at),
         }
 
@@ -215,14 +235,22 @@ class SqlStore:
     # -- writes ---------------------------------------------------------------------------
 
     def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:
-        if not self._insert(self._row(saga), saga, transitions):
+        if not self._insert(self._row(saga), transitions):
             raise SagaExistsError(
                 f"saga {saga.saga_id} already exists in {self.info.location}",
                 hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
             )
 
-    def save(self, saga: SagaRecord, transitions: Sequence[Transition], *, prev_state: SagaState, owner: str) -> None:
-        if not self._rewrite(self._row(saga), saga, transitions, prev_state, owner):
+    def save(
+        self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str, steps: Collection[int] | None = None
+    ) -> None:
+        row = {"saga_id": saga.saga_id, **self._moving(saga)}
+        patch: dict[int, Any] = {}
+        if steps is None:
+            row["steps"] = self._encode_json([s.to_dict() for s in saga.steps])
+        else:
+            patch = {i: self._encode_json(saga.steps[i].to_dict()) for i in sorted(set(steps))}
+        if not self._rewrite(row, patch, transitions, owner):
             raise LeaseLostError(
                 f"lost the lease on saga {saga.saga_id}: another process is driving it",
                 hint="this process stopped without sending anything more",
@@ -269,6 +297,20 @@ class SqlStore:
             )
             for r in rows
         ]
+
+    def recount(self) -> tuple[list[StateCount], list[StateCount]]:
+        """Rebuild saga_counts from saga_log, while writers wait; the counters before and
+        after (exact: a writer's counter change is either counted or waits until after)."""
+
+        def counts(rows: list[tuple[Any, ...]]) -> list[StateCount]:
+            return [StateCount(saga_type=str(r[0]), state=SagaState(r[1]), count=int(r[2])) for r in rows]
+
+        with self._counters_locked() as run:
+            before = run(_ALL_COUNTS)
+            run("DELETE FROM saga_counts")
+            run(_RECOUNT)
+            after = run(_ALL_COUNTS)
+        return counts(before), counts(after)
 
     # -- leases ---------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
-from sagactl.models import SagaRecord, SagaState, Transition, iso, parse_iso
+from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
@@ -90,6 +90,11 @@ class SqliteStore(SqlStore):
         with self._write() as conn:
             return conn.execute(statement, params).rowcount
 
+    @contextmanager
+    def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:
+        with self._write() as conn:
+            yield lambda statement: conn.execute(statement).fetchall()
+
     def _decode_json(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
@@ -114,40 +119,32 @@ class SqliteStore(SqlStore):
                 ],
             )
 
-    @staticmethod
-    def _count(conn: sqlite3.Connection, saga_type: str, state: str, delta: int) -> None:
-        conn.execute(
-            "INSERT INTO saga_counts (saga_type, state, n) VALUES (?, ?, ?)"
-            " ON CONFLICT (saga_type, state) DO UPDATE SET n = n + excluded.n",
-            (saga_type, state, delta),
-        )
-
-    # -- writes -------------------------------------------------------------------------
-
-    def _insert(self, row: Row, saga: SagaRecord, transitions: Sequence[Transition]) -> bool:
+    def _insert(self, row: Row, transitions: Sequence[Transition]) -> bool:
         placeholders = ", ".join(f":{name}" for name in row)
         with self._write() as conn:
             try:
                 conn.execute(f"INSERT INTO saga_log ({', '.join(row)}) VALUES ({placeholders})", row)
             except sqlite3.IntegrityError:
                 return False
-            self._count(conn, saga.saga_type, saga.state.value, 1)
             self._append(conn, transitions)
         return True
 
-    def _rewrite(self, row: Row, saga: SagaRecord, changes: Sequence[Transition], prev: SagaState, owner: str) -> bool:
-        assignments = ", ".join(f"{name} = :{name}" for name in row if name != "saga_id")
+    def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
+        params: dict[str, Any] = {**row, "owner": owner}
+        sets = [f"{name} = :{name}" for name in row if name != "saga_id"]
+        if patch:
+            steps = "steps"
+            for n, (index, record) in enumerate(patch.items()):
+                steps = f"json_set({steps}, :path{n}, json(:step{n}))"
+                params[f"path{n}"], params[f"step{n}"] = f"$[{index}]", record
+            sets.append(f"steps = {steps}")
         with self._write() as conn:
             cursor = conn.execute(
-                f"UPDATE saga_log SET {assignments} WHERE saga_id = :saga_id AND lease_owner = :owner",
-                {**row, "owner": owner},
+                f"UPDATE saga_log SET {', '.join(sets)} WHERE saga_id = :saga_id AND lease_owner = :owner", params
             )
             if cursor.rowcount != 1:
                 return False
-            if prev is not saga.state:
-                self._count(conn, saga.saga_type, prev.value, -1)
-                self._count(conn, saga.saga_type, saga.state.value, 1)
-            self._append(conn, changes)
+            self._append(conn, transitions)
         return True
 
     def close(self) -> None:

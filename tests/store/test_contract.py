@@ -29,9 +29,9 @@ from sagactl.store.base import (
     StateCount,
 )
 
-# The schema version db init reaches: the last migration, schema/*/002_list_order.sql. A new
+# The schema version db init reaches: the last migration, schema/*/003_counters.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"
@@ -148,7 +148,7 @@ def test_transitions_keep_order_ids_and_details(store: Store) -> None:
         for i in range(40)
     ]
     store.create(saga, [*started(saga), *many[:20]])
-    store.save(saga, many[20:], prev_state=SagaState.STARTED, owner=ME)
+    store.save(saga, many[20:], owner=ME)
     history = store.transitions("s-1")
     assert [(t.step_name, t.detail) for t in history[1:]] == [(t.step_name, t.detail) for t in many]
     assert [t.at for t in history[1:]] == [t.at for t in many]
@@ -173,7 +173,6 @@ def test_save_by_the_lease_holder_writes_row_transitions_and_counters(store: Sto
     store.save(
         saga,
         [Transition("s-1", None, "started", "pending", at(5))],
-        prev_state=SagaState.STARTED,
         owner=ME,
     )
     loaded = store.get("s-1")
@@ -186,7 +185,7 @@ def test_save_without_state_change_keeps_counters(store: Store) -> None:
     saga = make_saga(state=SagaState.PENDING)
     add(store, saga)
     saga.updated_at = at(1)
-    store.save(saga, [], prev_state=SagaState.PENDING, owner=ME)
+    store.save(saga, [], owner=ME)
     assert store.counts() == [StateCount("Order", SagaState.PENDING, 1)]
 
 
@@ -199,7 +198,6 @@ def test_save_by_another_owner_is_refused_and_writes_nothing(store: Store) -> No
         store.save(
             intruder,
             [Transition("s-1", None, "started", "compensating", at(1))],
-            prev_state=SagaState.STARTED,
             owner=OTHER,
         )
     assert store.get("s-1") == before
@@ -209,7 +207,7 @@ def test_save_by_another_owner_is_refused_and_writes_nothing(store: Store) -> No
 
 def test_save_of_unknown_saga_is_a_lost_lease(store: Store) -> None:
     with pytest.raises(LeaseLostError):
-        store.save(make_saga("ghost"), [], prev_state=SagaState.STARTED, owner=ME)
+        store.save(make_saga("ghost"), [], owner=ME)
 
 
 def test_save_after_release_is_refused(store: Store) -> None:
@@ -217,7 +215,7 @@ def test_save_after_release_is_refused(store: Store) -> None:
     add(store, saga)
     store.release_lease("s-1", ME)
     with pytest.raises(LeaseLostError):
-        store.save(saga, [], prev_state=SagaState.STARTED, owner=ME)
+        store.save(saga, [], owner=ME)
 
 
 def test_acquire_free_own_held_expired_and_unknown(store: Store) -> None:
@@ -237,7 +235,7 @@ def test_expired_lease_taken_over_makes_the_old_owner_lose(store: Store) -> None
     add(store, saga)
     assert store.acquire_lease("s-1", OTHER, until=at(100), now=at(31)) is None
     with pytest.raises(LeaseLostError):
-        store.save(saga, [], prev_state=SagaState.STARTED, owner=ME)
+        store.save(saga, [], owner=ME)
 
 
 def test_take_over_only_from_the_named_previous_owner(store: Store) -> None:
@@ -268,7 +266,7 @@ def test_a_second_connection_sees_the_lease(store: Store, store_dsn: str) -> Non
     finally:
         second.close()
     with pytest.raises(LeaseLostError):
-        store.save(make_saga(), [], prev_state=SagaState.STARTED, owner=ME)
+        store.save(make_saga(), [], owner=ME)
 
 
 # -- counters ---------------------------------------------------------------------------------
@@ -277,7 +275,7 @@ def test_a_second_connection_sees_the_lease(store: Store, store_dsn: str) -> Non
 def _move(store: Store, saga: SagaRecord, state: SagaState) -> None:
     prev = saga.state
     saga.state = state
-    store.save(saga, [Transition(saga.saga_id, None, prev.value, state.value, at(1))], prev_state=prev, owner=ME)
+    store.save(saga, [Transition(saga.saga_id, None, prev.value, state.value, at(1))], owner=ME)
 
 
 def test_counts_follow_every_transition_and_hide_zeros(store: Store) -> None:

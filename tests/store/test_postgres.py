@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from sagactl.cli import app
 from sagactl.errors import UnavailableError
-from sagactl.models import SagaState, Transition
+from sagactl.models import SagaState, StepRecord, StepStatus, Transition
 from sagactl.store import open_store
 from sagactl.store.base import SagaQuery, StateCount
 from sagactl.store.migrations import migrations
@@ -25,9 +25,9 @@ from sagactl.store.postgres import PostgresStore
 from tests.support.postgres import _as_url, _with_dbname, fresh_database
 from tests.support.sagas import add, at, saga
 
-# The schema version db init reaches: the last migration, schema/*/002_list_order.sql. A new
+# The schema version db init reaches: the last migration, schema/*/003_counters.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
 VERSION_TABLE = "sagactl_schema_migrations"
 
@@ -273,12 +273,41 @@ def test_each_write_is_one_round_trip_and_one_statement(pg: PostgresStore) -> No
         Transition("a", None, "started", "pending", at(1)),
         Transition("a", "reserve", "pending", "executing", at(1)),
     ]
-    trips, text = round_trips(pg, lambda: pg.save(record, flush, prev_state=SagaState.STARTED, owner="me"))
+    trips, text = round_trips(pg, lambda: pg.save(record, flush, owner="me"))
     assert trips == 1 and "BEGIN" not in text and "COMMIT" not in text
     assert round_trips(pg, lambda: pg.acquire_lease("a", "me", at(60), at(2)))[0] == 1
     assert round_trips(pg, lambda: pg.release_lease("a", "me"))[0] == 1
     assert pg.counts() == [StateCount("Order", SagaState.PENDING, 1)]
     assert [t.new_state for t in pg.transitions("a")] == ["started", "pending", "executing"]
+
+
+def sent_bytes(trace: str) -> int:
+    """Bytes the client sent, from a libpq trace ("F\t<length>\t<message> ...")."""
+    return sum(int(line.split("\t")[1]) for line in trace.splitlines() if line.startswith("F\t"))
+
+
+def test_a_commit_sends_the_same_bytes_whatever_the_sagas_length(pg: PostgresStore) -> None:
+    """A step's commit carries the changed step records and the new transitions, never the whole
+    steps array, the input or the definition again: its size does not grow with the saga."""
+    sizes = {}
+    for length in (4, 400):
+        record = saga(f"len-{length}", state=SagaState.PENDING)
+        done = StepStatus.COMPLETED
+        record.steps = [StepRecord(name=f"step-{i}", status=done, result={"i": i}) for i in range(length)]
+        record.definition = {"document": {"steps": [{"name": f"step-{i}"} for i in range(length)]}}
+        record.lease_owner = "me"
+        pg.create(record, [Transition(record.saga_id, None, None, "started", at(0))])
+        index = length - 2
+        record.steps[index].status, record.current_step = StepStatus.EXECUTING, index
+        flush = [Transition(record.saga_id, f"step-{index}", "pending", "executing", at(1), {"attempt": 1})]
+        trips, text = round_trips(pg, lambda r=record, f=flush, i=index: pg.save(r, f, owner="me", steps=[i]))
+        assert trips == 1
+        assert "definition" not in text and "data =" not in text
+        sizes[length] = sent_bytes(text)
+        loaded = pg.get(record.saga_id)
+        assert loaded is not None and loaded.steps[index].status is StepStatus.EXECUTING
+    assert sizes[4] < 1500
+    assert abs(sizes[400] - sizes[4]) <= 32  # only the digits of the step index and names differ
 
 
 def test_column_types_and_lowercase_states(pg: PostgresStore, pg_dsn: str) -> None:
@@ -314,15 +343,12 @@ def test_concurrent_writers_keep_counters_exact(pg: PostgresStore, pg_dsn: str) 
                 record = saga(f"w{worker}-{n}", state=SagaState.STARTED)
                 record.lease_owner = f"w{worker}"
                 add(store, record)
-                for prev, new in (
-                    (SagaState.STARTED, SagaState.PENDING),
-                    (SagaState.PENDING, SagaState.COMPENSATING if n % 2 else SagaState.COMPLETED),
-                ):
+                for new in (SagaState.PENDING, SagaState.COMPENSATING if n % 2 else SagaState.COMPLETED):
                     record.state = new
-                    store.save(record, [], prev_state=prev, owner=f"w{worker}")
+                    store.save(record, [], owner=f"w{worker}")
                 if n % 2:
                     record.state = SagaState.FAILED
-                    store.save(record, [], prev_state=SagaState.COMPENSATING, owner=f"w{worker}")
+                    store.save(record, [], owner=f"w{worker}")
         except BaseException as exc:
             errors.append(exc)
         finally:

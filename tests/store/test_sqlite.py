@@ -8,9 +8,9 @@ from pathlib import Path
 from sagactl.store.base import SagaQuery
 from sagactl.store.sqlite import SqliteStore
 
-# The schema version db init reaches: the last migration, schema/*/002_list_order.sql. A new
+# The schema version db init reaches: the last migration, schema/*/003_counters.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -> None:
