@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +186,31 @@ def test_schema_is_valid_json_schema() -> None:
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(validation.schema())
+
+
+def test_a_definition_that_passed_the_schema_is_not_checked_by_jsonschema_again(tmp_path: Path) -> None:
+    """`run` pays for jsonschema (~100 ms of imports) once per definition text and sagactl
+    version; an edited file is checked afresh, and a cached pass never hides a new error."""
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "saga: A\nendpoints: {e: {type: exec, command: [/bin/true]}}\n"
+        "steps: [{name: s, endpoint: e, action: {args: [x]}}]\n"
+    )
+    probe = (
+        "import sys\n"
+        "from sagactl.validation import check_file\n"
+        "report = check_file(sys.argv[1])\n"
+        "print(len(report.errors), 'jsonschema' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def check(path: Path) -> str:
+        done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert check(good) == "0 True"  # first time: validated, and remembered
+    assert check(good) == "0 False"  # same text: the schema pass is remembered
+    good.write_text(good.read_text().replace("name: s,", "name: s, timeout: forever,"))
+    assert check(good) == "1 True"  # edited: checked again, the error found
+    assert check(good) == "1 True"  # an invalid document is never remembered

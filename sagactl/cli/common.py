@@ -75,8 +75,10 @@ class Shared:
         saga that did not complete on stderr; the worst exit code."""
         from sagactl.views import run_summary_line, sagas_document
 
-        if not (live and self.output is OutputFormat.TABLE and not self.quiet):
-            emit(sagas_document([r.saga for r in results]), self.output, quiet=self.quiet)
+        if self.quiet:  # IDs only: no document to build (its cost grows with the saga)
+            sys.stdout.writelines(f"{r.saga.saga_id}\n" for r in results)
+        elif not (live and self.output is OutputFormat.TABLE):
+            emit(sagas_document([r.saga for r in results]), self.output)
         for result in results:
             info = result.message or run_summary_line(result.saga)
             if info:
