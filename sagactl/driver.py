@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from sagactl.clock import Clock
+from sagactl.codec import storable, storable_text, unreadable
 from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
-from sagactl.errors import ExitCode, Interrupted, UsageError
+from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
 from sagactl.lease import lease_until
 from sagactl.models import (
     Outcome,
@@ -37,6 +39,14 @@ log = logging.getLogger("sagactl.engine")
 
 TransportFactory = Callable[[SagaDefinition, str], Transport]
 Observer = Callable[[SagaRecord, Transition], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A successful answer whose JSON a transport could not decode (nested deeper, or with a
+    longer number, than Python reads): transports decode only the body of a success."""
+
+    problem: str
 
 
 class DriverHost(Protocol):
@@ -191,6 +201,13 @@ class Driver:
             ) from None
         except LeaseLostError:
             raise  # another driver owns the saga now: write nothing more
+        except UnavailableError as exc:
+            # The saga log (or an endpoint's service) failed under us: what was committed last
+            # stands, and a resume continues from there once the cause is fixed.
+            self._save_and_release(quiet=True)
+            saga_id = self.saga.saga_id
+            then = f"then 'sagactl resume {saga_id}' continues the saga from its last committed state"
+            raise UnavailableError(exc.message, hint=f"{exc.hint}; {then}" if exc.hint else then) from exc
         except Exception:
             # The store or a transport failed under us: keep what is known and free the saga,
             # so the next resume (from any host) need not wait for the lease to expire.
@@ -200,15 +217,19 @@ class Driver:
             for transport in self.transports.values():
                 transport.close()
 
-    def _save_and_release(self) -> None:
-        """Commit the transitions already true (results received) and give the lease up."""
+    def _save_and_release(self, *, quiet: bool = False) -> None:
+        """Commit the transitions already true (results received) and give the lease up.
+        ``quiet``: the error that stopped the driver already says the log failed."""
         try:
             if self.pending:
                 self.flush(None, release=True)
-            else:
-                release(self.store, self.saga, self.engine.owner)
+                return
         except Exception:  # the log still holds the last committed state; resume starts there
-            log.warning("could not save on stopping; resume continues from the last commit")
+            (log.info if quiet else log.warning)("could not save on stopping; resume continues from the last commit")
+        try:
+            release(self.store, self.saga, self.engine.owner)
+        except Exception:  # the lease runs out, or a resume on this host takes it from the dead process
+            log.info("could not give the lease up on stopping")
 
     def _drive(self) -> RunResult:
         saga = self.saga
@@ -266,7 +287,16 @@ class Driver:
             request = self._request(step, record, phase, timeout)
         except MissingValueError as exc:
             return Reply(Status.REFUSED, error=exc.one_line(), delivered=False)
-        return self._transport(step).call(request)
+        try:
+            reply = self._transport(step).call(request)
+        except (RecursionError, ValueError) as exc:
+            problem = unreadable(exc)
+            if problem is None:
+                raise
+            return Reply(Status.OK, result=Unreadable(f"{problem} in its JSON"))
+        if reply.error:  # foreign text: kept as every store can hold it
+            reply = replace(reply, error=storable_text(reply.error))
+        return reply
 
     def _forward(self) -> bool:
         """Run the remaining steps in order. False when a step failed (compensate)."""
@@ -290,6 +320,10 @@ class Driver:
         reply, maybe_delivered = self._attempts(step, record, Phase.ACTION)
         record.finished_at = self.clock.now()
         if reply.status is Status.OK:
+            result = reply.result
+            problem = result.problem if isinstance(result, Unreadable) else storable(result, "result")
+            if problem is not None:
+                return self._unstorable(record, problem)
             record.result = reply.result
             record.error = None
             record.outcome = Outcome.SUCCEEDED
@@ -305,6 +339,20 @@ class Driver:
             attempt=record.attempts,
             outcome=record.outcome.value,
             error=reply.error,
+        )
+        return False
+
+    def _unstorable(self, record: StepRecord, problem: str) -> bool:
+        """The participant did the step but answered with a result the saga log cannot hold
+        (README: "Results the log cannot hold"). Like an answer lost in flight, the step
+        happened and its result is not known: failed with outcome unknown, so it is compensated
+        (the compensation gets a null original_result) instead of wedging the saga."""
+        record.result = None
+        record.outcome = Outcome.UNKNOWN
+        record.error = f"the participant answered, but its result cannot be stored: {problem}"
+        self.saga.last_error = f"{record.name}: {record.error}"
+        self.step_to(
+            record, StepStatus.FAILED, attempt=record.attempts, outcome=record.outcome.value, error=record.error
         )
         return False
 

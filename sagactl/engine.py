@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagactl.clock import Clock, SystemClock
+from sagactl.codec import storable
 from sagactl.definition import SagaDefinition, StepDef, from_snapshot
 from sagactl.driver import Driver, Observer, TransportFactory, log_extra, release
 from sagactl.errors import LeaseHeldError, NotFoundError, UsageError
@@ -78,7 +79,13 @@ class Engine:
     # -- entry points ----------------------------------------------------------------------
 
     def start(self, definition: SagaDefinition, data: Any, saga_id: str | None = None) -> SagaRecord:
-        """Record a new saga in state `started`, lease held by this engine. Nothing is sent."""
+        """Record a new saga in state `started`, lease held by this engine. Nothing is sent.
+        Input or a definition the saga log cannot hold is refused before anything is recorded."""
+        snapshot = definition.snapshot()
+        for value, what in ((data, "input"), (snapshot, "definition")):
+            problem = storable(value, what)
+            if problem is not None:
+                raise UsageError(f"the saga log cannot store this {what}: {problem}")
         preflight(definition, data, self.env)
         now = self.clock.now()
         saga = SagaRecord(
@@ -87,7 +94,7 @@ class Engine:
             state=SagaState.STARTED,
             data=data,
             steps=[StepRecord(name=s.name) for s in definition.steps],
-            definition=definition.snapshot(),
+            definition=snapshot,
             created_at=now,
             updated_at=now,
             current_step=0,

@@ -6,12 +6,18 @@ added, never renamed; times are ISO 8601 UTC with a trailing ``Z``; nulls are ex
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sagactl.errors import ExitCode
+from sagactl.errors import ExitCode, UsageError
+
+MAX_SAGA_ID = 128  # characters: the SQS FIFO MessageGroupId limit (FIFO queues group by saga ID)
+# Control, format (invisible: bidi overrides, zero widths), surrogate (bytes that were not
+# UTF-8) and line/paragraph separator characters: an ID must read the same wherever it is shown.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class SagaState(StrEnum):
@@ -77,6 +83,28 @@ def parse_iso(value: str | datetime | None) -> datetime | None:
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_saga_id(saga_id: str) -> str:
+    """``saga_id`` if it can name a saga: not empty, at most MAX_SAGA_ID characters, no control
+    or invisible characters, no whitespace at either end; else UsageError (exit 2)."""
+    if not saga_id:
+        raise UsageError("saga ID is empty", hint="pass the ID as 'sagactl list' shows it")
+    shown = saga_id if len(saga_id) <= 40 else saga_id[:40] + "…"
+    shown = shown.encode("unicode_escape", "backslashreplace").decode("ascii") if not shown.isprintable() else shown
+    if len(saga_id) > MAX_SAGA_ID:
+        raise UsageError(
+            f"saga ID '{shown}' is {len(saga_id)} characters long; at most {MAX_SAGA_ID} are allowed"
+            " (the SQS FIFO message group limit)"
+        )
+    bad = next((c for c in saga_id if unicodedata.category(c) in _UNPRINTABLE), None)
+    if bad is not None and unicodedata.category(bad) == "Cs":
+        raise UsageError(f"saga ID '{shown}' is not valid UTF-8")
+    if bad is not None:
+        raise UsageError(f"saga ID '{shown}' contains the control or invisible character U+{ord(bad):04X}")
+    if saga_id != saga_id.strip():
+        raise UsageError(f"saga ID '{shown}' starts or ends with whitespace")
+    return saga_id
 
 
 def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sagactl import inspect
+from sagactl.codec import storable, storable_text, unreadable
 from sagactl.config import Settings
 from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
-from sagactl.models import RunResult, SagaRecord, utcnow
+from sagactl.models import RunResult, SagaRecord, check_saga_id, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
 from sagactl.store.base import SagaSummary
 
@@ -24,27 +25,42 @@ if TYPE_CHECKING:
 
 
 def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
-    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``."""
+    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``. Input the saga
+    log cannot hold (codec.storable: NaN, a NUL character, deep nesting...) is refused here,
+    before anything is opened or recorded, the same whichever store is configured."""
     if value is None:
         return {}
     source = "--input"
-    if value == "-":
-        text, source = (stdin or sys.stdin).read(), "stdin"
-    elif value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            text, source = path.read_text("utf-8"), str(path)
-        except OSError as exc:
-            raise UsageError(f"cannot read input file {path}: {exc.strerror or exc}") from exc
-    else:
-        text = value
     try:
-        return json.loads(text)
+        if value == "-":
+            text, source = (stdin or sys.stdin).read(), "stdin"
+        elif value.startswith("@"):
+            path = Path(value[1:])
+            text, source = path.read_text("utf-8"), str(path)
+        else:
+            text = value
+    except OSError as exc:
+        where = "from stdin" if value == "-" else f"file {value[1:]}"
+        raise UsageError(f"cannot read input {where}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        where = "stdin" if value == "-" else value[1:]
+        raise UsageError(f"input from {where} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    hint = "pass JSON, @file.json or - for stdin"
+    try:
+        data = json.loads(text)
+        problem = storable(data, "input")
     except json.JSONDecodeError as exc:
         raise UsageError(
-            f"input from {source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            hint="pass JSON, @file.json or - for stdin",
+            f"input from {source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", hint=hint
         ) from exc
+    except (RecursionError, ValueError) as exc:
+        why = unreadable(exc)
+        if why is None:
+            raise
+        problem = f"{why} at input"
+    if problem is not None:
+        raise UsageError(f"input from {source} cannot be stored in the saga log: {problem}", hint=hint)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,8 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
     from sagactl import validation
 
+    if request.saga_id is not None:
+        check_saga_id(request.saga_id)
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
     with store_for(settings) as store:
@@ -89,6 +107,8 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     found, driven by another process) does not stop the others; the database becoming
     unreachable or an interrupt stops the whole run.
     """
+    for saga_id in saga_ids:
+        check_saga_id(saga_id)
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
@@ -115,7 +135,7 @@ def operator_name(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     user = env.get("USER") or env.get("USERNAME")
     if user:
-        return user
+        return storable_text(user)
     import getpass
 
     try:
@@ -128,6 +148,9 @@ def _reason(reason: str) -> str:
     text = " ".join(reason.split())
     if not text:
         raise UsageError("--reason must say why (it is recorded with your name in the saga's history)")
+    problem = storable(text, "--reason")
+    if problem is not None:
+        raise UsageError(f"the saga log cannot store this reason: {problem}")
     return text
 
 
@@ -141,6 +164,7 @@ def resolve_compensation(
     observer: Observer | None = None,
 ) -> RunResult:
     """Record ``step``'s compensation as done by hand (who, why), then continue compensating."""
+    check_saga_id(saga_id)
     why, who = _reason(reason), user or operator_name()
     return _drive_one(settings, saga_id, observer, lambda e: e.resolve_step(saga_id, step, reason=why, user=who))
 
@@ -154,6 +178,7 @@ def abort_saga(
     observer: Observer | None = None,
 ) -> RunResult:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    check_saga_id(saga_id)
     why, who = _reason(reason), user or operator_name()
     return _drive_one(settings, saga_id, observer, lambda e: e.abort(saga_id, reason=why, user=who))
 
@@ -222,6 +247,7 @@ def list_sagas(
 
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
     """``show``: one saga with its history (a mapped table gives its row)."""
+    check_saga_id(saga_id)
     with reader_for(settings) as reader:
         return inspect.show_saga(reader, saga_id)
 

@@ -199,7 +199,7 @@ class SqsTransport:
         ("other", None): another saga's or step's reply, or not a reply at all."""
         try:
             body = json.loads(message.get("Body", ""))
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, or JSON Python cannot read (deep, long numbers)
             return "other", None
         if not isinstance(body, dict):
             return "other", None

@@ -310,6 +310,51 @@ def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> Non
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1
 
 
+# -- saga IDs ---------------------------------------------------------------------------------------
+
+BAD_IDS = [
+    ("", "saga ID is empty; pass the ID as 'sagactl list' shows it"),
+    (" c-1", "saga ID ' c-1' starts or ends with whitespace"),
+    ("c-1\t", "saga ID 'c-1\\t' contains the control or invisible character U+0009"),
+    ("c-\x1b[31m1", "saga ID 'c-\\x1b[31m1' contains the control or invisible character U+001B"),
+    ("c\u202e1", "saga ID 'c\\u202e1' contains the control or invisible character U+202E"),
+    ("c-\udcff", "saga ID 'c-\\udcff' is not valid UTF-8"),
+    (
+        "x" * 129,
+        f"saga ID '{'x' * 40}…' is 129 characters long; at most 128 are allowed (the SQS FIFO message group limit)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("saga_id", "message"), BAD_IDS, ids=[f"bad-{n}" for n in range(len(BAD_IDS))])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "@SAGA", "--input", INPUT, "--saga-id"],
+        ["show"],
+        ["resume"],
+        ["abort", "--reason", "x"],
+        ["resolve", "--step", "charge", "--reason", "x"],
+    ],
+    ids=["run", "show", "resume", "abort", "resolve"],
+)
+def test_saga_ids_are_checked_wherever_one_is_given(
+    cli: Path, command: list[str], saga_id: str, message: str
+) -> None:
+    args = [str(cli) if arg == "@SAGA" else arg for arg in command]
+    code, out, err = invoke(*args, saga_id)
+    assert (code, out, err) == (2, "", f"sagactl: error: {message}\n")
+    assert invoke("list", "-q") == (0, "", "")  # nothing recorded
+
+
+def test_the_longest_allowed_saga_id_runs_and_shows(cli: Path) -> None:
+    longest = "é" * 64 + "x" * 64  # 128 characters (192 bytes)
+    code, out, err = invoke("run", str(cli), "--input", INPUT, "--saga-id", longest, "-q")
+    assert (code, out, err) == (0, f"{longest}\n", "")
+    assert json.loads(invoke("show", longest, "-o", "json")[1])["saga_id"] == longest
+    assert invoke("list", "-q") == (0, f"{longest}\n", "")
+
+
 # -- a mapped table through a config context (PostgreSQL) -------------------------------------------
 
 
