@@ -164,6 +164,17 @@ def unreadable(exc: BaseException) -> str | None:
     return None
 
 
+def escaped(text: str) -> str:
+    """Foreign text (a saga ID, a state another writer stored) for a one-line message: control,
+    invisible and unencodable characters written as escapes, everything else as it is."""
+    if text.isprintable() and text.isascii():
+        return text
+    return "".join(
+        c if c.isprintable() and _utf8(c) else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
+
+
 def storable_text(text: str) -> str:
     """``text`` (an error message from a participant) as the saga log can hold it on every store:
     NUL characters and lone surrogates written as visible escapes."""

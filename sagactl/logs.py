@@ -26,6 +26,13 @@ class TextLogFormatter(logging.Formatter):
         return mask_secrets(super().format(record))
 
 
+class WarningFormatter(logging.Formatter):
+    """``sagactl: warning: ...`` (the level in lowercase, as every sagactl message line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(f"sagactl: {record.levelname.lower()}: {record.getMessage()}")
+
+
 def configure_logging(verbose: bool, json_lines: bool) -> None:
     """WARNING and up as "sagactl: warning: ..." lines; with ``verbose`` or ``json_lines``
     every committed transition too (INFO), as text or as one JSON object per line."""
@@ -35,7 +42,7 @@ def configure_logging(verbose: bool, json_lines: bool) -> None:
     if not verbose and not json_lines:
         root.setLevel(logging.WARNING)
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(TextLogFormatter("sagactl: %(levelname)s: %(message)s"))
+        handler.setFormatter(WarningFormatter())
         root.addHandler(handler)
         return
     handler = logging.StreamHandler(sys.stderr)

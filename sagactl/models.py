@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sagactl.codec import escaped
 from sagactl.errors import ExitCode, UsageError
 
 MAX_SAGA_ID = 128  # characters: the SQS FIFO MessageGroupId limit (FIFO queues group by saga ID)
@@ -90,8 +91,7 @@ def check_saga_id(saga_id: str) -> str:
     or invisible characters, no whitespace at either end; else UsageError (exit 2)."""
     if not saga_id:
         raise UsageError("saga ID is empty", hint="pass the ID as 'sagactl list' shows it")
-    shown = saga_id if len(saga_id) <= 40 else saga_id[:40] + "…"
-    shown = shown.encode("unicode_escape", "backslashreplace").decode("ascii") if not shown.isprintable() else shown
+    shown = escaped(saga_id if len(saga_id) <= 40 else saga_id[:40] + "…")
     if len(saga_id) > MAX_SAGA_ID:
         raise UsageError(
             f"saga ID '{shown}' is {len(saga_id)} characters long; at most {MAX_SAGA_ID} are allowed"

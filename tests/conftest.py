@@ -40,7 +40,9 @@ def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A DSN for an empty, initialised saga log of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'saga_log.db'}"
+        dsn = f"sqlite:///{tmp_path / 'saga_log.db'}"
+        open_store(dsn).close()  # read-only commands refuse a log that does not exist
+        return dsn
     dsn: str = request.getfixturevalue("pg_dsn")
     store = open_store(dsn)
     store.init_schema()

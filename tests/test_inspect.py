@@ -211,11 +211,13 @@ def test_list_json_document_and_empty_list(store: Store, settings: Settings) -> 
     assert doc.ids == ["a"]
 
 
-def test_missing_sqlite_log_lists_empty_and_creates_nothing(tmp_path: Path) -> None:
+def test_missing_sqlite_log_is_unavailable_and_creates_nothing(tmp_path: Path) -> None:
+    """A typo'd path never reads as "nothing stuck" (issue 8 item 2)."""
     path = tmp_path / "nowhere" / "log.db"
     settings = Settings(dsn=f"sqlite:///{path}")
-    assert list_sagas(settings, ListRequest(stuck=True)).sagas == []
-    assert stats(settings).rows == []
+    for read in (lambda: list_sagas(settings, ListRequest(stuck=True)), lambda: stats(settings)):
+        with pytest.raises(UnavailableError, match=f"saga log {path} does not exist"):
+            read()
     assert not path.exists() and not path.parent.exists()
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sagactl.errors import LeaseHeldError, UsageError
+from sagactl.codec import escaped
+from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
 SCHEMA_VERSION = 3
@@ -22,6 +23,23 @@ SCHEMA_VERSION = 3
 
 class SagaExistsError(UsageError):
     """A saga with this ID is already in the log."""
+
+
+class UnreadableSagaError(UnavailableError):
+    """A saga_log row this sagactl cannot read, written by another writer or by hand: a state it
+    does not know (``paused``, ``COMPLETED``), JSON it cannot decode. ``show`` and the commands
+    that drive a saga stop on it (exit 4); listings skip it with a warning."""
+
+    def __init__(self, saga_id: str, location: str, problem: str, *, state: str | None = None) -> None:
+        super().__init__(
+            f"saga {escaped(saga_id)} in {location} cannot be read: {problem}",
+            hint="fix the row (states are stored lowercase) or upgrade sagactl"
+            if state is not None
+            else "fix the row or upgrade sagactl",
+        )
+        self.saga_id = saga_id
+        self.problem = problem
+        self.state = state
 
 
 class LeaseLostError(LeaseHeldError):

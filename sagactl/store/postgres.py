@@ -153,6 +153,7 @@ class PostgresStore(SqlStore):
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         self.dsn = dsn
         self.info = StoreInfo(kind="postgres", location=masked(dsn))
+        self._warned: set[str] = set()
         self._conn = connect(dsn)
         try:
             version = self.schema_version()
@@ -218,6 +219,22 @@ class PostgresStore(SqlStore):
             yield self._conn
         except psycopg.errors.UndefinedTable:
             raise self._schema_missing(0) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            role = self._role()
+            hint = (
+                f"run 'sagactl db init' once as a role that may create tables there (not {role})"
+                if doing == "creating the schema"
+                else f"grant the role it connects as ({role}) SELECT on the saga log tables to read,"
+                " and INSERT, UPDATE on them (USAGE on their sequences) to run sagas"
+            )
+            raise UnavailableError(
+                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}", hint=hint
+            ) from None
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise UnavailableError(
+                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}",
+                hint="connect to the primary (this server or session is read-only)",
+            ) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise UnavailableError(
                 f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}",
@@ -227,6 +244,13 @@ class PostgresStore(SqlStore):
             raise UsageError(
                 f"PostgreSQL {self.info.location} rejected the data while {doing}: {first_line(exc)}"
             ) from None
+
+    def _role(self) -> str:
+        """The role this connection acts as (for messages about its privileges)."""
+        try:
+            return str(self._conn.info.user)
+        except psycopg.Error:
+            return "?"
 
     def _query(self, statement: str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
         with self._db(doing) as conn:

@@ -8,11 +8,14 @@ Statements here use ``?`` placeholders; the PostgreSQL dialect turns them into `
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
+from sagactl.codec import escaped
 from sagactl.errors import UsageError
 from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
 from sagactl.store.base import (
@@ -24,7 +27,10 @@ from sagactl.store.base import (
     SagaSummary,
     StateCount,
     StoreInfo,
+    UnreadableSagaError,
 )
+
+log = logging.getLogger("sagactl.store")
 
 Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
@@ -34,6 +40,8 @@ COLUMNS = (
 )
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"
+KNOWN_STATES = ", ".join(state.value for state in SagaState)
+_FIX_ROWS = "fix the rows (states are stored lowercase) or upgrade sagactl"
 
 _TRANSITIONS = (
     "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
@@ -140,6 +148,7 @@ class SqlStore:
     saga log, for both dialects."""
 
     info: StoreInfo
+    _warned: set[str]  # unknown states already warned about (each once per command)
 
     # -- the dialect ----------------------------------------------------------------------
 
@@ -212,14 +221,38 @@ class SqlStore:
         }
 
     def _record(self, row: Sequence[Any]) -> SagaRecord:
-        """A SagaRecord from a saga_log row in COLUMNS order."""
-        (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
+        """A SagaRecord from a saga_log row in COLUMNS order; UnreadableSagaError for a row
+        another writer left in a shape this sagactl does not know."""
+        saga_id, state = row[0], row[2]
+        try:
+            known = SagaState(state)
+        except ValueError:
+            raise UnreadableSagaError(
+                saga_id,
+                self.info.location,
+                f"its state '{escaped(str(state))}' is not one this sagactl knows ({KNOWN_STATES})",
+                state=str(state),
+            ) from None
+        try:
+            return self._decode(row, known)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            what = (
+                exc.msg
+                if isinstance(exc, json.JSONDecodeError)
+                else f"no {exc} field"
+                if isinstance(exc, KeyError)
+                else escaped(str(exc)) or type(exc).__name__
+            )
+            raise UnreadableSagaError(saga_id, self.info.location, f"its row does not decode: {what}") from None
+
+    def _decode(self, row: Sequence[Any], state: SagaState) -> SagaRecord:
+        (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at,
          lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
             saga_type=saga_type,
-            state=SagaState(state),
+            state=state,
             current_step=current_step,
             data=self._decode_json(data),
             steps=[StepRecord.from_dict(s) for s in self._decode_json(steps)],
@@ -231,6 +264,35 @@ class SqlStore:
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
         )
+
+    def _skip(self, key: str, warning: str) -> None:
+        """Warn about rows a listing leaves out, once per ``key`` (an unknown state, a saga)
+        for the life of this store, which is one command."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", warning)
+
+    def _skip_unreadable(self, exc: UnreadableSagaError) -> None:
+        if exc.state is not None:
+            self._skip(
+                f"state:{exc.state}",
+                f"skipping sagas in state '{escaped(exc.state)}', which this sagactl does not know"
+                f" (first: saga {escaped(exc.saga_id)} in {self.info.location}); {_FIX_ROWS}",
+            )
+        else:
+            self._skip(f"saga:{exc.saga_id}", f"skipping saga {escaped(exc.saga_id)}: {exc.problem}")
+
+    def _state_or_skip(self, saga_type: str, state: str, count: int) -> SagaState | None:
+        """The state of a counted (type, state) group, or None (warned) when it is unknown."""
+        try:
+            return SagaState(state)
+        except ValueError:
+            self._skip(
+                f"state:{state}",
+                f"skipping sagas in state '{escaped(str(state))}', which this sagactl does not know"
+                f" (first: {count} of type {escaped(saga_type)} in {self.info.location}); {_FIX_ROWS}",
+            )
+            return None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -282,20 +344,30 @@ class SqlStore:
         return list_statement(query, self._encode_time)
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
+        """Matching sagas; rows this sagactl cannot read are left out with a warning."""
         statement, params = self.list_statement(query)
-        return [self._record(r) for r in self._query(statement, params, "listing sagas")]
+        found = []
+        for row in self._query(statement, params, "listing sagas"):
+            try:
+                found.append(self._record(row))
+            except UnreadableSagaError as exc:
+                self._skip_unreadable(exc)
+        return found
 
     def counts(self) -> list[StateCount]:
         rows = self._query(_COUNTS, [], "reading the saga counters")
-        return [StateCount(saga_type=r[0], state=SagaState(r[1]), count=int(r[2])) for r in rows]
+        return [
+            StateCount(saga_type=r[0], state=state, count=int(r[2]))
+            for r in rows
+            if (state := self._state_or_skip(r[0], r[1], int(r[2]))) is not None
+        ]
 
     def active_counts(self) -> list[ActiveCount]:
         rows = self._query(_ACTIVE_COUNTS, [], "counting active sagas")
         return [
-            ActiveCount(
-                saga_type=r[0], state=SagaState(r[1]), count=int(r[2]), oldest_created_at=self._decode_time(r[3])
-            )
+            ActiveCount(saga_type=r[0], state=state, count=int(r[2]), oldest_created_at=self._decode_time(r[3]))
             for r in rows
+            if (state := self._state_or_skip(r[0], r[1], int(r[2]))) is not None
         ]
 
     def recount(self) -> tuple[list[StateCount], list[StateCount]]:
@@ -303,7 +375,11 @@ class SqlStore:
         after (exact: a writer's counter change is either counted or waits until after)."""
 
         def counts(rows: list[tuple[Any, ...]]) -> list[StateCount]:
-            return [StateCount(saga_type=str(r[0]), state=SagaState(r[1]), count=int(r[2])) for r in rows]
+            return [
+                StateCount(saga_type=str(r[0]), state=state, count=int(r[2]))
+                for r in rows
+                if (state := self._state_or_skip(str(r[0]), r[1], int(r[2]))) is not None
+            ]
 
         with self._counters_locked() as run:
             before = run(_ALL_COUNTS)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
@@ -18,41 +19,157 @@ from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
 
+def _code(exc: sqlite3.Error) -> str:
+    """SQLite's error code name (``SQLITE_FULL``...), or "" when the driver gave none."""
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    """What to do about a SQLite failure, by its error code."""
+    code = _code(exc)
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return "make the file and its directory writable for this user, or pass --dsn"
+    if code == "SQLITE_FULL" or code.startswith("SQLITE_IOERR"):
+        return "free space on that disk (or lift the file size limit) and check the disk"
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "another process holds it; retry"
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return "the file is damaged or not a saga log; check --dsn"
+    return "check the file, its directory and the disk"
+
+
+def _failed(path: str, doing: str, exc: sqlite3.Error) -> UnavailableError:
+    return UnavailableError(f"saga log {path}: {doing} failed: {exc}", hint=_hint(exc))
+
+
+# Failures of the file or the disk; anything else (IntegrityError, ProgrammingError) is a bug.
+_DISK_ERRORS = (sqlite3.OperationalError, sqlite3.InternalError)
+
+
+def _is_disk_error(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, _DISK_ERRORS) or type(exc) is sqlite3.DatabaseError
+
+
+# What to do about a file that is not a saga log, for read-only commands.
+_NOT_A_LOG = (
+    "check --dsn / SAGACTL_DSN / the config file, or create the log with 'sagactl db init'"
+    " (or any command that writes)"
+)
+_ANOTHER_FILE = "check --dsn / SAGACTL_DSN / the config file: this file is not a saga log"
+
+
 class SqliteStore(SqlStore):
-    """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log."""
+    """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log.
+
+    ``create=False`` (read-only commands) opens the file read-only and changes nothing: no
+    directory, file, schema or journal mode is created; a missing file, or one that is not a
+    saga log, is UnavailableError (exit 4), never an empty answer. A read-only copy (file and
+    directory not writable) can be read, in WAL mode too.
+    """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = str(path)
         self.info = StoreInfo(kind="sqlite", location=self.path)
-        if self.path != ":memory:" and not Path(self.path).exists() and not create:
-            # Read-only commands on a log that was never written see an empty log and leave
-            # no file behind.
-            self.path = ":memory:"
+        self._warned: set[str] = set()
+        self._conn = self._open() if create else self._open_read_only()
+        try:
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise UnavailableError(
+                    f"saga log {self.path} has schema version {version}, newer than this sagactl"
+                    f" supports ({SCHEMA_VERSION})",
+                    hint="upgrade sagactl",
+                )
+            # Writers create or upgrade the schema (migrations only add); readers read it as it is.
+            if create and version < SCHEMA_VERSION:
+                self.init_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        """The file for writing, created (with its directory) if missing, in WAL mode."""
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-        except (sqlite3.Error, OSError) as exc:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise UnavailableError(f"cannot open saga log {self.path}: {exc}", hint=_hint(exc)) from exc
+        except OSError as exc:
             raise UnavailableError(
-                f"cannot open saga log {self.path}: {exc}",
-                hint="check the path and its permissions, or pass --dsn",
+                f"cannot open saga log {self.path}: {exc}", hint="check the path and its permissions, or pass --dsn"
             ) from exc
-        version = self.schema_version()
-        # Writers upgrade an older schema (migrations only add); readers read it as it is.
-        if version == 0 or (create and version < SCHEMA_VERSION):
-            self.init_schema()
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The existing file, read-only (``mode=ro``); checked to hold a saga log."""
+        if self.path == ":memory:":
+            raise UnavailableError("an in-memory saga log (sqlite:///:memory:) is always empty", hint=_NOT_A_LOG)
+        path = Path(self.path)
+        if not path.exists():
+            raise UnavailableError(f"saga log {self.path} does not exist", hint=_NOT_A_LOG)
+        if path.is_dir():
+            raise UnavailableError(f"saga log {self.path} is a directory, not a file", hint=_NOT_A_LOG)
+        uri = "file:" + quote(str(path.absolute()))
+        try:
+            try:
+                return self._connect(uri + "?mode=ro")
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN"):
+                    raise
+                # A WAL-mode file in a directory this user cannot write: SQLite cannot create
+                # the shared-memory index it reads through. With no write-ahead log beside it
+                # (its last writer closed it), the file alone is the whole log: read it as
+                # immutable. A leftover log cannot be read that way (its changes would be missed).
+                wal = Path(self.path + "-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    raise UnavailableError(
+                        f"cannot read saga log {self.path}: its write-ahead log {wal.name} holds changes"
+                        f" that SQLite can only read with {path.name}-shm beside it, in a directory this"
+                        " user cannot write",
+                        hint=f"copy {path.name} with its -wal and -shm files, or read it where you can write",
+                    ) from exc
+                return self._connect(uri + "?immutable=1")
+        except sqlite3.Error as exc:
+            raise UnavailableError(f"cannot read saga log {self.path}: {exc}", hint=_hint(exc)) from exc
+
+    def _connect(self, uri: str) -> sqlite3.Connection:
+        """A read-only connection to ``uri`` that has proved it holds a saga log."""
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
+        try:
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as exc:
+                if _code(exc) != "SQLITE_NOTADB":
+                    raise
+                raise UnavailableError(f"saga log {self.path} is not a SQLite database", hint=_ANOTHER_FILE) from None
+            if "saga_log" not in tables:
+                others = sorted(t for t in tables if not t.startswith("sqlite_"))
+                if not others:
+                    raise UnavailableError(f"saga log {self.path} has no saga_log schema", hint=_NOT_A_LOG)
+                held = ", ".join(others[:5]) + (", …" if len(others) > 5 else "")
+                raise UnavailableError(
+                    f"saga log {self.path} has no saga_log schema (it holds {held})", hint=_ANOTHER_FILE
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # -- schema -------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        row = self._conn.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
+        return int(self._one("PRAGMA user_version", "reading the schema version"))
 
     def init_schema(self) -> int:
-        with self._write() as conn:
+        with self._write("creating the schema") as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
             for migration in migrations("sqlite"):
                 if migration.version <= current:
@@ -66,28 +183,43 @@ class SqliteStore(SqlStore):
     # -- the dialect ------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: takes the write lock up front, so no upgrade deadlock."""
+    def _write(self, doing: str = "writing to it") -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: takes the write lock up front, so no upgrade deadlock.
+        A failure of the file or the disk (read-only, full, locked) rolls it back and is
+        UnavailableError (exit 4): the log keeps its last committed state."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise UnavailableError(
                 f"saga log {self.path} is locked or unwritable: {exc}",
-                hint="another process holds it; retry",
+                hint=_hint(exc),
             ) from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _is_disk_error(exc):
+                raise _failed(self.path, doing, exc) from exc
             raise
-        conn.execute("COMMIT")
+
+    def _one(self, statement: str, doing: str) -> Any:
+        rows = self._query(statement, (), doing)
+        return rows[0][0] if rows else None
 
     def _query(self, statement: str, params: Sequence[Any], doing: str) -> list[tuple[Any, ...]]:
-        return self._conn.execute(statement, params).fetchall()
+        try:
+            return self._conn.execute(statement, params).fetchall()
+        except sqlite3.Error as exc:
+            if _is_disk_error(exc):
+                raise _failed(self.path, doing, exc) from exc
+            raise
 
     def _update(self, statement: str, params: Sequence[Any], doing: str) -> int:
-        with self._write() as conn:
+        with self._write(doing) as conn:
             return conn.execute(statement, params).rowcount
 
     @contextmanager

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app, completion_script
+from sagactl.store import open_store
 
 ROOT = Path(__file__).parent.parent.parent
 SAMPLE = ROOT / "sample-configs" / "order.yaml"
@@ -36,6 +37,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {"SAGACTL_DSN": f"sqlite:///{tmp_path / 'log.db'}", "SAMPLE_STATE_DIR": str(tmp_path / "state")}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
+    open_store(values["SAGACTL_DSN"]).close()  # read-only commands refuse a missing log
     return values
 
 
@@ -444,6 +446,7 @@ def test_a_command_error_reaches_the_process_exit_code(tmp_path: Path) -> None:
     code is the process's, with one line on stderr and nothing on stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
     log = tmp_path / "log.db"
+    open_store(f"sqlite:///{log}").close()
     completed = subprocess.run(
         [sys.executable, "-m", "sagactl", "show", "nope", "--dsn", f"sqlite:///{log}"],
         cwd=tmp_path,

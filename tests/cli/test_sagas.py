@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -310,6 +311,74 @@ def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> Non
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1
 
 
+# -- rows another writer left in a state sagactl does not know --------------------------------------
+
+
+def set_column(dsn: str, column: str, value: str, *saga_ids: str) -> None:
+    """What another writer (or an operator's hand fix) does: plain SQL on saga_log."""
+    statement = f"UPDATE saga_log SET {column} = ? WHERE saga_id = ?"
+    if dsn.startswith("sqlite:///"):
+        with sqlite3.connect(dsn.removeprefix("sqlite:///")) as conn:
+            conn.executemany(statement, [(value, i) for i in saga_ids])
+    else:
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+            cur.executemany(statement.replace("?", "%s"), [(value, i) for i in saga_ids])
+
+
+def set_state(dsn: str, state: str, *saga_ids: str) -> None:
+    set_column(dsn, "state", state, *saga_ids)
+
+
+def test_rows_in_unknown_states_are_skipped_with_one_warning_each(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    monkeypatch.delenv("FAIL_COMPENSATION")
+    for saga_id in ("p-1", "p-2", "u-1", "ok-1"):
+        assert runner.invoke(app, ["run", str(cli), "--input", INPUT, "--saga-id", saga_id, "-q"]).exit_code == 0
+    dsn = os.environ["SAGACTL_DSN"]
+    set_state(dsn, "paused", "p-1", "p-2")
+    set_state(dsn, "COMPLETED", "u-1")
+    store = open_store(dsn, create=False)
+    where = store.info.location
+    store.close()
+    paused = (
+        "sagactl: warning: skipping sagas in state 'paused', which this sagactl does not know (first: saga p-1"
+        f" in {where}); fix the rows (states are stored lowercase) or upgrade sagactl\n"
+    )
+    upper = paused.replace("'paused'", "'COMPLETED'").replace("saga p-1", "saga u-1")
+    assert invoke("list", "-q") == (0, "c-1\nok-1\n", paused + upper)
+    assert invoke("list", "--stuck", "-q", "--exit-code") == (3, "c-1\n", paused + upper)
+    code, out, err = invoke("stats", "-o", "json")
+    counted = (  # stats reads the counters first: they name the type and how many
+        "sagactl: warning: skipping sagas in state '{}', which this sagactl does not know (first: {} of type"
+        f" FastOrder in {where}); fix the rows (states are stored lowercase) or upgrade sagactl"
+    )
+    assert (code, err.splitlines()) == (0, [counted.format("COMPLETED", 1), counted.format("paused", 2)])
+    totals = json.loads(out)["totals"]
+    assert (totals["completed"], totals["compensating"], totals["active"]) == (1, 1, 1)
+    for command in (["show", "p-1"], ["resume", "p-1"], ["abort", "u-1", "--reason", "x"]):
+        saga_id = command[1]
+        state = "paused" if saga_id == "p-1" else "COMPLETED"
+        code, out, err = invoke(*command)
+        assert (code, out) == (4, "")
+        assert err == (
+            f"sagactl: error: saga {saga_id} in {where} cannot be read: its state '{state}' is not one this sagactl"
+            " knows (started, pending, compensating, completed, failed); fix the row (states are stored lowercase)"
+            " or upgrade sagactl\n"
+        )
+    set_column(dsn, "steps", '[{"status": "pending"}]', "ok-1")  # a row of the wrong shape
+    broken = "sagactl: warning: skipping saga ok-1: its row does not decode: no 'name' field\n"
+    assert invoke("list", "-q") == (0, "c-1\n", paused + upper + broken)
+    code, out, err = invoke("show", "ok-1")
+    assert (code, out) == (4, "")
+    assert err == (
+        f"sagactl: error: saga ok-1 in {where} cannot be read: its row does not decode: no 'name' field;"
+        " fix the row or upgrade sagactl\n"
+    )
+    set_state(dsn, "completed", "u-1")  # the hand fix: readable again, untouched by the attempts above
+    shown = json.loads(invoke("show", "u-1", "-o", "json")[1])
+    assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed"] * 3)
+
+
 # -- saga IDs ---------------------------------------------------------------------------------------
 
 BAD_IDS = [
@@ -375,6 +444,7 @@ def legacy(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     for name in ("SAGACTL_DSN", "SAGACTL_CONFIG", "SAGACTL_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    open_store(f"sqlite:///{tmp_path}/own.db").close()
     config = tmp_path / "sagactl.yaml"
     config.write_text(
         f"""store:
@@ -435,6 +505,9 @@ def test_writing_commands_refuse_a_mapped_table(legacy: Path, args: list[str]) -
 
 def test_list_json_imports_no_heavy_module(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
+    log = tmp_path / ".sagactl" / "saga_log.db"
+    open_store(f"sqlite:///{log}").close()
+    before = log.read_bytes()
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "sagactl", "list", "-o", "json"],
         cwd=tmp_path,
@@ -446,7 +519,7 @@ def test_list_json_imports_no_heavy_module(tmp_path: Path) -> None:
     assert completed.returncode == 0 and completed.stdout == "[]\n"
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
     assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "rich", "yaml", "jsonschema"} == set()
-    assert not (tmp_path / ".sagactl").exists()  # a read-only command leaves no file
+    assert log.read_bytes() == before  # a read-only command changes nothing
 
 
 def test_sample_config_and_its_mapped_example(pg_dsn: str, tmp_path: Path) -> None:

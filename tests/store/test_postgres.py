@@ -3,15 +3,20 @@ masked), a missing schema, round trips per write, column types and the stuck que
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.pq import Trace
 from typer.testing import CliRunner
 
@@ -23,6 +28,7 @@ from sagactl.store.base import SagaQuery, StateCount
 from sagactl.store.migrations import migrations
 from sagactl.store.postgres import PostgresStore
 from tests.support.postgres import _as_url, _with_dbname, fresh_database
+from tests.support.processes import sagactl
 from tests.support.sagas import add, at, saga
 
 # The schema version db init reaches: the last migration, schema/*/003_counters.sql. A new
@@ -400,3 +406,115 @@ def test_stuck_and_active_counts_read_only_the_active_indexes(pg: PostgresStore,
     listing = pg.explain_list(SagaQuery(limit=1000))
     assert "Seq Scan on saga_log" not in listing and "Sort Method: quicksort" in listing, listing
     assert "using saga_log_created" in listing and "using saga_log_state_created" in listing, listing
+
+
+# -- roles without the privileges a command needs (issue 8 item 15) ----------------------------
+
+SMALL_SAGA = """
+saga: Small
+endpoints:
+  svc: {type: exec, command: [python3, -c, 'import sys; sys.stdin.read(); print(1)']}
+defaults:
+  timeout: 20s
+  retry: {max_attempts: 1}
+steps:
+  - {name: first, endpoint: svc, action: {args: [a]}, compensation: {args: [c]}}
+  - {name: second, endpoint: svc, action: {args: [a]}}
+"""
+GRANT_HINT = (
+    "grant the role it connects as ({role}) SELECT on the saga log tables to read, and INSERT, UPDATE on them"
+    " (USAGE on their sequences) to run sagas"
+)
+
+
+@pytest.fixture
+def role(fresh_db: str) -> Iterator[Callable[..., tuple[str, str]]]:
+    """make(GRANT ...) -> (name, DSN) of a new LOGIN role in ``fresh_db`` (schema initialised)
+    with those statements run (``{role}`` stands for its name); the roles are dropped after."""
+    open_store(fresh_db).close()
+    made: list[str] = []
+
+    def make(*grants: str) -> tuple[str, str]:
+        name = f"sagactl_role_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide: unique names
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+            made.append(name)
+            for grant in grants:
+                conn.execute(grant.format(role=name).encode())
+        info = psycopg.conninfo.conninfo_to_dict(fresh_db)
+        info.update(user=name)
+        info.pop("password", None)
+        return name, _as_url(psycopg.conninfo.make_conninfo(**info))
+
+    yield make
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("command", [["list", "--stuck", "--exit-code"], ["show", "x"], ["stats"]])
+def test_a_role_without_privileges_reading_is_exit_4(role: Any, command: list[str]) -> None:
+    name, dsn = role()
+    result = runner.invoke(app, [*command, "--dsn", dsn])
+    assert (result.exit_code, result.stdout) == (4, "")
+    assert result.stderr == (
+        f"sagactl: error: PostgreSQL {dsn}: reading the schema version failed: permission denied for table"
+        f" sagactl_schema_migrations; {GRANT_HINT.format(role=name)}\n"
+    )
+
+
+def test_a_read_only_role_reads_and_refuses_to_write(role: Any, fresh_db: str, tmp_path: Path) -> None:
+    owner = open_store(fresh_db)
+    try:
+        add(owner, saga("s-1"))
+    finally:
+        owner.close()
+    name, dsn = role("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    assert runner.invoke(app, ["list", "-q", "--dsn", dsn]).stdout == "s-1\n"
+    saga_file = tmp_path / "small.yaml"
+    saga_file.write_text(SMALL_SAGA)
+    ran = runner.invoke(app, ["run", str(saga_file), "--saga-id", "r-1", "--dsn", dsn])
+    assert (ran.exit_code, ran.stdout) == (4, ""), ran.stderr
+    assert ran.stderr == (
+        f"sagactl: error: PostgreSQL {dsn}: recording saga r-1 failed: permission denied for table saga_log;"
+        f" {GRANT_HINT.format(role=name)}\n"
+    )
+    init = runner.invoke(app, ["db", "init", "--dsn", dsn])
+    assert (init.exit_code, init.stdout) == (4, "")
+    assert init.stderr == (
+        f"sagactl: error: PostgreSQL {dsn}: creating the schema failed: permission denied for schema public;"
+        f" run 'sagactl db init' once as a role that may create tables there (not {name})\n"
+    )
+    assert runner.invoke(app, ["list", "-q", "--dsn", fresh_db]).stdout == "s-1\n"  # nothing recorded
+
+
+def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fresh_db: str, tmp_path: Path) -> None:
+    """The role may insert (the saga starts) but not update saga_log (its first step cannot be
+    recorded): one line, exit 4, the saga as last committed; `resume` by a role that may
+    write completes it, taking the lease over from the dead process."""
+    name, dsn = role(
+        "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}",
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        "REVOKE UPDATE ON saga_log FROM {role}",
+    )
+    saga_file = tmp_path / "small.yaml"
+    saga_file.write_text(SMALL_SAGA)
+    done = sagactl("run", str(saga_file), "--saga-id", "w-1", "-q", "--dsn", dsn, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (4, "")
+    assert done.stderr.startswith(f"sagactl: error: PostgreSQL {dsn}: ")
+    assert "failed: permission denied for table saga_log; " in done.stderr
+    assert done.stderr.endswith(
+        f"{GRANT_HINT.format(role=name)}; then 'sagactl resume w-1' continues the saga from its last committed"
+        " state\n"
+    )
+    owner = open_store(fresh_db)
+    try:
+        stuck = owner.get("w-1")
+        assert stuck is not None and stuck.state is SagaState.STARTED and stuck.lease_owner  # the dead process's
+        assert [s.status for s in stuck.steps] == [StepStatus.PENDING, StepStatus.PENDING]  # nothing was sent
+    finally:
+        owner.close()
+    resumed = runner.invoke(app, ["resume", "w-1", "-q", "--dsn", fresh_db])
+    assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "w-1\n", "")
+    shown = json.loads(runner.invoke(app, ["show", "w-1", "-o", "json", "--dsn", fresh_db]).stdout)
+    assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed", "completed"])
