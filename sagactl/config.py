@@ -74,11 +74,73 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _section(doc: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:
-    value = doc.get(key) or {}
+# The keys sagactl.yaml may hold, per section. Anything else is a typo that would otherwise
+# fall back to a default without a word: an error naming the key, the file and these.
+TOP_KEYS = ("store", "aws", "contexts", "current_context")
+STORE_KEYS = ("dsn", "table", "columns", "states")
+AWS_KEYS = ("region", "profile", "endpoint_url")
+CONTEXT_KEYS = ("store", "aws")
+_STRINGS = {"dsn", "table", "region", "profile", "endpoint_url"}
+
+
+def _section(doc: Mapping[str, Any], key: str, where: str, path: Path) -> dict[str, Any]:
+    """``doc[key]`` as a mapping (empty when absent or null)."""
+    value = doc.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{path}: '{key}' must be a mapping")
+        raise UsageError(f"{path}: '{where}{key}' must be a mapping, not {type(value).__name__}")
     return value
+
+
+def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str, path: Path) -> None:
+    """UsageError naming the first key of ``section`` not in ``allowed``; string settings checked."""
+    import difflib
+
+    for key, value in section.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            guess = f"did you mean '{close[0]}'? " if close else ""
+            place = f"in {where.rstrip('.')}" if where else "at the top level"
+            raise UsageError(
+                f"{path}: unknown key '{key}' {place}",
+                hint=f"{guess}allowed there: {', '.join(allowed)}",
+            )
+        if key in _STRINGS and not (isinstance(value, str) and value.strip()):
+            what = "empty" if value is None or isinstance(value, str) else f"a {type(value).__name__}"
+            raise UsageError(f"{path}: '{where}{key}' is {what}", hint="give it a text value, or remove the key")
+
+
+def _given(flag: str | None, name: str, variable: str, env: Mapping[str, str]) -> str | None:
+    """A store-locating setting from its flag or environment variable; an empty or blank one is
+    an error, never "not set" (a runbook's unset variable must not switch to the default log)."""
+    if flag is not None and not flag.strip():
+        raise UsageError(f"{name} is empty", hint=f"give it a value, or leave out {name} and {variable}")
+    if flag is None and variable in env and not env[variable].strip():
+        raise UsageError(f"{variable} is set but empty", hint=f"give it a value, or unset {variable}")
+    return flag
+
+
+def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The file's top level, store:, aws: and contexts:, every key checked."""
+    doc = _load_yaml(path)
+    _check_keys(doc, TOP_KEYS, "", path)
+    store, aws = _section(doc, "store", "", path), _section(doc, "aws", "", path)
+    contexts = _section(doc, "contexts", "", path)
+    _check_keys(store, STORE_KEYS, "store.", path)
+    _check_keys(aws, AWS_KEYS, "aws.", path)
+    for name, ctx in contexts.items():
+        if ctx is None:
+            continue  # a context that only names itself: the top-level settings
+        if not isinstance(ctx, dict):
+            raise UsageError(f"{path}: 'contexts.{name}' must be a mapping, not {type(ctx).__name__}")
+        _check_keys(ctx, CONTEXT_KEYS, f"contexts.{name}.", path)
+        _check_keys(_section(ctx, "store", f"contexts.{name}.", path), STORE_KEYS, f"contexts.{name}.store.", path)
+        _check_keys(_section(ctx, "aws", f"contexts.{name}.", path), AWS_KEYS, f"contexts.{name}.aws.", path)
+    current = doc.get("current_context")
+    if current is not None and (not isinstance(current, str) or not current.strip()):
+        raise UsageError(f"{path}: 'current_context' must name a context", hint="remove it to use no context")
+    return doc, store, aws, contexts
 
 
 def resolve_settings(
@@ -96,15 +158,25 @@ def resolve_settings(
     AWS: region from AWS_REGION / AWS_DEFAULT_REGION, profile from AWS_PROFILE, the SQS endpoint
     from AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL, then ``aws:`` in the file; what is still
     unset is left to boto3's own chain (the profile's region, AWS's endpoint).
+
+    Nothing mistyped falls back silently: an unknown key anywhere in the file, an unknown
+    context, or an empty --dsn / --config / --context (or SAGACTL_DSN, SAGACTL_CONFIG,
+    SAGACTL_CONTEXT set but empty) is UsageError.
     """
     env = os.environ if env is None else env
+    dsn = _given(dsn, "--dsn", "SAGACTL_DSN", env)
+    config = _given(config, "--config", "SAGACTL_CONFIG", env)
+    context = _given(context, "--context", "SAGACTL_CONTEXT", env)
     path = find_config(config, env)
-    doc: dict[str, Any] = _load_yaml(path) if path else {}
-    store = dict(_section(doc, "store", path)) if path else {}
-    aws = dict(_section(doc, "aws", path)) if path else {}
+    doc: dict[str, Any] = {}
+    store: dict[str, Any] = {}
+    aws: dict[str, Any] = {}
+    contexts: dict[str, Any] = {}
+    if path:
+        doc, top_store, top_aws, contexts = _load_config(path)
+        store, aws = dict(top_store), dict(top_aws)
     chosen = context or doc.get("current_context")
     if chosen:
-        contexts = _section(doc, "contexts", path) if path else {}
         if chosen not in contexts:
             known = ", ".join(sorted(contexts)) or "none defined"
             where = str(path) if path else "no config file"
@@ -119,6 +191,8 @@ def resolve_settings(
             columns={str(k): str(v) for k, v in (store.get("columns") or {}).items()},
             states={str(k): str(v) for k, v in (store.get("states") or {}).items()},
         )
+    elif store.get("columns") or store.get("states"):
+        raise UsageError(f"{path}: store.columns and store.states describe a mapped table: they need store.table")
     return Settings(
         dsn=dsn or store.get("dsn") or DEFAULT_DSN,
         mapping=mapping,

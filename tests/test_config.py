@@ -9,6 +9,7 @@ import pytest
 from sagactl.config import TableMapping, resolve_settings
 from sagactl.errors import UsageError
 from sagactl.masking import mask_secrets, mask_value
+from tests.support.processes import sagactl
 
 CONFIG = """
 store:
@@ -114,3 +115,106 @@ def test_mask_secret_env_values() -> None:
     env = {"INV_TOKEN": "tok-123456", "HOME": "/root", "DB_PASSWORD": "pw-9999"}
     assert mask_secrets("sent tok-123456 to /root with pw-9999", env) == "sent *** to /root with ***"
     assert mask_value({"a": ["tok-123456", 1]}, env) == {"a": ["***", 1]}
+
+
+# -- nothing mistyped falls back silently (issue 8 item 2) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("contxts: {}\n", "unknown key 'contxts' at the top level; did you mean 'contexts'? allowed there: store,"
+         " aws, contexts, current_context"),
+        ("store: {dns: sqlite:///x.db}\n", "unknown key 'dns' in store; did you mean 'dsn'? allowed there: dsn,"
+         " table, columns, states"),
+        ("aws: {regoin: eu-west-1}\n", "unknown key 'regoin' in aws; did you mean 'region'? allowed there:"
+         " region, profile, endpoint_url"),
+        ("contexts: {staging: {stor: {dsn: 'sqlite:///s.db'}}}\n", "unknown key 'stor' in contexts.staging;"
+         " did you mean 'store'? allowed there: store, aws"),
+        ("contexts: {staging: {store: {dsn: 'sqlite:///s.db', tabel: t}}}\n", "unknown key 'tabel' in"
+         " contexts.staging.store; did you mean 'table'? allowed there: dsn, table, columns, states"),
+        ("contexts: {staging: {aws: {profil: p}}}\n", "unknown key 'profil' in contexts.staging.aws; did you mean"
+         " 'profile'? allowed there: region, profile, endpoint_url"),
+        ("contexts: {staging: {dsn: 'sqlite:///s.db'}}\n", "unknown key 'dsn' in contexts.staging; allowed there:"
+         " store, aws"),
+        ("contexts: {staging: sqlite:///s.db}\n", "'contexts.staging' must be a mapping, not str"),
+        ("store: {dsn: ''}\n", "'store.dsn' is empty; give it a text value, or remove the key"),
+        ("contexts: {staging: {store: {dsn: }}}\n", "'contexts.staging.store.dsn' is empty; give it a text value,"
+         " or remove the key"),
+        ("aws: {region: 5}\n", "'aws.region' is a int; give it a text value, or remove the key"),
+        ("current_context: ''\ncontexts: {a: {}}\n", "'current_context' must name a context; remove it to use no"
+         " context"),
+        ("store: {columns: {saga_id: id}}\n", "store.columns and store.states describe a mapped table: they need"
+         " store.table"),
+    ],
+)  # fmt: skip
+def test_config_mistakes_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        resolve_settings(config=str(path), context="staging" if "staging" in text else None, env={})
+    assert caught.value.one_line() == f"{path}: {message}"
+
+
+def test_a_context_with_nothing_in_it_is_fine_if_it_exists(config_file: Path) -> None:
+    config_file.write_text(CONFIG + "  bare:\n  empty: {}\n")
+    for name in ("bare", "empty"):
+        settings = resolve_settings(config=str(config_file), context=name, env={})
+        assert (settings.dsn, settings.context, settings.aws.region) == (
+            "postgresql://ops@db.internal/orders",
+            name,
+            "eu-west-1",
+        )
+    with pytest.raises(UsageError, match=r"context 'bar' not found .* \(known: bare, empty, legacy, staging\)"):
+        resolve_settings(config=str(config_file), context="bar", env={})
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({"context": ""}, {}, "--context is empty; give it a value, or leave out --context and SAGACTL_CONTEXT"),
+        ({"context": "  "}, {}, "--context is empty; give it a value, or leave out --context and SAGACTL_CONTEXT"),
+        ({}, {"SAGACTL_CONTEXT": ""}, "SAGACTL_CONTEXT is set but empty; give it a value, or unset SAGACTL_CONTEXT"),
+        ({"config": ""}, {}, "--config is empty; give it a value, or leave out --config and SAGACTL_CONFIG"),
+        ({}, {"SAGACTL_CONFIG": " "}, "SAGACTL_CONFIG is set but empty; give it a value, or unset SAGACTL_CONFIG"),
+        ({"dsn": ""}, {}, "--dsn is empty; give it a value, or leave out --dsn and SAGACTL_DSN"),
+        ({}, {"SAGACTL_DSN": ""}, "SAGACTL_DSN is set but empty; give it a value, or unset SAGACTL_DSN"),
+    ],
+)
+def test_an_empty_setting_is_an_error_not_the_default(
+    config_file: Path, flags: dict[str, str], env: dict[str, str], message: str
+) -> None:
+    given = {} if "SAGACTL_CONFIG" in env else {"config": str(config_file)}
+    given.update(flags)
+    with pytest.raises(UsageError) as caught:
+        resolve_settings(**given, env=env)
+    assert caught.value.one_line() == message
+
+
+def test_a_flag_wins_over_an_empty_variable(config_file: Path) -> None:
+    env = {"SAGACTL_CONTEXT": "", "SAGACTL_DSN": ""}
+    settings = resolve_settings(config=str(config_file), context="staging", dsn="sqlite:///x.db", env=env)
+    assert (settings.context, settings.dsn) == ("staging", "sqlite:///x.db")
+
+
+def test_config_mistakes_end_to_end_exit_2_one_line(tmp_path: Path) -> None:
+    (tmp_path / "sagactl.yaml").write_text("store:\n  dsn: sqlite:///own.db\ncontexts:\n  prod:\n    stor: {}\n")
+    typo = sagactl("list", "--stuck", "--exit-code", cwd=tmp_path)
+    assert (typo.returncode, typo.stdout) == (2, "")
+    assert typo.stderr == (
+        "sagactl: error: sagactl.yaml: unknown key 'stor' in contexts.prod; did you mean 'store'? allowed there:"
+        " store, aws\n"
+    )
+    (tmp_path / "sagactl.yaml").write_text("store:\n  dsn: sqlite:///own.db\ncontexts:\n  prod: {}\n")
+    empty = sagactl("list", "--stuck", "--exit-code", cwd=tmp_path, env={"SAGACTL_CONTEXT": ""})
+    assert (empty.returncode, empty.stdout, empty.stderr) == (
+        2,
+        "",
+        "sagactl: error: SAGACTL_CONTEXT is set but empty; give it a value, or unset SAGACTL_CONTEXT\n",
+    )
+    flag = sagactl("list", "--context", "", cwd=tmp_path)
+    assert (flag.returncode, flag.stderr) == (
+        2,
+        "sagactl: error: --context is empty; give it a value, or leave out --context and SAGACTL_CONTEXT\n",
+    )
+    assert list(p.name for p in tmp_path.iterdir()) == ["sagactl.yaml"]  # nothing opened, nothing created
