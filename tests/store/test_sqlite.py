@@ -108,7 +108,11 @@ def test_a_typo_in_the_log_path_is_exit_4_never_nothing_stuck(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []  # no directory, no file
 
 
-@pytest.mark.parametrize("command", READ_COMMANDS, ids=["list", "show", "stats"])
+# redrive --only-open reads the saga log before it touches SQS (nothing listens on port 1)
+ONLY_OPEN = ["redrive", "--dlq", "q", "--only-open", "--endpoint-url", "http://127.0.0.1:1", "--region", "us-east-1"]
+
+
+@pytest.mark.parametrize("command", [*READ_COMMANDS, ONLY_OPEN], ids=["list", "show", "stats", "redrive-only-open"])
 def test_read_commands_on_a_missing_log_exit_4_and_create_nothing(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "nowhere" / "log.db"
     result = runner.invoke(app, [*command, "--dsn", f"sqlite:///{missing}"])
@@ -166,6 +170,36 @@ def test_read_commands_change_nothing_in_a_saga_log(tmp_path: Path, saga_file: P
     assert files_in(log.parent) == before
     with sqlite3.connect(log) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_newer_or_damaged_log_is_exit_4_for_readers_and_writers(tmp_path: Path, saga_file: Path) -> None:
+    newer, damaged = tmp_path / "newer.db", tmp_path / "damaged.db"
+    for path in (newer, damaged):
+        store = open_store(f"sqlite:///{path}")
+        add(store, *(saga(f"s-{i}") for i in range(30)))
+        store.close()
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    data = bytearray(damaged.read_bytes())
+    for offset in range(3 * 4096, len(data), 4096):  # every page past the schema overwritten
+        data[offset : offset + 100] = b"\xff" * 100
+    damaged.write_bytes(data)
+    for args in (["list"], ["run", str(saga_file)]):
+        result = runner.invoke(app, [*args, "--dsn", f"sqlite:///{newer}"])
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            4,
+            "",
+            f"sagactl: error: saga log {newer} has schema version 99, newer than this sagactl supports"
+            f" ({SCHEMA_VERSION}); upgrade sagactl\n",
+        )
+    for args, doing in ((["list"], "listing sagas"), (["stats"], "reading the saga counters")):
+        result = runner.invoke(app, [*args, "--dsn", f"sqlite:///{damaged}"])
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            4,
+            "",
+            f"sagactl: error: saga log {damaged}: {doing} failed: database disk image is malformed; the file is"
+            " damaged or not a saga log; check --dsn\n",
+        )
 
 
 def _copy_read_only(source: Path, target_dir: Path, names: list[str]) -> Path:
