@@ -17,7 +17,7 @@ from typing import Protocol
 from sagactl.errors import LeaseHeldError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SagaExistsError(UsageError):

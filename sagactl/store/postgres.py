@@ -47,10 +47,10 @@ _CREATE: LiteralString = (
 WITH ins AS (
     INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
                           definition, deadline_at, lease_owner, lease_expires_at, last_error,
-                          created_at, updated_at)
+                          created_at, updated_at, wake_at)
     VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
-            %(last_error)s, %(created_at)s, %(updated_at)s)
+            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s)
     ON CONFLICT (saga_id) DO NOTHING
     RETURNING 1
 ), logged AS ("""
@@ -69,7 +69,7 @@ WITH upd AS (
     UPDATE saga_log SET state = %(state)s, current_step = %(current_step)s,
         current_step_name = %(current_step_name)s, deadline_at = %(deadline_at)s,
         lease_owner = %(lease_owner)s, lease_expires_at = %(lease_expires_at)s,
-        last_error = %(last_error)s, updated_at = %(updated_at)s{steps}
+        last_error = %(last_error)s, updated_at = %(updated_at)s, wake_at = %(wake_at)s{steps}
     WHERE saga_id = %(saga_id)s AND lease_owner = %(owner)s
     RETURNING 1
 ), logged AS ("""
@@ -156,6 +156,7 @@ class PostgresStore(SqlStore):
         self._conn = connect(dsn)
         try:
             version = self.schema_version()
+            self._note_version(version)
             if version > SCHEMA_VERSION:
                 raise UnavailableError(
                     f"saga log schema in {self.info.location} is version {version}, newer than this"
@@ -200,6 +201,7 @@ class PostgresStore(SqlStore):
                     [migration.version, migration.name],
                 )
                 current = migration.version
+        self._note_version(current)
         return current
 
     def _schema_missing(self, version: int) -> UnavailableError:

@@ -30,7 +30,7 @@ Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at"
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at"
 )
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"
@@ -58,9 +58,9 @@ _TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE sa
 _RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
 
 
-def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
+def list_statement(query: SagaQuery, encode_time: Any, columns: str = COLUMNS) -> tuple[str, list[Any]]:
     """The SELECT behind ``list_sagas(query)`` and its parameters; ``encode_time`` turns a
-    datetime into what the dialect stores."""
+    datetime into what the dialect stores, ``columns`` are what a row is read as."""
     where: list[str] = []
     params: list[Any] = []
     if query.stuck:
@@ -84,7 +84,7 @@ def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
 
         def part(state_test: str) -> str:
             cond = " AND ".join([state_test, *where])
-            return f"SELECT * FROM (SELECT {COLUMNS} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
+            return f"SELECT * FROM (SELECT {columns} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
 
         first, rest = part("state = 'compensating'"), part("state <> 'compensating'")
         statement = (
@@ -92,7 +92,7 @@ def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
             " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT ?"
         )
         return statement, [*params, limit, *params, limit, limit]
-    statement = f"SELECT {COLUMNS} FROM saga_log"
+    statement = f"SELECT {columns} FROM saga_log"
     if where:
         statement += " WHERE " + " AND ".join(where)
     if query.stuck:
@@ -140,6 +140,23 @@ class SqlStore:
     saga log, for both dialects."""
 
     info: StoreInfo
+
+    def _columns(self) -> str:
+        """COLUMNS as this log's schema can give them: a reader of a log older than version 4
+        (no wake_at) reads it as it is."""
+        known: str | None = self.__dict__.get("_known_columns")
+        if known is None:
+            known = self._note_version(self.schema_version())
+        return known
+
+    def _note_version(self, version: int) -> str:
+        """Remember which columns a log at schema ``version`` has (the dialect tells on open)."""
+        known = COLUMNS if version >= 4 else COLUMNS.replace(", wake_at", ", NULL AS wake_at")
+        self.__dict__["_known_columns"] = known
+        return known
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
 
     # -- the dialect ----------------------------------------------------------------------
 
@@ -209,12 +226,13 @@ class SqlStore:
             "lease_expires_at": time(saga.lease_expires_at),
             "last_error": saga.last_error,
             "updated_at": time(saga.updated_at),
+            "wake_at": time(saga.wake_at),
         }
 
     def _record(self, row: Sequence[Any]) -> SagaRecord:
         """A SagaRecord from a saga_log row in COLUMNS order."""
         (saga_id, saga_type, state, current_step, _name, data, steps, definition, deadline_at,
-         lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
+         lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
@@ -230,6 +248,7 @@ class SqlStore:
             last_error=last_error,
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
+            wake_at=when(wake_at),
         )
 
     # -- writes ---------------------------------------------------------------------------
@@ -259,7 +278,8 @@ class SqlStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, saga_id: str) -> SagaRecord | None:
-        rows = self._query(f"SELECT {COLUMNS} FROM saga_log WHERE saga_id = ?", [saga_id], f"reading saga {saga_id}")
+        statement = f"SELECT {self._columns()} FROM saga_log WHERE saga_id = ?"
+        rows = self._query(statement, [saga_id], f"reading saga {saga_id}")
         return self._record(rows[0]) if rows else None
 
     def transitions(self, saga_id: str) -> list[Transition]:
@@ -279,7 +299,7 @@ class SqlStore:
 
     def list_statement(self, query: SagaQuery) -> tuple[str, list[Any]]:
         """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
-        return list_statement(query, self._encode_time)
+        return list_statement(query, self._encode_time, self._columns())
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         statement, params = self.list_statement(query)

@@ -41,6 +41,7 @@ class SqliteStore(SqlStore):
                 hint="check the path and its permissions, or pass --dsn",
             ) from exc
         version = self.schema_version()
+        self._note_version(version)
         # Writers upgrade an older schema (migrations only add); readers read it as it is.
         if version == 0 or (create and version < SCHEMA_VERSION):
             self.init_schema()
@@ -58,9 +59,16 @@ class SqliteStore(SqlStore):
                 if migration.version <= current:
                     continue
                 for statement in migration.statements:
-                    conn.execute(statement)
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        # SQLite has no ADD COLUMN IF NOT EXISTS: a column already there is the
+                        # migration done (migrations only add)
+                        if not (statement.upper().startswith("ALTER TABLE") and "duplicate column" in str(exc)):
+                            raise
                 conn.execute(f"PRAGMA user_version = {int(migration.version)}")
                 current = migration.version
+        self._note_version(current)
         return current
 
     # -- the dialect ------------------------------------------------------------------------
