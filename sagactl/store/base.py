@@ -35,6 +35,15 @@ class LeaseHolder:
 
 
 @dataclass(frozen=True, slots=True)
+class Claimed:
+    """A saga a worker just took: ``lapsed`` when the lease of a driver that stopped renewing
+    it had expired (a takeover), else it was due (detached, a retry or a reply deadline)."""
+
+    saga_id: str
+    lapsed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SagaQuery:
     """Filters for listing sagas. ``stuck`` needs ``now`` and ``idle_before``.
 
@@ -183,6 +192,20 @@ class Store(SagaReader, Protocol):
 
     def release_lease(self, saga_id: str, owner: str) -> None:
         """Give the lease up (no-op if not ours)."""
+        ...
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        """Take the lease of up to ``limit`` unfinished sagas that need a driver: released ones
+        whose wake_at has come, held ones whose lease expired; oldest first, of ``types`` if
+        given. Concurrent claimers never take the same saga (PostgreSQL: FOR UPDATE SKIP
+        LOCKED; SQLite: one writer at a time)."""
+        ...
+
+    def held_on(self, host: str) -> list[tuple[str, str]]:
+        """(saga_id, lease owner) of unfinished sagas whose lease is held by a process of
+        ``host`` (a worker checks whether those processes still live)."""
         ...
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:

@@ -24,7 +24,7 @@ from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import mask_secrets
 from sagactl.models import Transition, iso
-from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
@@ -300,6 +300,20 @@ class PostgresStore(SqlStore):
         with self._db(doing) as conn:
             row = conn.execute(statement, params).fetchone()
         return row is not None and row[0] == 1
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        due, lapsed, values = self._claim_parts(types)
+        statement = (
+            f"WITH due AS ({due} FOR UPDATE SKIP LOCKED), lapsed AS ({lapsed} FOR UPDATE SKIP LOCKED),"
+            " chosen AS (SELECT * FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) AS c ORDER BY at LIMIT ?)"
+            " UPDATE saga_log AS s SET lease_owner = ?, lease_expires_at = ?, wake_at = NULL FROM chosen"
+            " WHERE s.saga_id = chosen.saga_id RETURNING s.saga_id, chosen.lapsed, chosen.at"
+        )
+        params = [now, *values, limit, now, *values, limit, limit, owner, until]
+        rows = sorted(self._query(statement, params, "claiming sagas"), key=lambda r: (r[2], r[0]))
+        return [Claimed(str(r[0]), bool(r[1])) for r in rows]
 
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""

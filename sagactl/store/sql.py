@@ -53,6 +53,15 @@ _ACQUIRE = (
     "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ?"
     " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)"
 )
+_DUE = (
+    f"SELECT saga_id, 0 AS lapsed, wake_at AS at FROM saga_log WHERE {ACTIVE} AND lease_owner IS NULL"
+    " AND wake_at <= ?{types} ORDER BY wake_at LIMIT ?"
+)
+_LAPSED = (
+    f"SELECT saga_id, 1 AS lapsed, lease_expires_at AS at FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
+    " AND lease_expires_at < ?{types} ORDER BY lease_expires_at LIMIT ?"
+)
+_HELD = f"SELECT saga_id, lease_owner FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
 _HOLDER = "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = ?"
 _TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?"
 _RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
@@ -353,6 +362,16 @@ class SqlStore:
 
     def release_lease(self, saga_id: str, owner: str) -> None:
         self._update(_RELEASE, [saga_id, owner], f"releasing the lease on saga {saga_id}")
+
+    def held_on(self, host: str) -> list[tuple[str, str]]:
+        rows = self._query(_HELD, [], f"reading the leases held on {host}")  # the held ones only: few
+        return [(str(r[0]), str(r[1])) for r in rows if str(r[1]).startswith(f"{host}:")]
+
+    @staticmethod
+    def _claim_parts(types: Sequence[str]) -> tuple[str, str, list[Any]]:
+        """The due and lapsed SELECTs (``?`` placeholders) for ``types``, and the type values."""
+        where = f" AND saga_type IN ({', '.join('?' for _ in types)})" if types else ""
+        return _DUE.replace("{types}", where), _LAPSED.replace("{types}", where), list(types)
 
     # -- the reader view (SagaReader) ------------------------------------------------------
 

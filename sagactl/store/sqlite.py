@@ -13,7 +13,7 @@ from typing import Any
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
-from sagactl.store.base import SCHEMA_VERSION, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
@@ -154,6 +154,24 @@ class SqliteStore(SqlStore):
                 return False
             self._append(conn, transitions)
         return True
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        due, lapsed, values = self._claim_parts(types)
+        at = iso(now)
+        with self._write() as conn:  # one writer at a time: no two claimers see the same rows
+            rows = conn.execute(
+                f"SELECT saga_id, lapsed, at FROM ({due}) UNION ALL SELECT saga_id, lapsed, at FROM ({lapsed})"
+                " ORDER BY at, saga_id LIMIT ?",
+                [at, *values, limit, at, *values, limit, limit],
+            ).fetchall()
+            for saga_id, _, _ in rows:
+                conn.execute(
+                    "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ?, wake_at = NULL WHERE saga_id = ?",
+                    [owner, iso(until), saga_id],
+                )
+        return [Claimed(str(r[0]), bool(r[1])) for r in rows]
 
     def close(self) -> None:
         self._conn.close()
