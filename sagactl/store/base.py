@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sagactl.errors import LeaseHeldError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
@@ -201,6 +201,11 @@ class Store(SagaReader, Protocol):
         whose wake_at has come, held ones whose lease expired; oldest first, of ``types`` if
         given. Concurrent claimers never take the same saga (PostgreSQL: FOR UPDATE SKIP
         LOCKED; SQLite: one writer at a time)."""
+        ...
+
+    def released_definitions(self) -> list[dict[str, Any]]:
+        """The distinct definition snapshots of unfinished sagas no driver holds (those that
+        wait for a reply, a retry, a worker or an operator): where workers listen for replies."""
         ...
 
     def held_on(self, host: str) -> list[tuple[str, str]]:

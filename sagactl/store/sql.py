@@ -61,6 +61,7 @@ _LAPSED = (
     f"SELECT saga_id, 1 AS lapsed, lease_expires_at AS at FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
     " AND lease_expires_at < ?{types} ORDER BY lease_expires_at LIMIT ?"
 )
+_RELEASED_DEFINITIONS = f"SELECT DISTINCT definition FROM saga_log WHERE {ACTIVE} AND lease_owner IS NULL"
 _HELD = f"SELECT saga_id, lease_owner FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
 _HOLDER = "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = ?"
 _TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?"
@@ -362,6 +363,10 @@ class SqlStore:
 
     def release_lease(self, saga_id: str, owner: str) -> None:
         self._update(_RELEASE, [saga_id, owner], f"releasing the lease on saga {saga_id}")
+
+    def released_definitions(self) -> list[dict[str, Any]]:
+        rows = self._query(_RELEASED_DEFINITIONS, [], "reading the definitions of waiting sagas")
+        return [decoded for r in rows if isinstance(decoded := self._decode_json(r[0]), dict)]
 
     def held_on(self, host: str) -> list[tuple[str, str]]:
         rows = self._query(_HELD, [], f"reading the leases held on {host}")  # the held ones only: few

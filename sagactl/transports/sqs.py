@@ -277,9 +277,41 @@ class SqsTransport:
         return self._send(client, queue, reply_queue, request, attempt)
 
     @property
-    def reply_queue(self) -> str:
-        """The reply queue as configured (name, URL or ARN)."""
-        return self.reply_name
+    def reply_queue(self) -> tuple[AwsSettings, str]:
+        """Which reply queue this endpoint's answers come on (settings and name, URL or ARN):
+        equal for endpoints that share one."""
+        return self.aws, self.reply_name
+
+    # -- a worker's reply listener ------------------------------------------------------------
+
+    def listen(self, wait: int, hold: int) -> list[Any]:
+        """Up to 10 messages from the reply queue (long poll ``wait`` s), each hidden ``hold`` s
+        while a driver applies it. Raises SagactlError when SQS cannot be reached."""
+        client, _, reply_queue = self._open()
+        with sqs_errors(f"'{reply_queue.name}'", client):
+            answer = client.receive_message(
+                QueueUrl=reply_queue.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=hold,
+                MessageAttributeNames=["All"],
+            )
+        return list(answer.get("Messages", []))
+
+    def done(self, message: Any) -> None:
+        """Delete a reply that was applied or is of no use (a duplicate, a stale answer)."""
+        client, _, reply_queue = self._open()
+        self._delete(client, reply_queue, str(message.get("ReceiptHandle", "")))
+
+    def later(self, message: Any, seconds: int) -> None:
+        """Hand a reply back to the queue, visible again in ``seconds`` (its saga is busy)."""
+        client, _, reply_queue = self._open()
+        entry: Any = {"Id": "0", "ReceiptHandle": str(message.get("ReceiptHandle", "")), "VisibilityTimeout": seconds}
+        try:
+            with sqs_errors(f"'{reply_queue.name}'", client):
+                client.change_message_visibility_batch(QueueUrl=reply_queue.url, Entries=[entry])
+        except SagactlError:
+            pass  # it reappears when its hold expires: late, never lost
 
     def _delete(self, client: SQSClient, queue: QueueRef, handle: str) -> None:
         try:
