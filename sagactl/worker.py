@@ -52,6 +52,7 @@ class WorkerOptions:
     types: tuple[str, ...] = ()
     grace: float = 30.0
     poll: float = 1.0  # the longest an idle driver thread waits before it looks for work again
+    reply_wait: int = REPLY_WAIT  # seconds a reply listener long-polls
 
 
 EngineFactory = Callable[[Store, WorkerMetrics, threading.Event], Engine]
@@ -76,6 +77,7 @@ class Worker:
     options: WorkerOptions = field(default_factory=WorkerOptions)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     clock: Clock = field(default_factory=SystemClock)
+    location: str = ""  # the saga log, for messages
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
@@ -103,12 +105,23 @@ class Worker:
         self.metrics.up.set(0)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for every thread to end (at most ``timeout`` s); True when they all did."""
+        """Wait for every thread to end (at most ``timeout`` s); True when they all did. Replies
+        received and not yet applied are handed back to their queues at once."""
         deadline = None if timeout is None else self.clock.monotonic() + timeout
-        for thread in self.threads + list(self.listening.values()):
+        threads = self.threads + list(self.listening.values())
+        for thread in threads:
             remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             thread.join(remaining)
-        return not any(t.is_alive() for t in self.threads + list(self.listening.values()))
+            self._hand_back()
+        return not any(t.is_alive() for t in threads)
+
+    def _hand_back(self) -> None:
+        while True:
+            try:
+                item = self.replies.get_nowait()
+            except queue.Empty:
+                return
+            item.transport.later(item.message, 0)
 
     def healthy(self) -> bool:
         return not self.stopping.is_set() and all(t.is_alive() for t in self.threads)
@@ -261,7 +274,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 try:
-                    messages = transport.listen(REPLY_WAIT, REPLY_HOLD)
+                    messages = transport.listen(self.options.reply_wait, REPLY_HOLD)
                 except SagactlError as exc:
                     log.warning("%s", exc.one_line())
                     self.stopping.wait(5.0)

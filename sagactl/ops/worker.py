@@ -32,15 +32,9 @@ class Started:
     metrics_port: int | None
 
 
-def run_worker(
-    settings: Settings,
-    options: WorkerOptions,
-    *,
-    metrics_port: int | None = None,
-    announce: Callable[[Started], None] | None = None,
-) -> None:
-    """Run a worker until interrupted (KeyboardInterrupt: SIGTERM or Ctrl-C), then stop it
-    within ``options.grace`` seconds. The schema is created or upgraded first."""
+def build_worker(settings: Settings, options: WorkerOptions) -> Worker:
+    """A worker on the configured saga log (schema created or upgraded first; a mapped table
+    is refused), its transports and reply listeners on the resolved settings."""
     with store_for(settings) as store:  # refuses a mapped table; creates or upgrades the schema
         location = store.info.location
     env = dict(os.environ)
@@ -53,16 +47,29 @@ def run_worker(
         engine.park, engine.stop = True, stop
         return engine
 
-    worker = Worker(
+    return Worker(
         open_store=lambda: open_store(settings.dsn),
         make_engine=engine_on,
         listeners=lambda snapshot: listeners_of(snapshot, opened),
         options=options,
+        location=location,
     )
+
+
+def run_worker(
+    settings: Settings,
+    options: WorkerOptions,
+    *,
+    metrics_port: int | None = None,
+    announce: Callable[[Started], None] | None = None,
+) -> None:
+    """Run a worker until interrupted (KeyboardInterrupt: SIGTERM or Ctrl-C), then stop it
+    within ``options.grace`` seconds."""
+    worker = build_worker(settings, options)
     server = serve(worker.metrics, metrics_port, worker.healthy) if metrics_port is not None else None
     worker.start()
     if announce is not None:
-        announce(Started(location, f"{worker.host}:{os.getpid()}", metrics_port))
+        announce(Started(worker.location, f"{worker.host}:{os.getpid()}", metrics_port))
     try:
         while not worker.stopping.is_set():
             worker.stopping.wait(1.0)
