@@ -19,6 +19,7 @@ on one machine, one SQLite file).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -31,7 +32,7 @@ from typing import Any
 from sagactl.clock import Clock, SystemClock
 from sagactl.definition import from_snapshot
 from sagactl.engine import Engine
-from sagactl.errors import LeaseHeldError, SagactlError
+from sagactl.errors import LeaseHeldError, SagactlError, UnavailableError
 from sagactl.lease import holder_is_dead, lease_until
 from sagactl.metrics import WorkerMetrics
 from sagactl.models import Phase, idempotency_key
@@ -43,6 +44,7 @@ log = logging.getLogger("sagactl.worker")
 REPLY_WAIT = 10  # seconds a listener long-polls (also how long stopping may wait for it)
 REPLY_HOLD = 60  # seconds a received reply stays hidden while a driver applies it
 BUSY_RETRY = 2  # seconds until a reply for a busy saga is visible again
+RECONNECT = 2.0  # seconds a driver thread waits before it connects again to a database that went away
 DISCOVER_EVERY = 5.0  # seconds between looks for new reply queues and dead holders on this host
 
 
@@ -135,21 +137,39 @@ class Worker:
     # -- driver threads ---------------------------------------------------------------------
 
     def _drive_loop(self) -> None:
-        store = self.open_store()
+        """Take jobs until stopped. The database going away (a restart, a failover) costs a
+        pause and a new connection, never the thread; a bug in one saga is logged and the
+        thread goes on with the next."""
+        store: Store | None = None
+        engine: Engine | None = None
+        idle = 0.05
         try:
-            engine = self.make_engine(store, self.metrics, self.stopping)
-            idle = 0.05
             while not self.stopping.is_set():
-                if self._one_job(store, engine):
+                try:
+                    if store is None or engine is None:
+                        store = self.open_store()
+                        engine = self.make_engine(store, self.metrics, self.stopping)
+                    busy = self._one_job(store, engine)
+                except UnavailableError as exc:
+                    log.warning("%s; retrying in %gs", exc.one_line(), RECONNECT)
+                    if store is not None:
+                        with contextlib.suppress(Exception):
+                            store.close()
+                    store = engine = None
+                    self.stopping.wait(RECONNECT)
+                    continue
+                except Exception:
+                    log.exception("unexpected error while driving; going on with the next saga")
+                    busy = False
+                if busy:
                     idle = 0.05
                     continue
                 self.work.wait(idle * random.uniform(0.5, 1.0))
                 self.work.clear()
                 idle = min(self.options.poll, idle * 2)
-        except Exception:
-            log.exception("driver thread stopped on an unexpected error")
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def _one_job(self, store: Store, engine: Engine) -> bool:
         """Apply a reply, take over a dead holder's saga or claim one; False when there was
@@ -234,10 +254,11 @@ class Worker:
     # -- reply queues and dead holders -------------------------------------------------------
 
     def _watch_loop(self) -> None:
-        store = self.open_store()
+        store: Store | None = None
         try:
             while not self.stopping.is_set():
                 try:
+                    store = store or self.open_store()
                     for definition in store.released_definitions():
                         self._listen_for(definition)
                     for saga_id, owner in store.held_on(self.host):
@@ -246,9 +267,14 @@ class Worker:
                             self.work.set()
                 except SagactlError as exc:
                     log.warning("%s", exc.one_line())
+                    if isinstance(exc, UnavailableError) and store is not None:
+                        with contextlib.suppress(Exception):
+                            store.close()
+                        store = None
                 self.stopping.wait(DISCOVER_EVERY)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def _listen_for(self, snapshot: dict[str, Any]) -> None:
         """Listen on the reply queues of a definition's SQS endpoints (once each)."""

@@ -288,3 +288,34 @@ def test_a_dead_holders_saga_is_taken_over_at_once(store_dsn: str, participants:
     finally:
         os.environ.pop("SVC_URL")
         store.close()
+
+
+def test_the_database_going_away_costs_a_pause_not_the_worker(
+    pg_dsn: str, pg_admin_dsn: str, participants: Participants
+) -> None:
+    """Every connection of the worker is terminated (a restart, a failover) while it drives:
+    its threads connect again and every saga still ends completed."""
+    import psycopg
+
+    open_store(pg_dsn).close()
+    store = open_store(pg_dsn)
+    env = {**os.environ, "SVC_URL": participants.url}
+    first = detach(store, HTTP_SAGA, 5, env)
+    os.environ["SVC_URL"] = participants.url
+    try:
+        with running(build_worker(Settings(dsn=pg_dsn), replace(FAST, concurrency=2))) as worker:
+            wait_for(lambda: states(store, first) == ["completed"] * 5)
+            dbname = pg_dsn.rsplit("/", 1)[1]
+            with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name = 'sagactl' AND pid <> %s",
+                    [dbname, store._conn.info.backend_pid],  # type: ignore[attr-defined]
+                ).fetchone()
+            assert killed is not None and killed[0] >= 2
+            second = detach(store, HTTP_SAGA, 5, env)
+            wait_for(lambda: states(store, second) == ["completed"] * 5, timeout=30)
+            assert worker.healthy()
+    finally:
+        os.environ.pop("SVC_URL")
+        store.close()
