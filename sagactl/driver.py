@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sagactl.calls import build_request, kept, result_problem, send
 from sagactl.clock import Clock
-from sagactl.codec import storable, storable_text, unreadable
 from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
 from sagactl.lease import lease_until
@@ -28,25 +28,17 @@ from sagactl.models import (
     StepRecord,
     StepStatus,
     Transition,
+    Waiting,
     exit_code_for,
-    idempotency_key,
 )
-from sagactl.placeholders import Context, MissingValueError, resolve
+from sagactl.placeholders import MissingValueError
 from sagactl.store.base import LeaseLostError, Store
-from sagactl.transports.base import Reply, Request, Status, Transport
+from sagactl.transports.base import AsyncTransport, Reply, Status, Transport
 
 log = logging.getLogger("sagactl.engine")
 
 TransportFactory = Callable[[SagaDefinition, str], Transport]
 Observer = Callable[[SagaRecord, Transition], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """A successful answer whose JSON a transport could not decode (nested deeper, or with a
-    longer number, than Python reads): transports decode only the body of a success."""
-
-    problem: str
 
 
 class DriverHost(Protocol):
@@ -73,6 +65,26 @@ class DriverHost(Protocol):
     @property
     def owner(self) -> str: ...
 
+    @property
+    def park(self) -> bool:
+        """Worker mode: a step that waits (an SQS reply, a retry's backoff) puts the saga aside
+        (released, wake_at set) instead of holding the driver."""
+        ...
+
+    @property
+    def stop(self) -> threading.Event | None:
+        """Set when the worker stops: every saga is put aside at its next step boundary."""
+        ...
+
+
+class Parked(Exception):
+    """The saga waits (a reply, a backoff, a stopping worker) and is put aside until ``until``."""
+
+    def __init__(self, until: datetime, why: str) -> None:
+        super().__init__(why)
+        self.until = until
+        self.why = why
+
 
 def release(store: Store, saga: SagaRecord, owner: str) -> None:
     """Give ``saga``'s lease up (if ``owner`` holds it) and forget it in the working copy."""
@@ -89,18 +101,6 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> floa
     """
     ceiling = min(policy.max_backoff, policy.initial_backoff * (2 ** (attempt - 1)))
     return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
-def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any) -> dict[str, Any]:
-    """The seed protocol's shape: ``{saga_id, step_name, [original_result], ...input}``."""
-    body: dict[str, Any] = {"saga_id": saga.saga_id, "step_name": step}
-    if phase is Phase.COMPENSATION:
-        body["original_result"] = original_result
-    if isinstance(saga.data, dict):
-        body.update({k: v for k, v in saga.data.items() if k not in body})
-    elif saga.data is not None:
-        body["input"] = saga.data
-    return body
 
 
 def log_extra(t: Transition) -> dict[str, Any]:
@@ -126,6 +126,7 @@ class Driver:
         self.dirty: set[int] = set()  # step records changed since the last commit
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
+        self.arrived: dict[tuple[str, Phase], Reply] = {}  # replies a worker received for this saga
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -156,14 +157,16 @@ class Driver:
         )
         record.status = status
 
-    def flush(self, busy_for: float | None, *, release: bool = False) -> None:
+    def flush(self, busy_for: float | None, *, release: bool = False, wake_at: datetime | None = None) -> None:
         """Commit the saga row and pending transitions. ``busy_for``: seconds until the next
         answer is due (sets deadline_at and extends the lease); None when nothing is due.
-        ``release``: give the lease up in the same commit (this driver is done)."""
+        ``release``: give the lease up in the same commit (this driver is done); ``wake_at``:
+        when a worker must take it up again (None: nothing is due until an operator acts)."""
         now = self.clock.now()
         saga = self.saga
         saga.updated_at = now
         saga.deadline_at = now + timedelta(seconds=busy_for) if busy_for is not None else None
+        saga.wake_at = wake_at if release else None
         if release:
             saga.lease_owner = None
             saga.lease_expires_at = None
@@ -191,6 +194,10 @@ class Driver:
     def drive(self) -> RunResult:
         try:
             return self._drive()
+        except Parked as parked:
+            wait = max(0.0, (parked.until - self.clock.now()).total_seconds())
+            self.flush(wait, release=True, wake_at=parked.until)
+            return RunResult(self.saga, exit_code_for(self.saga), f"saga {self.saga.saga_id} waits: {parked.why}")
         except KeyboardInterrupt:
             self._save_and_release()
             saga = self.saga
@@ -263,40 +270,17 @@ class Driver:
             self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
         return self.transports[step.endpoint]
 
-    def _request(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Request:
-        spec = step.action if phase is Phase.ACTION else (step.compensation or {})
-        results = {r.name: r.result for r in self.saga.steps if r.result is not None}
-        ctx = Context(saga_id=self.saga.saga_id, input=self.saga.data, results=results, env=self.engine.env)
-        resolved = resolve({k: v for k, v in spec.items() if k != "body"}, ctx)
-        if "body" in spec:
-            body = resolve(spec["body"], ctx)
-        else:
-            body = default_body(self.saga, step.name, phase, record.result)
-        return Request(
-            saga_id=self.saga.saga_id,
-            step_name=step.name,
-            phase=phase,
-            idempotency_key=idempotency_key(self.saga.saga_id, step.name, phase),
-            spec=resolved,
-            body=body,
-            timeout=timeout,
-        )
-
-    def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply:
+    def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply | None:
+        """The participant's answer; None when a worker sent it over SQS and the answer comes
+        on the reply queue (the saga is put aside meanwhile)."""
         try:
-            request = self._request(step, record, phase, timeout)
+            request = build_request(self.saga, step, record, phase, timeout, self.engine.env)
         except MissingValueError as exc:
             return Reply(Status.REFUSED, error=exc.one_line(), delivered=False)
-        try:
-            reply = self._transport(step).call(request)
-        except (RecursionError, ValueError) as exc:
-            problem = unreadable(exc)
-            if problem is None:
-                raise
-            return Reply(Status.OK, result=Unreadable(f"{problem} in its JSON"))
-        if reply.error:  # foreign text: kept as every store can hold it
-            reply = replace(reply, error=storable_text(reply.error))
-        return reply
+        transport = self._transport(step)
+        if self.engine.park and isinstance(transport, AsyncTransport):
+            return transport.send(request)
+        return send(transport, request)
 
     def _forward(self) -> bool:
         """Run the remaining steps in order. False when a step failed (compensate)."""
@@ -310,18 +294,24 @@ class Driver:
                 # Its failure is already recorded (an interrupt landed before the switch to
                 # compensating was committed): compensate; a refused action is never re-sent.
                 return False
+            self._stop_point()
             self.saga_to(SagaState.PENDING)
             if not self._execute(step, record):
                 return False
         return True
+
+    def _stop_point(self) -> None:
+        """Between steps: a stopping worker puts the saga aside, due at once for another."""
+        stop = self.engine.stop
+        if stop is not None and stop.is_set() and not self.arrived:  # a reply in hand is applied first
+            raise Parked(self.clock.now(), "the worker stopped; another takes it up")
 
     def _execute(self, step: StepDef, record: StepRecord) -> bool:
         """One step's action with retries. Leaves the record completed or failed."""
         reply, maybe_delivered = self._attempts(step, record, Phase.ACTION)
         record.finished_at = self.clock.now()
         if reply.status is Status.OK:
-            result = reply.result
-            problem = result.problem if isinstance(result, Unreadable) else storable(result, "result")
+            problem = result_problem(reply)
             if problem is not None:
                 return self._unstorable(record, problem)
             record.result = reply.result
@@ -373,7 +363,8 @@ class Driver:
     def _attempts(self, step: StepDef, record: StepRecord, phase: Phase) -> tuple[Reply, bool]:
         """Call ``phase`` of ``step`` until it answers OK, refuses, or its retry budget is
         spent; every attempt is committed (write-ahead) before it is sent. Returns the last
-        reply and whether any attempt may have reached the participant."""
+        reply and whether any attempt may have reached the participant. In worker mode a wait
+        (an SQS reply, a backoff) raises Parked; taken up again, it continues where it was."""
         action = phase is Phase.ACTION
         policy = step.retry if action else step.compensation_retry
         timeout = step.timeout if action else step.compensation_timeout
@@ -384,34 +375,21 @@ class Driver:
         # A step found executing was in flight when its driver stopped: it may have been
         # delivered, so it is re-sent (same key) at least once whatever its attempt count.
         maybe_delivered = record.status is StepStatus.EXECUTING
-        tries = 0
+        tries, reply = self._taken_up(record, phase, timeout)
+        maybe_delivered = maybe_delivered or reply is not None
         while True:
-            tries += 1
-            self.touch(record)
-            if action:
-                record.attempts += 1
-                attempt = record.attempts
-            else:
-                record.compensation_attempts += 1
-                attempt = record.compensation_attempts
-            if record.status is not busy:
-                if action:
-                    record.started_at = record.started_at or self.clock.now()
-                self.step_to(record, busy, attempt=attempt)
-            else:
-                self.pending.append(
-                    Transition(
-                        self.saga.saga_id,
-                        record.name,
-                        busy.value,
-                        busy.value,
-                        self.clock.now(),
-                        {"attempt": attempt, "retry": True},
-                    )
-                )
-            self.flush(timeout)
-            reply = self._call(step, record, phase, timeout)
+            if reply is None:
+                tries += 1
+                self._record_attempt(record, phase, busy)
+                self.flush(timeout)
+                reply = self._call(step, record, phase, timeout)
+                if reply is None:  # sent over SQS by a worker: the answer comes on the reply queue
+                    until = self.clock.now() + timedelta(seconds=timeout)
+                    record.waiting = Waiting(phase, "reply", tries, until)
+                    self.touch(record)
+                    raise Parked(until, f"the reply to {record.name} {phase.value}")
             self.touch(record)  # whatever came back changes the record again
+            reply = kept(reply)
             if reply.status is Status.OK:
                 return reply, True
             maybe_delivered = maybe_delivered or reply.delivered
@@ -420,10 +398,57 @@ class Driver:
             self.saga.last_error = f"{what}: {reply.error}"
             if reply.status is Status.TRANSIENT and tries < policy.max_attempts:
                 delay = self._delay(policy, tries, reply)
+                if self.engine.park:  # a worker does not hold the saga through a backoff
+                    until = self.clock.now() + timedelta(seconds=delay)
+                    record.waiting = Waiting(phase, "retry", tries, until)
+                    raise Parked(until, f"the retry of {record.name} {phase.value}")
                 self.flush(delay + timeout)
                 self.clock.sleep(delay)
+                reply = None
                 continue
             return reply, maybe_delivered
+
+    def _taken_up(self, record: StepRecord, phase: Phase, timeout: float) -> tuple[int, Reply | None]:
+        """Where a step put aside by a worker stands: the tries it has used, and the answer
+        that is in (a reply received, or none within the timeout); (0, None) for a fresh start."""
+        waiting = record.waiting
+        if waiting is None or waiting.phase is not phase:
+            return 0, None
+        record.waiting = None
+        self.touch(record)
+        if waiting.kind != "reply":
+            return waiting.tries, None  # the backoff is over: the next attempt
+        arrived = self.arrived.pop((record.name, phase), None)
+        if arrived is not None:
+            return waiting.tries, arrived
+        if waiting.until <= self.clock.now():
+            return waiting.tries, Reply(Status.TRANSIENT, error=f"no reply within {timeout:g}s")
+        return waiting.tries, None  # taken up before its time (a resume): send again, same key
+
+    def _record_attempt(self, record: StepRecord, phase: Phase, busy: StepStatus) -> None:
+        """Count one more attempt and record it (a transition) before it is sent."""
+        self.touch(record)
+        if phase is Phase.ACTION:
+            record.attempts += 1
+            attempt = record.attempts
+        else:
+            record.compensation_attempts += 1
+            attempt = record.compensation_attempts
+        if record.status is not busy:
+            if phase is Phase.ACTION:
+                record.started_at = record.started_at or self.clock.now()
+            self.step_to(record, busy, attempt=attempt)
+        else:
+            self.pending.append(
+                Transition(
+                    self.saga.saga_id,
+                    record.name,
+                    busy.value,
+                    busy.value,
+                    self.clock.now(),
+                    {"attempt": attempt, "retry": True},
+                )
+            )
 
     def _delay(self, policy: RetryPolicy, tries: int, reply: Reply) -> float:
         delay = backoff_delay(policy, tries, self.engine.rng)
@@ -447,6 +472,7 @@ class Driver:
                     self.step_to(record, StepStatus.FAILED, outcome="unknown", note="no compensation defined")
                 continue
             saga.current_step = index
+            self._stop_point()
             if not self._undo(step, record):
                 return False
         return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,9 +29,20 @@ from sagactl.definition import SagaDefinition, StepDef, from_snapshot
 from sagactl.driver import Driver, Observer, TransportFactory, log_extra, release
 from sagactl.errors import LeaseHeldError, NotFoundError, UsageError
 from sagactl.lease import holder_is_dead, lease_until, make_owner
-from sagactl.models import RunResult, SagaRecord, SagaState, StepRecord, StepStatus, Transition, exit_code_for
+from sagactl.models import (
+    Phase,
+    RunResult,
+    SagaRecord,
+    SagaState,
+    StepRecord,
+    StepStatus,
+    Transition,
+    Waiting,
+    exit_code_for,
+)
 from sagactl.placeholders import Context, MissingValueError, resolve
 from sagactl.store.base import Store
+from sagactl.transports.base import Reply
 
 log = logging.getLogger("sagactl.engine")
 
@@ -75,12 +87,17 @@ class Engine:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     rng: random.Random = field(default_factory=random.Random)
     owner: str = field(default_factory=make_owner)
+    park: bool = False  # worker mode: SQS replies and backoffs are awaited without holding the saga
+    stop: threading.Event | None = None  # set when a worker stops: sagas are put aside between steps
 
     # -- entry points ----------------------------------------------------------------------
 
-    def start(self, definition: SagaDefinition, data: Any, saga_id: str | None = None) -> SagaRecord:
-        """Record a new saga in state `started`, lease held by this engine. Nothing is sent.
-        Input or a definition the saga log cannot hold is refused before anything is recorded."""
+    def start(
+        self, definition: SagaDefinition, data: Any, saga_id: str | None = None, *, detached: bool = False
+    ) -> SagaRecord:
+        """Record a new saga in state `started`, lease held by this engine; ``detached``:
+        without a lease, due at once for a worker (or a resume). Nothing is sent. Input or a
+        definition the saga log cannot hold is refused before anything is recorded."""
         snapshot = definition.snapshot()
         for value, what in ((data, "input"), (snapshot, "definition")):
             problem = storable(value, what)
@@ -98,8 +115,9 @@ class Engine:
             created_at=now,
             updated_at=now,
             current_step=0,
-            lease_owner=self.owner,
-            lease_expires_at=lease_until(now),
+            lease_owner=None if detached else self.owner,
+            lease_expires_at=None if detached else lease_until(now),
+            wake_at=now if detached else None,
         )
         first = Transition(saga.saga_id, None, None, SagaState.STARTED.value, now, {"owner": self.owner})
         self.store.create(saga, [first])
@@ -126,6 +144,32 @@ class Engine:
             definition = from_snapshot(saga.definition)
             _preflight_remaining(definition, saga, self.env)
         return self._drive(saga, definition)
+
+    def apply_reply(self, saga_id: str, step: str, phase: Phase, reply: Reply) -> RunResult | None:
+        """A participant's answer that came on a reply queue: if ``step`` of the saga waits for
+        it (or, compensating, its compensation could not finish), claim the saga, apply it and
+        drive on. None when nobody waits for it (a duplicate, a stale or unknown reply): the
+        saga is left as it is.
+
+        Raises LeaseHeldError when another driver holds the saga (try again later).
+        """
+        saga = self.store.get(saga_id)
+        if saga is None or not _awaits(saga, step, phase):
+            return None
+        with self._claimed(saga_id) as saga:
+            if not _awaits(saga, step, phase):
+                self._release(saga)
+                return None
+            definition = from_snapshot(saga.definition)
+            _preflight_remaining(definition, saga, self.env)
+            record = saga.step(step)
+            if record.waiting is None or record.waiting.kind != "reply" or record.waiting.phase is not phase:
+                # nobody awaits it any more (it timed out, its retries ran out): taken as the
+                # answer to the last attempt, as it is (the key is the same for every attempt)
+                record.waiting = Waiting(phase, "reply", _tries(record, phase), self.clock.now())
+        driver = Driver(self, saga, definition)
+        driver.arrived[(step, phase)] = reply
+        return driver.drive()
 
     def abort(self, saga_id: str, *, reason: str, user: str) -> RunResult:
         """Stop forward progress and compensate now."""
@@ -211,6 +255,25 @@ class Engine:
 
     def _release(self, saga: SagaRecord) -> None:
         release(self.store, saga, self.owner)
+
+
+def _awaits(saga: SagaRecord, step: str, phase: Phase) -> bool:
+    """Whether an answer to ``phase`` of ``step`` still matters: its action is in flight, or
+    its compensation is (also after its retries ran out: a late answer finishes it)."""
+    if saga.state.terminal:
+        return False
+    try:
+        record = saga.step(step)
+    except KeyError:
+        return False
+    if phase is Phase.ACTION:
+        return record.status is StepStatus.EXECUTING and saga.state is not SagaState.COMPENSATING
+    return record.status is StepStatus.COMPENSATING and saga.state is SagaState.COMPENSATING
+
+
+def _tries(record: StepRecord, phase: Phase) -> int:
+    """How many attempts of ``phase`` a step has made (its retry budget counts from here)."""
+    return record.attempts if phase is Phase.ACTION else record.compensation_attempts
 
 
 def _to_compensate(definition: SagaDefinition, saga: SagaRecord) -> list[StepDef]:

@@ -112,6 +112,30 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
     return f"{saga_id}:{step}:{phase.value}"
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A step a worker put aside instead of holding a slot: its ``phase`` waits ``until`` a
+    time for ``kind`` — "reply" (the answer to attempt ``tries``, sent over SQS) or "retry"
+    (the backoff before attempt ``tries + 1``)."""
+
+    phase: Phase
+    kind: str
+    tries: int
+    until: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase.value, "for": self.kind, "tries": self.tries, "until": iso(self.until)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Waiting | None:
+        if not raw:
+            return None
+        until = parse_iso(raw.get("until"))
+        if until is None:
+            return None
+        return cls(Phase(raw["phase"]), str(raw.get("for", "reply")), int(raw.get("tries", 1)), until)
+
+
 @dataclass(slots=True)
 class StepRecord:
     """One step's progress. Mutable: the engine owns one working copy and writes it whole."""
@@ -126,6 +150,7 @@ class StepRecord:
     outcome: Outcome | None = None
     compensation_attempts: int = 0
     compensated_at: datetime | None = None
+    waiting: Waiting | None = None
 
     def needs_compensation(self) -> bool:
         """True when the action happened or may have happened and is not yet undone."""
@@ -145,6 +170,7 @@ class StepRecord:
             "outcome": self.outcome.value if self.outcome else None,
             "compensation_attempts": self.compensation_attempts,
             "compensated_at": iso(self.compensated_at),
+            "waiting": self.waiting.to_dict() if self.waiting else None,
         }
 
     @classmethod
@@ -161,6 +187,7 @@ class StepRecord:
             outcome=Outcome(outcome) if outcome else None,
             compensation_attempts=int(raw.get("compensation_attempts", 0)),
             compensated_at=parse_iso(raw.get("compensated_at")),
+            waiting=Waiting.from_dict(raw.get("waiting")),
         )
 
 
@@ -204,6 +231,7 @@ class SagaRecord:
     deadline_at: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    wake_at: datetime | None = None
     last_error: str | None = None
     transitions: list[Transition] = field(default_factory=list)
 

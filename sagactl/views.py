@@ -365,7 +365,7 @@ def run_summary_line(saga: SagaRecord) -> str | None:
     if state == "completed":
         return None
     if state == "started":
-        return f"saga {saga.saga_id} recorded (started); drive it with 'sagactl resume {saga.saga_id}'"
+        return f"saga {saga.saga_id} recorded (started); a worker drives it, or 'sagactl resume {saga.saga_id}'"
     undone = [s.name for s in reversed(saga.steps) if s.status.value == "compensated"]
     failed = next((s for s in saga.steps if s.status.value == "failed"), None)
     if state == "failed":

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import typer
 
-from sagactl.cli import admin, dlq, sagas
+from sagactl.cli import admin, dlq, sagas, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 
 # Rich help on a terminal; plain help in a pipe (no box drawing where scripts read it, and
@@ -59,6 +59,7 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "completion", admin.completion),
     (dlq_app, "list", dlq.dlq_list),
     (app, "redrive", dlq.redrive),
+    (app, "worker", worker.worker),
 )
 for group, name, command in COMMANDS:
     group.command(name)(command)

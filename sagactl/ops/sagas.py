@@ -83,8 +83,7 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
         if request.detach:
-            saga = engine.start(defn, data, request.saga_id)
-            store.release_lease(saga.saga_id, engine.owner)
+            saga = engine.start(defn, data, request.saga_id, detached=True)
             saga.transitions = store.transitions(saga.saga_id)
             return RunResult(saga, ExitCode.OK)
         result = engine.run(defn, data, request.saga_id)

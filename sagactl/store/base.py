@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SagaExistsError(UsageError):
@@ -50,6 +50,15 @@ class LeaseLostError(LeaseHeldError):
 class LeaseHolder:
     owner: str
     expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A saga a worker just took: ``lapsed`` when the lease of a driver that stopped renewing
+    it had expired (a takeover), else it was due (detached, a retry or a reply deadline)."""
+
+    saga_id: str
+    lapsed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +210,25 @@ class Store(SagaReader, Protocol):
 
     def release_lease(self, saga_id: str, owner: str) -> None:
         """Give the lease up (no-op if not ours)."""
+        ...
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        """Take the lease of up to ``limit`` unfinished sagas that need a driver: released ones
+        whose wake_at has come, held ones whose lease expired; oldest first, of ``types`` if
+        given. Concurrent claimers never take the same saga (PostgreSQL: FOR UPDATE SKIP
+        LOCKED; SQLite: one writer at a time)."""
+        ...
+
+    def released_definitions(self) -> list[dict[str, Any]]:
+        """The distinct definition snapshots of unfinished sagas no driver holds (those that
+        wait for a reply, a retry, a worker or an operator): where workers listen for replies."""
+        ...
+
+    def held_on(self, host: str) -> list[tuple[str, str]]:
+        """(saga_id, lease owner) of unfinished sagas whose lease is held by a process of
+        ``host`` (a worker checks whether those processes still live)."""
         ...
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:

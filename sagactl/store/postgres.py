@@ -24,7 +24,7 @@ from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import mask_secrets
 from sagactl.models import Transition, iso
-from sagactl.store.base import SCHEMA_VERSION, SagaQuery, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
@@ -47,10 +47,10 @@ _CREATE: LiteralString = (
 WITH ins AS (
     INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
                           definition, deadline_at, lease_owner, lease_expires_at, last_error,
-                          created_at, updated_at)
+                          created_at, updated_at, wake_at)
     VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
-            %(last_error)s, %(created_at)s, %(updated_at)s)
+            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s)
     ON CONFLICT (saga_id) DO NOTHING
     RETURNING 1
 ), logged AS ("""
@@ -69,7 +69,7 @@ WITH upd AS (
     UPDATE saga_log SET state = %(state)s, current_step = %(current_step)s,
         current_step_name = %(current_step_name)s, deadline_at = %(deadline_at)s,
         lease_owner = %(lease_owner)s, lease_expires_at = %(lease_expires_at)s,
-        last_error = %(last_error)s, updated_at = %(updated_at)s{steps}
+        last_error = %(last_error)s, updated_at = %(updated_at)s, wake_at = %(wake_at)s{steps}
     WHERE saga_id = %(saga_id)s AND lease_owner = %(owner)s
     RETURNING 1
 ), logged AS ("""
@@ -157,6 +157,7 @@ class PostgresStore(SqlStore):
         self._conn = connect(dsn)
         try:
             version = self.schema_version()
+            self._note_version(version)
             if version > SCHEMA_VERSION:
                 raise UnavailableError(
                     f"saga log schema in {self.info.location} is version {version}, newer than this"
@@ -201,6 +202,7 @@ class PostgresStore(SqlStore):
                     [migration.version, migration.name],
                 )
                 current = migration.version
+        self._note_version(current)
         return current
 
     def _schema_missing(self, version: int) -> UnavailableError:
@@ -322,6 +324,20 @@ class PostgresStore(SqlStore):
         with self._db(doing) as conn:
             row = conn.execute(statement, params).fetchone()
         return row is not None and row[0] == 1
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        due, lapsed, values = self._claim_parts(types)
+        statement = (
+            f"WITH due AS ({due} FOR UPDATE SKIP LOCKED), lapsed AS ({lapsed} FOR UPDATE SKIP LOCKED),"
+            " chosen AS (SELECT * FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) AS c ORDER BY at LIMIT ?)"
+            " UPDATE saga_log AS s SET lease_owner = ?, lease_expires_at = ?, wake_at = NULL FROM chosen"
+            " WHERE s.saga_id = chosen.saga_id RETURNING s.saga_id, chosen.lapsed, chosen.at"
+        )
+        params = [now, *values, limit, now, *values, limit, limit, owner, until]
+        rows = sorted(self._query(statement, params, "claiming sagas"), key=lambda r: (r[2], r[0]))
+        return [Claimed(str(r[0]), bool(r[1])) for r in rows]
 
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""

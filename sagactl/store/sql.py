@@ -36,7 +36,7 @@ Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at"
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at"
 )
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"
@@ -61,14 +61,24 @@ _ACQUIRE = (
     "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ?"
     " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)"
 )
+_DUE = (
+    f"SELECT saga_id, 0 AS lapsed, wake_at AS at FROM saga_log WHERE {ACTIVE} AND lease_owner IS NULL"
+    " AND wake_at <= ?{types} ORDER BY wake_at LIMIT ?"
+)
+_LAPSED = (
+    f"SELECT saga_id, 1 AS lapsed, lease_expires_at AS at FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
+    " AND lease_expires_at < ?{types} ORDER BY lease_expires_at LIMIT ?"
+)
+_RELEASED_DEFINITIONS = f"SELECT DISTINCT definition FROM saga_log WHERE {ACTIVE} AND lease_owner IS NULL"
+_HELD = f"SELECT saga_id, lease_owner FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
 _HOLDER = "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = ?"
 _TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?"
 _RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
 
 
-def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
+def list_statement(query: SagaQuery, encode_time: Any, columns: str = COLUMNS) -> tuple[str, list[Any]]:
     """The SELECT behind ``list_sagas(query)`` and its parameters; ``encode_time`` turns a
-    datetime into what the dialect stores."""
+    datetime into what the dialect stores, ``columns`` are what a row is read as."""
     where: list[str] = []
     params: list[Any] = []
     if query.stuck:
@@ -92,7 +102,7 @@ def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
 
         def part(state_test: str) -> str:
             cond = " AND ".join([state_test, *where])
-            return f"SELECT * FROM (SELECT {COLUMNS} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
+            return f"SELECT * FROM (SELECT {columns} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
 
         first, rest = part("state = 'compensating'"), part("state <> 'compensating'")
         statement = (
@@ -100,7 +110,7 @@ def list_statement(query: SagaQuery, encode_time: Any) -> tuple[str, list[Any]]:
             " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT ?"
         )
         return statement, [*params, limit, *params, limit, limit]
-    statement = f"SELECT {COLUMNS} FROM saga_log"
+    statement = f"SELECT {columns} FROM saga_log"
     if where:
         statement += " WHERE " + " AND ".join(where)
     if query.stuck:
@@ -149,6 +159,23 @@ class SqlStore:
 
     info: StoreInfo
     _warned: set[str]  # unknown states already warned about (each once per command)
+
+    def _columns(self) -> str:
+        """COLUMNS as this log's schema can give them: a reader of a log older than version 4
+        (no wake_at) reads it as it is."""
+        known: str | None = self.__dict__.get("_known_columns")
+        if known is None:
+            known = self._note_version(self.schema_version())
+        return known
+
+    def _note_version(self, version: int) -> str:
+        """Remember which columns a log at schema ``version`` has (the dialect tells on open)."""
+        known = COLUMNS if version >= 4 else COLUMNS.replace(", wake_at", ", NULL AS wake_at")
+        self.__dict__["_known_columns"] = known
+        return known
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
 
     # -- the dialect ----------------------------------------------------------------------
 
@@ -218,6 +245,7 @@ class SqlStore:
             "lease_expires_at": time(saga.lease_expires_at),
             "last_error": saga.last_error,
             "updated_at": time(saga.updated_at),
+            "wake_at": time(saga.wake_at),
         }
 
     def _record(self, row: Sequence[Any]) -> SagaRecord:
@@ -247,7 +275,7 @@ class SqlStore:
 
     def _decode(self, row: Sequence[Any], state: SagaState) -> SagaRecord:
         (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at,
-         lease_owner, lease_expires_at, last_error, created_at, updated_at) = row  # fmt: skip
+         lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
@@ -263,6 +291,7 @@ class SqlStore:
             last_error=last_error,
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
+            wake_at=when(wake_at),
         )
 
     def _skip(self, key: str, warning: str) -> None:
@@ -321,7 +350,8 @@ class SqlStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, saga_id: str) -> SagaRecord | None:
-        rows = self._query(f"SELECT {COLUMNS} FROM saga_log WHERE saga_id = ?", [saga_id], f"reading saga {saga_id}")
+        statement = f"SELECT {self._columns()} FROM saga_log WHERE saga_id = ?"
+        rows = self._query(statement, [saga_id], f"reading saga {saga_id}")
         return self._record(rows[0]) if rows else None
 
     def transitions(self, saga_id: str) -> list[Transition]:
@@ -341,7 +371,7 @@ class SqlStore:
 
     def list_statement(self, query: SagaQuery) -> tuple[str, list[Any]]:
         """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
-        return list_statement(query, self._encode_time)
+        return list_statement(query, self._encode_time, self._columns())
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         """Matching sagas; rows this sagactl cannot read are left out with a warning."""
@@ -409,6 +439,20 @@ class SqlStore:
 
     def release_lease(self, saga_id: str, owner: str) -> None:
         self._update(_RELEASE, [saga_id, owner], f"releasing the lease on saga {saga_id}")
+
+    def released_definitions(self) -> list[dict[str, Any]]:
+        rows = self._query(_RELEASED_DEFINITIONS, [], "reading the definitions of waiting sagas")
+        return [decoded for r in rows if isinstance(decoded := self._decode_json(r[0]), dict)]
+
+    def held_on(self, host: str) -> list[tuple[str, str]]:
+        rows = self._query(_HELD, [], f"reading the leases held on {host}")  # the held ones only: few
+        return [(str(r[0]), str(r[1])) for r in rows if str(r[1]).startswith(f"{host}:")]
+
+    @staticmethod
+    def _claim_parts(types: Sequence[str]) -> tuple[str, str, list[Any]]:
+        """The due and lapsed SELECTs (``?`` placeholders) for ``types``, and the type values."""
+        where = f" AND saga_type IN ({', '.join('?' for _ in types)})" if types else ""
+        return _DUE.replace("{types}", where), _LAPSED.replace("{types}", where), list(types)
 
     # -- the reader view (SagaReader) ------------------------------------------------------
 

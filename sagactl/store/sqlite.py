@@ -14,7 +14,7 @@ from urllib.parse import quote
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
-from sagactl.store.base import SCHEMA_VERSION, StoreInfo
+from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
@@ -80,6 +80,7 @@ class SqliteStore(SqlStore):
                     f" supports ({SCHEMA_VERSION})",
                     hint="upgrade sagactl",
                 )
+            self._note_version(version)
             # Writers create or upgrade the schema (migrations only add); readers read it as it is.
             if create and version < SCHEMA_VERSION:
                 self.init_schema()
@@ -175,9 +176,16 @@ class SqliteStore(SqlStore):
                 if migration.version <= current:
                     continue
                 for statement in migration.statements:
-                    conn.execute(statement)
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        # SQLite has no ADD COLUMN IF NOT EXISTS: a column already there is the
+                        # migration done (migrations only add)
+                        if not (statement.upper().startswith("ALTER TABLE") and "duplicate column" in str(exc)):
+                            raise
                 conn.execute(f"PRAGMA user_version = {int(migration.version)}")
                 current = migration.version
+        self._note_version(current)
         return current
 
     # -- the dialect ------------------------------------------------------------------------
@@ -278,6 +286,24 @@ class SqliteStore(SqlStore):
                 return False
             self._append(conn, transitions)
         return True
+
+    def claim(
+        self, owner: str, until: datetime, now: datetime, limit: int, types: Sequence[str] = ()
+    ) -> list[Claimed]:
+        due, lapsed, values = self._claim_parts(types)
+        at = iso(now)
+        with self._write() as conn:  # one writer at a time: no two claimers see the same rows
+            rows = conn.execute(
+                f"SELECT saga_id, lapsed, at FROM ({due}) UNION ALL SELECT saga_id, lapsed, at FROM ({lapsed})"
+                " ORDER BY at, saga_id LIMIT ?",
+                [at, *values, limit, at, *values, limit, limit],
+            ).fetchall()
+            for saga_id, _, _ in rows:
+                conn.execute(
+                    "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ?, wake_at = NULL WHERE saga_id = ?",
+                    [owner, iso(until), saga_id],
+                )
+        return [Claimed(str(r[0]), bool(r[1])) for r in rows]
 
     def close(self) -> None:
         self._conn.close()

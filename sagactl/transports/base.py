@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sagactl.models import Phase
 
@@ -47,3 +47,13 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncTransport(Transport, Protocol):
+    """A transport whose answer comes separately (SQS): a worker sends and does not wait."""
+
+    def send(self, request: Request) -> Reply | None:
+        """Send without waiting: None when sent (the answer comes later), else why not."""
+        ...
+

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sagactl.aws import QueueRef, resolve_queue, sqs_client, sqs_errors
@@ -51,6 +52,63 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else compact_json(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantReply:
+    """A participant's answer read from a reply queue (DESIGN section 5)."""
+
+    kind: str  # SagaStepCompleted, SagaStepFailed or SagaCompensationCompleted
+    saga_id: str
+    step_name: str
+    key: str | None  # the idempotency key it answers, when the participant says
+    result: Any = None
+    error: str | None = None
+
+    def answers(self, phase: Phase) -> bool:
+        """Whether it can answer ``phase``: SagaStepCompleted the action, SagaCompensationCompleted
+        the compensation, SagaStepFailed either (its idempotency key says which, when given)."""
+        if self.kind == COMPLETED:
+            return phase is Phase.ACTION
+        if self.kind == COMPENSATED:
+            return phase is Phase.COMPENSATION
+        return self.key is None or self.key.endswith(f":{phase.value}")
+
+    def as_reply(self, queue_name: str) -> Reply:
+        if self.kind == FAILED:
+            return Reply(Status.REFUSED, error=f"sqs {queue_name}: {self.error or f'participant answered {FAILED}'}")
+        return Reply(Status.OK, result=self.result)
+
+
+def read_reply(message: Any) -> ParticipantReply | None:
+    """The participant reply in a received SQS message (fields from the JSON body, else from
+    message attributes), or None when it is not one."""
+    try:
+        body = json.loads(message.get("Body", ""))
+    except (ValueError, RecursionError):  # not JSON, or JSON Python cannot read (deep, long numbers)
+        return None
+    if not isinstance(body, dict):
+        return None
+    attributes = message.get("MessageAttributes") or {}
+
+    def field(name: str) -> Any:
+        value = body.get(name)
+        if value is None and name in attributes:
+            value = attributes[name].get("StringValue")
+        return value
+
+    kind, saga_id, step_name = field("type"), field("saga_id"), field("step_name")
+    if kind not in REPLY_TYPES or not isinstance(saga_id, str) or not isinstance(step_name, str):
+        return None
+    key = field("idempotency_key")
+    return ParticipantReply(
+        kind=kind,
+        saga_id=saga_id,
+        step_name=step_name,
+        key=key if isinstance(key, str) else None,
+        result=body.get("result"),
+        error=_text(body.get("error")),
+    )
 
 
 def _dedup_id(key: str, attempt: int) -> str:
@@ -195,35 +253,65 @@ class SqsTransport:
 
     def _match(self, message: Any, request: Request) -> tuple[str, Reply | None]:
         """("mine", Reply) when ``message`` answers ``request``; ("stale", None) for a late
-        reply to the other phase of this very step (nobody waits for it any more); else
-        ("other", None): another saga's or step's reply, or not a reply at all."""
-        try:
-            body = json.loads(message.get("Body", ""))
-        except (ValueError, RecursionError):  # not JSON, or JSON Python cannot read (deep, long numbers)
+        reply to the other phase of this very step, or to another key (nobody waits for it any
+        more); else ("other", None): another saga's or step's reply, or not a reply at all."""
+        reply = read_reply(message)
+        if reply is None or reply.saga_id != request.saga_id or reply.step_name != request.step_name:
             return "other", None
-        if not isinstance(body, dict):
-            return "other", None
-        attributes = message.get("MessageAttributes") or {}
-
-        def field(name: str) -> Any:
-            value = body.get(name)
-            if value is None and name in attributes:
-                value = attributes[name].get("StringValue")
-            return value
-
-        kind = field("type")
-        if kind not in REPLY_TYPES or field("saga_id") != request.saga_id or field("step_name") != request.step_name:
-            return "other", None
-        key = field("idempotency_key")
-        compensating = request.phase is Phase.COMPENSATION
-        if key is not None and key != request.idempotency_key:
-            return "stale", None
-        if kind != FAILED and (kind == COMPENSATED) != compensating:
+        if not reply.answers(request.phase) or reply.key not in (None, request.idempotency_key):
             return "stale", None  # e.g. the action's late SagaStepCompleted while compensating
-        if kind == FAILED:
-            error = _text(body.get("error")) or f"participant answered {FAILED}"
-            return "mine", Reply(Status.REFUSED, error=f"sqs {self.queue_name}: {error}")
-        return "mine", Reply(Status.OK, result=body.get("result"))
+        return "mine", reply.as_reply(self.queue_name)
+
+    def send(self, request: Request) -> Reply | None:
+        """Send the command and do not wait: None when SQS took it (its answer comes on the
+        reply queue), else the Reply saying why it was not sent."""
+        where = f"sqs {self.queue_name}"
+        try:
+            client, queue, reply_queue = self._open()
+        except UnavailableError as exc:
+            return Reply(Status.TRANSIENT, error=f"{where}: {exc.one_line()}", delivered=False)
+        except SagactlError as exc:
+            return Reply(Status.REFUSED, error=f"{where}: {exc.one_line()}", delivered=False)
+        attempt = self.attempts.get(request.idempotency_key, 0) + 1
+        self.attempts[request.idempotency_key] = attempt
+        return self._send(client, queue, reply_queue, request, attempt)
+
+    @property
+    def reply_queue(self) -> tuple[AwsSettings, str]:
+        """Which reply queue this endpoint's answers come on (settings and name, URL or ARN):
+        equal for endpoints that share one."""
+        return self.aws, self.reply_name
+
+    # -- a worker's reply listener ------------------------------------------------------------
+
+    def listen(self, wait: int, hold: int) -> list[Any]:
+        """Up to 10 messages from the reply queue (long poll ``wait`` s), each hidden ``hold`` s
+        while a driver applies it. Raises SagactlError when SQS cannot be reached."""
+        client, _, reply_queue = self._open()
+        with sqs_errors(f"'{reply_queue.name}'", client):
+            answer = client.receive_message(
+                QueueUrl=reply_queue.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=hold,
+                MessageAttributeNames=["All"],
+            )
+        return list(answer.get("Messages", []))
+
+    def done(self, message: Any) -> None:
+        """Delete a reply that was applied or is of no use (a duplicate, a stale answer)."""
+        client, _, reply_queue = self._open()
+        self._delete(client, reply_queue, str(message.get("ReceiptHandle", "")))
+
+    def later(self, message: Any, seconds: int) -> None:
+        """Hand a reply back to the queue, visible again in ``seconds`` (its saga is busy)."""
+        client, _, reply_queue = self._open()
+        entry: Any = {"Id": "0", "ReceiptHandle": str(message.get("ReceiptHandle", "")), "VisibilityTimeout": seconds}
+        try:
+            with sqs_errors(f"'{reply_queue.name}'", client):
+                client.change_message_visibility_batch(QueueUrl=reply_queue.url, Entries=[entry])
+        except SagactlError:
+            pass  # it reappears when its hold expires: late, never lost
 
     def _delete(self, client: SQSClient, queue: QueueRef, handle: str) -> None:
         try:

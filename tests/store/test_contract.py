@@ -29,9 +29,9 @@ from sagactl.store.base import (
     StateCount,
 )
 
-# The schema version db init reaches: the last migration, schema/*/003_counters.sql. A new
+# The schema version db init reaches: the last migration, schema/*/004_workers.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"

@@ -1,0 +1,94 @@
+"""A worker's Prometheus metrics and its HTTP endpoint (``/metrics``, ``/healthz``).
+
+Names (README "Workers"): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
+sagactl_worker_steps_total{phase, outcome}, sagactl_worker_step_seconds (histogram, by phase),
+sagactl_worker_lease_takeovers_total, sagactl_worker_replies_total{result="applied|ignored|retried"},
+sagactl_worker_sagas_in_flight, sagactl_worker_up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from sagactl.models import SagaRecord, StepStatus, Transition
+
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class WorkerMetrics:
+    """Counters a worker keeps; ``observe`` is an engine observer (every committed transition)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.claims = Counter("sagactl_worker_claims", "Sagas claimed, by why.", ["kind"], registry=r)
+        self.steps = Counter(
+            "sagactl_worker_steps", "Steps and compensations ended, by outcome.", ["phase", "outcome"], registry=r
+        )
+        self.step_seconds = Histogram(
+            "sagactl_worker_step_seconds",
+            "Time from a step's (or compensation's) first attempt to its end.",
+            ["phase"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "sagactl_worker_lease_takeovers", "Sagas taken from a driver that died (lapsed or dead holder).", registry=r
+        )
+        self.replies = Counter("sagactl_worker_replies", "Replies read, by result.", ["result"], registry=r)
+        self.in_flight = Gauge("sagactl_worker_sagas_in_flight", "Sagas this worker is driving now.", registry=r)
+        self.up = Gauge("sagactl_worker_up", "1 while the worker runs, 0 once it stops.", registry=r)
+        self._started: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, saga: SagaRecord, transition: Transition) -> None:
+        """Count step ends and time them (an engine observer)."""
+        if transition.step_name is None:
+            return
+        at = transition.at.timestamp()
+        if transition.new_state in ("executing", "compensating") and transition.old_state != transition.new_state:
+            phase = "compensation" if transition.new_state == "compensating" else "action"
+            with self._lock:
+                self._started[(saga.saga_id, transition.step_name, phase)] = at
+            return
+        ends = {
+            StepStatus.COMPLETED.value: ("action", "completed"),
+            StepStatus.FAILED.value: ("action", "failed"),
+            StepStatus.COMPENSATED.value: ("compensation", "compensated"),
+        }
+        if transition.new_state not in ends:
+            return
+        phase, outcome = ends[transition.new_state]
+        self.steps.labels(phase, outcome).inc()
+        with self._lock:
+            started = self._started.pop((saga.saga_id, transition.step_name, phase), None)
+        if started is not None:
+            self.step_seconds.labels(phase).observe(max(0.0, at - started))
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def serve(metrics: WorkerMetrics, port: int, healthy: Callable[[], bool], host: str = "0.0.0.0") -> WSGIServer:
+    """Serve ``/metrics`` (Prometheus text) and ``/healthz`` (200 ok / 503) on ``port`` in a
+    daemon thread; the caller shuts the server down."""
+    prometheus = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = healthy()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"stopping\n"]
+        result: Iterable[bytes] = prometheus(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, args=(0.5,), name="sagactl-metrics", daemon=True).start()
+    return server
