@@ -27,7 +27,7 @@ from sagactl.cli import app
 from sagactl.codec import MAX_DEPTH, storable
 from sagactl.engine import Engine
 from sagactl.errors import ExitCode
-from sagactl.models import Outcome, SagaState, StepStatus
+from sagactl.models import Outcome, Phase, SagaState, StepStatus
 from sagactl.store import Store, open_store
 from sagactl.transports.base import Reply, Request, Status
 from sagactl.validation import check_text
@@ -328,3 +328,53 @@ def test_a_definition_the_log_cannot_hold_is_refused_before_anything_is_recorded
     )
     assert participants.sequence() == []
     assert runner.invoke(app, ["list", "-q"]).stdout == ""
+
+
+class WorkerTransport:
+    """An SQS-like transport as a worker uses it: it sends and the answer comes separately."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def call(self, request: Request) -> Reply:
+        raise AssertionError("a worker sends and does not wait")
+
+    def send(self, request: Request) -> Reply | None:
+        self.sent.append((request.step_name, request.phase.value))
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_reply_a_worker_receives_is_held_to_the_same_rule(log: Store) -> None:
+    """Over a reply queue the same result fails the step the same way, and compensation runs."""
+    report = check_text(FAKE_YAML, "hold.yaml", "/tmp")
+    transport = WorkerTransport()
+    engine = Engine(
+        store=log, transport_factory=lambda d, e: transport, clock=FakeClock(), env={}, rng=random.Random(0), park=True
+    )
+    saga_id = f"w-{uuid.uuid4().hex[:12]}"
+    assert engine.run(report.definitions[0], {"order": 1}, saga_id).saga.state is SagaState.PENDING  # put aside
+    answers = [
+        ("first", Phase.ACTION, Reply(Status.OK, result={"ok": 1})),
+        ("second", Phase.ACTION, Reply(Status.OK, result={"total": float("nan")})),
+        ("second", Phase.COMPENSATION, Reply(Status.OK)),
+        ("first", Phase.COMPENSATION, Reply(Status.OK)),
+    ]
+    outcome = None
+    for step, phase, reply in answers:
+        outcome = engine.apply_reply(saga_id, step, phase, reply)
+        assert outcome is not None
+    assert outcome is not None and (outcome.saga.state, outcome.exit_code) == (SagaState.FAILED, ExitCode.SAGA_FAILED)
+    assert transport.sent == [(step, phase.value) for step, phase, _ in answers]
+    stored = log.get(saga_id)
+    assert stored is not None
+    assert [(s.status, s.outcome) for s in stored.steps] == [
+        (StepStatus.COMPENSATED, Outcome.SUCCEEDED),
+        (StepStatus.COMPENSATED, Outcome.UNKNOWN),
+    ]
+    assert stored.last_error == (
+        "second: the participant answered, but its result cannot be stored: NaN, which JSON cannot hold,"
+        " at result.total"
+    )
