@@ -7,6 +7,7 @@ copy of the saga record until it commits its last transition and gives the lease
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from sagactl.clock import Clock
 from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
 from sagactl.errors import ExitCode, Interrupted, UsageError
 from sagactl.lease import lease_until
+from sagactl.masking import Masker, dsn_passwords, is_secret_key
 from sagactl.models import (
     Outcome,
     Phase,
@@ -29,7 +31,7 @@ from sagactl.models import (
     exit_code_for,
     idempotency_key,
 )
-from sagactl.placeholders import Context, MissingValueError, resolve
+from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
 from sagactl.store.base import LeaseLostError, Store
 from sagactl.transports.base import Reply, Request, Status, Transport
 
@@ -93,6 +95,45 @@ def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any
     return body
 
 
+def definition_secrets(definition: SagaDefinition, env: Mapping[str, str]) -> list[str]:
+    """What a definition resolves to that must never be stored: the values its ``${env.…}``
+    placeholders put into headers, exec args and an exec endpoint's env; the password of
+    every endpoint URL; whole values of headers named like secrets (Authorization, X-Api-Key)."""
+    found: list[str] = []
+
+    def env_values(value: Any) -> None:
+        for _, expr, _ in references(value):
+            try:
+                ref = parse(expr)
+            except PlaceholderError:
+                continue
+            if ref.root == "env":
+                resolved = env.get(ref.path[0], ref.env_default)
+                if resolved:
+                    found.append(resolved)
+
+    def resolved(value: Any) -> Any:
+        try:
+            return resolve(value, Context(saga_id="", input=None, env=env))
+        except MissingValueError:
+            return None
+
+    specs: list[dict[str, Any]] = [endpoint.config for endpoint in definition.endpoints.values()]
+    specs += [spec for step in definition.steps for spec in (step.action, step.compensation or {})]
+    for spec in specs:
+        for key in ("headers", "args", "env"):
+            env_values(spec.get(key))
+        url = resolved(spec.get("url"))
+        if isinstance(url, str):
+            found += dsn_passwords(url)
+        headers = spec.get("headers")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if str(name).lower().endswith("authorization") or is_secret_key(str(name)):
+                    found.append(str(resolved(value) or ""))
+    return found
+
+
 def log_extra(t: Transition) -> dict[str, Any]:
     return {
         "saga_id": t.saga_id,
@@ -115,6 +156,9 @@ class Driver:
         self.prev_state = saga.state
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
+        # Participant errors are masked here, before they reach the record, last_error or a
+        # transition: the saga log never holds a secret a definition resolved.
+        self.masker = Masker(definition_secrets(definition, engine.env), env=engine.env)
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -256,11 +300,15 @@ class Driver:
         )
 
     def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply:
+        """One attempt; the reply's error masked (the one place errors enter the record)."""
         try:
             request = self._request(step, record, phase, timeout)
         except MissingValueError as exc:
-            return Reply(Status.REFUSED, error=exc.one_line(), delivered=False)
-        return self._transport(step).call(request)
+            return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
+        reply = self._transport(step).call(request)
+        if reply.error:
+            reply = dataclasses.replace(reply, error=self.masker.text(reply.error))
+        return reply
 
     def _forward(self) -> bool:
         """Run the remaining steps in order. False when a step failed (compensate)."""

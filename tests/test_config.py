@@ -1,4 +1,4 @@
-"""Settings precedence (flag > env > sagactl.yaml > default), contexts, secret masking."""
+"""Settings precedence (flag > env > sagactl.yaml > default), contexts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from sagactl.config import TableMapping, resolve_settings
 from sagactl.errors import UsageError
-from sagactl.masking import mask_secrets, mask_value
 
 CONFIG = """
 store:
@@ -92,25 +91,3 @@ def test_broken_config_is_one_line(tmp_path: Path) -> None:
     line = info.value.one_line()
     assert "\n" not in line
     assert line.startswith(f"{path}: cannot read config: ")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("postgresql://ops:s3cr3t@db/orders", "postgresql://ops:***@db/orders"),
-        ("connect to postgres://u:p%40ss@h:5432/d failed", "connect to postgres://u:***@h:5432/d failed"),
-        ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
-        ("Authorization: Bearer abc.def-123", "Authorization: Bearer ***"),
-        ("token=xyz&b=1", "token=***&b=1"),
-        ("postgresql://ops@db/orders", "postgresql://ops@db/orders"),
-        ("nothing secret here", "nothing secret here"),
-    ],
-)
-def test_mask_secrets(text: str, expected: str) -> None:
-    assert mask_secrets(text, env={}) == expected
-
-
-def test_mask_secret_env_values() -> None:
-    env = {"INV_TOKEN": "tok-123456", "HOME": "/root", "DB_PASSWORD": "pw-9999"}
-    assert mask_secrets("sent tok-123456 to /root with pw-9999", env) == "sent *** to /root with ***"
-    assert mask_value({"a": ["tok-123456", 1]}, env) == {"a": ["***", 1]}

@@ -125,10 +125,13 @@ def operator_name(env: Mapping[str, str] | None = None) -> str:
 
 
 def _reason(reason: str) -> str:
+    """The operator's reason on one line, secrets masked: it is stored in the saga's history."""
+    from sagactl.masking import mask_secrets
+
     text = " ".join(reason.split())
     if not text:
         raise UsageError("--reason must say why (it is recorded with your name in the saga's history)")
-    return text
+    return mask_secrets(text)
 
 
 def resolve_compensation(
