@@ -84,6 +84,20 @@ def test_error_line_masks_a_password_in_the_sqs_endpoint(
     assert SECRET not in done.stdout + done.stderr
 
 
+def test_verbose_traceback_masks_the_endpoint_password(
+    aws_env: Mapping[str, str], closed_port: int, child_env: dict[str, str]
+) -> None:
+    """-v prints the traceback with its causes (botocore's, naming the endpoint URL): masked too."""
+    endpoint = f"http://ops:{SECRET}@127.0.0.1:{closed_port}"
+    env = {**child_env, **aws_env, "AWS_MAX_ATTEMPTS": "1"}
+    done = run(sagactl("dlq", "list", "payment-dlq", "--endpoint-url", endpoint, "-v"), env)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "EndpointConnectionError" in done.stderr and f"http://ops:***@127.0.0.1:{closed_port}" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("sagactl: error: cannot reach SQS at http://ops:***@")
+    assert SECRET not in done.stdout + done.stderr
+
+
 def test_error_line_masks_the_password_of_a_postgres_dsn(child_env: dict[str, str]) -> None:
     dsn = f"postgresql://sagactl_no_such_role:{SECRET}@127.0.0.1:5432/postgres"
     done = run(sagactl("list", "--dsn", dsn), child_env)
