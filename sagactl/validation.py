@@ -121,7 +121,9 @@ def _index_node(node: Any, where: Location, pos: _Positions, dupes: list[tuple[L
 def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positions]]:
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    from sagactl.yamlsafe import BoundedLoader, YamlLimitError
+
+    loader = BoundedLoader(text)
     docs: list[tuple[Any, _Positions]] = []
     try:
         while loader.check_node():
@@ -135,6 +137,10 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
                 line, col = positions.of(where, key=True)
                 report.problems.append(Problem(file, line, col, f"duplicate key '{key}'"))
             docs.append((loader.construct_document(node), positions))
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        report.problems.append(Problem(file, line, col, f"YAML: {exc.problem}"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -1,13 +1,17 @@
-"""Settings precedence (flag > env > sagactl.yaml > default), contexts."""
+"""Settings precedence (flag > env > sagactl.yaml > default), contexts; hostile config YAML."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from sagactl.cli import app
 from sagactl.config import TableMapping, resolve_settings
 from sagactl.errors import UsageError
+from tests.support.hostile import BILLION_LAUGHS, DEEP, SELF_ALIAS
 
 CONFIG = """
 store:
@@ -91,3 +95,25 @@ def test_broken_config_is_one_line(tmp_path: Path) -> None:
     line = info.value.one_line()
     assert "\n" not in line
     assert line.startswith(f"{path}: cannot read config: ")
+
+
+@pytest.mark.parametrize("text", [BILLION_LAUGHS, SELF_ALIAS, DEEP], ids=["billion-laughs", "self-alias", "deep"])
+def test_hostile_config_is_refused_in_milliseconds(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(text)
+    started = time.process_time()
+    with pytest.raises(UsageError) as info:
+        resolve_settings(config=str(path), env={})
+    assert time.process_time() - started < 0.1
+    assert info.value.one_line().startswith(f"{path}: cannot read config: ")
+
+
+def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(BILLION_LAUGHS)
+    result = CliRunner().invoke(app, ["list", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"sagactl: error: {path}: cannot read config: more than 20000 values once aliases are expanded"
+        " at line 5 column 4\n"
+    )

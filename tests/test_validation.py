@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from sagactl import definition, validation
+from sagactl.cli import app
 from sagactl.definition import parse_duration
 from sagactl.errors import DefinitionError, UsageError
 from sagactl.validation import check_file, check_text, load
+from tests.support.hostile import BILLION_LAUGHS, DEEP, DEEP_BLOCK, MANY_ALIASES, SELF_ALIAS
 
 CORPUS = Path(__file__).parent / "corpus" / "broken"
 SAMPLES = Path(__file__).parent.parent / "sample-configs"
@@ -90,6 +94,53 @@ steps:
         "many.yaml:5:25: step 'a': unknown endpoint 'nope' (known: e)",
         "many.yaml:6:12: duplicate step name 'a' (first defined as step 1)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (BILLION_LAUGHS, "5:4", "YAML: more than 20000 values once aliases are expanded"),
+        (SELF_ALIAS, "1:11", "YAML: alias *x refers to a node that contains it"),
+        (DEEP, "1:71", "YAML: nested more than 64 levels deep"),
+        (DEEP_BLOCK, "64:64", "YAML: nested more than 64 levels deep"),
+        (MANY_ALIASES, "2:405", "YAML: more than 100 aliases (*name) in one file"),
+    ],
+    ids=["billion-laughs", "self-alias", "deep", "deep-block", "many-aliases"],
+)
+def test_hostile_yaml_is_refused_in_milliseconds(text: str, where: str, message: str) -> None:
+    started = time.process_time()
+    report = check_text(text, "bomb.yaml", ".")
+    assert time.process_time() - started < 0.1
+    assert [str(p) for p in report.errors] == [f"bomb.yaml:{where}: {message}"]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_billion_laughs_exits_2_through_the_cli(command: str, tmp_path: Path) -> None:
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS)
+    started = time.monotonic()
+    dsn = ["--dsn", f"sqlite:///{tmp_path / 'log.db'}"] if command == "run" else []
+    result = CliRunner().invoke(app, [command, str(path), *dsn])
+    assert time.monotonic() - started < 2
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == f"{path}:5:4: YAML: more than 20000 values once aliases are expanded\n"
+    assert not (tmp_path / "log.db").exists()
+
+
+def test_aliases_within_the_limits_still_work() -> None:
+    text = """saga: Anchored
+endpoints: {e: {type: exec, command: ["true"]}}
+defaults:
+  retry: &patient {max_attempts: 5, initial_backoff: 1s, max_backoff: 1m}
+  compensation_retry: *patient
+steps:
+  - {name: a, endpoint: e, action: &call {args: [go]}, compensation: *call}
+  - {name: b, endpoint: e, action: *call}
+"""
+    report = check_text(text, "anchored.yaml", ".")
+    assert report.errors == []
+    built = report.definitions[0]
+    assert built.steps[1].compensation_retry.max_attempts == 5 and built.steps[1].action == {"args": ["go"]}
 
 
 def test_compensation_using_its_own_result_is_a_warning_not_an_error() -> None:
