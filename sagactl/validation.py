@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sagactl.definition import SagaDefinition, build, parse_duration
+from sagactl.definition import MAX_DURATION, SagaDefinition, build, parse_duration
 from sagactl.errors import DefinitionError, UsageError
 from sagactl.placeholders import PlaceholderError, parse, references
 
@@ -282,10 +282,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
         for where, expr, offset in references(endpoint):
             _check_ref(expr, ("endpoints", ep_name, *where), offset, add, allowed_roots=("env",))
 
-    defaults = doc.get("defaults") or {}
-    for key in ("timeout", "compensation_timeout"):
-        if key in defaults:
-            _check_duration(defaults[key], ("defaults", key), add)
+    _check_durations(doc.get("defaults"), ("defaults",), add)
     seen_steps: dict[str, int] = {}
     for index, step in enumerate(doc.get("steps") or []):
         if not isinstance(step, dict):
@@ -308,9 +305,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                 add((*here, "endpoint"), f"step '{name}': unknown endpoint '{ep}' (known: {known})")
             elif isinstance(endpoints[ep], dict):
                 ep_type = endpoints[ep].get("type")
-        for key in ("timeout", "compensation_timeout"):
-            if key in step:
-                _check_duration(step[key], (*here, key), add)
+        _check_durations(step, here, add)
         earlier = {str(s.get("name")) for s in doc["steps"][:index] if isinstance(s, dict)}
         for phase in ("action", "compensation"):
             call = step.get(phase)
@@ -357,13 +352,34 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
     return problems
 
 
-def _check_duration(value: Any, where: Location, add: Any) -> None:
-    if isinstance(value, str):
-        try:
-            if parse_duration(value) <= 0:
-                add(where, f"{_what(where)}: duration must be greater than zero")
-        except UsageError:
-            pass  # the schema already reported the pattern
+def _check_duration(value: Any, where: Location, add: Any, *, zero: bool = False) -> None:
+    """A duration above zero (``zero``: zero allowed) and at most MAX_DURATION (30d)."""
+    if not isinstance(value, str):
+        return
+    try:
+        seconds = parse_duration(value)
+    except UsageError as exc:
+        if "too large" in exc.message:
+            add(where, f"{_what(where)}: duration {value[:40]!r} is longer than 30d, the most sagactl accepts")
+        return  # else the schema already reported the pattern
+    if seconds > MAX_DURATION:
+        add(where, f"{_what(where)}: duration {value!r} is longer than 30d, the most sagactl accepts")
+    elif seconds <= 0 and not (zero and seconds == 0):
+        add(where, f"{_what(where)}: duration must be greater than zero")
+
+
+def _check_durations(holder: Any, where: Location, add: Any) -> None:
+    """Timeouts and retry backoffs of ``defaults`` or of one step."""
+    if not isinstance(holder, dict):
+        return
+    for key in ("timeout", "compensation_timeout"):
+        if key in holder:
+            _check_duration(holder[key], (*where, key), add)
+    for policy in ("retry", "compensation_retry"):
+        if isinstance(holder.get(policy), dict):
+            for key in ("initial_backoff", "max_backoff"):
+                if key in holder[policy]:
+                    _check_duration(holder[policy][key], (*where, policy, key), add, zero=True)
 
 
 def _check_ref(

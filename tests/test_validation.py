@@ -219,10 +219,42 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "5 s", "s", "1x", "m5", "-1s", "1h 30m"])
+@pytest.mark.parametrize(
+    "text", ["", "5", "5 s", "s", "1x", "m5", "-1s", "1h 30m", "1e400s", "nan", "infs", "9" * 400 + "s"]
+)
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="invalid duration"):
         parse_duration(text)
+
+
+def test_durations_are_at_most_30_days(tmp_path: Path) -> None:
+    """Every timeout and backoff of a definition is checked against 30d, overflow included;
+    `validate` and `run` refuse the file (exit 2) with each position."""
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        f"""saga: Durations
+endpoints: {{e: {{type: exec, command: ["true"]}}}}
+defaults:
+  timeout: 31d
+  retry: {{max_attempts: 2, initial_backoff: 0s, max_backoff: 40d}}
+steps:
+  - {{name: a, endpoint: e, timeout: {"9" * 400}s, action: {{}}}}
+  - {{name: b, endpoint: e, compensation_timeout: 720h1ms, action: {{}}, compensation: {{}}}}
+  - {{name: c, endpoint: e, timeout: 30d, compensation_retry: {{initial_backoff: 29d23h59m}}, action: {{}}}}
+"""
+    )
+    longer = "is longer than 30d, the most sagactl accepts"
+    expected = [
+        f"{path}:4:12: defaults.timeout: duration '31d' {longer}",
+        f"{path}:5:62: defaults.retry.max_backoff: duration '40d' {longer}",
+        f"{path}:7:37: steps.0.timeout: duration '{'9' * 40}' {longer}",
+        f"{path}:8:50: steps.1.compensation_timeout: duration '720h1ms' {longer}",
+    ]
+    assert [str(p) for p in check_file(path).errors] == expected
+    result = CliRunner().invoke(app, ["run", str(path), "--dsn", f"sqlite:///{tmp_path / 'log.db'}"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == expected
+    assert not (tmp_path / "log.db").exists()
 
 
 def test_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:

@@ -159,7 +159,6 @@ def list_(
         int | None,
         typer.Option(
             "--limit",
-            min=0,
             show_default=False,
             help="At most N sagas; 0 for all [default: all stuck sagas; 1000 otherwise].",
         ),

@@ -192,10 +192,9 @@ def resume_stuck(
     A saga another process is driving, or one that cannot be resumed, is skipped with the
     reason; the database becoming unreachable or an interrupt stops the whole run.
     """
+    threshold = inspect.parse_older_than(older_than)
     with store_for(settings) as store:
-        stuck = inspect.find_stuck(
-            store, now or utcnow(), older_than=inspect.parse_older_than(older_than), saga_type=saga_type
-        )
+        stuck = inspect.find_stuck(store, now or utcnow(), older_than=threshold, saga_type=saga_type)
         engine = make_engine(store, settings, observer)
         report = StuckResume(found=len(stuck), results=[], skipped=[])
         for row in stuck:
@@ -219,6 +218,7 @@ def list_sagas(
     settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None
 ) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
+    inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:
         return inspect.list_sagas(reader, request, now or utcnow())
 
