@@ -164,7 +164,7 @@ def test_read_saga_ids_from_values_and_stdin() -> None:
     assert read_saga_ids(None) is None
     assert read_saga_ids(["a", "b"]) == {"a", "b"}
     assert read_saga_ids(["-", "c"], io.StringIO("a\n b  # comment\n\n")) == {"a", "b", "c"}
-    assert read_saga_ids(["-"], io.StringIO("")) == frozenset()  # nothing piped: nothing matches
+    assert read_saga_ids(["-"], io.StringIO("")) == frozenset()  # nothing piped: "no IDs given" (tests/cli)
 
 
 def test_parse_message_keeps_binary_attributes() -> None:

@@ -276,8 +276,9 @@ def test_saga_ids_from_stdin(sqs: Sqs) -> None:
     fill(sqs, dlq, 10, sagas=5)
     code, data, _ = cli("--dlq", dlq.name, "--saga-id", "-", input="saga-0\nsaga-3\n")
     assert code == 0 and {m["saga_id"] for m in data["messages"]} == {"saga-0", "saga-3"} and data["moved"] == 4
-    code, data, _ = cli("--dlq", dlq.name, "--saga-id", "-", input="")
-    assert code == 0 and data["moved"] == 0 and data["unmatched"] == 6  # nothing piped: nothing moves
+    code, data, stderr = cli("--dlq", dlq.name, "--saga-id", "-", input="")
+    assert code == 2 and data == {}  # nothing piped: said so, nothing moves
+    assert stderr.startswith("sagactl: error: no IDs given: ") and stderr.count("\n") == 1
     assert sqs.counts(dlq) == (6, 0)
 
 
