@@ -31,7 +31,15 @@ from sagactl.models import (
     exit_code_for,
     idempotency_key,
 )
-from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
+from sagactl.placeholders import (
+    Context,
+    MissingValueError,
+    PlaceholderError,
+    parse,
+    references,
+    resolve,
+    resolve_url_path,
+)
 from sagactl.store.base import LeaseLostError, Store
 from sagactl.transports.base import Reply, Request, Status, Transport
 
@@ -284,7 +292,9 @@ class Driver:
         spec = step.action if phase is Phase.ACTION else (step.compensation or {})
         results = {r.name: r.result for r in self.saga.steps if r.result is not None}
         ctx = Context(saga_id=self.saga.saga_id, input=self.saga.data, results=results, env=self.engine.env)
-        resolved = resolve({k: v for k, v in spec.items() if k != "body"}, ctx)
+        resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
+        if isinstance(spec.get("path"), str):  # http: substituted values never change the route
+            resolved["path"] = resolve_url_path(spec["path"], ctx)
         if "body" in spec:
             body = resolve(spec["body"], ctx)
         else:
