@@ -134,8 +134,15 @@ class Engine:
             driver.note(action="abort", by=user, reason=reason)
         return driver.drive()
 
-    def resolve_step(self, saga_id: str, step: str, *, reason: str, user: str) -> RunResult:
-        """Record a compensation done by hand, then continue compensating."""
+    def resolve_step(
+        self, saga_id: str, step: str, *, reason: str, user: str, out_of_order: bool = False
+    ) -> RunResult:
+        """Record a compensation done by hand, then continue compensating.
+
+        Compensations run in strict reverse order, so the one that can be resolved is the one
+        waiting: the latest step that still needs its (defined) compensation. Another step
+        needs ``out_of_order`` (the operator undid it by hand ahead of its turn), which the
+        transition records."""
         with self._claimed(saga_id) as saga:
             try:
                 record = saga.step(step)
@@ -149,10 +156,21 @@ class Engine:
                     hint="resolve applies to a saga in compensating; see 'sagactl show'",
                 )
             definition = from_snapshot(saga.definition)
+            waiting = _waiting(definition, saga)
+            if waiting is not None and waiting != step and not out_of_order:
+                raise UsageError(
+                    f"step '{step}' of saga {saga_id} is not the compensation waiting: '{waiting}' is"
+                    " (compensations run in reverse order)",
+                    hint=f"resolve --step {waiting} first, or add --out-of-order if '{step}' was undone by"
+                    " hand ahead of its turn",
+                )
             earlier = [s for s in _to_compensate(definition, saga) if s.name != step]
             preflight(definition, saga.data, self.env, steps=earlier, actions=False)
         driver = Driver(self, saga, definition)
-        driver.step_to(record, StepStatus.COMPENSATED, action="resolve", by=user, reason=reason)
+        detail: dict[str, Any] = {"action": "resolve", "by": user, "reason": reason}
+        if waiting is not None and waiting != step:
+            detail.update(out_of_order=True, waiting=waiting)
+        driver.step_to(record, StepStatus.COMPENSATED, **detail)
         record.compensated_at = self.clock.now()
         record.error = None
         return driver.drive()
@@ -204,6 +222,12 @@ class Engine:
 
     def _release(self, saga: SagaRecord) -> None:
         release(self.store, saga, self.owner)
+
+
+def _waiting(definition: SagaDefinition, saga: SagaRecord) -> str | None:
+    """The step whose compensation is next in reverse order (None: none is defined)."""
+    due = [s for s in _to_compensate(definition, saga) if s.compensation is not None]
+    return due[-1].name if due else None
 
 
 def _to_compensate(definition: SagaDefinition, saga: SagaRecord) -> list[StepDef]:

@@ -142,10 +142,17 @@ def resolve_compensation(
     *,
     user: str | None = None,
     observer: Observer | None = None,
+    out_of_order: bool = False,
 ) -> RunResult:
-    """Record ``step``'s compensation as done by hand (who, why), then continue compensating."""
+    """Record ``step``'s compensation as done by hand (who, why), then continue compensating.
+    ``out_of_order``: the step is not the compensation waiting (recorded as such)."""
     why, who = _reason(reason), user or operator_name()
-    return _drive_one(settings, saga_id, observer, lambda e: e.resolve_step(saga_id, step, reason=why, user=who))
+    return _drive_one(
+        settings,
+        saga_id,
+        observer,
+        lambda e: e.resolve_step(saga_id, step, reason=why, user=who, out_of_order=out_of_order),
+    )
 
 
 def abort_saga(

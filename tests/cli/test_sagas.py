@@ -233,6 +233,40 @@ def test_resolve_mistakes_exit_2(
     assert invoke("resume", "c-1", "-q")[0] == 3  # and drivable again
 
 
+def test_resolve_refuses_a_step_out_of_reverse_order_unless_told(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """charge's refund is the compensation waiting; reserve's comes after it. Resolving
+    reserve first is refused (exit 2, nothing written) unless --out-of-order says the operator
+    means it, which the transition records; its compensation is then never sent."""
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke("resolve", "c-1", "--step", "reserve", "--reason", "released by hand")
+    assert (code, out) == (2, "")
+    assert err == (
+        "sagactl: error: step 'reserve' of saga c-1 is not the compensation waiting: 'charge' is (compensations"
+        " run in reverse order); resolve --step charge first, or add --out-of-order if 'reserve' was undone by"
+        " hand ahead of its turn\n"
+    )
+    code, out, err = invoke(
+        "resolve", "c-1", "--step", "reserve", "--reason", "released by hand", "--out-of-order", "-o", "json"
+    )
+    assert code == 3, err  # charge's refund still fails: the saga waits there again
+    data = json.loads(out)
+    assert [s["status"] for s in data["steps"]] == ["compensated", "compensating", "failed"]
+    [resolved] = [t for t in data["transitions"] if t["detail"].get("action") == "resolve"]
+    assert resolved["step_name"] == "reserve"
+    assert resolved["detail"] == {
+        "action": "resolve",
+        "by": "alice",
+        "reason": "released by hand",
+        "out_of_order": True,
+        "waiting": "charge",
+    }
+    code, out, err = invoke("resolve", "c-1", "--step", "charge", "--reason", "refunded by hand", "-o", "json")
+    assert code == 1, err
+    data = json.loads(out)
+    assert data["state"] == "failed"
+    assert not any(t["step_name"] == "reserve" and t["new_state"] == "compensating" for t in data["transitions"])
+
+
 def test_abort_stops_forward_progress_and_compensates(cli: Path) -> None:
     code, out, _ = invoke("run", str(cli), "--input", INPUT, "--detach", "-q")
     saga_id = out.strip()
