@@ -403,6 +403,63 @@ def test_mapped_table_through_a_context(legacy: Path) -> None:
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the default context: the own log
 
 
+@pytest.fixture
+def mixed_case(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """legacy.mixed: states spelled in three cases, one the mapping does not name (ARCHIVED);
+    the mapping itself written in yet other cases."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS legacy")
+        conn.execute("DROP TABLE IF EXISTS legacy.mixed")
+        conn.execute(
+            "CREATE TABLE legacy.mixed (id text PRIMARY KEY, kind text, status text, modified_at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO legacy.mixed VALUES ('M-1', 'Order', 'Compensating', now() - interval '1 hour'),"
+            " ('M-2', 'Order', 'COMPLETED', now()), ('M-3', 'Order', 'completed', now()),"
+            " ('M-4', 'Order', 'ARCHIVED', now()), ('M-5', 'Order', 'archived', now())"
+        )
+    (tmp_path / "sagactl.yaml").write_text(
+        f"""contexts:
+  mixed:
+    store:
+      dsn: {pg_dsn}
+      table: legacy.mixed
+      columns: {{saga_id: id, saga_type: kind, state: status, updated_at: modified_at}}
+      states: {{Started: started, PENDING: pending, compensating: COMPENSATING, Completed: Completed,
+               failed: FAILED}}
+"""
+    )
+    for name in ("SAGACTL_DSN", "SAGACTL_CONFIG", "SAGACTL_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path / "sagactl.yaml"
+
+
+def test_mapped_states_match_in_any_case_and_unmapped_ones_are_named(mixed_case: Path) -> None:
+    code, out, err = invoke("list", "--context", "mixed", "-o", "json")
+    assert (code, err) == (0, "")
+    assert [(r["saga_id"], r["state"]) for r in json.loads(out)] == [
+        ("M-1", "compensating"),
+        ("M-2", "completed"),
+        ("M-3", "completed"),
+    ]
+    assert invoke("list", "--stuck", "--context", "mixed", "-q") == (0, "M-1\n", "")
+    code, out, err = invoke("stats", "--context", "mixed", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["totals"]["completed"] == 2 and json.loads(out)["totals"]["compensating"] == 1
+    assert err == (
+        "sagactl: warning: mapped table legacy.mixed: rows in states store.states does not map are not counted"
+        " ('ARCHIVED': 2)\n"
+    )
+    code, out, err = invoke("show", "M-4", "--context", "mixed")
+    assert (code, out) == (2, "")
+    assert err == (
+        "sagactl: error: saga M-4 in mapped table legacy.mixed is in state 'ARCHIVED', which store.states does"
+        " not map (started: started, pending: pending, compensating: compensating, completed: completed,"
+        " failed: failed); add that value under store.states in the config file\n"
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
