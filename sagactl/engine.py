@@ -28,7 +28,7 @@ from sagactl.driver import Driver, Observer, TransportFactory, log_extra, releas
 from sagactl.errors import LeaseHeldError, NotFoundError, UsageError
 from sagactl.lease import holder_is_dead, lease_until, make_owner
 from sagactl.models import RunResult, SagaRecord, SagaState, StepRecord, StepStatus, Transition, exit_code_for
-from sagactl.placeholders import Context, MissingValueError, resolve
+from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
 from sagactl.store.base import Store
 
 log = logging.getLogger("sagactl.engine")
@@ -63,6 +63,48 @@ def preflight(
                 raise MissingValueError(f"step '{step.name}': {exc.message}", hint=exc.hint) from exc
 
 
+def _reads_input_fields(definition: SagaDefinition) -> str | None:
+    """How the definition reads fields of its input, if it does: a ``${input.FIELD}`` (not a
+    list index) or a call without ``body`` (the default body spreads the input's fields)."""
+    for step in definition.steps:
+        for phase, spec in (("action", step.action), ("compensation", step.compensation)):
+            if spec is None:
+                continue
+            if "body" not in spec:
+                return f"step '{step.name}' {phase} sends the default body, which holds the input's fields"
+            for _, expr, _ in references(spec):
+                try:
+                    ref = parse(expr)
+                except PlaceholderError:
+                    continue
+                if ref.root == "input" and ref.path and not ref.path[0].lstrip("-").isdigit():
+                    return f"step '{step.name}' {phase} reads ${{{expr}}}"
+    return None
+
+
+def check_input(definition: SagaDefinition, data: Any) -> None:
+    """A saga whose definition reads input fields needs an object as its input (exit 2)."""
+    if isinstance(data, dict):
+        return
+    reads = _reads_input_fields(definition)
+    if reads is not None:
+        got = (
+            "null"
+            if data is None
+            else "true/false"
+            if isinstance(data, bool)
+            else "a number"
+            if isinstance(data, int | float)
+            else "a string"
+            if isinstance(data, str)
+            else "an array"
+        )
+        raise UsageError(
+            f"input must be a JSON object, got {got}: {reads}",
+            hint='pass --input \'{"field": …}\'',
+        )
+
+
 @dataclass
 class Engine:
     """Drives sagas against ``store``; transports come from ``transport_factory``."""
@@ -79,6 +121,7 @@ class Engine:
 
     def start(self, definition: SagaDefinition, data: Any, saga_id: str | None = None) -> SagaRecord:
         """Record a new saga in state `started`, lease held by this engine. Nothing is sent."""
+        check_input(definition, data)
         preflight(definition, data, self.env)
         now = self.clock.now()
         saga = SagaRecord(

@@ -41,7 +41,12 @@ def parse(expr: str) -> Reference:
     text = expr.strip()
     if text == "saga_id":
         return Reference(text=expr, root="saga_id")
-    root, _, rest = text.partition(".")
+    root, dot, rest = text.partition(".")
+    if dot and not rest and root in ("input", "steps"):
+        whole = "${input}" if root == "input" else "${steps.STEP_NAME.result}"
+        raise PlaceholderError(f"'${{{expr}}}': nothing after '{root}.' (write {whole} or name a field)")
+    if root == "saga_id":
+        raise PlaceholderError(f"'${{{expr}}}': saga_id is a string without fields (write ${{saga_id}})")
     if root == "env":
         name, sep, default = rest.partition(":-")
         if not _ENV_NAME.match(name):

@@ -27,6 +27,7 @@ CALL_KEYS_BY_TRANSPORT = {
     "sqs": {"command", "body"},
     "exec": {"args", "body"},
 }
+ALL_CALL_KEYS = set().union(*CALL_KEYS_BY_TRANSPORT.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,8 @@ def _messages(error: Any, where: Location) -> list[tuple[Location, str]]:
 
 
 def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[Problem]:
+    """What the schema cannot check. Runs on any document, valid or not (every problem of a
+    file is reported in one run): parts of the wrong type are skipped, the schema reports them."""
     problems: list[Problem] = []
 
     def add(
@@ -277,14 +280,20 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
         line, col = pos.inside(where, offset) if offset is not None else pos.of(where, key=key)
         problems.append(Problem(file, line, col, message, severity))
 
-    endpoints = doc.get("endpoints") or {}
+    endpoints = doc.get("endpoints")
+    if not isinstance(endpoints, dict):
+        endpoints = {}
+    steps = doc.get("steps")
+    if not isinstance(steps, list):
+        steps = []
+    names = {s.get("name") for s in steps if isinstance(s, dict) and isinstance(s.get("name"), str)}
     for ep_name, endpoint in endpoints.items():
         for where, expr, offset in references(endpoint):
             _check_ref(expr, ("endpoints", ep_name, *where), offset, add, allowed_roots=("env",))
 
     _check_durations(doc.get("defaults"), ("defaults",), add)
     seen_steps: dict[str, int] = {}
-    for index, step in enumerate(doc.get("steps") or []):
+    for index, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
         here: Location = ("steps", index)
@@ -303,17 +312,18 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
             if ep not in endpoints:
                 known = ", ".join(sorted(endpoints)) or "none defined"
                 add((*here, "endpoint"), f"step '{name}': unknown endpoint '{ep}' (known: {known})")
-            elif isinstance(endpoints[ep], dict):
+            elif isinstance(endpoints[ep], dict) and isinstance(endpoints[ep].get("type"), str):
                 ep_type = endpoints[ep].get("type")
         _check_durations(step, here, add)
-        earlier = {str(s.get("name")) for s in doc["steps"][:index] if isinstance(s, dict)}
+        earlier = {str(s.get("name")) for s in steps[:index] if isinstance(s, dict)}
         for phase in ("action", "compensation"):
             call = step.get(phase)
             if not isinstance(call, dict):
                 continue
             if ep_type in CALL_KEYS_BY_TRANSPORT:
                 for key in call:
-                    if key not in CALL_KEYS_BY_TRANSPORT[ep_type]:
+                    # a key no transport takes is the schema's to report ("unknown key")
+                    if key in ALL_CALL_KEYS and key not in CALL_KEYS_BY_TRANSPORT[ep_type]:
                         allowed = ", ".join(sorted(CALL_KEYS_BY_TRANSPORT[ep_type]))
                         add(
                             (*here, phase, key),
@@ -335,7 +345,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                 if step_ref is None:
                     continue
                 if step_ref not in visible:
-                    later = step_ref in {s.get("name") for s in doc["steps"] if isinstance(s, dict)}
+                    later = step_ref in names
                     why = "a later step (only earlier steps' results exist yet)" if later else "no such step"
                     if step_ref == name and phase == "action":
                         why = "the step itself (its result does not exist before it runs)"
@@ -405,9 +415,9 @@ def check_text(text: str, file: str, base_dir: str) -> Report:
         if doc is None:
             continue
         problems = _schema_problems(doc, pos, file)
-        if not problems and isinstance(doc, dict):
-            problems = _semantic_problems(doc, pos, file)
-        report.problems.extend(problems)
+        if isinstance(doc, dict):  # both, so one run reports every problem of the file
+            problems += [p for p in _semantic_problems(doc, pos, file) if p not in problems]
+        report.problems.extend(sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column)))
         if any(p.severity == "error" for p in problems) or not isinstance(doc, dict):
             continue
         saga = str(doc["saga"])

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sagactl import definition, validation
@@ -141,6 +144,87 @@ steps:
     assert report.errors == []
     built = report.definitions[0]
     assert built.steps[1].compensation_retry.max_attempts == 5 and built.steps[1].action == {"args": ["go"]}
+
+
+def test_schema_and_semantic_problems_are_reported_together_once(tmp_path: Path) -> None:
+    """One `validate` run reports every problem of a half-valid file, schema and semantic
+    alike, in file order, none twice (a key no transport takes is reported once, as unknown)."""
+    path = tmp_path / "many.yaml"
+    path.write_text(
+        """saga: Many
+endpoints:
+  e: {type: exec, command: ["true"]}
+  h: {type: http, url: "http://x", bogus: 1}
+defaults:
+  timeout: 5x
+steps:
+  - {name: a, endpoint: nope, action: {body: {id: "${input.}"}}}
+  - {name: a, endpoint: e, action: {path: /x, foo: 1}, retry: {max_attempts: 0}}
+  - {name: c, endpoint: h, action: {body: "${steps.d.result}"}, timeout: 31d}
+  - {name: d, endpoint: e}
+"""
+    )
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{path}:4:36: unknown key 'bogus' in endpoints.h (expected one of: headers, type, url)",
+        f"{path}:6:12: defaults.timeout: invalid duration '5x' (use ms, s, m, h or d, e.g. 30s, 2m, 1h30m)",
+        f"{path}:8:25: step 'a': unknown endpoint 'nope' (known: e, h)",
+        f"{path}:8:52: '${{input.}}': nothing after 'input.' (write ${{input}} or name a field)",
+        f"{path}:9:12: duplicate step name 'a' (first defined as step 1)",
+        f"{path}:9:37: step 'a' action: key 'path' does not apply to exec endpoint 'e' (expected: args, body)",
+        f"{path}:9:47: unknown key 'foo' in steps.1.action (expected one of: args, body, command, headers, method,"
+        " path)",
+        f"{path}:9:78: steps.1.retry.max_attempts: 0 is less than the minimum of 1",
+        f"{path}:10:44: step 'c' action: '${{steps.d.result}}' refers to a later step (only earlier steps'"
+        " results exist yet)",
+        f"{path}:10:74: steps.2.timeout: duration '31d' is longer than 30d, the most sagactl accepts",
+        f"{path}:11:5: steps.3: missing required key 'action'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("${input.}", "'${input.}': nothing after 'input.' (write ${input} or name a field)"),
+        ("${steps.}", "'${steps.}': nothing after 'steps.' (write ${steps.STEP_NAME.result} or name a field)"),
+        ("${saga_id.x}", "'${saga_id.x}': saga_id is a string without fields (write ${saga_id})"),
+    ],
+)
+def test_nothing_after_the_dot_is_an_error_with_its_position(expr: str, message: str) -> None:
+    text = f"""saga: Dot
+endpoints: {{e: {{type: exec, command: ["true"]}}}}
+steps:
+  - {{name: a, endpoint: e, action: {{body: "id=" }}}}
+  - {{name: b, endpoint: e, action: {{body: "x {expr}"}}}}
+"""
+    assert [str(p) for p in check_text(text, "dot.yaml", ".").errors] == [f"dot.yaml:5:46: {message}"]
+
+
+KEYS = ["saga", "endpoints", "steps", "defaults", "name", "endpoint", "action", "compensation", "type", "url",
+        "command", "args", "body", "path", "headers", "timeout", "retry", "max_attempts", "e", "a"]  # fmt: skip
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.text(max_size=6),
+    st.sampled_from(["http", "exec", "sqs", "e", "a", "30s", "31d", "${input.}", "${input.x}", "${steps.a.result}"]),
+)
+HALF_VALID = st.recursive(
+    LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), HALF_VALID, max_size=5))
+def test_any_half_valid_document_is_reported_never_a_crash(doc: dict[str, Any]) -> None:
+    import yaml
+
+    report = check_text(yaml.safe_dump(doc), "fuzz.yaml", ".")
+    assert len(set(report.problems)) == len(report.problems)
+    assert bool(report.errors) or len(report.definitions) == 1
 
 
 def test_compensation_using_its_own_result_is_a_warning_not_an_error() -> None:
