@@ -203,7 +203,7 @@ def only_replaced_by_masks(before: str, after: str) -> bool:
     return reach[0][0]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(any_text)
 def test_masking_is_idempotent_and_only_replaces_text_by_masks(text: str) -> None:
     masked = mask_secrets(text, ENV)
@@ -223,7 +223,7 @@ prose = st.lists(
 ).map(lambda words: "".join(w + sep for w, sep in words))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(prose)
 def test_prose_without_secrets_is_unchanged(text: str) -> None:
     assert mask_secrets(text, ENV) == text
