@@ -59,9 +59,11 @@ class RunRequest:
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
     from sagactl import validation
+    from sagactl.engine import check_input
 
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
+    check_input(defn, data)  # before the log is opened: a wrong input leaves no trace
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
         if request.detach:

@@ -335,6 +335,7 @@ def test_a_default_body_needs_an_object_input_and_a_whole_input_does_not(env: di
     )
     result = runner.invoke(app, ["run", str(spread), "--input", "[1, 2]"])
     assert (result.exit_code, result.stdout) == (2, "")
+    assert not Path(env["SAGACTL_DSN"].removeprefix("sqlite:///")).exists()  # refused before the log opened
     assert result.stderr == (
         "sagactl: error: input must be a JSON object, got an array: step 'one' action sends the default body,"
         """ which holds the input's fields; pass --input '{"field": …}'\n"""
