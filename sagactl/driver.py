@@ -7,6 +7,7 @@ copy of the saga record until it commits its last transition and gives the lease
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -14,10 +15,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sagactl.calls import backoff_delay, default_body, definition_secrets
 from sagactl.clock import Clock
 from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
 from sagactl.errors import ExitCode, Interrupted, UsageError
 from sagactl.lease import lease_until
+from sagactl.masking import Masker
 from sagactl.models import (
     Outcome,
     Phase,
@@ -31,7 +34,12 @@ from sagactl.models import (
     exit_code_for,
     idempotency_key,
 )
-from sagactl.placeholders import Context, MissingValueError, resolve
+from sagactl.placeholders import (
+    Context,
+    MissingValueError,
+    resolve,
+    resolve_url_path,
+)
 from sagactl.store.base import LeaseLostError, Store
 from sagactl.transports.base import AsyncTransport, Reply, Request, Status, Transport
 
@@ -93,28 +101,6 @@ def release(store: Store, saga: SagaRecord, owner: str) -> None:
     saga.lease_expires_at = None
 
 
-def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential, capped, equal jitter.
-
-    Half the capped exponential is fixed, half is random: retries spread out (no thundering
-    herd) yet never collapse to zero.
-    """
-    ceiling = min(policy.max_backoff, policy.initial_backoff * (2 ** (attempt - 1)))
-    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
-def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any) -> dict[str, Any]:
-    """The seed protocol's shape: ``{saga_id, step_name, [original_result], ...input}``."""
-    body: dict[str, Any] = {"saga_id": saga.saga_id, "step_name": step}
-    if phase is Phase.COMPENSATION:
-        body["original_result"] = original_result
-    if isinstance(saga.data, dict):
-        body.update({k: v for k, v in saga.data.items() if k not in body})
-    elif saga.data is not None:
-        body["input"] = saga.data
-    return body
-
-
 def log_extra(t: Transition) -> dict[str, Any]:
     return {
         "saga_id": t.saga_id,
@@ -139,6 +125,9 @@ class Driver:
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
         self.arrived: dict[tuple[str, Phase], Reply] = {}  # replies a worker received for this saga
+        # Participant errors are masked here, before they reach the record, last_error or a
+        # transition: the saga log never holds a secret a definition resolved.
+        self.masker = Masker(definition_secrets(definition, engine.env), env=engine.env)
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -275,7 +264,9 @@ class Driver:
         spec = step.action if phase is Phase.ACTION else (step.compensation or {})
         results = {r.name: r.result for r in self.saga.steps if r.result is not None}
         ctx = Context(saga_id=self.saga.saga_id, input=self.saga.data, results=results, env=self.engine.env)
-        resolved = resolve({k: v for k, v in spec.items() if k != "body"}, ctx)
+        resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
+        if isinstance(spec.get("path"), str):  # http: substituted values never change the route
+            resolved["path"] = resolve_url_path(spec["path"], ctx)
         if "body" in spec:
             body = resolve(spec["body"], ctx)
         else:
@@ -291,16 +282,25 @@ class Driver:
         )
 
     def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply | None:
-        """The participant's answer; None when a worker sent it over SQS and the answer comes
-        on the reply queue (the saga is put aside meanwhile)."""
+        """One attempt; the reply's error masked (the one place errors enter the record). None
+        when a worker sent it over SQS and the answer comes on the reply queue (the saga is put
+        aside meanwhile)."""
         try:
             request = self._request(step, record, phase, timeout)
         except MissingValueError as exc:
-            return Reply(Status.REFUSED, error=exc.one_line(), delivered=False)
+            return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
         transport = self._transport(step)
         if self.engine.park and isinstance(transport, AsyncTransport):
-            return transport.send(request)
-        return transport.call(request)
+            reply = transport.send(request)
+        else:
+            reply = transport.call(request)
+        return self.masked(reply)
+
+    def masked(self, reply: Reply | None) -> Reply | None:
+        """``reply`` with its error masked (secrets never reach the saga log)."""
+        if reply is not None and reply.error:
+            return dataclasses.replace(reply, error=self.masker.text(reply.error))
+        return reply
 
     def _forward(self) -> bool:
         """Run the remaining steps in order. False when a step failed (compensate)."""
@@ -420,7 +420,7 @@ class Driver:
         self.touch(record)
         if waiting.kind != "reply":
             return waiting.tries, None  # the backoff is over: the next attempt
-        arrived = self.arrived.pop((record.name, phase), None)
+        arrived = self.masked(self.arrived.pop((record.name, phase), None))
         if arrived is not None:
             return waiting.tries, arrived
         if waiting.until <= self.clock.now():

@@ -1,0 +1,74 @@
+"""What a step sends and when: the default command body, the backoff between attempts, and
+the secret values a definition resolves (masked before anything is stored)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from sagactl.definition import RetryPolicy, SagaDefinition
+from sagactl.masking import dsn_passwords, is_secret_key
+from sagactl.models import Phase, SagaRecord
+from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Delay before retry number ``attempt`` (1-based): exponential, capped, equal jitter.
+
+    Half the capped exponential is fixed, half is random: retries spread out (no thundering
+    herd) yet never collapse to zero.
+    """
+    ceiling = min(policy.max_backoff, policy.initial_backoff * (2 ** (attempt - 1)))
+    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any) -> dict[str, Any]:
+    """The seed protocol's shape: ``{saga_id, step_name, [original_result], ...input}``."""
+    body: dict[str, Any] = {"saga_id": saga.saga_id, "step_name": step}
+    if phase is Phase.COMPENSATION:
+        body["original_result"] = original_result
+    if isinstance(saga.data, dict):
+        body.update({k: v for k, v in saga.data.items() if k not in body})
+    elif saga.data is not None:
+        body["input"] = saga.data
+    return body
+
+
+def definition_secrets(definition: SagaDefinition, env: Mapping[str, str]) -> list[str]:
+    """What a definition resolves to that must never be stored: the values its ``${env.…}``
+    placeholders put into headers, exec args and an exec endpoint's env; the password of
+    every endpoint URL; whole values of headers named like secrets (Authorization, X-Api-Key)."""
+    found: list[str] = []
+
+    def env_values(value: Any) -> None:
+        for _, expr, _ in references(value):
+            try:
+                ref = parse(expr)
+            except PlaceholderError:
+                continue
+            if ref.root == "env":
+                resolved = env.get(ref.path[0], ref.env_default)
+                if resolved:
+                    found.append(resolved)
+
+    def resolved(value: Any) -> Any:
+        try:
+            return resolve(value, Context(saga_id="", input=None, env=env))
+        except MissingValueError:
+            return None
+
+    specs: list[dict[str, Any]] = [endpoint.config for endpoint in definition.endpoints.values()]
+    specs += [spec for step in definition.steps for spec in (step.action, step.compensation or {})]
+    for spec in specs:
+        for key in ("headers", "args", "env"):
+            env_values(spec.get(key))
+        url = resolved(spec.get("url"))
+        if isinstance(url, str):
+            found += dsn_passwords(url)
+        headers = spec.get("headers")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if str(name).lower().endswith("authorization") or is_secret_key(str(name)):
+                    found.append(str(resolved(value) or ""))
+    return found
