@@ -12,6 +12,7 @@ boto3 and botocore are imported inside functions: importing this module costs no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -207,28 +208,70 @@ def queue_name(ref: str) -> str:
     return text.rsplit("/", 1)[-1]
 
 
+# https://sqs.REGION.amazonaws.com[.cn]/ACCOUNT/NAME and the legacy https://REGION.queue.amazonaws.com/…
+_AWS_QUEUE_URL = re.compile(
+    r"^https?://(?:sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"|(?P<legacy>[a-z0-9-]+)\.queue\.amazonaws\.com)/"
+)
+
+
+def _client_region(client: Any) -> str | None:
+    try:
+        region = client.meta.region_name
+    except AttributeError:
+        return None
+    return str(region) if region else None
+
+
+def _same_region(client: Any, ref: str, region: str | None) -> None:
+    """Refuse a queue named in another region than the client's: SQS would address the queue
+    of the same name in the client's region instead (or none)."""
+    used = _client_region(client)
+    if region and used and region != used:
+        raise UsageError(
+            f"queue {ref} is in region {region}, but SQS is reached in region {used}",
+            hint=f"pass --region {region} (or set the endpoint's region) to use that queue",
+        )
+
+
 def resolve_queue(client: SQSClient, ref: str, *, attributes: bool = True) -> QueueRef:
     """A queue given as a name, URL or ARN; with ``attributes`` also its ARN, type and depth.
 
+    An ARN is honoured exactly: its region must be the client's and the queue found (in its
+    account, QueueOwnerAWSAccountId) must have that very ARN, else UsageError (exit 2) rather
+    than a queue of the same name elsewhere; an AWS queue URL's region is checked the same way.
     Raises NotFoundError when the queue does not exist, UnavailableError when SQS is unreachable.
     """
     text = ref.strip()
     if not text:
         raise UsageError("empty queue name", hint="pass a queue name or URL")
     name = queue_name(text)
+    arn: str | None = None
     with sqs_errors(f"'{name}'", client):
         if text.startswith(("http://", "https://")):
+            host = _AWS_QUEUE_URL.match(text)
+            _same_region(client, text, host and (host.group("region") or host.group("legacy")))
             url = text
         elif text.startswith("arn:"):
             parts = text.split(":")
-            if len(parts) != 6 or parts[2] != "sqs":
+            if len(parts) != 6 or parts[2] != "sqs" or not all(parts[3:]):
                 raise UsageError(f"'{text}' is not an SQS queue ARN", hint="pass a queue name or URL")
+            _same_region(client, text, parts[3])
+            arn = text
             url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
         else:
             url = client.get_queue_url(QueueName=text)["QueueUrl"]
-        if not attributes:
+        if not attributes and arn is None:
             return QueueRef(url=url, name=name)
-        found = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get("Attributes", {})
+        wanted: Any = ["All"] if attributes else ["QueueArn"]
+        found = client.get_queue_attributes(QueueUrl=url, AttributeNames=wanted).get("Attributes", {})
+    if arn is not None and found.get("QueueArn") != arn:
+        raise UsageError(
+            f"queue {arn} resolved to {found.get('QueueArn') or url}, another queue",
+            hint="check the ARN's account and region, --region and --profile",
+        )
+    if not attributes:
+        return QueueRef(url=url, name=name, arn=arn)
     return QueueRef(
         url=url, name=name, arn=found.get("QueueArn"), attributes={str(k): str(v) for k, v in found.items()}
     )

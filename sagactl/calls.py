@@ -1,19 +1,39 @@
-"""One call to a participant, apart from the driver's bookkeeping: the request it is sent
-(placeholders resolved, the seed protocol's default body, the idempotency key) and its answer
-as the saga log can keep it (error text storable on every store, a result it cannot hold named).
-"""
+"""What a step sends and what comes back: the request (placeholders resolved, the default
+command body, the idempotency key), the backoff between attempts, the secret values a
+definition resolves (masked before anything is stored), and an answer as the saga log can keep
+it (a result it cannot hold named)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sagactl.codec import storable, storable_text, unreadable
-from sagactl.definition import StepDef
+from sagactl.codec import storable, unreadable
+from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
+from sagactl.masking import dsn_passwords, is_secret_key
 from sagactl.models import Phase, SagaRecord, StepRecord, idempotency_key
-from sagactl.placeholders import Context, resolve
+from sagactl.placeholders import (
+    Context,
+    MissingValueError,
+    PlaceholderError,
+    parse,
+    references,
+    resolve,
+    resolve_url_path,
+)
 from sagactl.transports.base import Reply, Request, Status, Transport
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Delay before retry number ``attempt`` (1-based): exponential, capped, equal jitter.
+
+    Half the capped exponential is fixed, half is random: retries spread out (no thundering
+    herd) yet never collapse to zero.
+    """
+    ceiling = min(policy.max_backoff, policy.initial_backoff * (2 ** (attempt - 1)))
+    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
 def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any) -> dict[str, Any]:
@@ -28,15 +48,56 @@ def default_body(saga: SagaRecord, step: str, phase: Phase, original_result: Any
     return body
 
 
+def definition_secrets(definition: SagaDefinition, env: Mapping[str, str]) -> list[str]:
+    """What a definition resolves to that must never be stored: the values its ``${env.…}``
+    placeholders put into headers, exec args and an exec endpoint's env; the password of
+    every endpoint URL; whole values of headers named like secrets (Authorization, X-Api-Key)."""
+    found: list[str] = []
+
+    def env_values(value: Any) -> None:
+        for _, expr, _ in references(value):
+            try:
+                ref = parse(expr)
+            except PlaceholderError:
+                continue
+            if ref.root == "env":
+                resolved = env.get(ref.path[0], ref.env_default)
+                if resolved:
+                    found.append(resolved)
+
+    def resolved(value: Any) -> Any:
+        try:
+            return resolve(value, Context(saga_id="", input=None, env=env))
+        except MissingValueError:
+            return None
+
+    specs: list[dict[str, Any]] = [endpoint.config for endpoint in definition.endpoints.values()]
+    specs += [spec for step in definition.steps for spec in (step.action, step.compensation or {})]
+    for spec in specs:
+        for key in ("headers", "args", "env"):
+            env_values(spec.get(key))
+        url = resolved(spec.get("url"))
+        if isinstance(url, str):
+            found += dsn_passwords(url)
+        headers = spec.get("headers")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if str(name).lower().endswith("authorization") or is_secret_key(str(name)):
+                    found.append(str(resolved(value) or ""))
+    return found
+
+
 def build_request(
     saga: SagaRecord, step: StepDef, record: StepRecord, phase: Phase, timeout: float, env: Mapping[str, str]
 ) -> Request:
     """``phase`` of ``step`` as sent, placeholders resolved against the saga (MissingValueError
-    when one has no value)."""
+    when one has no value); values substituted into an http ``path`` never change the route."""
     spec = step.action if phase is Phase.ACTION else (step.compensation or {})
     results = {r.name: r.result for r in saga.steps if r.result is not None}
     ctx = Context(saga_id=saga.saga_id, input=saga.data, results=results, env=env)
-    resolved = resolve({k: v for k, v in spec.items() if k != "body"}, ctx)
+    resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
+    if isinstance(spec.get("path"), str):
+        resolved["path"] = resolve_url_path(spec["path"], ctx)
     body = resolve(spec["body"], ctx) if "body" in spec else default_body(saga, step.name, phase, record.result)
     return Request(
         saga_id=saga.saga_id,
@@ -67,12 +128,6 @@ def send(transport: Transport, request: Request) -> Reply:
         if problem is None:
             raise
         return Reply(Status.OK, result=Unreadable(f"{problem} in its JSON"))
-
-
-def kept(reply: Reply) -> Reply:
-    """``reply`` with its error text (foreign: NUL characters, lone surrogates) as every store
-    can hold it."""
-    return replace(reply, error=storable_text(reply.error)) if reply.error else reply
 
 
 def result_problem(reply: Reply) -> str | None:

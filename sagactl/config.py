@@ -63,8 +63,15 @@ def find_config(explicit: str | None, env: Mapping[str, str]) -> Path | None:
 def _load_yaml(path: Path) -> dict[str, Any]:
     import yaml  # only when a config file exists: keeps start-up fast
 
+    from sagactl.yamlsafe import load
+
     try:
-        loaded = yaml.safe_load(path.read_text("utf-8"))
+        loaded = load(path.read_text("utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise UsageError(f"{path}: cannot read config: {what}{where}") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"{path}: cannot read config: {' '.join(str(exc).split())}") from exc
     if loaded is None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 DEFAULT_TIMEOUT = 30.0
+MAX_DURATION = 30 * 86400.0  # 30d: the longest timeout or backoff a definition may ask for
 
 
 def parse_duration(text: str) -> float:
@@ -32,6 +34,8 @@ def parse_duration(text: str) -> float:
             f"invalid duration '{text}'",
             hint="use a number with ms, s, m, h or d, e.g. 500ms, 30s, 15m, 1h30m",
         )
+    if not math.isfinite(total):
+        raise UsageError(f"invalid duration '{text[:40]}': too large")
     return total
 
 

@@ -7,6 +7,7 @@ copy of the saga record until it commits its last transition and gives the lease
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -14,11 +15,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sagactl.calls import build_request, kept, result_problem, send
+from sagactl.calls import backoff_delay, build_request, definition_secrets, result_problem, send
 from sagactl.clock import Clock
+from sagactl.codec import storable_text
 from sagactl.definition import RetryPolicy, SagaDefinition, StepDef
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
 from sagactl.lease import lease_until
+from sagactl.masking import Masker
 from sagactl.models import (
     Outcome,
     Phase,
@@ -93,16 +96,6 @@ def release(store: Store, saga: SagaRecord, owner: str) -> None:
     saga.lease_expires_at = None
 
 
-def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential, capped, equal jitter.
-
-    Half the capped exponential is fixed, half is random: retries spread out (no thundering
-    herd) yet never collapse to zero.
-    """
-    ceiling = min(policy.max_backoff, policy.initial_backoff * (2 ** (attempt - 1)))
-    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
 def log_extra(t: Transition) -> dict[str, Any]:
     return {
         "saga_id": t.saga_id,
@@ -127,6 +120,9 @@ class Driver:
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
         self.arrived: dict[tuple[str, Phase], Reply] = {}  # replies a worker received for this saga
+        # Participant errors are masked here, before they reach the record, last_error or a
+        # transition: the saga log never holds a secret a definition resolved.
+        self.masker = Masker(definition_secrets(definition, engine.env), env=engine.env)
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -271,16 +267,26 @@ class Driver:
         return self.transports[step.endpoint]
 
     def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply | None:
-        """The participant's answer; None when a worker sent it over SQS and the answer comes
-        on the reply queue (the saga is put aside meanwhile)."""
+        """One attempt; the reply's error masked (the one place errors enter the record). None
+        when a worker sent it over SQS and the answer comes on the reply queue (the saga is put
+        aside meanwhile)."""
         try:
             request = build_request(self.saga, step, record, phase, timeout, self.engine.env)
         except MissingValueError as exc:
-            return Reply(Status.REFUSED, error=exc.one_line(), delivered=False)
+            return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
         transport = self._transport(step)
         if self.engine.park and isinstance(transport, AsyncTransport):
-            return transport.send(request)
-        return send(transport, request)
+            reply = transport.send(request)
+        else:
+            reply = send(transport, request)
+        return self.masked(reply)
+
+    def masked(self, reply: Reply | None) -> Reply | None:
+        """``reply`` with its error masked (secrets never reach the saga log) and written as every
+        store can hold it (foreign text: NUL characters, lone surrogates)."""
+        if reply is not None and reply.error:
+            return dataclasses.replace(reply, error=storable_text(self.masker.text(reply.error)))
+        return reply
 
     def _forward(self) -> bool:
         """Run the remaining steps in order. False when a step failed (compensate)."""
@@ -389,7 +395,6 @@ class Driver:
                     self.touch(record)
                     raise Parked(until, f"the reply to {record.name} {phase.value}")
             self.touch(record)  # whatever came back changes the record again
-            reply = kept(reply)
             if reply.status is Status.OK:
                 return reply, True
             maybe_delivered = maybe_delivered or reply.delivered
@@ -418,7 +423,7 @@ class Driver:
         self.touch(record)
         if waiting.kind != "reply":
             return waiting.tries, None  # the backoff is over: the next attempt
-        arrived = self.arrived.pop((record.name, phase), None)
+        arrived = self.masked(self.arrived.pop((record.name, phase), None))
         if arrived is not None:
             return waiting.tries, arrived
         if waiting.until <= self.clock.now():

@@ -40,7 +40,7 @@ from sagactl.models import (
     Waiting,
     exit_code_for,
 )
-from sagactl.placeholders import Context, MissingValueError, resolve
+from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
 from sagactl.store.base import Store
 from sagactl.transports.base import Reply
 
@@ -76,6 +76,48 @@ def preflight(
                 raise MissingValueError(f"step '{step.name}': {exc.message}", hint=exc.hint) from exc
 
 
+def _reads_input_fields(definition: SagaDefinition) -> str | None:
+    """How the definition reads fields of its input, if it does: a ``${input.FIELD}`` (not a
+    list index) or a call without ``body`` (the default body spreads the input's fields)."""
+    for step in definition.steps:
+        for phase, spec in (("action", step.action), ("compensation", step.compensation)):
+            if spec is None:
+                continue
+            if "body" not in spec:
+                return f"step '{step.name}' {phase} sends the default body, which holds the input's fields"
+            for _, expr, _ in references(spec):
+                try:
+                    ref = parse(expr)
+                except PlaceholderError:
+                    continue
+                if ref.root == "input" and ref.path and not ref.path[0].lstrip("-").isdigit():
+                    return f"step '{step.name}' {phase} reads ${{{expr}}}"
+    return None
+
+
+def check_input(definition: SagaDefinition, data: Any) -> None:
+    """A saga whose definition reads input fields needs an object as its input (exit 2)."""
+    if isinstance(data, dict):
+        return
+    reads = _reads_input_fields(definition)
+    if reads is not None:
+        got = (
+            "null"
+            if data is None
+            else "true/false"
+            if isinstance(data, bool)
+            else "a number"
+            if isinstance(data, int | float)
+            else "a string"
+            if isinstance(data, str)
+            else "an array"
+        )
+        raise UsageError(
+            f"input must be a JSON object, got {got}: {reads}",
+            hint='pass --input \'{"field": …}\'',
+        )
+
+
 @dataclass
 class Engine:
     """Drives sagas against ``store``; transports come from ``transport_factory``."""
@@ -98,6 +140,7 @@ class Engine:
         """Record a new saga in state `started`, lease held by this engine; ``detached``:
         without a lease, due at once for a worker (or a resume). Nothing is sent. Input or a
         definition the saga log cannot hold is refused before anything is recorded."""
+        check_input(definition, data)
         snapshot = definition.snapshot()
         for value, what in ((data, "input"), (snapshot, "definition")):
             problem = storable(value, what)
@@ -185,8 +228,15 @@ class Engine:
             driver.note(action="abort", by=user, reason=reason)
         return driver.drive()
 
-    def resolve_step(self, saga_id: str, step: str, *, reason: str, user: str) -> RunResult:
-        """Record a compensation done by hand, then continue compensating."""
+    def resolve_step(
+        self, saga_id: str, step: str, *, reason: str, user: str, out_of_order: bool = False
+    ) -> RunResult:
+        """Record a compensation done by hand, then continue compensating.
+
+        Compensations run in strict reverse order, so the one that can be resolved is the one
+        waiting: the latest step that still needs its (defined) compensation. Another step
+        needs ``out_of_order`` (the operator undid it by hand ahead of its turn), which the
+        transition records."""
         with self._claimed(saga_id) as saga:
             try:
                 record = saga.step(step)
@@ -200,10 +250,21 @@ class Engine:
                     hint="resolve applies to a saga in compensating; see 'sagactl show'",
                 )
             definition = from_snapshot(saga.definition)
+            waiting = _waiting(definition, saga)
+            if waiting is not None and waiting != step and not out_of_order:
+                raise UsageError(
+                    f"step '{step}' of saga {saga_id} is not the compensation waiting: '{waiting}' is"
+                    " (compensations run in reverse order)",
+                    hint=f"resolve --step {waiting} first, or add --out-of-order if '{step}' was undone by"
+                    " hand ahead of its turn",
+                )
             earlier = [s for s in _to_compensate(definition, saga) if s.name != step]
             preflight(definition, saga.data, self.env, steps=earlier, actions=False)
         driver = Driver(self, saga, definition)
-        driver.step_to(record, StepStatus.COMPENSATED, action="resolve", by=user, reason=reason)
+        detail: dict[str, Any] = {"action": "resolve", "by": user, "reason": reason}
+        if waiting is not None and waiting != step:
+            detail.update(out_of_order=True, waiting=waiting)
+        driver.step_to(record, StepStatus.COMPENSATED, **detail)
         record.compensated_at = self.clock.now()
         record.error = None
         return driver.drive()
@@ -274,6 +335,12 @@ def _awaits(saga: SagaRecord, step: str, phase: Phase) -> bool:
 def _tries(record: StepRecord, phase: Phase) -> int:
     """How many attempts of ``phase`` a step has made (its retry budget counts from here)."""
     return record.attempts if phase is Phase.ACTION else record.compensation_attempts
+
+
+def _waiting(definition: SagaDefinition, saga: SagaRecord) -> str | None:
+    """The step whose compensation is next in reverse order (None: none is defined)."""
+    due = [s for s in _to_compensate(definition, saga) if s.compensation is not None]
+    return due[-1].name if due else None
 
 
 def _to_compensate(definition: SagaDefinition, saga: SagaRecord) -> list[StepDef]:

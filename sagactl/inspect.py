@@ -21,6 +21,8 @@ from sagactl.store.base import SagaQuery, SagaReader, SagaSummary
 
 DEFAULT_IDLE_SECONDS = 900.0  # 15m: the stuck threshold when nothing better is known
 DEFAULT_LIST_LIMIT = 1000  # plain `list` without --limit shows at most this many
+MAX_COUNT = 1_000_000_000  # the largest --limit / --max a command takes
+MAX_AGE = 3650 * 86400.0  # --older-than at most 10 years (datetime arithmetic stays in range)
 
 
 def stuck_for(saga: SagaSummary, now: datetime, older_than: float | None = None) -> float | None:
@@ -80,15 +82,27 @@ class ListResult:
 
 
 def parse_older_than(duration: str | None) -> float | None:
-    """``--older-than`` in seconds (None when not given)."""
+    """``--older-than`` in seconds (None when not given): above zero, at most MAX_AGE."""
     if duration is None:
         return None
     from sagactl.definition import parse_duration
 
-    seconds = parse_duration(duration)
+    try:
+        seconds = parse_duration(duration)
+    except UsageError as exc:
+        raise UsageError(f"--older-than: {exc.message}", hint=exc.hint) from None
     if seconds <= 0:
         raise UsageError(f"--older-than must be positive, got '{duration}'")
+    if seconds > MAX_AGE:
+        raise UsageError(f"--older-than must be at most 3650d (10 years), got '{duration[:40]}'")
     return seconds
+
+
+def check_list_request(request: ListRequest) -> None:
+    """Refuse what ``list`` cannot honour before any store is opened."""
+    parse_older_than(request.older_than)
+    if request.limit is not None and not 0 <= request.limit <= MAX_COUNT:
+        raise UsageError(f"--limit must be 0 (no limit) to {MAX_COUNT}, got {request.limit}")
 
 
 def find_stuck(
@@ -123,9 +137,8 @@ def find_stuck(
 
 def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListResult:
     """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones."""
+    check_list_request(request)
     older_than = parse_older_than(request.older_than)
-    if request.limit is not None and request.limit < 0:
-        raise UsageError(f"--limit must be 0 (no limit) or more, got {request.limit}")
     limit = None if request.limit == 0 else request.limit
     if request.stuck:
         sagas = find_stuck(

@@ -23,7 +23,12 @@ class JsonLogFormatter(logging.Formatter):
 
 class TextLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
+        level = record.levelname
+        record.levelname = level.lower()  # "sagactl: warning: …", like every other warning line
+        try:
+            return mask_secrets(super().format(record))
+        finally:
+            record.levelname = level
 
 
 class WarningFormatter(logging.Formatter):

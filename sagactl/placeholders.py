@@ -41,7 +41,12 @@ def parse(expr: str) -> Reference:
     text = expr.strip()
     if text == "saga_id":
         return Reference(text=expr, root="saga_id")
-    root, _, rest = text.partition(".")
+    root, dot, rest = text.partition(".")
+    if dot and not rest and root in ("input", "steps"):
+        whole = "${input}" if root == "input" else "${steps.STEP_NAME.result}"
+        raise PlaceholderError(f"'${{{expr}}}': nothing after '{root}.' (write {whole} or name a field)")
+    if root == "saga_id":
+        raise PlaceholderError(f"'${{{expr}}}': saga_id is a string without fields (write ${{saga_id}})")
     if root == "env":
         name, sep, default = rest.partition(":-")
         if not _ENV_NAME.match(name):
@@ -143,6 +148,32 @@ def value_of(ref: Reference, ctx: Context) -> Any:
 
 def _stringify(value: Any) -> str:
     return value if isinstance(value, str) else compact_json(value, ascii_only=True)
+
+
+def resolve_url_path(template: str, ctx: Context) -> str:
+    """An http ``path`` with every substituted value percent-encoded: before the template's
+    first literal ``?`` each value is one path segment (``/``, ``?``, ``#``, ``%``, and a
+    whole ``.`` or ``..`` encoded too), after it one query value (``&``, ``=``, ``#`` encoded).
+    The template's own ``/``, ``?``, ``&`` and ``=`` are kept: input cannot change the route."""
+    from urllib.parse import quote
+
+    out: list[str] = []
+    in_query = False
+    pos = 0
+    for match in _TOKEN.finditer(template):
+        literal = template[pos : match.start()]
+        in_query = in_query or "?" in literal
+        out.append(literal)
+        pos = match.end()
+        if match.group(1) is None:
+            out.append("${")
+            continue
+        value = quote(_stringify(value_of(parse(match.group(1)), ctx)), safe="")
+        if not in_query and value in (".", ".."):
+            value = value.replace(".", "%2E")  # a dot segment would climb the path
+        out.append(value)
+    out.append(template[pos:])
+    return "".join(out)
 
 
 def resolve(value: Any, ctx: Context) -> Any:

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sagactl.definition import SagaDefinition, build, parse_duration
+from sagactl.definition import MAX_DURATION, SagaDefinition, build, parse_duration
 from sagactl.errors import DefinitionError, UsageError
 from sagactl.placeholders import PlaceholderError, parse, references
 
@@ -30,6 +30,7 @@ CALL_KEYS_BY_TRANSPORT = {
     "sqs": {"command", "body"},
     "exec": {"args", "body"},
 }
+ALL_CALL_KEYS = set().union(*CALL_KEYS_BY_TRANSPORT.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,9 @@ def _index_node(node: Any, where: Location, pos: _Positions, dupes: list[tuple[L
 def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positions]]:
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    from sagactl.yamlsafe import BoundedLoader, YamlLimitError
+
+    loader = BoundedLoader(text)
     docs: list[tuple[Any, _Positions]] = []
     try:
         while loader.check_node():
@@ -138,6 +141,10 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
                 line, col = positions.of(where, key=True)
                 report.problems.append(Problem(file, line, col, f"duplicate key '{key}'"))
             docs.append((loader.construct_document(node), positions))
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        report.problems.append(Problem(file, line, col, f"YAML: {exc.problem}"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -283,6 +290,8 @@ def _messages(error: Any, where: Location) -> list[tuple[Location, str]]:
 
 
 def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[Problem]:
+    """What the schema cannot check. Runs on any document, valid or not (every problem of a
+    file is reported in one run): parts of the wrong type are skipped, the schema reports them."""
     problems: list[Problem] = []
 
     def add(
@@ -296,17 +305,20 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
         line, col = pos.inside(where, offset) if offset is not None else pos.of(where, key=key)
         problems.append(Problem(file, line, col, message, severity))
 
-    endpoints = doc.get("endpoints") or {}
+    endpoints = doc.get("endpoints")
+    if not isinstance(endpoints, dict):
+        endpoints = {}
+    steps = doc.get("steps")
+    if not isinstance(steps, list):
+        steps = []
+    names = {s.get("name") for s in steps if isinstance(s, dict) and isinstance(s.get("name"), str)}
     for ep_name, endpoint in endpoints.items():
         for where, expr, offset in references(endpoint):
             _check_ref(expr, ("endpoints", ep_name, *where), offset, add, allowed_roots=("env",))
 
-    defaults = doc.get("defaults") or {}
-    for key in ("timeout", "compensation_timeout"):
-        if key in defaults:
-            _check_duration(defaults[key], ("defaults", key), add)
+    _check_durations(doc.get("defaults"), ("defaults",), add)
     seen_steps: dict[str, int] = {}
-    for index, step in enumerate(doc.get("steps") or []):
+    for index, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
         here: Location = ("steps", index)
@@ -325,19 +337,18 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
             if ep not in endpoints:
                 known = ", ".join(sorted(endpoints)) or "none defined"
                 add((*here, "endpoint"), f"step '{name}': unknown endpoint '{ep}' (known: {known})")
-            elif isinstance(endpoints[ep], dict):
+            elif isinstance(endpoints[ep], dict) and isinstance(endpoints[ep].get("type"), str):
                 ep_type = endpoints[ep].get("type")
-        for key in ("timeout", "compensation_timeout"):
-            if key in step:
-                _check_duration(step[key], (*here, key), add)
-        earlier = {str(s.get("name")) for s in doc["steps"][:index] if isinstance(s, dict)}
+        _check_durations(step, here, add)
+        earlier = {str(s.get("name")) for s in steps[:index] if isinstance(s, dict)}
         for phase in ("action", "compensation"):
             call = step.get(phase)
             if not isinstance(call, dict):
                 continue
             if ep_type in CALL_KEYS_BY_TRANSPORT:
                 for key in call:
-                    if key not in CALL_KEYS_BY_TRANSPORT[ep_type]:
+                    # a key no transport takes is the schema's to report ("unknown key")
+                    if key in ALL_CALL_KEYS and key not in CALL_KEYS_BY_TRANSPORT[ep_type]:
                         allowed = ", ".join(sorted(CALL_KEYS_BY_TRANSPORT[ep_type]))
                         add(
                             (*here, phase, key),
@@ -359,7 +370,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                 if step_ref is None:
                     continue
                 if step_ref not in visible:
-                    later = step_ref in {s.get("name") for s in doc["steps"] if isinstance(s, dict)}
+                    later = step_ref in names
                     why = "a later step (only earlier steps' results exist yet)" if later else "no such step"
                     if step_ref == name and phase == "action":
                         why = "the step itself (its result does not exist before it runs)"
@@ -376,13 +387,34 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
     return problems
 
 
-def _check_duration(value: Any, where: Location, add: Any) -> None:
-    if isinstance(value, str):
-        try:
-            if parse_duration(value) <= 0:
-                add(where, f"{_what(where)}: duration must be greater than zero")
-        except UsageError:
-            pass  # the schema already reported the pattern
+def _check_duration(value: Any, where: Location, add: Any, *, zero: bool = False) -> None:
+    """A duration above zero (``zero``: zero allowed) and at most MAX_DURATION (30d)."""
+    if not isinstance(value, str):
+        return
+    try:
+        seconds = parse_duration(value)
+    except UsageError as exc:
+        if "too large" in exc.message:
+            add(where, f"{_what(where)}: duration {value[:40]!r} is longer than 30d, the most sagactl accepts")
+        return  # else the schema already reported the pattern
+    if seconds > MAX_DURATION:
+        add(where, f"{_what(where)}: duration {value!r} is longer than 30d, the most sagactl accepts")
+    elif seconds <= 0 and not (zero and seconds == 0):
+        add(where, f"{_what(where)}: duration must be greater than zero")
+
+
+def _check_durations(holder: Any, where: Location, add: Any) -> None:
+    """Timeouts and retry backoffs of ``defaults`` or of one step."""
+    if not isinstance(holder, dict):
+        return
+    for key in ("timeout", "compensation_timeout"):
+        if key in holder:
+            _check_duration(holder[key], (*where, key), add)
+    for policy in ("retry", "compensation_retry"):
+        if isinstance(holder.get(policy), dict):
+            for key in ("initial_backoff", "max_backoff"):
+                if key in holder[policy]:
+                    _check_duration(holder[policy][key], (*where, policy, key), add, zero=True)
 
 
 def _check_ref(
@@ -408,9 +440,9 @@ def check_text(text: str, file: str, base_dir: str) -> Report:
         if doc is None:
             continue
         problems = _schema_problems(doc, pos, file)
-        if not problems and isinstance(doc, dict):
-            problems = _semantic_problems(doc, pos, file)
-        report.problems.extend(problems)
+        if isinstance(doc, dict):  # both, so one run reports every problem of the file
+            problems += [p for p in _semantic_problems(doc, pos, file) if p not in problems]
+        report.problems.extend(sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column)))
         if any(p.severity == "error" for p in problems) or not isinstance(doc, dict):
             continue
         saga = str(doc["saga"])

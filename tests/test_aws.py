@@ -1,4 +1,5 @@
-"""sagactl.aws: client settings, queue resolution and error mapping, against moto over HTTP."""
+"""sagactl.aws: client settings, queue resolution (ARNs honoured: region and account) and error
+mapping, against moto over HTTP."""
 
 from __future__ import annotations
 
@@ -170,3 +171,39 @@ def test_error_mapping_of_client_errors() -> None:
     assert isinstance(map_error(error("InternalError", 500), "'q'"), UnavailableError)
     assert isinstance(map_error(error("InvalidParameterValue", 400), "'q'"), UsageError)
     assert map_error(ValueError("not botocore"), "'q'") is None
+
+
+# -- a queue ARN names one queue: its region and account are honoured --------------------------
+
+
+def test_an_arn_in_another_region_is_refused_not_replaced_by_a_namesake(sqs: Sqs, sqs_elsewhere: Sqs) -> None:
+    here = sqs.queue("twin")
+    there = sqs_elsewhere.queue(name=here.name)
+    assert there.arn != here.arn and there.arn.split(":")[3] == "eu-west-1"
+    client = sqs_client(AwsSettings())  # us-east-1
+    for attributes in (True, False):
+        with pytest.raises(UsageError) as caught:
+            resolve_queue(client, there.arn, attributes=attributes)
+        assert caught.value.one_line() == (
+            f"queue {there.arn} is in region eu-west-1, but SQS is reached in region us-east-1;"
+            " pass --region eu-west-1 (or set the endpoint's region) to use that queue"
+        )
+    elsewhere = sqs_client(AwsSettings(region="eu-west-1"))
+    assert resolve_queue(elsewhere, there.arn).arn == there.arn
+    assert resolve_queue(elsewhere, there.arn, attributes=False).arn == there.arn
+
+
+def test_an_arn_of_another_account_is_refused(sqs: Sqs) -> None:
+    queue = sqs.queue("owned")
+    foreign = queue.arn.replace(":123456789012:", ":999999999999:")
+    with pytest.raises(UsageError) as caught:  # NotFoundError is a UsageError: exit 2 either way
+        resolve_queue(sqs_client(AwsSettings()), foreign)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert foreign in caught.value.one_line() or queue.name in caught.value.one_line()
+
+
+def test_an_aws_queue_url_in_another_region_is_refused(aws_env: dict[str, str]) -> None:
+    client = sqs_client(AwsSettings())  # us-east-1; nothing is sent
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq"
+    with pytest.raises(UsageError, match="is in region eu-west-1, but SQS is reached in region us-east-1"):
+        resolve_queue(client, url)

@@ -1,14 +1,17 @@
-"""Settings precedence (flag > env > sagactl.yaml > default), contexts, secret masking."""
+"""Settings precedence (flag > env > sagactl.yaml > default), contexts; hostile config YAML."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from sagactl.cli import app
 from sagactl.config import TableMapping, resolve_settings
 from sagactl.errors import UsageError
-from sagactl.masking import mask_secrets, mask_value
+from tests.support.hostile import BILLION_LAUGHS, DEEP, SELF_ALIAS
 from tests.support.processes import sagactl
 
 CONFIG = """
@@ -95,26 +98,26 @@ def test_broken_config_is_one_line(tmp_path: Path) -> None:
     assert line.startswith(f"{path}: cannot read config: ")
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("postgresql://ops:s3cr3t@db/orders", "postgresql://ops:***@db/orders"),
-        ("connect to postgres://u:p%40ss@h:5432/d failed", "connect to postgres://u:***@h:5432/d failed"),
-        ("host=db password=hunter2 user=x", "host=db password=*** user=x"),
-        ("Authorization: Bearer abc.def-123", "Authorization: Bearer ***"),
-        ("token=xyz&b=1", "token=***&b=1"),
-        ("postgresql://ops@db/orders", "postgresql://ops@db/orders"),
-        ("nothing secret here", "nothing secret here"),
-    ],
-)
-def test_mask_secrets(text: str, expected: str) -> None:
-    assert mask_secrets(text, env={}) == expected
+@pytest.mark.parametrize("text", [BILLION_LAUGHS, SELF_ALIAS, DEEP], ids=["billion-laughs", "self-alias", "deep"])
+def test_hostile_config_is_refused_in_milliseconds(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(text)
+    started = time.process_time()
+    with pytest.raises(UsageError) as info:
+        resolve_settings(config=str(path), env={})
+    assert time.process_time() - started < 0.1
+    assert info.value.one_line().startswith(f"{path}: cannot read config: ")
 
 
-def test_mask_secret_env_values() -> None:
-    env = {"INV_TOKEN": "tok-123456", "HOME": "/root", "DB_PASSWORD": "pw-9999"}
-    assert mask_secrets("sent tok-123456 to /root with pw-9999", env) == "sent *** to /root with ***"
-    assert mask_value({"a": ["tok-123456", 1]}, env) == {"a": ["***", 1]}
+def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "sagactl.yaml"
+    path.write_text(BILLION_LAUGHS)
+    result = CliRunner().invoke(app, ["list", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"sagactl: error: {path}: cannot read config: more than 20000 values once aliases are expanded"
+        " at line 5 column 4\n"
+    )
 
 
 # -- nothing mistyped falls back silently (issue 8 item 2) --------------------------------------

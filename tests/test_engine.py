@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from sagactl.calls import backoff_delay
 from sagactl.definition import RetryPolicy, SagaDefinition
-from sagactl.driver import backoff_delay
 from sagactl.engine import Engine
 from sagactl.errors import ExitCode, Interrupted, LeaseHeldError, UsageError
 from sagactl.models import Outcome, RunResult, SagaState, StepStatus, exit_code_for

@@ -26,7 +26,7 @@ LOWER = (
     "sagactl.config",
     "sagactl.aws",
 )
-LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec")
+LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec", "sagactl.yamlsafe")
 
 
 def module_name(path: Path) -> str:

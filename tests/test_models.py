@@ -67,6 +67,7 @@ def test_saga_json_golden() -> None:
                 "outcome": "unknown",
                 "compensation_attempts": 0,
                 "compensated_at": None,
+                "waiting": None,
             }
         ],
         "transitions": [

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.participants import Participants, answer
 from tests.support.pty import run_on_pty, strip_escapes
 
 ROOT = Path(__file__).parent.parent
@@ -83,6 +84,20 @@ def test_error_line_masks_a_password_in_the_sqs_endpoint(
     assert SECRET not in done.stdout + done.stderr
 
 
+def test_verbose_traceback_masks_the_endpoint_password(
+    aws_env: Mapping[str, str], closed_port: int, child_env: dict[str, str]
+) -> None:
+    """-v prints the traceback with its causes (botocore's, naming the endpoint URL): masked too."""
+    endpoint = f"http://ops:{SECRET}@127.0.0.1:{closed_port}"
+    env = {**child_env, **aws_env, "AWS_MAX_ATTEMPTS": "1"}
+    done = run(sagactl("dlq", "list", "payment-dlq", "--endpoint-url", endpoint, "-v"), env)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "EndpointConnectionError" in done.stderr and f"http://ops:***@127.0.0.1:{closed_port}" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("sagactl: error: cannot reach SQS at http://ops:***@")
+    assert SECRET not in done.stdout + done.stderr
+
+
 def test_error_line_masks_the_password_of_a_postgres_dsn(child_env: dict[str, str]) -> None:
     dsn = f"postgresql://sagactl_no_such_role:{SECRET}@127.0.0.1:5432/postgres"
     done = run(sagactl("list", "--dsn", dsn), child_env)
@@ -132,11 +147,6 @@ def test_text_log_masks_a_participant_error(payout: Path, tmp_path: Path, child_
     assert SECRET not in done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the engine stores a participant's error as received; DESIGN.md section 7 asks for secrets"
-    " masked before anything is stored (today only the output masks them)",
-)
 def test_participant_error_is_masked_before_it_is_stored(
     payout: Path, tmp_path: Path, child_env: dict[str, str]
 ) -> None:
@@ -148,3 +158,81 @@ def test_participant_error_is_masked_before_it_is_stored(
         stored += [row[0] for row in conn.execute("SELECT detail FROM saga_transitions")]
     assert any("token *** expired" in text for text in stored)
     assert not any(SECRET in text for text in stored)
+
+
+# -- what the definition resolved is never stored ----------------------------------------------
+
+# Names that do not say "secret": only the definition's use of them (a header, a URL's userinfo,
+# an exec argument) makes their values secrets.
+RESOLVED = {"BANK_CREDENTIAL": "cred-7Hq2-zz", "SVC_PASS_PHRASE": "phrase-9Kd1", "TRANSFER_PIN": "pin-4471"}
+RESOLVED_YAML = """\
+saga: Resolved
+endpoints:
+  api:
+    type: http
+    url: "http://svc:${{env.SVC_PASS_PHRASE}}@127.0.0.1:{port}"
+    headers: {{X-Bank-Credential: "${{env.BANK_CREDENTIAL}}"}}
+  bank: {{type: exec, command: [python3, bank.py]}}
+defaults:
+  retry: {{max_attempts: 1}}
+  compensation_retry: {{max_attempts: 1}}
+steps:
+  - name: reserve
+    endpoint: api
+    action: {{path: /reserve}}
+    compensation: {{path: /release}}
+  - name: transfer
+    endpoint: bank
+    action: {{args: [transfer, "${{env.TRANSFER_PIN}}"]}}
+"""
+ECHOING_BANK = """\
+import sys
+sys.stdin.read()
+print(f"bank: pin {sys.argv[2]} rejected", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def _stored_text(dsn: str) -> str:
+    """Every text column of saga_log and saga_transitions, as the database holds them."""
+    if dsn.startswith("sqlite:///"):
+        with sqlite3.connect(dsn.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute("SELECT data, steps, last_error FROM saga_log").fetchall()
+            rows += conn.execute("SELECT detail FROM saga_transitions").fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute("SELECT data::text, steps::text, last_error FROM saga_log").fetchall()
+            rows += conn.execute("SELECT detail::text FROM saga_transitions").fetchall()
+    return "\n".join(str(value) for row in rows for value in row)
+
+
+def test_values_a_definition_resolved_are_masked_before_they_are_stored(
+    tmp_path: Path, child_env: dict[str, str], participants: Participants, store_dsn: str
+) -> None:
+    """A header from ${env.…}, a URL's userinfo and an exec argument come back in participant
+    errors; the saga log holds ***, and `show` from a shell without those variables prints
+    no secret (on both stores)."""
+    (tmp_path / "bank.py").write_text(ECHOING_BANK)
+    path = tmp_path / "resolved.yaml"
+    path.write_text(RESOLVED_YAML.format(port=participants.port))
+    echoed = f"credential {RESOLVED['BANK_CREDENTIAL']} and phrase {RESOLVED['SVC_PASS_PHRASE']} refused"
+    participants.script("reserve", "compensation", answer(409, {"error": echoed}))
+    env = {**child_env, **RESOLVED}
+    done = run(sagactl("run", str(path), "--dsn", store_dsn, "-o", "json", "--saga-id", "r-1"), env)
+    assert done.returncode == 3, done.stderr  # transfer refused, reserve's compensation refused
+    sent = participants.calls_for("reserve")[0]
+    assert sent.headers["X-Bank-Credential"] == RESOLVED["BANK_CREDENTIAL"]  # it was really used
+    stored = _stored_text(store_dsn)
+    assert "bank: pin *** rejected" in stored and "credential *** and phrase *** refused" in stored
+    shell_without = {k: v for k, v in child_env.items() if k not in RESOLVED}
+    shown = run(sagactl("show", "r-1", "--dsn", store_dsn, "-o", "json"), shell_without)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["last_error"] == "reserve compensation: POST http://svc:***@127.0.0.1:" + (
+        f"{participants.port}/release: HTTP 409: " + '{"error": "credential *** and phrase *** refused"}'
+    )
+    for secret in RESOLVED.values():
+        assert secret not in stored
+        assert secret not in done.stdout + done.stderr + shown.stdout + shown.stderr

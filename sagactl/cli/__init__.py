@@ -71,7 +71,14 @@ def main() -> None:
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def _masked_hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        # a bug shows its traceback, but never a secret (a DSN password in a driver's message)
+        from sagactl.cli.common import masked_traceback
+
+        sys.stderr.write(masked_traceback(exc.with_traceback(tb)))
+
     signal.signal(signal.SIGTERM, _terminate)
+    sys.excepthook = _masked_hook
     if COMPLETE_VAR in os.environ:
         # The shell is asking for completions (scripts from `sagactl completion`). Typer
         # registers its completion classes only with add_completion=True, which would also

@@ -32,6 +32,19 @@ def mask_secrets(text: str) -> str:
     return mask(text)
 
 
+def masked_traceback(exc: BaseException, dsn: str | None = None) -> str:
+    """``exc``'s traceback (its causes too) with secrets masked, the password of ``dsn`` (else
+    of $SAGACTL_DSN) however malformed that DSN is."""
+    import os
+    import traceback
+
+    from sagactl.masking import mask_dsn
+
+    text = "".join(traceback.format_exception(exc))
+    dsn = dsn or os.environ.get("SAGACTL_DSN")
+    return mask_dsn(dsn, text) if dsn else mask_secrets(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Shared:
     """The shared options of one command run; those the command does not take keep these
@@ -132,9 +145,7 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:
-            import traceback
-
-            traceback.print_exc()
+            sys.stderr.write(masked_traceback(exc, opts.dsn))
         error_line(mask_secrets(exc.one_line()))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:

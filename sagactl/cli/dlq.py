@@ -33,7 +33,7 @@ def dlq_list(
     step: StepFilterOpt = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, metavar="N", show_default=False, help="List at most N messages [default: all]."),
+        typer.Option("--limit", metavar="N", show_default=False, help="List at most N messages [default: all]."),
     ] = None,
     group_by: Annotated[
         DlqGroupBy | None,
@@ -61,7 +61,7 @@ def dlq_list(
         queue=queue,
         filter=MessageFilter(read_ids(saga_id), step),
         limit=limit,
-        hold=visibility_timeout or PEEK_HOLD,
+        hold=PEEK_HOLD if visibility_timeout is None else visibility_timeout,
         wait=wait_time,
     )
     result = list_dlq(opts.settings(), request)
@@ -111,13 +111,12 @@ def redrive(
     ] = False,
     max_messages: Annotated[
         int | None,
-        typer.Option("--max", min=1, metavar="N", show_default=False, help="Move at most N messages."),
+        typer.Option("--max", metavar="N", show_default=False, help="Move at most N messages."),
     ] = None,
     rate: Annotated[
         float | None,
         typer.Option(
             "--rate",
-            min=0.001,
             metavar="N",
             show_default=False,
             help="At most N messages per second [default: no cap, several batches in flight].",
@@ -127,7 +126,6 @@ def redrive(
         int | None,
         typer.Option(
             "--max-redrives",
-            min=0,
             metavar="N",
             show_default=False,
             help="A message already redriven N times goes to --poison-queue, or stays and is reported"
@@ -158,7 +156,7 @@ def redrive(
         typer.Option("--cancel", metavar="TASK_HANDLE", show_default=False, help="Cancel an SQS move task."),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=32, metavar="N", help="Batches of 10 in flight at once.")
+        int, typer.Option("--concurrency", metavar="N", help="Batches of 10 in flight at once (1-32).")
     ] = 4,
     visibility_timeout: VisibilityOpt = None,
     wait_time: WaitTimeOpt = 1,
@@ -205,7 +203,7 @@ def redrive(
         max_redrives=max_redrives,
         poison_queue=poison_queue,
         dry_run=dry_run,
-        hold=visibility_timeout or DEFAULT_HOLD,
+        hold=DEFAULT_HOLD if visibility_timeout is None else visibility_timeout,
         wait=wait_time,
         concurrency=concurrency,
     )

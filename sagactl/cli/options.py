@@ -150,22 +150,18 @@ VisibilityOpt = Annotated[
     int | None,
     _option(
         "--visibility-timeout",
-        min=1,
-        max=43200,
         metavar="SECONDS",
-        help="How long scanned messages stay hidden at most if sagactl dies mid-scan; they are made visible"
-        " again as soon as it ends [default: 60 for dlq list, 300 for redrive].",
+        help="How long scanned messages stay hidden at most if sagactl dies mid-scan (1-43200); they are made"
+        " visible again as soon as it ends [default: 60 for dlq list, 300 for redrive].",
     ),
 ]
 WaitTimeOpt = Annotated[
     int,
     _option(
         "--wait-time",
-        min=0,
-        max=20,
         metavar="SECONDS",
         show_default=True,
-        help="Long-poll this long before concluding the queue is drained (0: trust one empty receive).",
+        help="Long-poll this long before concluding the queue is drained (0-20; 0: trust one empty receive).",
     ),
 ]
 
@@ -190,8 +186,9 @@ LOG: Group = (("log_format", LogFormatOpt, None),)
 def read_ids(values: Sequence[str] | None, stdin: TextIO | None = None) -> frozenset[str] | None:
     """ID option values; ``-`` reads whitespace-separated IDs from stdin (``#`` starts a comment).
 
-    None means "no filter". ``-`` with nothing on stdin gives an empty set: nothing matches,
-    so an empty ``list --stuck -q`` never turns into "everything".
+    None means "no filter". ``-`` with nothing on stdin gives an empty set, which the
+    commands refuse ("no IDs given"): an empty ``list --stuck -q`` never turns into
+    "everything", nor into a run that quietly does nothing.
     """
     if not values:
         return None

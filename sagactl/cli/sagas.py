@@ -159,7 +159,6 @@ def list_(
         int | None,
         typer.Option(
             "--limit",
-            min=0,
             show_default=False,
             help="At most N sagas; 0 for all [default: all stuck sagas; 1000 otherwise].",
         ),
@@ -220,6 +219,14 @@ def resolve(
         str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
     ],
     reason: ReasonOpt,
+    out_of_order: Annotated[
+        bool,
+        typer.Option(
+            "--out-of-order",
+            help="Resolve a step that is not the compensation waiting (compensations run in reverse"
+            " order); recorded in the transition.",
+        ),
+    ] = False,
     *,
     opts: Shared,
 ) -> int:
@@ -227,7 +234,11 @@ def resolve(
     from sagactl.ops.sagas import resolve_compensation
 
     settings = opts.settings()
-    return opts.drive(lambda observer: resolve_compensation(settings, saga_id, step, reason, observer=observer))
+    return opts.drive(
+        lambda observer: resolve_compensation(
+            settings, saga_id, step, reason, observer=observer, out_of_order=out_of_order
+        )
+    )
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)

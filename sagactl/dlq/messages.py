@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from sagactl.codec import compact_json
+from sagactl.errors import UsageError
 from sagactl.models import iso
 
 BATCH = 10  # SQS's batch limit for receive, send, delete and visibility changes
@@ -157,6 +158,15 @@ class MessageFilter:
 
     saga_ids: frozenset[str] | None = None
     step: str | None = None
+
+    def validate(self) -> None:
+        """An empty ID list (``--saga-id -`` with nothing on stdin) is a usage error, never
+        "no messages" or a redrive that quietly moves nothing."""
+        if self.saga_ids is not None and not self.saga_ids:
+            raise UsageError(
+                "no IDs given: --saga-id named no saga (nothing on stdin for '-')",
+                hint="pipe saga IDs in (e.g. 'sagactl list --stuck -q | …') or drop --saga-id",
+            )
 
     def matches(self, message: DlqMessage) -> bool:
         if self.saga_ids is not None and message.saga_id not in self.saga_ids:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 from sagactl.aws import QueueRef
 from sagactl.dlq.messages import DlqMessage, MessageFilter
-from sagactl.dlq.peek import DEFAULT_WAIT, validate_timing
+from sagactl.dlq.peek import DEFAULT_WAIT, MAX_COUNT, validate_timing
 from sagactl.errors import ExitCode, SagactlError, UsageError
 from sagactl.models import SagaState, iso
 
@@ -19,6 +20,7 @@ DEFAULT_MAX_REDRIVES = 5
 DEFAULT_HOLD = 300  # seconds a scanned message stays hidden at most if sagactl dies mid-run
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 32
+MAX_RATE = 1_000_000.0  # messages per second
 
 
 class Action(StrEnum):
@@ -59,17 +61,25 @@ class RedriveRequest:
         return DEFAULT_MAX_REDRIVES if self.max_redrives is None else self.max_redrives
 
     def validate(self) -> None:
+        """Refuse what a redrive cannot honour (NaN, infinities, overflow, negatives), before
+        SQS is contacted."""
         validate_timing(self.hold, self.wait)
-        if self.max_messages is not None and self.max_messages < 1:
-            raise UsageError(f"--max must be at least 1, not {self.max_messages}")
-        if self.rate is not None and self.rate <= 0:
-            raise UsageError(f"--rate must be above 0 messages per second, not {self.rate:g}")
-        if self.redrive_limit < 0:
-            raise UsageError(f"--max-redrives must be 0 (no limit) or more, not {self.redrive_limit}")
+        if self.max_messages is not None and not 1 <= self.max_messages <= MAX_COUNT:
+            raise UsageError(f"--max must be 1 to {MAX_COUNT}, not {self.max_messages}")
+        check_rate(self.rate)
+        if not 0 <= self.redrive_limit <= MAX_COUNT:
+            raise UsageError(f"--max-redrives must be 0 (no limit) to {MAX_COUNT}, not {self.redrive_limit}")
+        self.filter.validate()
         if self.poison_queue and self.redrive_limit == 0:
             raise UsageError("--poison-queue needs a redrive limit", hint="drop --max-redrives 0")
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise UsageError(f"--concurrency must be 1..{MAX_CONCURRENCY}, not {self.concurrency}")
+
+
+def check_rate(rate: float | None) -> None:
+    """``--rate``: a finite number of messages per second above 0, at most MAX_RATE."""
+    if rate is not None and not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+        raise UsageError(f"--rate must be above 0 and at most {MAX_RATE:g} messages per second, not {rate:g}")
 
 
 @dataclass(slots=True)

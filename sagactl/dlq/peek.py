@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 PEEK_HOLD = 60  # seconds a listed message stays hidden at most if sagactl dies mid-listing
+MAX_COUNT = 1_000_000_000  # the largest --limit / --max / --max-redrives a command takes
 DEFAULT_WAIT = 1  # seconds of long polling before concluding a queue is drained
 MAX_HOLD = 43200  # SQS's visibility timeout limit (12 h)
 
@@ -137,6 +138,13 @@ class PeekRequest:
     hold: int = PEEK_HOLD
     wait: int = DEFAULT_WAIT
 
+    def validate(self) -> None:
+        """Refuse what ``dlq list`` cannot honour, before SQS is contacted."""
+        validate_timing(self.hold, self.wait)
+        if self.limit is not None and not 1 <= self.limit <= MAX_COUNT:
+            raise UsageError(f"--limit must be 1 to {MAX_COUNT}, not {self.limit}")
+        self.filter.validate()
+
 
 @dataclass(slots=True)
 class PeekResult:
@@ -160,9 +168,7 @@ def peek(client: SQSClient, queue: QueueRef, request: PeekRequest) -> PeekResult
     FIFO queues show only the messages SQS hands out while earlier ones of their group are
     in flight (the head of each group); ``PeekResult.unseen`` counts the rest.
     """
-    validate_timing(request.hold, request.wait)
-    if request.limit is not None and request.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {request.limit}")
+    request.validate()
     result = PeekResult(queue=queue, messages=[])
     holder = Holder()
     try:

@@ -3,6 +3,7 @@ server-side move of every message, no filters."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ class MoveTask:
 def _native_rate(rate: float | None) -> int | None:
     if rate is None:
         return None
-    if rate != int(rate) or not 1 <= rate <= NATIVE_MAX_RATE:
+    if not math.isfinite(rate) or rate != int(rate) or not 1 <= rate <= NATIVE_MAX_RATE:
         raise UsageError(f"--rate with --native must be a whole number 1..{NATIVE_MAX_RATE}, not {rate:g}")
     return int(rate)
 

@@ -20,12 +20,14 @@ def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:
     """``dlq list``: peek at ``request.queue`` with the configured AWS settings."""
     from sagactl.aws import resolve_queue
 
+    request.validate()  # before SQS is contacted: a usage error is exit 2, not a dependency's
     client = sqs_for(settings)
     return peek(client, resolve_queue(client, request.queue), request)
 
 
 def redrive_dlq(settings: Settings, request: RedriveRequest, progress: Progress | None = None) -> RedriveResult:
     """``redrive``: move messages back; with ``only_open`` the saga log decides which."""
+    request.validate()
     client = sqs_for(settings, pool_size=request.concurrency + 2)
     if not request.only_open:
         return redrive(client, request, progress=progress)

@@ -75,11 +75,13 @@ class RunRequest:
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
     from sagactl import validation
+    from sagactl.engine import check_input
 
     if request.saga_id is not None:
         check_saga_id(request.saga_id)
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
+    check_input(defn, data)  # before the log is opened: a wrong input leaves no trace
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
         if request.detach:
@@ -144,13 +146,16 @@ def operator_name(env: Mapping[str, str] | None = None) -> str:
 
 
 def _reason(reason: str) -> str:
+    """The operator's reason on one line, secrets masked: it is stored in the saga's history."""
+    from sagactl.masking import mask_secrets
+
     text = " ".join(reason.split())
     if not text:
         raise UsageError("--reason must say why (it is recorded with your name in the saga's history)")
     problem = storable(text, "--reason")
     if problem is not None:
         raise UsageError(f"the saga log cannot store this reason: {problem}")
-    return text
+    return mask_secrets(text)
 
 
 def resolve_compensation(
@@ -161,11 +166,18 @@ def resolve_compensation(
     *,
     user: str | None = None,
     observer: Observer | None = None,
+    out_of_order: bool = False,
 ) -> RunResult:
-    """Record ``step``'s compensation as done by hand (who, why), then continue compensating."""
+    """Record ``step``'s compensation as done by hand (who, why), then continue compensating.
+    ``out_of_order``: the step is not the compensation waiting (recorded as such)."""
     check_saga_id(saga_id)
     why, who = _reason(reason), user or operator_name()
-    return _drive_one(settings, saga_id, observer, lambda e: e.resolve_step(saga_id, step, reason=why, user=who))
+    return _drive_one(
+        settings,
+        saga_id,
+        observer,
+        lambda e: e.resolve_step(saga_id, step, reason=why, user=who, out_of_order=out_of_order),
+    )
 
 
 def abort_saga(
@@ -213,10 +225,9 @@ def resume_stuck(
     A saga another process is driving, or one that cannot be resumed, is skipped with the
     reason; the database becoming unreachable or an interrupt stops the whole run.
     """
+    threshold = inspect.parse_older_than(older_than)
     with store_for(settings) as store:
-        stuck = inspect.find_stuck(
-            store, now or utcnow(), older_than=inspect.parse_older_than(older_than), saga_type=saga_type
-        )
+        stuck = inspect.find_stuck(store, now or utcnow(), older_than=threshold, saga_type=saga_type)
         engine = make_engine(store, settings, observer)
         report = StuckResume(found=len(stuck), results=[], skipped=[])
         for row in stuck:
@@ -240,6 +251,7 @@ def list_sagas(
     settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None
 ) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
+    inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:
         return inspect.list_sagas(reader, request, now or utcnow())
 

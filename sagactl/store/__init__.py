@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sagactl.config import TableMapping
 from sagactl.errors import UsageError
-from sagactl.masking import mask_secrets
+from sagactl.masking import mask_dsn
 from sagactl.store.base import SagaReader, Store
 
 
@@ -37,7 +37,7 @@ def open_store(dsn: str, *, create: bool = True) -> Store:
             raise UsageError(f"PostgreSQL support is not installed: {exc}") from exc
         return PostgresStore(dsn, create=create)
     raise UsageError(
-        f"unsupported DSN {mask_secrets(dsn)!r}",
+        f"unsupported DSN {mask_dsn(dsn)!r}",
         hint="use sqlite:///path/file.db or postgresql://user@host/db",
     )
 

@@ -5,10 +5,16 @@ Table and column names come from the config file and are only ever quoted identi
 (psycopg.sql.Identifier, schema-qualified names included); every value is a bound
 parameter. The session is read-only (SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY):
 nothing is ever written to the mapped table or its database.
+
+``store.states`` keys and values match in any case (``completed: COMPLETED`` reads
+``Completed`` rows too): the state column is compared as ``lower(state::text)``. A row in a
+state the mapping does not name is never shown as something else: ``show`` names its state in
+the error, ``stats`` names the unmapped states it left out in a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,6 +28,8 @@ from sagactl.errors import UnavailableError, UsageError
 from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
 from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
 from sagactl.store.postgres import connect, first_line, masked
+
+log = logging.getLogger("sagactl.store")
 
 # Logical columns sagactl understands; the first three default to their own names.
 REQUIRED_COLUMNS = ("saga_id", "state", "updated_at")
@@ -70,7 +78,8 @@ class MappedTableStore:
         if unknown:
             known = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
             raise UsageError(f"store.columns: unknown column key(s) {', '.join(unknown)} (known: {known})")
-        bad_states = sorted(set(mapping.states) - {s.value for s in SagaState})
+        states = {key.lower(): value for key, value in mapping.states.items()}
+        bad_states = sorted(set(states) - {s.value for s in SagaState})
         if bad_states:
             known = ", ".join(s.value for s in SagaState)
             raise UsageError(f"store.states: unknown state(s) {', '.join(bad_states)} (known: {known})")
@@ -81,9 +90,10 @@ class MappedTableStore:
         for key, column in self.columns.items():
             if not column:
                 raise UsageError(f"store.columns.{key} is empty")
-        self.values: dict[SagaState, str] = {s: mapping.states.get(s.value, s.value) for s in SagaState}
+        # compared in lower case: the column as lower(state::text), these as given, lowered
+        self.values: dict[SagaState, str] = {s: states.get(s.value, s.value).lower() for s in SagaState}
         if len(set(self.values.values())) != len(self.values):
-            raise UsageError("store.states maps two sagactl states to the same value")
+            raise UsageError("store.states maps two sagactl states to the same value (compared in any case)")
         self.states_by_value = {v: s for s, v in self.values.items()}
         self.dsn = dsn
         self.info = StoreInfo(kind="mapped", location=f"{masked(dsn)} table {mapping.table}")
@@ -99,13 +109,28 @@ class MappedTableStore:
         columns = sql.SQL(", ").join(self._col(k) for k in _SELECT_KEYS)
         return sql.SQL("SELECT {} FROM {}").format(columns, self.table)
 
+    def _state(self) -> sql.Composable:
+        """The state column as compared: in lower case, whatever its type (text, enum)."""
+        return sql.SQL("lower(CAST({} AS text))").format(self._col("state"))
+
     def _state_in(self, states: Sequence[SagaState], params: list[Any]) -> sql.Composable:
         params.extend(self.values[s] for s in states)
-        return sql.SQL("{} IN ({})").format(self._col("state"), sql.SQL(", ").join(sql.Placeholder() for _ in states))
+        return sql.SQL("{} IN ({})").format(self._state(), sql.SQL(", ").join(sql.Placeholder() for _ in states))
+
+    def _mapped(self, state: Any) -> SagaState | None:
+        return self.states_by_value.get(str(state).lower())
+
+    def _unmapped(self, saga_id: Any, state: Any) -> UsageError:
+        known = ", ".join(f"{s.value}: {v}" for s, v in self.values.items())
+        return UsageError(
+            f"saga {saga_id} in mapped table {self.table_name} is in state {str(state)!r}, which store.states"
+            f" does not map ({known})",
+            hint="add that value under store.states in the config file",
+        )
 
     def _summary(self, row: Sequence[Any]) -> SagaSummary | None:
         saga_id, saga_type, state, step, step_name, created, updated, deadline, error = row
-        mapped = self.states_by_value.get(str(state))
+        mapped = self._mapped(state)
         if mapped is None:
             return None
         current_step: int | None = None
@@ -190,7 +215,7 @@ class MappedTableStore:
         statement = sql.SQL("{select} WHERE {where} ORDER BY {state} = %s DESC, {age}, {saga_id}").format(
             select=self._select(),
             where=sql.SQL(" AND ").join(where),
-            state=self._col("state"),
+            state=self._state(),
             age=age,
             saga_id=self._col("saga_id"),
         )
@@ -201,28 +226,46 @@ class MappedTableStore:
             rows = conn.execute(statement, params).fetchall()
         return [s for s in (self._summary(r) for r in rows) if s is not None]
 
-    def summary(self, saga_id: str) -> SagaSummary | None:
-        """One saga by ID, or None."""
+    def _row(self, saga_id: str) -> Sequence[Any] | None:
         statement = sql.SQL("{} WHERE {} = %s").format(self._select(), self._col("saga_id"))
         with self._db(f"reading saga {saga_id}") as conn:
             try:
-                row = conn.execute(statement, [saga_id]).fetchone()
+                return conn.execute(statement, [saga_id]).fetchone()
             except psycopg.errors.InvalidTextRepresentation:
                 return None  # not even a valid ID for that column's type (e.g. uuid)
-        return self._summary(row) if row else None
+
+    def summary(self, saga_id: str) -> SagaSummary | None:
+        """One saga by ID, or None (also, with a warning naming its state, when the mapping
+        does not know its state: a lookup such as redrive --only-open then skips it)."""
+        row = self._row(saga_id)
+        if row is None:
+            return None
+        found = self._summary(row)
+        if found is None:
+            log.warning("%s", self._unmapped(row[0], row[2]).one_line())
+        return found
 
     def detail(self, saga_id: str) -> SagaSummary | None:
-        """All a mapped table knows of a saga: its row (no steps, no history)."""
-        return self.summary(saga_id)
+        """All a mapped table knows of a saga: its row (no steps, no history). A row in an
+        unmapped state is a UsageError naming that state, never "not found"."""
+        row = self._row(saga_id)
+        if row is None:
+            return None
+        found = self._summary(row)
+        if found is None:
+            raise self._unmapped(row[0], row[2])
+        return found
 
-    def _grouped(self, states: Sequence[SagaState], aggregate: sql.Composable) -> list[tuple[Any, ...]]:
-        """(saga_type, state value, count, aggregate) per group, sorted."""
+    def _grouped(self, states: Sequence[SagaState] | None, aggregate: sql.Composable) -> list[tuple[Any, ...]]:
+        """(saga_type, state value in lower case, count, aggregate) per group, sorted; every
+        state the table holds when ``states`` is None."""
         params: list[Any] = []
-        keys = [self._col("state")]
+        keys = [self._state()]
         if "saga_type" in self.columns:
             keys.insert(0, self._col("saga_type"))
+        where = sql.SQL("TRUE") if states is None else self._state_in(states, params)
         statement = sql.SQL("SELECT {keys}, count(*), {agg} FROM {table} WHERE {cond} GROUP BY {keys}").format(
-            keys=sql.SQL(", ").join(keys), agg=aggregate, table=self.table, cond=self._state_in(states, params)
+            keys=sql.SQL(", ").join(keys), agg=aggregate, table=self.table, cond=where
         )
         with self._db("counting sagas") as conn:
             rows = conn.execute(statement, params).fetchall()
@@ -231,11 +274,25 @@ class MappedTableStore:
         return sorted(rows, key=lambda r: (str(r[0]), str(r[1])))
 
     def counts(self) -> list[StateCount]:
-        """Sagas per (type, state). A mapped table has no counters: this scans it."""
-        return [
-            StateCount(saga_type=str(t), state=self.states_by_value[str(s)], count=int(n))
-            for t, s, n, _ in self._grouped(list(SagaState), sql.NULL)
-        ]
+        """Sagas per (type, state). A mapped table has no counters: this scans it. Rows in
+        states the mapping does not name are left out, with a warning that names them."""
+        found: list[StateCount] = []
+        unmapped: dict[str, int] = {}
+        spelled = sql.SQL("min(CAST({} AS text))").format(self._col("state"))  # one spelling, as stored
+        for t, s, n, as_stored in self._grouped(None, spelled):
+            state = self._mapped(s)
+            if state is None:
+                unmapped[str(as_stored)] = unmapped.get(str(as_stored), 0) + int(n)
+            else:
+                found.append(StateCount(saga_type=str(t), state=state, count=int(n)))
+        if unmapped:
+            left = ", ".join(f"{value!r}: {count}" for value, count in sorted(unmapped.items()))
+            log.warning(
+                "mapped table %s: rows in states store.states does not map are not counted (%s)",
+                self.table_name,
+                left,
+            )
+        return found
 
     def active_counts(self) -> list[ActiveCount]:
         """Exact counts of active sagas per (type, state) and the oldest one's start."""
@@ -244,7 +301,7 @@ class MappedTableStore:
         return [
             ActiveCount(
                 saga_type=str(t),
-                state=self.states_by_value[str(s)],
+                state=self.states_by_value[str(s).lower()],
                 count=int(n),
                 oldest_created_at=_when(first),
             )

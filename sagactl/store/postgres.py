@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
-from sagactl.masking import mask_secrets
+from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
@@ -104,12 +104,13 @@ def _password_of(dsn: str) -> str | None:
 
 
 def masked(dsn: str, text: str | None = None) -> str:
-    """``text`` (default: the DSN itself) with the DSN's password and any URL password masked."""
-    out = dsn if text is None else text
+    """``text`` (default: the DSN itself) with the DSN's password masked however the DSN is
+    written (a URL, valid or not, or ``key=value`` pairs), and every other secret pattern."""
     password = _password_of(dsn)
-    if password:
-        out = out.replace(password, "***")
-    return mask_secrets(out)
+    out = mask_dsn(dsn, text)
+    if password and len(password) >= MIN_SECRET_LENGTH:
+        out = out.replace(password, MASK)
+    return out
 
 
 def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[Any, ...]]:

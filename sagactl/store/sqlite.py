@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -58,6 +59,28 @@ _NOT_A_LOG = (
 _ANOTHER_FILE = "check --dsn / SAGACTL_DSN / the config file: this file is not a saga log"
 
 
+def _create_private(path: Path) -> None:
+    """Create the directories leading to ``path`` (0700) and the empty file itself (0600) if
+    they are missing, whatever the umask: the log holds inputs, results and errors. SQLite
+    gives its -wal and -shm files the database file's mode. Existing ones are left as they are."""
+    missing = []
+    directory = path.parent
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SqliteStore(SqlStore):
     """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log.
 
@@ -92,7 +115,7 @@ class SqliteStore(SqlStore):
         """The file for writing, created (with its directory) if missing, in WAL mode."""
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(self.path))
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")

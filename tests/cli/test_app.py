@@ -312,14 +312,43 @@ def test_detach_then_resume(env: dict[str, str]) -> None:
         (["--input", "{not json"], "input from --input is not valid JSON"),
         (["--input", "@/nonexistent.json"], "cannot read input file /nonexistent.json"),
         (["--input", '{"order_id": "x"}'], "step 'reserve_inventory': input has no 'items'"),
+        (["--input", "[1, 2]"], "input must be a JSON object, got an array: step 'reserve_inventory' action reads"),
+        (["--input", "5"], "input must be a JSON object, got a number: step 'reserve_inventory' action reads"),
+        (["--input", "null"], "input must be a JSON object, got null: "),
+        (["--input", '"o-1"'], "input must be a JSON object, got a string: "),
     ],
 )
 def test_bad_input_is_one_line_exit_2(env: dict[str, str], args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["run", str(SAMPLE), *args])
+    result = runner.invoke(app, ["run", str(SAMPLE), *args, "--saga-id", "bad-input"])
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.startswith(f"sagactl: error: {message}")
     assert result.stderr.count("\n") == 1
+    assert runner.invoke(app, ["show", "bad-input"]).exit_code == 2  # nothing was recorded
+
+
+def test_a_default_body_needs_an_object_input_and_a_whole_input_does_not(env: dict[str, str], tmp_path: Path) -> None:
+    """The default body spreads the input's fields: an array is refused. A definition that
+    only passes ${input} whole takes any JSON value."""
+    spread = tmp_path / "spread.yaml"
+    spread.write_text(
+        "saga: Spread\nendpoints:\n  e: {type: exec, command: ['true']}\n"
+        "steps:\n  - {name: one, endpoint: e, action: {args: [go]}}\n"
+    )
+    fresh = tmp_path / "fresh.db"  # the fixture's log exists already (read-only commands need one)
+    result = runner.invoke(app, ["run", str(spread), "--input", "[1, 2]", "--dsn", f"sqlite:///{fresh}"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert not fresh.exists()  # refused before the log opened
+    assert result.stderr == (
+        "sagactl: error: input must be a JSON object, got an array: step 'one' action sends the default body,"
+        """ which holds the input's fields; pass --input '{"field": …}'\n"""
+    )
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(
+        "saga: Whole\nendpoints:\n  e: {type: exec, command: ['true']}\n"
+        "steps:\n  - {name: one, endpoint: e, action: {body: {all: '${input}', first: '${input.0}'}}}\n"
+    )
+    assert runner.invoke(app, ["run", str(whole), "--input", "[1, 2]", "-q"]).exit_code == 0
 
 
 def test_duplicate_saga_id_exit_2(env: dict[str, str]) -> None:

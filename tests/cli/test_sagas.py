@@ -143,10 +143,10 @@ def test_list_filters(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (["--state", "pending' OR '1'='1"], "Invalid value for '--state'"),
         (["--state", "running"], "Invalid value for '--state'"),
-        (["--limit", "-1"], "Invalid value for '--limit'"),
+        (["--limit", "-1"], "sagactl: error: --limit must be 0 (no limit) to 1000000000, got -1"),
         (["--limit", "1; DROP TABLE saga_log"], "Invalid value for '--limit'"),
-        (["--older-than", "5 minutes"], "sagactl: error: invalid duration '5 minutes'"),
-        (["--older-than", "1m'; DROP TABLE saga_log; --"], "sagactl: error: invalid duration"),
+        (["--older-than", "5 minutes"], "sagactl: error: --older-than: invalid duration '5 minutes'"),
+        (["--older-than", "1m'; DROP TABLE saga_log; --"], "sagactl: error: --older-than: invalid duration"),
         (["-o", "prometheus"], "sagactl: error: -o prometheus is only available for 'sagactl stats'"),
     ],
 )
@@ -232,6 +232,40 @@ def test_resolve_mistakes_exit_2(
     assert result[0] == code and result[1] == "" and message in result[2]
     assert invoke("list", "--stuck", "-q") == (0, "c-1\n", "")  # untouched, lease released
     assert invoke("resume", "c-1", "-q")[0] == 3  # and drivable again
+
+
+def test_resolve_refuses_a_step_out_of_reverse_order_unless_told(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """charge's refund is the compensation waiting; reserve's comes after it. Resolving
+    reserve first is refused (exit 2, nothing written) unless --out-of-order says the operator
+    means it, which the transition records; its compensation is then never sent."""
+    run_stuck(cli, monkeypatch)
+    code, out, err = invoke("resolve", "c-1", "--step", "reserve", "--reason", "released by hand")
+    assert (code, out) == (2, "")
+    assert err == (
+        "sagactl: error: step 'reserve' of saga c-1 is not the compensation waiting: 'charge' is (compensations"
+        " run in reverse order); resolve --step charge first, or add --out-of-order if 'reserve' was undone by"
+        " hand ahead of its turn\n"
+    )
+    code, out, err = invoke(
+        "resolve", "c-1", "--step", "reserve", "--reason", "released by hand", "--out-of-order", "-o", "json"
+    )
+    assert code == 3, err  # charge's refund still fails: the saga waits there again
+    data = json.loads(out)
+    assert [s["status"] for s in data["steps"]] == ["compensated", "compensating", "failed"]
+    [resolved] = [t for t in data["transitions"] if t["detail"].get("action") == "resolve"]
+    assert resolved["step_name"] == "reserve"
+    assert resolved["detail"] == {
+        "action": "resolve",
+        "by": "alice",
+        "reason": "released by hand",
+        "out_of_order": True,
+        "waiting": "charge",
+    }
+    code, out, err = invoke("resolve", "c-1", "--step", "charge", "--reason", "refunded by hand", "-o", "json")
+    assert code == 1, err
+    data = json.loads(out)
+    assert data["state"] == "failed"
+    assert not any(t["step_name"] == "reserve" and t["new_state"] == "compensating" for t in data["transitions"])
 
 
 def test_abort_stops_forward_progress_and_compensates(cli: Path) -> None:
@@ -482,6 +516,63 @@ def test_mapped_table_through_a_context(legacy: Path) -> None:
     prom = invoke("stats", "--context", "legacy", "-o", "prometheus")[1]
     assert 'sagactl_sagas{saga_type="Order",state="completed"} 1.0' in prom
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the default context: the own log
+
+
+@pytest.fixture
+def mixed_case(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """legacy.mixed: states spelled in three cases, one the mapping does not name (ARCHIVED);
+    the mapping itself written in yet other cases."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS legacy")
+        conn.execute("DROP TABLE IF EXISTS legacy.mixed")
+        conn.execute(
+            "CREATE TABLE legacy.mixed (id text PRIMARY KEY, kind text, status text, modified_at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO legacy.mixed VALUES ('M-1', 'Order', 'Compensating', now() - interval '1 hour'),"
+            " ('M-2', 'Order', 'COMPLETED', now()), ('M-3', 'Order', 'completed', now()),"
+            " ('M-4', 'Order', 'ARCHIVED', now()), ('M-5', 'Order', 'archived', now())"
+        )
+    (tmp_path / "sagactl.yaml").write_text(
+        f"""contexts:
+  mixed:
+    store:
+      dsn: {pg_dsn}
+      table: legacy.mixed
+      columns: {{saga_id: id, saga_type: kind, state: status, updated_at: modified_at}}
+      states: {{Started: started, PENDING: pending, compensating: COMPENSATING, Completed: Completed,
+               failed: FAILED}}
+"""
+    )
+    for name in ("SAGACTL_DSN", "SAGACTL_CONFIG", "SAGACTL_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path / "sagactl.yaml"
+
+
+def test_mapped_states_match_in_any_case_and_unmapped_ones_are_named(mixed_case: Path) -> None:
+    code, out, err = invoke("list", "--context", "mixed", "-o", "json")
+    assert (code, err) == (0, "")
+    assert [(r["saga_id"], r["state"]) for r in json.loads(out)] == [
+        ("M-1", "compensating"),
+        ("M-2", "completed"),
+        ("M-3", "completed"),
+    ]
+    assert invoke("list", "--stuck", "--context", "mixed", "-q") == (0, "M-1\n", "")
+    code, out, err = invoke("stats", "--context", "mixed", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["totals"]["completed"] == 2 and json.loads(out)["totals"]["compensating"] == 1
+    assert err == (
+        "sagactl: warning: mapped table legacy.mixed: rows in states store.states does not map are not counted"
+        " ('ARCHIVED': 2)\n"
+    )
+    code, out, err = invoke("show", "M-4", "--context", "mixed")
+    assert (code, out) == (2, "")
+    assert err == (
+        "sagactl: error: saga M-4 in mapped table legacy.mixed is in state 'ARCHIVED', which store.states does"
+        " not map (started: started, pending: pending, compensating: compensating, completed: completed,"
+        " failed: failed); add that value under store.states in the config file\n"
+    )
 
 
 @pytest.mark.parametrize(

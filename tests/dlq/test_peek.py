@@ -75,6 +75,26 @@ def test_peek_consumes_nothing_and_leaves_every_message_visible(sqs: Sqs) -> Non
     assert sqs.counts(queue) == (25, 0)
 
 
+def test_an_arn_in_another_region_lists_that_queue_or_refuses(sqs: Sqs, sqs_elsewhere: Sqs) -> None:
+    """`dlq list arn:aws:sqs:eu-west-1:…` with region us-east-1 refuses (exit 2, one line)
+    instead of listing the us-east-1 queue of the same name; with --region eu-west-1 it lists
+    the eu-west-1 messages."""
+    here = sqs.queue("peek-twin")
+    there = sqs_elsewhere.queue(name=here.name)
+    fill(sqs, here, 4)
+    bodies = fill(sqs_elsewhere, there, 2)
+    refused = runner.invoke(app, ["dlq", "list", there.arn, "--wait-time", "0", "-o", "json"])
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        f"sagactl: error: queue {there.arn} is in region eu-west-1, but SQS is reached in region us-east-1;"
+        " pass --region eu-west-1 (or set the endpoint's region) to use that queue\n"
+    )
+    listed = runner.invoke(app, ["dlq", "list", there.arn, "--region", "eu-west-1", "--wait-time", "0", "-o", "json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert sorted(m["body"] for m in json.loads(listed.stdout)) == sorted(bodies)
+    assert sqs.counts(here) == (4, 0)
+
+
 def test_fields_come_from_attributes_else_from_the_json_body(sqs: Sqs) -> None:
     queue = sqs.queue("fields")
     sqs.send(
@@ -164,7 +184,7 @@ def test_read_saga_ids_from_values_and_stdin() -> None:
     assert read_saga_ids(None) is None
     assert read_saga_ids(["a", "b"]) == {"a", "b"}
     assert read_saga_ids(["-", "c"], io.StringIO("a\n b  # comment\n\n")) == {"a", "b", "c"}
-    assert read_saga_ids(["-"], io.StringIO("")) == frozenset()  # nothing piped: nothing matches
+    assert read_saga_ids(["-"], io.StringIO("")) == frozenset()  # nothing piped: "no IDs given" (tests/cli)
 
 
 def test_parse_message_keeps_binary_attributes() -> None:

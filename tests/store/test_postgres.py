@@ -38,6 +38,7 @@ SCHEMA_VERSION = 4
 VERSION_TABLE = "sagactl_schema_migrations"
 
 runner = CliRunner()
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = "hunter2-Secret"
 
 
@@ -234,6 +235,30 @@ def test_unreachable_or_misconfigured_is_one_masked_line_exit_4(dsn: str, comman
     assert result.stderr.startswith("sagactl: error: ") and result.stderr.count("\n") == 1
     assert SECRET not in result.stderr and "***" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://ops:pa ss-word@127.0.0.1/orders",  # a space: libpq quotes it back in its error
+        "postgresql://ops:p@ss-word@127.0.0.1:1/orders",  # an unencoded @: the rest reads as the host
+    ],
+)
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_an_invalid_dsn_password_is_masked_in_every_line(dsn: str, verbose: list[str]) -> None:
+    """As a runbook runs it (a subprocess), with and without -v: the error line and the
+    traceback show the DSN as postgresql://ops:***@…, never the password or a piece of it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "sagactl", "list", "--dsn", dsn, *verbose],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("sagactl: error: ")
+    assert "postgresql://ops:***@127.0.0.1" in done.stderr
+    assert ("Traceback" in done.stderr) is bool(verbose)
+    for piece in ("pa ss", "ss-word", "p@ss"):
+        assert piece not in done.stderr + done.stdout
 
 
 def test_missing_database_exit_4(pg_admin_dsn: str) -> None:

@@ -95,9 +95,12 @@ class Sqs:
     client: Any
     endpoint: str
 
-    def queue(self, prefix: str = "q", *, fifo: bool = False, dead_letter: Queue | None = None) -> Queue:
-        """A new queue; with ``dead_letter`` its redrive policy names that queue."""
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}" + (".fifo" if fifo else "")
+    def queue(
+        self, prefix: str = "q", *, fifo: bool = False, dead_letter: Queue | None = None, name: str | None = None
+    ) -> Queue:
+        """A new queue (``name``, else a unique one); with ``dead_letter`` its redrive policy
+        names that queue."""
+        name = name or f"{prefix}-{uuid.uuid4().hex[:10]}" + (".fifo" if fifo else "")
         attributes: dict[str, str] = {}
         if fifo:
             attributes["FifoQueue"] = "true"
@@ -185,6 +188,16 @@ class Sqs:
 def sqs(aws_env: dict[str, str], sqs_endpoint: str) -> Sqs:
     """A boto3 SQS client on the moto server, with queue helpers."""
     client = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=REGION)
+    return Sqs(client=client, endpoint=sqs_endpoint)
+
+
+OTHER_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def sqs_elsewhere(aws_env: dict[str, str], sqs_endpoint: str) -> Sqs:
+    """The same moto server seen from OTHER_REGION (moto keeps queues per region, as SQS does)."""
+    client = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name=OTHER_REGION)
     return Sqs(client=client, endpoint=sqs_endpoint)
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from sagactl.cli import app
 from sagactl.models import Phase
 from sagactl.transports import exec as exec_transport
 from sagactl.transports.base import Request, Status
@@ -221,3 +225,67 @@ def test_stdin_is_compact_utf8_json(tmp_path: Path, program: Path) -> None:
     reply = transport(tmp_path).call(request("raw", body=body))
     sent = bytes.fromhex(reply.result["stdin_hex"])
     assert sent == '{"note":"café €","n":1.5,"nested":{"list":[null,true]}}'.encode()
+
+
+# -- output is capped ----------------------------------------------------------------------------
+
+BYTES = 800 * 65537  # what FLOOD writes on a stream, before its last line (23 bytes)
+KEPT = "over the 1024 KiB kept"
+FLOOD = r"""
+import os, sys
+sys.stdin.buffer.read()
+chunk = b"x" * 65536 + b"\n"
+stream = sys.stdout if sys.argv[1] == "stdout" else sys.stderr
+for _ in range(800):  # 50 MiB (800 lines of 65537 bytes), on one stream or both, interleaved
+    stream.buffer.write(chunk)
+    if sys.argv[1] == "both":
+        sys.stdout.buffer.write(chunk)
+stream.buffer.write(b"the last line says why\n")
+stream.flush()
+sys.exit(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("stream", "code", "status", "says"),
+    [
+        ("stdout", "0", Status.OK, f"stdout cut: {BYTES + 23} bytes, {KEPT}; not kept as the result"),
+        ("stderr", "1", Status.REFUSED, f"| the last line says why (stderr cut: {BYTES + 23} bytes, {KEPT})"),
+        ("both", "75", Status.TRANSIENT, f"(stderr cut: {BYTES + 23} bytes, {KEPT}) (stdout cut: {BYTES} bytes"),
+    ],
+)  # fmt: skip
+def test_a_participant_printing_50_mb_is_read_capped_and_said_so(
+    tmp_path: Path, stream: str, code: str, status: Status, says: str
+) -> None:
+    """Every byte is read (no full pipe blocks the program) but only 1 MiB of each stream is
+    kept: memory stays small, the call returns promptly, and the reply says what was cut."""
+    (tmp_path / "flood.py").write_text(FLOOD)
+    flood = transport(tmp_path, command=[sys.executable, "flood.py"])
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        reply = flood.call(request(stream, code, body={"pad": "y" * 200_000}))  # stdin beyond a pipe's buffer
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reply.status is status
+    assert says in str(reply.result if status is Status.OK else reply.error)
+    assert elapsed < 8
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes of Python memory for 50 MiB of output"
+
+
+def test_a_flooding_participant_fails_its_saga_cleanly_end_to_end(tmp_path: Path) -> None:
+    """`sagactl run`: a step printing 50 MB on stderr and exiting 1 is refused with the last
+    line and the cut said; the saga fails (exit 1) and `show` prints the short error."""
+    (tmp_path / "flood.py").write_text(FLOOD)
+    (tmp_path / "flood.yaml").write_text(
+        "saga: Flood\nendpoints:\n  e: {type: exec, command: [python3, flood.py]}\n"
+        "steps:\n  - {name: noisy, endpoint: e, action: {args: [stderr, '1']}}\n"
+    )
+    dsn = f"sqlite:///{tmp_path / 'log.db'}"
+    ran = CliRunner().invoke(app, ["run", str(tmp_path / "flood.yaml"), "--dsn", dsn, "-o", "json"])
+    assert ran.exit_code == 1, ran.stderr
+    error = json.loads(ran.stdout)["steps"][0]["error"]
+    assert error.endswith(f"| the last line says why (stderr cut: {BYTES + 23} bytes, {KEPT})")
+    assert len(error) < 1000

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from sagactl.cli import app
 from sagactl.models import Phase
 from sagactl.transports.base import Request, Status
 from sagactl.transports.http import HttpTransport
@@ -291,3 +295,53 @@ def test_a_trickled_answer_is_bounded_by_the_step_timeout() -> None:
     assert reply.status is Status.TRANSIENT and reply.delivered
     assert reply.error is not None and "no complete answer within 0.4s" in reply.error
     assert took < 4.0  # 10x the timeout on a loaded machine, still half the trickle's 8 s
+
+
+# -- placeholders in the path -----------------------------------------------------------------
+
+ROUTED_YAML = """\
+saga: Routed
+endpoints:
+  api: {{type: http, url: "{url}/api"}}
+defaults:
+  retry: {{max_attempts: 1}}
+steps:
+  - name: fetch
+    endpoint: api
+    action: {{method: POST, path: "/orders/${{input.id}}/items?note=${{input.note}}&page=2"}}
+  - name: climb
+    endpoint: api
+    action: {{method: POST, path: "/orders/${{input.dot}}/x?d=${{input.dot}}"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("inputs", "paths"),
+    [
+        (
+            {"id": "../../admin?all=true#", "note": "a&b=c#d /e", "dot": ".."},
+            [
+                "/api/orders/..%2F..%2Fadmin%3Fall%3Dtrue%23/items?note=a%26b%3Dc%23d%20%2Fe&page=2",
+                "/api/orders/%2E%2E/x?d=..",
+            ],
+        ),
+        (
+            {"id": 42, "note": "café", "dot": "."},
+            ["/api/orders/42/items?note=caf%C3%A9&page=2", "/api/orders/%2E/x?d=."],
+        ),
+    ],
+    ids=["traversal", "plain"],
+)
+def test_substituted_values_never_change_the_route(
+    inputs: dict[str, Any], paths: list[str], participants: Participants, tmp_path: Path
+) -> None:
+    """End to end (`sagactl run`): each value is percent-encoded as one path segment or one
+    query value; the template's own / ? & = stay. The participant records the raw request
+    target it received."""
+    path = tmp_path / "routed.yaml"
+    path.write_text(ROUTED_YAML.format(url=participants.url))
+    result = CliRunner().invoke(
+        app, ["run", str(path), "--input", json.dumps(inputs), "--dsn", f"sqlite:///{tmp_path / 'log.db'}", "-q"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [call.path for call in participants.calls] == paths

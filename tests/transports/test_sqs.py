@@ -228,6 +228,39 @@ def test_missing_queue_is_refused_undelivered(aws_env: Mapping[str, str], sqs: S
     assert "SQS queue 'no-such-queue' does not exist" in (reply.error or "")
 
 
+@pytest.mark.parametrize("which", ["queue", "reply_queue"])
+def test_a_queue_arn_in_another_region_is_refused_undelivered(
+    sqs: Sqs, sqs_elsewhere: Sqs, queues: tuple[Queue, Queue], which: str
+) -> None:
+    """The endpoint names its queue (or reply queue) by an eu-west-1 ARN while SQS is reached
+    in us-east-1: nothing goes to the us-east-1 queue of the same name; the step is refused,
+    never delivered, and says why. With the endpoint's region set to eu-west-1 it is sent there."""
+    commands, replies = queues
+    there = sqs_elsewhere.queue(name=(commands if which == "queue" else replies).name)
+    config = {"queue": commands.name, "reply_queue": replies.name, which: there.arn}
+    transport = SqsTransport("payment", config, dict(os.environ))
+    try:
+        reply = transport.call(request())
+    finally:
+        transport.close()
+    assert reply.status is Status.REFUSED and not reply.delivered
+    assert reply.error == (
+        f"sqs {config['queue']}: queue {there.arn} is in region eu-west-1, but SQS is reached in region"
+        " us-east-1; pass --region eu-west-1 (or set the endpoint's region) to use that queue"
+    )
+    assert sqs.counts(commands) == (0, 0)
+    if which == "queue":
+        there_replies = sqs_elsewhere.queue("replies")
+        config = {"queue": there.arn, "reply_queue": there_replies.name, "region": "eu-west-1"}
+        sent = SqsTransport("payment", config, dict(os.environ))
+        try:
+            assert sent.call(request(timeout=1.0)).status is Status.TRANSIENT  # delivered, nobody answers
+        finally:
+            sent.close()
+        assert sqs_elsewhere.counts(there) == (1, 0)
+        assert sqs.counts(commands) == (0, 0)
+
+
 def test_unreachable_sqs_is_transient_undelivered(aws_env: Mapping[str, str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

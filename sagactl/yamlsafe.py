@@ -1,0 +1,92 @@
+"""The one YAML loader for saga definitions and sagactl.yaml: PyYAML's safe types only, and
+bounded, so a hostile or broken file is refused in milliseconds instead of exhausting memory
+or the stack:
+
+- at most MAX_ALIASES alias uses (``*name``) per file, none to a node that contains itself;
+- at most MAX_NODES nodes per document once aliases are expanded (a "billion laughs" file of
+  500 bytes expands to 10^9 nodes: it is refused at the level that crosses the limit);
+- at most MAX_DEPTH levels of nesting.
+
+Crossing a limit raises YamlLimitError, a ``yaml.MarkedYAMLError`` whose mark is the node
+that crossed it. A leaf: imports nothing of sagactl (and PyYAML is loaded with this module,
+which callers import only when they read YAML).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+MAX_ALIASES = 100
+MAX_NODES = 20_000
+MAX_DEPTH = 64
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """The document crosses one of the limits above; ``problem`` says which."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that counts alias uses, expanded nodes and depth while composing."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # The scanner keeps a possible simple key per open [ or { and rescans them all for each
+        # token: quadratic in the depth. Refuse before the composer would (it reads ahead).
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_document(self) -> Node | None:
+        self._sizes = {}
+        return super().compose_document()
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                if id(anchored) not in self._sizes:
+                    raise YamlLimitError(
+                        None, None, f"alias *{event.anchor} refers to a node that contains it", event.start_mark
+                    )
+                self._aliases += 1
+                if self._aliases > MAX_ALIASES:
+                    raise YamlLimitError(
+                        None, None, f"more than {MAX_ALIASES} aliases (*name) in one file", event.start_mark
+                    )
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise YamlLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is None:
+            return None
+        size = 1
+        if isinstance(node, SequenceNode):
+            size += sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, MappingNode):
+            size += sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
+        if size > MAX_NODES:
+            raise YamlLimitError(
+                None, None, f"more than {MAX_NODES} values once aliases are expanded", node.start_mark
+            )
+        self._sizes[id(node)] = size
+        return node
+
+
+def load(text: str) -> Any:
+    """The one document in ``text`` as Python data (safe types), within the limits."""
+    return yaml.load(text, Loader=BoundedLoader)
