@@ -154,7 +154,7 @@ class Engine:
         driver = Driver(self, saga, definition)
         driver.step_to(record, StepStatus.COMPENSATED, action="resolve", by=user, reason=reason)
         record.compensated_at = self.clock.now()
-        record.error = None
+        record.compensation_error = None
         return driver.drive()
 
     # -- lease -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from types import TracebackType
 from typing import Any
 
 from sagactl.masking import mask_secrets
-from sagactl.models import SagaRecord, StepStatus, Transition
+from sagactl.models import SagaRecord, StepRecord, StepStatus, Transition
 
 _ICONS = {
     StepStatus.PENDING: ("·", "dim"),
@@ -61,8 +61,15 @@ class LiveView:
             attempts = str(step.attempts) + (
                 f" +{step.compensation_attempts}c" if step.compensation_attempts else ""
             )
-            detail = mask_secrets(step.error) if step.error else ""
+            detail = mask_secrets(_detail(step))
             table.add_row(
                 Text(icon, style=style), step.name, Text(step.status.value, style=style), attempts, detail
             )
         return Group(title, table)
+
+
+def _detail(step: StepRecord) -> str:
+    """The step's error: the compensation's while it is being undone, else the action's."""
+    if step.compensation_error and step.status in (StepStatus.COMPENSATING, StepStatus.COMPENSATED):
+        return f"compensation: {step.compensation_error}"
+    return step.error or ""

@@ -45,7 +45,7 @@ def saga_document(saga: SagaRecord) -> Document:
                 "attempts": _attempts(s),
                 "duration": _duration(step.started_at, step.finished_at),
                 "result": short(s["result"]),
-                "error": s["error"],
+                "error": _errors(s),
             }
             for s, step in zip(data["steps"], saga.steps, strict=True)
         ],
@@ -77,6 +77,14 @@ def saga_document(saga: SagaRecord) -> Document:
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
     return Document(data=data, tables=[steps, history], details=details, ids=[saga.saga_id])
+
+
+def _errors(step: dict[str, Any]) -> str:
+    """The ERROR cell: the action's error and, while or once it ran, the compensation's."""
+    action, compensation = step["error"], step.get("compensation_error")
+    if not compensation:
+        return action or ""
+    return f"{action}; compensation: {compensation}" if action else f"compensation: {compensation}"
 
 
 def sagas_document(sagas: Sequence[SagaRecord]) -> Document:
@@ -198,23 +206,22 @@ def _step_label(index: int | None, name: str | None) -> str:
 
 
 def failing_steps(saga: SagaRecord) -> list[dict[str, Any]]:
-    """Each step whose last attempt (action or compensation) ended with an error."""
+    """Each error a step keeps: its action's (also once compensated: why the saga failed) and
+    its compensation's (one not done yet), with the attempts it took."""
     failing = []
     for step in saga.steps:
-        if step.error is None:
-            continue
-        compensating = step.status.value in ("compensating", "compensated") or (
-            step.compensation_attempts > 0 and step.status.value != "failed"
-        )
-        failing.append(
-            {
-                "name": step.name,
-                "status": step.status.value,
-                "phase": "compensation" if compensating else "action",
-                "attempts": step.compensation_attempts if compensating else step.attempts,
-                "error": step.error,
-            }
-        )
+        common = {"name": step.name, "status": step.status.value}
+        if step.error is not None:
+            failing.append({**common, "phase": "action", "attempts": step.attempts, "error": step.error})
+        if step.compensation_error is not None:
+            failing.append(
+                {
+                    **common,
+                    "phase": "compensation",
+                    "attempts": step.compensation_attempts,
+                    "error": step.compensation_error,
+                }
+            )
     return failing
 
 
@@ -366,9 +373,9 @@ def run_summary_line(saga: SagaRecord) -> str | None:
     if state == "started":
         return f"saga {saga.saga_id} recorded (started); drive it with 'sagactl resume {saga.saga_id}'"
     undone = [s.name for s in reversed(saga.steps) if s.status.value == "compensated"]
-    failed = next((s for s in saga.steps if s.status.value == "failed"), None)
+    failed = saga.failed_step()
     if state == "failed":
-        where = f" at {failed.name}: {failed.error}" if failed else ""
+        where = f" at {failed.name}: {failed.error or 'no error recorded'}" if failed else ""
         comp = f"; compensated {', '.join(undone)}" if undone else "; nothing to compensate"
         return f"saga {saga.saga_id} failed{where}{comp}"
     blocked = saga.current_step_name or "?"

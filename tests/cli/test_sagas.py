@@ -186,7 +186,10 @@ def test_show_gives_the_last_error_of_each_failing_step(cli: Path, monkeypatch: 
     assert "compensation error at charge: " in out and "FAIL_COMPENSATION=charge" in out
     assert "action error at ship: " in out and "FAIL_STEP=ship" in out
     data = json.loads(invoke("show", "c-1", "-o", "json")[1])
-    assert [s["error"] is not None for s in data["steps"]] == [False, True, True]
+    # the refused action's error on ship; charge's compensation error apart from its (absent) action error
+    assert [s["error"] is not None for s in data["steps"]] == [False, False, True]
+    assert [s["compensation_error"] is not None for s in data["steps"]] == [False, True, False]
+    assert "FAIL_COMPENSATION=charge" in data["steps"][1]["compensation_error"]
     code, out, err = invoke("show", "nope' OR '1'='1")
     assert (code, out) == (2, "") and err.startswith("sagactl: error: saga nope' OR '1'='1 not found in ")
 
