@@ -4,6 +4,11 @@ tsv, markdown, prometheus; and the one-line messages on stderr.
 Commands build a ``Document`` (JSON data, display tables, IDs) and call ``emit``. Data
 goes to stdout, messages to stderr, colour only on a terminal without NO_COLOR. rich and
 tabulate are imported only when a format needs them.
+
+Every text is foreign until proven otherwise (participant errors and results, message
+bodies, saga IDs, step names): whatever a person reads goes through ``terminal_safe``
+(control characters escaped) and reaches rich only as ``Text``, never as markup. JSON keeps
+the data exact; csv/tsv keep values exact except on a terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +71,50 @@ def stream_is_tty(stream: TextIO | None = None) -> bool:
         return False
 
 
+def same_terminal(one: TextIO, other: TextIO) -> bool:
+    """Both streams are one and the same terminal (e.g. stdout and stderr of `sagactl run` in a
+    terminal, but not when either is redirected)."""
+    if not (stream_is_tty(one) and stream_is_tty(other)):
+        return False
+    try:
+        return os.path.samestat(os.fstat(one.fileno()), os.fstat(other.fileno()))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+# C0 controls, DEL and C1 controls (ESC starts terminal sequences, U+009B is CSI on its own),
+# line and paragraph separators, and the bidi overrides and isolates that reorder what is shown.
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_FORMAT = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{_CONTROL}{_FORMAT}]")
+_JSON_UNSAFE = re.compile(rf"[\x7f-\x9f{_FORMAT}]")  # JSON itself escapes C0 controls
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as a terminal may show it: literally, one line, with every control character
+    escaped (ESC as ``\\x1b``, a newline as ``\\n``, a bidi override as ``\\u202e``), so
+    foreign text can neither move the cursor, retitle the window, recolour the screen nor
+    break a table row. Backslashes are left as they are. Cheap when there is nothing to escape."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_escape, text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters JSON leaves raw but a terminal may act on (DEL, C1
+    controls, line separators, bidi overrides) written as ``\\uXXXX``: the same data."""
+    if _JSON_UNSAFE.search(text) is None:
+        return text
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def cell(value: Any) -> str:
     """A value as text in a table cell: nulls empty, structures compact JSON."""
     if value is None:
@@ -87,14 +137,14 @@ def emit(
     out = sys.stdout if stream is None else stream
     if quiet:
         for ident in doc.ids:
-            out.write(f"{ident}\n")
+            out.write(f"{terminal_safe(ident)}\n")
         return
     if fmt is OutputFormat.JSON:
-        out.write(to_json(doc.data) + "\n")
+        out.write(json_safe(to_json(doc.data)) + "\n")
     elif fmt is OutputFormat.JSONL:
         items = doc.data if isinstance(doc.data, list) else [doc.data]
         for item in items:
-            out.write(to_json(item, indent=None) + "\n")
+            out.write(json_safe(to_json(item, indent=None)) + "\n")
     elif fmt is OutputFormat.PROMETHEUS:
         if doc.prometheus is None:
             raise UsageError("-o prometheus is only available for 'sagactl stats'")
@@ -110,35 +160,43 @@ def emit(
 
 
 def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat) -> None:
+    """Every value whole and exact (csv quoting keeps commas, quotes and newlines), except on
+    a terminal, where control characters are escaped as in every view."""
+    safe = terminal_safe if stream_is_tty(out) else str
     buffer = io.StringIO()
     delimiter = "," if fmt is OutputFormat.CSV else "\t"
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow([key for key, _ in table.columns])
+    writer.writerow([safe(key) for key, _ in table.columns])
     for row in table.rows:
-        writer.writerow([cell(row.get(key)) for key, _ in table.columns])
+        writer.writerow([safe(cell(row.get(key))) for key, _ in table.columns])
     out.write(buffer.getvalue())
 
 
-def _tabulate(table: Table, tablefmt: str) -> str:
+def _tabulate(table: Table, tablefmt: str, safe: Callable[[str], str] = terminal_safe) -> str:
     from tabulate import tabulate
 
     headers = [header for _, header in table.columns]
-    rows = [[cell(row.get(key)) for key, _ in table.columns] for row in table.rows]
+    rows = [[safe(cell(row.get(key))) for key, _ in table.columns] for row in table.rows]
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def _markdown_safe(text: str) -> str:
+    return terminal_safe(text).replace("|", "\\|")
 
 
 def _write_markdown(doc: Document, out: TextIO) -> None:
     for key, value in doc.details:
-        out.write(f"- **{key}**: {value}\n")
+        out.write(f"- **{_markdown_safe(key)}**: {_markdown_safe(value)}\n")
     for table in doc.tables:
         if doc.details or len(doc.tables) > 1:
             out.write(f"\n### {table.title or ''}\n\n")
-        out.write(_tabulate(table, "github") + "\n")
+        out.write(_tabulate(table, "github", _markdown_safe) + "\n")
 
 
 def _write_plain(doc: Document, out: TextIO) -> None:
-    width = max((len(key) for key, _ in doc.details), default=0)
-    for key, value in doc.details:
+    details = [(terminal_safe(key), terminal_safe(value)) for key, value in doc.details]
+    width = max((len(key) for key, _ in details), default=0)
+    for key, value in details:
         out.write(f"{key + ':':<{width + 1}} {value}\n")
     for table in doc.tables:
         if doc.details or len(doc.tables) > 1:
@@ -146,23 +204,25 @@ def _write_plain(doc: Document, out: TextIO) -> None:
         if table.rows:
             out.write(_tabulate(table, "plain") + "\n")
         elif doc.empty_message and len(doc.tables) == 1:
-            sys.stderr.write(f"{doc.empty_message}\n")
+            info_line(doc.empty_message)
 
 
 def _write_rich(doc: Document, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False)
     for key, value in doc.details:
-        console.print(f"[bold]{key}:[/bold] {value}", markup=True, soft_wrap=True)
+        console.print(Text.assemble((f"{terminal_safe(key)}:", "bold"), " ", terminal_safe(value)), soft_wrap=True)
     for table in doc.tables:
         if not table.rows and doc.empty_message and len(doc.tables) == 1:
-            Console(stderr=True).print(doc.empty_message, style="dim")
+            Console(stderr=True).print(Text(terminal_safe(doc.empty_message), style="dim"))
             continue
-        rich_table = RichTable(title=table.title, title_justify="left", header_style="bold")
+        title = Text(table.title) if table.title else None
+        rich_table = RichTable(title=title, title_justify="left", header_style="bold")
         for _, header in table.columns:
-            rich_table.add_column(header, overflow="fold")
+            rich_table.add_column(Text(header), overflow="fold")
         for row in table.rows:
             rich_table.add_row(*(_styled(key, row.get(key)) for key, _ in table.columns))
         console.print(rich_table)
@@ -180,12 +240,13 @@ _STATE_STYLES = {
 
 
 def _styled(key: str, value: Any) -> Any:
-    text = cell(value)
-    if key in ("state", "status", "new_state") and text in _STATE_STYLES:
-        from rich.text import Text
+    """A rich cell: always ``Text`` (a plain string would be parsed as markup); states in
+    their colour."""
+    from rich.text import Text
 
-        return Text(text, style=_STATE_STYLES[text])
-    return text
+    text = terminal_safe(cell(value))
+    style = _STATE_STYLES.get(text, "") if key in ("state", "status", "new_state") else ""
+    return Text(text, style=style)
 
 
 def humanize_seconds(seconds: float | None) -> str:
@@ -206,13 +267,15 @@ def humanize_seconds(seconds: float | None) -> str:
 
 
 def error_line(message: str, stream: TextIO | None = None) -> None:
-    """``sagactl: error: …`` on stderr (the message is already one line and masked)."""
-    (sys.stderr if stream is None else stream).write(f"sagactl: error: {message}\n")
+    """``sagactl: error: …`` on stderr: one line (control characters escaped), already masked."""
+    (sys.stderr if stream is None else stream).write(f"sagactl: error: {terminal_safe(message)}\n")
 
 
 def warning_line(message: str, stream: TextIO | None = None) -> None:
-    (sys.stderr if stream is None else stream).write(f"sagactl: warning: {message}\n")
+    """``sagactl: warning: …`` on stderr, one line like ``error_line``."""
+    (sys.stderr if stream is None else stream).write(f"sagactl: warning: {terminal_safe(message)}\n")
 
 
 def info_line(message: str, stream: TextIO | None = None) -> None:
-    (sys.stderr if stream is None else stream).write(f"{message}\n")
+    """A message on stderr, one line like ``error_line``."""
+    (sys.stderr if stream is None else stream).write(f"{terminal_safe(message)}\n")

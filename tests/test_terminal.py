@@ -126,12 +126,6 @@ def test_live_view_on_a_terminal_stderr_while_stdout_is_piped(child_env: dict[st
     assert "\x1b" not in stdout and not BOX & set(stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with stderr on a terminal the live view replaces the default table on stdout even when"
-    " stdout is a pipe or file ('sagactl run x.yaml > out.txt' writes nothing); cli._report_runs checks"
-    " only that the live view ran",
-)
 def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_env: dict[str, str], dsn: str) -> None:
     code, tty, stdout, _ = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "live-2"),

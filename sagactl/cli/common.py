@@ -15,7 +15,7 @@ import typer
 
 from sagactl.cli.options import Group, LogFormat
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
-from sagactl.output import OutputFormat, emit, error_line, info_line, stream_is_tty
+from sagactl.output import OutputFormat, emit, error_line, info_line, same_terminal, stream_is_tty, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -71,11 +71,13 @@ class Shared:
             return work(view), True
 
     def report(self, results: Sequence[RunResult], *, live: bool) -> ExitCode:
-        """Emit run/resume results (a live view already showed a table); one summary line per
-        saga that did not complete on stderr; the worst exit code."""
+        """Emit run/resume results; one summary line per saga that did not complete on stderr;
+        the worst exit code. The table is left out only where the live view already drew it:
+        stdout being the very terminal the view drew on (stderr's), not a pipe or a file."""
         from sagactl.views import run_summary_line, sagas_document
 
-        if not (live and self.output is OutputFormat.TABLE and not self.quiet):
+        drawn = live and self.output is OutputFormat.TABLE and same_terminal(sys.stdout, sys.stderr)
+        if self.quiet or not drawn:
             emit(sagas_document([r.saga for r in results]), self.output, quiet=self.quiet)
         for result in results:
             info = result.message or run_summary_line(result.saga)
@@ -126,7 +128,7 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
         code = fn(*args, opts=opts, **kwargs)
     except DefinitionError as exc:
         for problem in exc.problems:
-            sys.stderr.write(mask_secrets(problem) + "\n")
+            sys.stderr.write(terminal_safe(mask_secrets(problem)) + "\n")
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:

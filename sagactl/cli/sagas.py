@@ -25,7 +25,7 @@ from sagactl.cli.options import (
 )
 from sagactl.errors import ExitCode
 from sagactl.models import SagaState
-from sagactl.output import OutputFormat, emit, info_line
+from sagactl.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -46,7 +46,7 @@ def validate(
     if opts.output not in (OutputFormat.JSON, OutputFormat.JSONL):
         for report in reports:
             for problem in report.problems:
-                sys.stderr.write(str(problem) + "\n")
+                sys.stderr.write(terminal_safe(str(problem)) + "\n")
     emit(doc, opts.output, quiet=opts.quiet)
     return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
 
