@@ -8,7 +8,7 @@ tabulate are imported only when a format needs them.
 Every text is foreign until proven otherwise (participant errors and results, message
 bodies, saga IDs, step names): whatever a person reads goes through ``terminal_safe``
 (control characters escaped) and reaches rich only as ``Text``, never as markup. JSON keeps
-the data exact; csv/tsv keep values exact except on a terminal.
+the data exact; csv/tsv keep values whole and exact except on a terminal.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ class Table:
 class Document:
     """What a command hands to ``emit``.
 
-    data: the JSON contract (json/jsonl); tables: table/csv/tsv/markdown views (csv and tsv
-    show the first, ``primary``, table); details: key/value lines above the tables on a
-    terminal; ids: what ``-q`` prints; prometheus: text exposition, for ``stats`` only.
+    data: the JSON contract (json/jsonl); tables: the table and markdown views; details:
+    key/value lines above the tables; ids: what ``-q`` prints; prometheus: text exposition,
+    for ``stats`` only; delimited: the csv/tsv rows (default: ``data`` itself when it is an
+    object or an array of objects, one column per field, values whole).
     """
 
     data: Any
@@ -61,6 +62,7 @@ class Document:
     ids: list[str] = field(default_factory=list)
     prometheus: Callable[[], str] | None = None
     empty_message: str | None = None
+    delimited: Table | None = None
 
 
 def stream_is_tty(stream: TextIO | None = None) -> bool:
@@ -126,6 +128,15 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def rows_table(rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> Table:
+    """A table of JSON objects: one column per field (``first`` ones first, then in the order
+    they appear), headed by the field names; what csv/tsv print."""
+    keys = dict.fromkeys(first)
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    return Table(columns=[(key, key) for key in keys], rows=rows)
+
+
 def emit(
     doc: Document,
     fmt: OutputFormat = OutputFormat.TABLE,
@@ -150,7 +161,7 @@ def emit(
             raise UsageError("-o prometheus is only available for 'sagactl stats'")
         out.write(doc.prometheus())
     elif fmt in (OutputFormat.CSV, OutputFormat.TSV):
-        _write_delimited(doc.tables[0] if doc.tables else Table([], []), out, fmt)
+        _write_delimited(_delimited(doc), out, fmt)
     elif fmt is OutputFormat.MARKDOWN:
         _write_markdown(doc, out)
     elif stream_is_tty(out):
@@ -159,9 +170,21 @@ def emit(
         _write_plain(doc, out)
 
 
+def _delimited(doc: Document) -> Table:
+    if doc.delimited is not None:
+        return doc.delimited
+    if isinstance(doc.data, dict):
+        return rows_table([doc.data])
+    if isinstance(doc.data, list) and doc.data and all(isinstance(row, dict) for row in doc.data):
+        return rows_table(doc.data)
+    return doc.tables[0] if doc.tables else Table([], [])
+
+
 def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat) -> None:
     """Every value whole and exact (csv quoting keeps commas, quotes and newlines), except on
     a terminal, where control characters are escaped as in every view."""
+    if not table.columns:
+        return
     safe = terminal_safe if stream_is_tty(out) else str
     buffer = io.StringIO()
     delimiter = "," if fmt is OutputFormat.CSV else "\t"

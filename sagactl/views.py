@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SagaRecord, iso
-from sagactl.output import Document, Table, cell, humanize_seconds
+from sagactl.models import SagaRecord, StepRecord, iso
+from sagactl.output import Document, Table, cell, humanize_seconds, rows_table
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 
 
 def saga_document(saga: SagaRecord) -> Document:
-    """`show`, `run`, `resume`: the saga JSON plus details, steps and history tables."""
+    """`show`, `run`, `resume`: the saga JSON plus details, steps and history tables; csv/tsv
+    print one row per step with the saga ID."""
     data = mask_value(saga.to_dict())
     steps = Table(
         columns=[
@@ -76,7 +77,23 @@ def saga_document(saga: SagaRecord) -> Document:
         details.append(("deadline", iso(saga.deadline_at) or ""))
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
-    return Document(data=data, tables=[steps, history], details=details, ids=[saga.saga_id])
+    return Document(
+        data=data,
+        tables=[steps, history],
+        details=details,
+        ids=[saga.saga_id],
+        delimited=_step_rows([data]),
+    )
+
+
+STEP_FIELDS = ("saga_id", *StepRecord("").to_dict())
+
+
+def _step_rows(sagas: Sequence[dict[str, Any]]) -> Table:
+    """csv/tsv of sagas: one row per step, the saga ID first, every field whole."""
+    return rows_table(
+        [{"saga_id": saga["saga_id"], **step} for saga in sagas for step in saga["steps"]], STEP_FIELDS
+    )
 
 
 def _errors(step: dict[str, Any]) -> str:
@@ -87,11 +104,15 @@ def _errors(step: dict[str, Any]) -> str:
     return f"{action}; compensation: {compensation}" if action else f"compensation: {compensation}"
 
 
-def sagas_document(sagas: Sequence[SagaRecord]) -> Document:
-    """Several run/resume results: an array of saga documents; tables concatenated."""
+def sagas_document(sagas: Sequence[SagaRecord], *, array: bool = False) -> Document:
+    """run/resume results: one saga's document; several (or any number with ``array``, as
+    `resume` prints) an array of them, shown as a summary table."""
     docs = [saga_document(s) for s in sagas]
     if len(docs) == 1:
-        return docs[0]
+        doc = docs[0]
+        if array:
+            doc.data = [doc.data]
+        return doc
     summary = Table(
         columns=[
             ("saga_id", "SAGA"),
@@ -101,7 +122,12 @@ def sagas_document(sagas: Sequence[SagaRecord]) -> Document:
         ],
         rows=[{k: d.data[k] for k in ("saga_id", "saga_type", "state", "last_error")} for d in docs],
     )
-    return Document(data=[d.data for d in docs], tables=[summary], ids=[s.saga_id for s in sagas])
+    return Document(
+        data=[d.data for d in docs],
+        tables=[summary],
+        ids=[s.saga_id for s in sagas],
+        delimited=_step_rows([d.data for d in docs]),
+    )
 
 
 def _current(saga: SagaRecord) -> str:
@@ -184,7 +210,22 @@ def list_document(result: ListResult) -> Document:
         tables=[table],
         ids=[row["saga_id"] for row in data],
         empty_message=empty,
+        delimited=rows_table(data, LIST_FIELDS),
     )
+
+
+LIST_FIELDS = (
+    "saga_id",
+    "saga_type",
+    "state",
+    "current_step",
+    "current_step_name",
+    "created_at",
+    "updated_at",
+    "deadline_at",
+    "stuck_for_seconds",
+    "last_error",
+)
 
 
 def list_truncated_line(result: ListResult) -> str | None:
@@ -267,7 +308,8 @@ def _summary_document(saga: SagaSummary) -> Document:
         details.append(("deadline", data["deadline_at"]))
     if data["last_error"]:
         details.append(("last error", data["last_error"]))
-    return Document(data=data, details=details, ids=[saga.saga_id])
+    shown = {k: v for k, v in data.items() if k not in ("data", "steps", "transitions")}
+    return Document(data=data, details=details, ids=[saga.saga_id], delimited=rows_table([shown]))
 
 
 def stats_document(stats: Stats) -> Document:
@@ -312,6 +354,9 @@ def stats_document(stats: Stats) -> Document:
         details=details,
         prometheus=lambda: stats_prometheus(stats),
         empty_message="no sagas recorded",
+        delimited=rows_table(
+            data["sagas"], ("saga_type", "state", "count", "stuck", "oldest_created_at", "oldest_age_seconds")
+        ),
     )
 
 
@@ -349,6 +394,12 @@ def stats_prometheus(stats: Stats) -> str:
     for saga_type, age in ages.items():
         oldest.labels(saga_type).set(age)
     return generate_latest(registry).decode("utf-8")
+
+
+def db_init_document(store: str, version: int) -> Document:
+    """`db init -o …`: where the saga log is and its schema version (DSN password masked)."""
+    data = {"store": mask_value(store), "schema_version": version}
+    return Document(data=data, details=[("saga log", data["store"]), ("schema version", str(version))])
 
 
 def stuck_resume_line(report: StuckResume) -> str:

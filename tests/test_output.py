@@ -21,6 +21,7 @@ from sagactl.output import (
     humanize_seconds,
     info_line,
     json_safe,
+    rows_table,
     same_terminal,
     terminal_safe,
     warning_line,
@@ -168,6 +169,14 @@ def test_csv_is_exact_in_a_pipe_and_escaped_on_a_terminal() -> None:
     assert list(csv.reader(io.StringIO(piped))) == [["saga_id", "state"], [HOSTILE, "failed"]]
     on_terminal = render(HOSTILE_DOC, OutputFormat.CSV, Tty())
     assert list(csv.reader(io.StringIO(on_terminal))) == [["saga_id", "state"], [HOSTILE_SHOWN, "failed"]]
+
+
+def test_csv_rows_come_from_the_data_unless_a_document_says() -> None:
+    doc = Document(data={"store": "x.db", "schema_version": 2}, details=[("store", "x.db")])
+    assert render(doc, OutputFormat.CSV) == "store,schema_version\nx.db,2\n"
+    explicit = Document(data=[], tables=DOC.tables, delimited=rows_table([], ("saga_id", "n")))
+    assert render(explicit, OutputFormat.TSV) == "saga_id\tn\n"  # the header even with no rows
+    assert render(Document(data=[]), OutputFormat.CSV) == ""
 
 
 def test_stderr_lines_are_one_escaped_line() -> None:

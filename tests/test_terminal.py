@@ -139,6 +139,25 @@ def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_en
     assert "\x1b" not in stdout and not BOX & set(stdout)
 
 
+def test_run_detach_on_a_terminal_prints_the_id_alone_and_draws_no_view(child_env: dict[str, str], dsn: str) -> None:
+    code, tty, stdout, stderr = run_on_pty(
+        sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "det-1", "--detach"),
+        tty={"stdout"},
+        env=child_env,
+        cwd=ROOT,
+    )
+    assert (code, stdout) == (0, "")
+    assert tty == "det-1\r\n"  # nothing else on stdout: no table, no colour
+    assert stderr == "sagactl: saga det-1 recorded (started); drive it with 'sagactl resume det-1'\n"
+    code, tty, _, _ = run_on_pty(
+        sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "det-2", "--detach"),
+        env=child_env,
+        cwd=ROOT,
+    )
+    assert code == 0
+    assert tty == "det-2\r\nsagactl: saga det-2 recorded (started); drive it with 'sagactl resume det-2'\r\n"
+
+
 # -- redrive ---------------------------------------------------------------------------------
 
 
