@@ -86,27 +86,27 @@ def same_terminal(one: TextIO, other: TextIO) -> bool:
 
 # C0 controls, DEL and C1 controls (ESC starts terminal sequences, U+009B is CSI on its own),
 # line and paragraph separators, and the bidi overrides and isolates that reorder what is shown.
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_CONTROL = r"\x00-\x1f\x7f-\x9f"
-_FORMAT = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(f"[{_CONTROL}{_FORMAT}]")
-_JSON_UNSAFE = re.compile(rf"[\x7f-\x9f{_FORMAT}]")  # JSON itself escapes C0 controls
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+_UNSAFE_CODES = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_ESCAPES = {chr(c): f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}" for c in _UNSAFE_CODES} | {
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # _ESCAPES' keys
+# what JSON leaves raw (it escapes C0 controls itself), as JSON escapes
+_JSON_ESCAPES = {ch: f"\\u{ord(ch):04x}" for ch in _ESCAPES if ord(ch) >= 0x7F}
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # _JSON_ESCAPES' keys
 
 
 def terminal_safe(text: str) -> str:
     """``text`` as a terminal may show it: literally, one line, with every control character
     escaped (ESC as ``\\x1b``, a newline as ``\\n``, a bidi override as ``\\u202e``), so
     foreign text can neither move the cursor, retitle the window, recolour the screen nor
-    break a table row. Backslashes are left as they are. Cheap when there is nothing to escape."""
+    break a table row. Backslashes are left as they are. Linear; cheap when there is nothing
+    to escape."""
     if _UNSAFE.search(text) is None:
         return text
-    return _UNSAFE.sub(_escape, text)
+    return _UNSAFE.sub(lambda m: _ESCAPES[m.group()], text)
 
 
 def json_safe(text: str) -> str:
@@ -114,7 +114,7 @@ def json_safe(text: str) -> str:
     controls, line separators, bidi overrides) written as ``\\uXXXX``: the same data."""
     if _JSON_UNSAFE.search(text) is None:
         return text
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group()], text)
 
 
 def cell(value: Any) -> str:

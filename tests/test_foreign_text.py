@@ -296,7 +296,7 @@ def fuzz_log(tmp_path: Path, participants: Participants, monkeypatch: pytest.Mon
     return path
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(result=JSON_VALUES, error=FOREIGN, compensation_error=FOREIGN)
 def test_any_participant_text_is_stored_printed_as_json_exactly_and_tables_print(
     fuzz_log: Path, participants: Participants, result: Any, error: str, compensation_error: str

@@ -135,6 +135,15 @@ def test_terminal_safe_escapes_control_characters_and_nothing_else() -> None:
     assert terminal_safe(ordinary) is ordinary
 
 
+def test_every_character_escaped_has_its_escape() -> None:
+    from sagactl.output import _ESCAPES, _JSON_ESCAPES, _JSON_UNSAFE, _UNSAFE
+
+    everything = "".join(chr(c) for c in range(0x30000) if not 0xD800 <= c < 0xE000)
+    assert set(_UNSAFE.findall(everything)) == set(_ESCAPES)
+    assert set(_JSON_UNSAFE.findall(everything)) == set(_JSON_ESCAPES)
+    assert all(len(terminal_safe(ch)) > 1 and terminal_safe(ch).isprintable() for ch in _ESCAPES)
+
+
 def test_json_safe_writes_what_json_leaves_raw_as_escapes() -> None:
     text = json_safe(to_json({"e": "\x9b2J\u202e\x7f", "ok": "café"}))
     assert "\\u009b2J\\u202e\\u007f" in text and "café" in text
