@@ -110,7 +110,11 @@ class Waiting:
 
 @dataclass(slots=True)
 class StepRecord:
-    """One step's progress. Mutable: the engine owns one working copy and writes it whole."""
+    """One step's progress. Mutable: the engine owns one working copy and writes it whole.
+
+    ``error`` is the action's last error: it stays when the step is compensated (it says why
+    the saga failed). ``compensation_error`` is the last error of a compensation not yet done.
+    """
 
     name: str
     status: StepStatus = StepStatus.PENDING
@@ -122,6 +126,7 @@ class StepRecord:
     outcome: Outcome | None = None
     compensation_attempts: int = 0
     compensated_at: datetime | None = None
+    compensation_error: str | None = None
     waiting: Waiting | None = None
 
     def needs_compensation(self) -> bool:
@@ -142,23 +147,31 @@ class StepRecord:
             "outcome": self.outcome.value if self.outcome else None,
             "compensation_attempts": self.compensation_attempts,
             "compensated_at": iso(self.compensated_at),
+            "compensation_error": self.compensation_error,
             "waiting": self.waiting.to_dict() if self.waiting else None,
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StepRecord:
         outcome = raw.get("outcome")
+        status = StepStatus(raw.get("status", "pending"))
+        attempts = int(raw.get("compensation_attempts", 0))
+        error, compensation_error = raw.get("error"), raw.get("compensation_error")
+        if "compensation_error" not in raw and status is StepStatus.COMPENSATING and attempts:
+            # written before compensation_error existed: a compensation's error took `error`
+            error, compensation_error = None, error
         return cls(
             name=raw["name"],
-            status=StepStatus(raw.get("status", "pending")),
+            status=status,
             attempts=int(raw.get("attempts", 0)),
             result=raw.get("result"),
-            error=raw.get("error"),
+            error=error,
             started_at=parse_iso(raw.get("started_at")),
             finished_at=parse_iso(raw.get("finished_at")),
             outcome=Outcome(outcome) if outcome else None,
-            compensation_attempts=int(raw.get("compensation_attempts", 0)),
+            compensation_attempts=attempts,
             compensated_at=parse_iso(raw.get("compensated_at")),
+            compensation_error=compensation_error,
             waiting=Waiting.from_dict(raw.get("waiting")),
         )
 
@@ -212,6 +225,16 @@ class SagaRecord:
         if self.current_step is None or not 0 <= self.current_step < len(self.steps):
             return None
         return self.steps[self.current_step].name
+
+    def failed_step(self) -> StepRecord | None:
+        """The step whose action made the saga fail: refused, never delivered, or with an
+        unknown outcome (which is then compensated, so its status moves on to compensated)."""
+        for record in self.steps:
+            if record.outcome in (Outcome.REFUSED, Outcome.NOT_DELIVERED, Outcome.UNKNOWN):
+                return record
+            if record.status is StepStatus.FAILED:
+                return record
+        return None
 
     def step(self, name: str) -> StepRecord:
         for record in self.steps:

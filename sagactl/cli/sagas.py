@@ -18,6 +18,7 @@ from sagactl.cli.options import (
     LOG,
     OUTPUT,
     QUIET,
+    STATS_OUTPUT,
     VERBOSE,
     OlderThanOpt,
     ReasonOpt,
@@ -25,7 +26,7 @@ from sagactl.cli.options import (
 )
 from sagactl.errors import ExitCode
 from sagactl.models import SagaState
-from sagactl.output import OutputFormat, emit, info_line
+from sagactl.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -46,7 +47,7 @@ def validate(
     if opts.output not in (OutputFormat.JSON, OutputFormat.JSONL):
         for report in reports:
             for problem in report.problems:
-                sys.stderr.write(str(problem) + "\n")
+                sys.stderr.write(terminal_safe(str(problem)) + "\n")
     emit(doc, opts.output, quiet=opts.quiet)
     return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
 
@@ -85,6 +86,8 @@ def run(
 
     settings = opts.settings()
     request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
+    if detach:  # nothing runs: no live view; the ID alone on stdout (json/jsonl: the saga)
+        return opts.report([run_file(settings, request)], live=False, ids_only=not opts.json_output)
     return opts.drive(lambda observer: run_file(settings, request, observer))
 
 
@@ -100,7 +103,8 @@ def resume(
     *,
     opts: Shared,
 ) -> int:
-    """Continue sagas from the log after a crash or a failed compensation (stored definition)."""
+    """Continue sagas from the log after a crash or a failed compensation (stored definition).
+    -o json prints an array, one saga per ID (or stuck saga)."""
     from sagactl.errors import UsageError
     from sagactl.ops.sagas import resume_sagas
     from sagactl.output import error_line
@@ -116,13 +120,13 @@ def resume(
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     ids = saga_ids
     report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
-    code = opts.report(report.results, live=live)
+    code = opts.report(report.results, live=live, array=True)
     for _saga_id, failure in report.failures:
         error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
     return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
 
 
-@command(DSN, CONFIG, OUTPUT, VERBOSE)
+@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
     saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
     *,
@@ -133,7 +137,7 @@ def show(
     from sagactl.ops.sagas import show_saga
     from sagactl.views import show_document
 
-    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output)
+    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output, quiet=opts.quiet)
     return ExitCode.OK
 
 
@@ -189,26 +193,13 @@ def list_(
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
 
 
-@command(DSN, CONFIG, VERBOSE)
-def stats(
-    output: Annotated[
-        OutputFormat,
-        typer.Option(
-            "-o",
-            "--output",
-            case_sensitive=False,
-            help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
-            " node_exporter textfile collector).",
-        ),
-    ] = OutputFormat.TABLE,
-    *,
-    opts: Shared,
-) -> int:
+@command(DSN, CONFIG, STATS_OUTPUT, VERBOSE)
+def stats(*, opts: Shared) -> int:
     """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views import stats_document
 
-    emit(stats_document(compute_stats(opts.settings())), output)
+    emit(stats_document(compute_stats(opts.settings())), opts.output)
     return ExitCode.OK
 
 
@@ -263,6 +254,6 @@ def _resume_stuck(settings: Settings, older_than: str | None, saga_type: str | N
     report, live = opts.driven(
         lambda observer: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
     )
-    code = opts.report(report.results, live=live)
+    code = opts.report(report.results, live=live, array=True)
     info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
     return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -4,6 +4,8 @@ resume --stuck, a mapped table through a sagactl.yaml context, and start-up impo
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -16,8 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app
+from sagactl.models import SagaState
+from sagactl.output import cell
 from sagactl.store import open_store
-from tests.support.sagas import at
+from tests.support.sagas import add, at, saga
 
 ROOT = Path(__file__).parent.parent.parent
 PARTICIPANTS = ROOT / "sample-configs" / "participants"
@@ -120,7 +124,11 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
     assert line.startswith("c-1") and "1 (charge)" in line and "charge compensation: exec" in line
     code, out, err = invoke("list", "--stuck", "-o", "csv")
     assert (code, err) == (0, "")
-    assert out.splitlines()[0] == "saga_id,saga_type,state,step,updated_at,stuck_for,last_error"
+    header, line = list(csv.reader(io.StringIO(out)))
+    assert header == list(row)  # the JSON fields, every value whole
+    shown = dict(zip(header, line, strict=True))
+    assert float(shown.pop("stuck_for_seconds")) >= row["stuck_for_seconds"]  # a moment later
+    assert shown == {key: cell(value) for key, value in row.items() if key != "stuck_for_seconds"}
     jsonl = invoke("list", "-o", "jsonl", "--state", "COMPENSATING")[1]
     assert [json.loads(x)["saga_id"] for x in jsonl.splitlines()] == ["c-1"]
 
@@ -140,19 +148,22 @@ def test_list_filters(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--state", "pending' OR '1'='1"], "Invalid value for '--state'"),
-        (["--state", "running"], "Invalid value for '--state'"),
+        (
+            ["--state", "pending' OR '1'='1"],
+            "sagactl: error: invalid value for '--state': \"pending' OR '1'='1\" is not one of",
+        ),
+        (["--state", "running"], "sagactl: error: invalid value for '--state': 'running' is not one of"),
         (["--limit", "-1"], "sagactl: error: --limit must be 0 (no limit) to 1000000000, got -1"),
-        (["--limit", "1; DROP TABLE saga_log"], "Invalid value for '--limit'"),
+        (["--limit", "1; DROP TABLE saga_log"], "sagactl: error: invalid value for '--limit'"),
         (["--older-than", "5 minutes"], "sagactl: error: --older-than: invalid duration '5 minutes'"),
         (["--older-than", "1m'; DROP TABLE saga_log; --"], "sagactl: error: --older-than: invalid duration"),
-        (["-o", "prometheus"], "sagactl: error: -o prometheus is only available for 'sagactl stats'"),
+        (["-o", "prometheus"], "sagactl: error: invalid value for '-o' / '--output': 'prometheus' is not one of"),
     ],
 )
 def test_list_option_errors_exit_2(cli: Path, args: list[str], message: str) -> None:
     code, out, err = invoke("list", "--stuck", *args)
     assert code == 2 and out == ""
-    assert message in err
+    assert err.startswith(message) and err.count("\n") == 1, err
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the log is intact
 
 
@@ -186,7 +197,10 @@ def test_show_gives_the_last_error_of_each_failing_step(cli: Path, monkeypatch: 
     assert "compensation error at charge: " in out and "FAIL_COMPENSATION=charge" in out
     assert "action error at ship: " in out and "FAIL_STEP=ship" in out
     data = json.loads(invoke("show", "c-1", "-o", "json")[1])
-    assert [s["error"] is not None for s in data["steps"]] == [False, True, True]
+    # the refused action's error on ship; charge's compensation error apart from its (absent) action error
+    assert [s["error"] is not None for s in data["steps"]] == [False, False, True]
+    assert [s["compensation_error"] is not None for s in data["steps"]] == [False, True, False]
+    assert "FAIL_COMPENSATION=charge" in data["steps"][1]["compensation_error"]
     code, out, err = invoke("show", "nope' OR '1'='1")
     assert (code, out) == (2, "") and err.startswith("sagactl: error: saga nope' OR '1'='1 not found in ")
 
@@ -218,8 +232,8 @@ def test_resolve_records_who_and_why_then_compensation_continues(cli: Path, monk
         (["c-1", "--step", "nope", "--reason", "x"], 2, "saga c-1 has no step 'nope' (steps: reserve, charge, ship)"),
         (["c-1", "--step", "ship", "--reason", "x"], 2, "there is no compensation waiting to be resolved"),
         (["c-1", "--step", "charge", "--reason", "   "], 2, "--reason must say why"),
-        (["c-1", "--step", "charge"], 2, "Missing option '--reason'"),
-        (["c-1", "--reason", "x"], 2, "Missing option '--step'"),
+        (["c-1", "--step", "charge"], 2, "sagactl: error: missing option '--reason'; see 'sagactl resolve --help'\n"),
+        (["c-1", "--reason", "x"], 2, "sagactl: error: missing option '--step'; see 'sagactl resolve --help'\n"),
         (["ghost", "--step", "charge", "--reason", "x"], 2, "saga ghost not found"),
     ],
 )
@@ -342,6 +356,52 @@ def test_resume_stuck_skips_a_saga_another_process_drives(
 def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> None:
     code, out, err = invoke("resume", *args)
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1
+
+
+# -- shapes that hold ------------------------------------------------------------------------------
+
+
+def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    run_stuck(cli, monkeypatch, "c-2")
+    monkeypatch.delenv("FAIL_COMPENSATION")
+    code, out, err = invoke("resume", "c-2", "-o", "json")  # one ID
+    assert code == 1, err
+    shown = json.loads(invoke("show", "c-2", "-o", "json")[1])
+    assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
+    code, out, err = invoke("resume", "--stuck", "-o", "json")  # one stuck saga
+    assert code == 1, err
+    shown = json.loads(invoke("show", "c-1", "-o", "json")[1])
+    assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
+    assert err.splitlines()[-1] == "sagactl: resumed 1 of 1 stuck sagas: 1 failed"
+
+
+@pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
+def test_csv_and_tsv_carry_the_saga_id_and_every_value_whole(store_dsn: str, fmt: str, delimiter: str) -> None:
+    error = ('a 500-character error, with "quotes",\ta tab and\na newline; ' * 10)[:500]
+    result = {"note": error, "n": 1.5, "ok": True}
+    store = open_store(store_dsn)
+    try:
+        record = saga("long-1", state=SagaState.COMPENSATING, step=1, updated=0, deadline=1, error=error)
+        record.steps[0].result = result
+        add(store, record)
+    finally:
+        store.close()
+
+    def table(*args: str) -> list[dict[str, str]]:
+        code, out, err = invoke(*args, "--dsn", store_dsn, "-o", fmt)
+        assert (code, err) == (0, "")
+        header, *rows = csv.reader(io.StringIO(out), delimiter=delimiter)
+        return [dict(zip(header, row, strict=True)) for row in rows]
+
+    steps = table("show", "long-1")
+    assert [(s["saga_id"], s["name"]) for s in steps] == [("long-1", n) for n in ("reserve", "charge", "notify")]
+    assert steps[1]["compensation_error"] == error and len(error) == 500
+    assert json.loads(steps[0]["result"]) == result
+    assert (steps[1]["attempts"], steps[1]["compensation_attempts"]) == ("1", "4")  # not reformatted ("1 +4c")
+    [row] = table("list", "--stuck")
+    assert (row["saga_id"], row["last_error"]) == ("long-1", f"charge: {error}")
+    assert float(row["stuck_for_seconds"]) > 0
 
 
 # -- a mapped table through a config context (PostgreSQL) -------------------------------------------
