@@ -255,6 +255,9 @@ class SagaRecord:
             "updated_at": iso(self.updated_at),
             "deadline_at": iso(self.deadline_at),
             "last_error": self.last_error,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": iso(self.lease_expires_at),
+            "wake_at": iso(self.wake_at),
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SagaRecord, StepRecord, iso
+from sagactl.models import SagaRecord, StepRecord, iso, utcnow
 from sagactl.output import Document, Table, cell, humanize_seconds, rows_table
 from sagactl.store.base import SagaSummary
 
@@ -190,6 +190,7 @@ def list_document(result: ListResult) -> Document:
             ("step", "STEP"),
             ("updated_at", "UPDATED"),
             ("stuck_for", "STUCK FOR"),
+            ("driver", "DRIVER"),
             ("last_error", "LAST ERROR"),
         ],
         rows=[
@@ -200,9 +201,10 @@ def list_document(result: ListResult) -> Document:
                 "step": _step_label(row["current_step"], row["current_step_name"]),
                 "updated_at": row["updated_at"],
                 "stuck_for": humanize_seconds(row["stuck_for_seconds"]),
+                "driver": _driver(listed.saga.lease_owner, listed.saga.lease_expires_at, result.now),
                 "last_error": short(row["last_error"], 60) if row["last_error"] else "",
             }
-            for row in data
+            for row, listed in zip(data, result.sagas, strict=True)
         ],
     )
     empty = "no stuck sagas" if result.stuck else "no sagas match"
@@ -239,6 +241,31 @@ def list_truncated_line(result: ListResult) -> str | None:
     )
 
 
+def _driver(owner: str | None, expires: datetime | None, now: datetime | None) -> str:
+    """Who drives a saga now, for a table cell: its lease owner, marked when the lease ran out
+    (the driver stopped renewing it: a worker takes the saga over); empty when nobody does."""
+    if not owner:
+        return ""
+    return f"{owner} (lapsed)" if expires is not None and now is not None and expires < now else owner
+
+
+def driver_line(saga: SagaRecord, now: datetime) -> str:
+    """`show`'s driver line: the lease owner and until when, or when a worker takes the saga up."""
+    owner, expires = saga.lease_owner, saga.lease_expires_at
+    if owner:
+        if expires is None:
+            return owner
+        if expires < now:
+            return f"{owner} (lease expired {iso(expires)}: a worker takes it over)"
+        return f"{owner} (lease until {iso(expires)})"
+    if saga.state.terminal:
+        return "none"
+    if saga.wake_at is not None:
+        when = "since" if saga.wake_at <= now else "at"
+        return f"none; due for a worker {when} {iso(saga.wake_at)}"
+    return "none; nothing is due until a reply comes or an operator acts"
+
+
 def _step_label(index: int | None, name: str | None) -> str:
     if index is None and name is None:
         return "-"
@@ -267,12 +294,14 @@ def failing_steps(saga: SagaRecord) -> list[dict[str, Any]]:
     return failing
 
 
-def show_document(saga: SagaRecord | SagaSummary) -> Document:
+def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -> Document:
     """`show`: the saga document (the same JSON as run/resume: each step's last error is in
-    ``steps[].error``) with one detail line per failing step; for a mapped table, its row."""
+    ``steps[].error``) with a line saying who drives it and one per failing step; for a mapped
+    table, its row (no lease: the lease fields are null)."""
     if isinstance(saga, SagaSummary):
         return _summary_document(saga)
     doc = saga_document(saga)
+    doc.details.insert(4, ("driver", driver_line(saga, now or utcnow())))
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
             (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
@@ -293,6 +322,9 @@ def _summary_document(saga: SagaSummary) -> Document:
             "updated_at": iso(saga.updated_at),
             "deadline_at": iso(saga.deadline_at),
             "last_error": saga.last_error,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "wake_at": None,
             "steps": [],
             "transitions": [],
         }

@@ -55,6 +55,9 @@ def test_saga_json_golden() -> None:
         "updated_at": "2026-11-26T08:00:00.123456Z",
         "deadline_at": "2026-11-26T08:00:00.123456Z",
         "last_error": "charge: HTTP 503",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "wake_at": None,
         "steps": [
             {
                 "name": "charge",

@@ -75,9 +75,20 @@ def run(
         bool,
         typer.Option(
             "--detach",
-            help="Only record the saga (state started) and print its ID; drive it with 'sagactl resume'.",
+            help="Only record the saga (state started, due for a worker at once) and print its ID;"
+            " 'sagactl worker' or 'sagactl resume' drives it.",
         ),
     ] = False,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            metavar="FILE|-",
+            show_default=False,
+            help="Record one detached saga per line (JSON lines: one input object a line; blank and #"
+            " lines skipped) and print one ID per line. Every line is checked first. Implies --detach.",
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
@@ -85,10 +96,47 @@ def run(
     from sagactl.ops.sagas import RunRequest, run_file
 
     settings = opts.settings()
+    if inputs is not None:
+        return _submit(settings, file, inputs, saga, opts, given={"--input": input, "--saga-id": saga_id})
     request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
     if detach:  # nothing runs: no live view; the ID alone on stdout (json/jsonl: the saga)
         return opts.report([run_file(settings, request)], live=False, ids_only=not opts.json_output)
     return opts.drive(lambda observer: run_file(settings, request, observer))
+
+
+def _ids_only(opts: Shared, flag: str) -> None:
+    """--detach and --inputs print saga IDs, one a line, and nothing else."""
+    from sagactl.errors import UsageError
+
+    if opts.output is not OutputFormat.TABLE:
+        raise UsageError(
+            f"{flag} prints only saga IDs, one per line: -o {opts.output.value} does not apply",
+            hint="drop -o; 'sagactl show ID -o json' prints a saga's document",
+        )
+
+
+def _submit(
+    settings: Settings, file: str, inputs: str, saga: str | None, opts: Shared, given: dict[str, str | None]
+) -> int:
+    """`run FILE --inputs FILE|-`: one detached saga per line, IDs streamed as they commit."""
+    from sagactl.errors import UsageError
+    from sagactl.ops.sagas import SubmitRequest, submit_inputs
+
+    clash = [flag for flag, value in given.items() if value is not None]
+    if clash:
+        raise UsageError(
+            f"--inputs takes each saga's input from its line: {' and '.join(clash)} cannot be given with it",
+            hint="put each saga's input on its own line; each saga gets a new UUID",
+        )
+    _ids_only(opts, "--inputs")
+
+    def recorded(saga_id: str) -> None:
+        sys.stdout.write(f"{saga_id}\n")
+        sys.stdout.flush()  # a script reading the IDs sees each one as soon as it is committed
+
+    count = submit_inputs(settings, SubmitRequest(file=file, inputs=inputs, saga=saga), recorded)
+    info_line(f"sagactl: recorded {count} sagas (started); 'sagactl worker' drives them")
+    return ExitCode.OK
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)

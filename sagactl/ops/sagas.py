@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sagactl import inspect
 from sagactl.config import Settings
-from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
+from sagactl.errors import DefinitionError, ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
 from sagactl.models import RunResult, SagaRecord, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
 from sagactl.store.base import SagaSummary
@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from sagactl.engine import Engine
 
 
-def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
-    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``."""
+def read_input(value: str | None, stdin: TextIO | None = None, *, source: str = "--input") -> Any:
+    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``. ``source``
+    names inline JSON in messages."""
     if value is None:
         return {}
-    source = "--input"
     if value == "-":
         text, source = (stdin or sys.stdin).read(), "stdin"
     elif value.startswith("@"):
@@ -73,6 +73,86 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
         result = engine.run(defn, data, request.saga_id)
         result.saga.transitions = store.transitions(result.saga.saga_id)
         return result
+
+
+MAX_LINE_PROBLEMS = 20  # --inputs: the bad lines named one by one; past this, a count
+
+
+def read_inputs(path: str, stdin: TextIO | None = None) -> tuple[str, list[tuple[int, Any]]]:
+    """``--inputs``: JSON lines from FILE or ``-`` (stdin), one saga input a line; blank lines
+    and ``#`` comment lines are skipped. Returns the source's name and (line number, input) of
+    each line. Every line is read before anything else happens: each that is not a JSON
+    object is a ``FILE:LINE: what`` problem, all raised together (DefinitionError, exit 2)."""
+    source = "stdin" if path == "-" else path
+    try:
+        text = (stdin or sys.stdin).read() if path == "-" else Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --inputs {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--inputs {source} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    found: list[tuple[int, Any]] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not stripped.startswith("{"):
+            problems.append(f"{source}:{number}: not a JSON object (one saga input per line)")
+            continue
+        try:
+            found.append((number, read_input(line, source="this line")))  # columns as in the file
+        except UsageError as exc:
+            problems.append(f"{source}:{number}: {exc.message}")
+    _raise_line_problems(source, problems)
+    if not found:
+        raise UsageError(
+            f"--inputs {source} holds no saga inputs (every line is blank or a # comment)",
+            hint="write one JSON object per line",
+        )
+    return source, found
+
+
+def _raise_line_problems(source: str, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_LINE_PROBLEMS]
+    if len(problems) > len(shown):
+        shown.append(f"{source}: {len(problems) - len(shown)} more lines with problems; nothing was recorded")
+    raise DefinitionError(shown)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """``run FILE --inputs FILE|-``: one detached saga per input line."""
+
+    file: str
+    inputs: str
+    saga: str | None = None
+
+
+def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable[[str], None]) -> int:
+    """Record one detached saga (state started, due for a worker at once) per input line, on one
+    store connection, one commit per saga; ``recorded`` hears each ID once it is committed.
+    Every line is checked first (a JSON object with what the definition reads from it): any
+    problem raises before anything is recorded. Returns how many sagas were recorded."""
+    from sagactl import validation
+    from sagactl.engine import preflight
+
+    defn = validation.load(request.file, request.saga)
+    source, inputs = read_inputs(request.inputs)
+    env = dict(os.environ)
+    problems = []
+    for number, data in inputs:
+        try:
+            preflight(defn, data, env)
+        except UsageError as exc:
+            problems.append(f"{source}:{number}: {exc.message}")
+    _raise_line_problems(source, problems)
+    with store_for(settings) as store:
+        engine = make_engine(store, settings, env=env)
+        for _, data in inputs:
+            recorded(engine.start(defn, data, detached=True).saga_id)
+    return len(inputs)
 
 
 @dataclass(slots=True)
@@ -222,9 +302,7 @@ def resume_stuck(
 # -- the operator's view ---------------------------------------------------------------------
 
 
-def list_sagas(
-    settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None
-) -> inspect.ListResult:
+def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:

@@ -109,8 +109,11 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
         "deadline_at",
         "stuck_for_seconds",
         "last_error",
+        "lease_owner",
+        "lease_expires_at",
     ]
     assert (row["saga_id"], row["saga_type"], row["state"]) == ("c-1", "FastOrder", "compensating")
+    assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)  # nobody drives it: it waits
     assert (row["current_step"], row["current_step_name"]) == (1, "charge")
     assert 0 <= row["stuck_for_seconds"] < 600 and row["deadline_at"].endswith("Z")  # stuck since the run just now
     assert "FAIL_COMPENSATION=charge" in row["last_error"]
@@ -454,10 +457,19 @@ def test_mapped_table_through_a_context(legacy: Path) -> None:
         2,
         None,
     )
+    assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)  # a mapped table has no lease
+    rows = list(csv.DictReader(io.StringIO(invoke("list", "--context", "legacy", "-o", "csv")[1])))
+    assert ["lease_owner", *(r["lease_owner"] for r in rows)] == [
+        "lease_owner",
+        "",
+        "",
+        "",
+    ]
     assert invoke("list", "--context", "legacy", "-q") == (0, "L-1\nL-2\nL-3\n", "")
     assert invoke("list", "--stuck", "--context", "legacy", "-q", "--exit-code") == (3, "L-1\n", "")
     shown = invoke("show", "L-1", "--context", "legacy", "-o", "json")
     assert shown[0] == 0 and json.loads(shown[1])["state"] == "compensating"
+    assert [json.loads(shown[1])[k] for k in ("lease_owner", "lease_expires_at", "wake_at")] == [None] * 3
     prom = invoke("stats", "--context", "legacy", "-o", "prometheus")[1]
     assert 'sagactl_sagas{saga_type="Order",state="completed"} 1.0' in prom
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the default context: the own log
