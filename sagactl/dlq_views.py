@@ -10,11 +10,55 @@ from sagactl.dlq.outcomes import Action, RedriveResult
 from sagactl.dlq.peek import PeekResult
 from sagactl.dlq.tasks import MoveTask
 from sagactl.masking import mask_value
-from sagactl.output import Document, Table, cell, humanize_seconds
+from sagactl.output import Document, Table, cell, humanize_seconds, rows_table
 from sagactl.views import short
 
 BODY_PREVIEW = 60  # characters of a message body in a terminal table
 MOVED_ROWS = 50  # a redrive table lists moved messages only when there are at most this many
+
+# csv/tsv columns: the JSON fields (README), every value whole
+MESSAGE_FIELDS = (
+    "message_id",
+    "saga_id",
+    "step_name",
+    "command",
+    "error",
+    "receive_count",
+    "redrive_count",
+    "sent_at",
+    "age_seconds",
+    "group_id",
+    "source_arn",
+    "attributes",
+    "body",
+)
+GROUP_FIELDS = ("count", "oldest_sent_at", "newest_sent_at", "max_receive_count", "saga_ids", "step_names")
+OUTCOME_FIELDS = (
+    "message_id",
+    "saga_id",
+    "step_name",
+    "command",
+    "action",
+    "reason",
+    "destination",
+    "new_message_id",
+    "redrive_count",
+    "receive_count",
+    "group_id",
+    "sent_at",
+    "body",
+)
+TASK_FIELDS = (
+    "task_handle",
+    "status",
+    "source_arn",
+    "destination_arn",
+    "max_messages_per_second",
+    "approximate_messages_moved",
+    "approximate_messages_to_move",
+    "failure_reason",
+    "started_at",
+)
 
 
 def _body_cell(body: str, truncate: bool) -> str:
@@ -57,6 +101,7 @@ def dlq_messages_document(result: PeekResult, *, truncate: bool = True) -> Docum
         details=_peek_details(result),
         ids=_unique([m.saga_id for m in result.messages]),
         empty_message=f"no messages in {result.queue.name}",
+        delimited=rows_table(data, MESSAGE_FIELDS),
     )
 
 
@@ -105,6 +150,7 @@ def dlq_groups_document(result: PeekResult, by: GroupBy) -> Document:
         details=_peek_details(result),
         ids=[str(d[key]) for d in data if d[key]],
         empty_message=f"no messages in {result.queue.name}",
+        delimited=rows_table(data, (key, *GROUP_FIELDS, "message_ids")),
     )
 
 
@@ -155,7 +201,13 @@ def redrive_document(result: RedriveResult, *, truncate: bool = True) -> Documen
     if result.error is not None:
         details.append(("stopped", result.error.one_line()))
     moved = [o.message.saga_id for o in result.outcomes if o.action in (Action.MOVED, Action.POISONED)]
-    return Document(data=data, tables=[table], details=details, ids=_unique(moved))
+    return Document(
+        data=data,
+        tables=[table],
+        details=details,
+        ids=_unique(moved),
+        delimited=rows_table(data["messages"], OUTCOME_FIELDS),
+    )
 
 
 def redrive_summary_line(result: RedriveResult) -> str:
@@ -191,6 +243,7 @@ def move_tasks_document(tasks: Sequence[MoveTask]) -> Document:
         tables=[table],
         ids=[str(t.task_handle) for t in tasks if t.task_handle],
         empty_message="no move tasks for this queue",
+        delimited=rows_table(data, TASK_FIELDS),
     )
 
 
@@ -218,7 +271,7 @@ class _RedriveBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

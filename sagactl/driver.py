@@ -250,8 +250,8 @@ class Driver:
                 saga.current_step = None
                 # Every compensation is done: the error that matters is why the saga failed,
                 # not a compensation error that was since retried away or resolved by hand.
-                failed = next((r for r in saga.steps if r.status is StepStatus.FAILED and r.error), None)
-                if failed is not None:
+                failed = saga.failed_step()
+                if failed is not None and failed.error:
                     saga.last_error = f"{failed.name}: {failed.error}"
                 self.flush(None, release=True)
             else:
@@ -359,7 +359,7 @@ class Driver:
         if reply.status is not Status.OK:
             return False
         record.compensated_at = self.clock.now()
-        record.error = None
+        record.compensation_error = None  # the action's error stays: it is why the saga failed
         detail: dict[str, Any] = {"attempt": record.compensation_attempts}
         if reply.already_undone:
             detail["already_undone"] = True
@@ -398,7 +398,10 @@ class Driver:
             if reply.status is Status.OK:
                 return reply, True
             maybe_delivered = maybe_delivered or reply.delivered
-            record.error = reply.error
+            if action:
+                record.error = reply.error
+            else:
+                record.compensation_error = reply.error
             what = step.name if action else f"{step.name} compensation"
             self.saga.last_error = f"{what}: {reply.error}"
             if reply.status is Status.TRANSIENT and tries < policy.max_attempts:

@@ -266,7 +266,7 @@ class Engine:
             detail.update(out_of_order=True, waiting=waiting)
         driver.step_to(record, StepStatus.COMPENSATED, **detail)
         record.compensated_at = self.clock.now()
-        record.error = None
+        record.compensation_error = None
         return driver.drive()
 
     # -- lease -----------------------------------------------------------------------------

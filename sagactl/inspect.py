@@ -59,6 +59,8 @@ class ListedSaga:
             "deadline_at": iso(s.deadline_at),
             "stuck_for_seconds": None if self.stuck_for_seconds is None else round(self.stuck_for_seconds, 3),
             "last_error": s.last_error,
+            "lease_owner": s.lease_owner,
+            "lease_expires_at": iso(s.lease_expires_at),
         }
 
 
@@ -79,6 +81,7 @@ class ListResult:
     sagas: list[ListedSaga]
     stuck: bool
     truncated_at: int | None = None  # the default cap, when more sagas matched
+    now: datetime | None = None  # when it was listed (a lease that ran out before is lapsed)
 
 
 def parse_older_than(duration: str | None) -> float | None:
@@ -149,7 +152,7 @@ def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListR
             saga_type=request.saga_type,
             limit=limit,
         )
-        return ListResult(sagas, stuck=True)
+        return ListResult(sagas, stuck=True, now=now)
     cap = DEFAULT_LIST_LIMIT if request.limit is None else None
     query = SagaQuery(
         states=request.states,
@@ -160,7 +163,7 @@ def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListR
     rows = reader.summaries(query)
     truncated = cap if cap is not None and len(rows) > cap else None
     sagas = [ListedSaga(r, stuck_for(r, now)) for r in rows[:cap]]
-    return ListResult(sagas, stuck=False, truncated_at=truncated)
+    return ListResult(sagas, stuck=False, truncated_at=truncated, now=now)
 
 
 def show_saga(reader: SagaReader, saga_id: str) -> SagaRecord | SagaSummary:

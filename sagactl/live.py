@@ -1,4 +1,9 @@
-"""The live view of a running saga on a terminal: one row per step, updated on every commit."""
+"""The live view of a running saga on a terminal: one row per step, updated on every commit.
+
+Everything in it that came from elsewhere (saga ID and type, step names, errors) is shown as
+``Text`` through ``output.terminal_safe``; and a view that fails to draw stops drawing, never
+the saga it shows.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from types import TracebackType
 from typing import Any
 
 from sagactl.masking import mask_secrets
-from sagactl.models import SagaRecord, StepStatus, Transition
+from sagactl.models import SagaRecord, StepRecord, StepStatus, Transition
+from sagactl.output import terminal_safe, warning_line
 
 _ICONS = {
     StepStatus.PENDING: ("·", "dim"),
@@ -28,6 +34,7 @@ class LiveView:
         self.console = Console(stderr=True)
         self._live = Live(console=self.console, refresh_per_second=8, transient=False)
         self._saga: SagaRecord | None = None
+        self.failure: Exception | None = None
 
     def __enter__(self) -> LiveView:
         self._live.__enter__()
@@ -37,23 +44,37 @@ class LiveView:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._saga is not None:
-            self._live.update(self._render(self._saga), refresh=True)
+            self._draw(self._saga)
         self._live.__exit__(kind, exc, tb)
+        if self.failure is not None:
+            warning_line(f"the live view stopped drawing ({type(self.failure).__name__}: {self.failure})")
 
     def __call__(self, saga: SagaRecord, transition: Transition) -> None:
         self._saga = saga
-        self._live.update(self._render(saga), refresh=True)
+        self._draw(saga)
+
+    def _draw(self, saga: SagaRecord) -> None:
+        """Redraw; a failure to draw is kept for a warning at the end and the view goes blank,
+        so the engine calling this goes on driving the saga."""
+        if self.failure is not None:
+            return
+        try:
+            self._live.update(self._render(saga), refresh=True)
+        except Exception as exc:
+            from rich.text import Text
+
+            self.failure = exc
+            self._live.update(Text(""), refresh=False)
 
     def _render(self, saga: SagaRecord) -> Any:
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        title = Text.assemble(f"{saga.saga_type} {saga.saga_id}  ", (saga.state.value, "bold"))
-        table = Table(
-            show_edge=False,
-            header_style="bold",
+        title = Text.assemble(
+            terminal_safe(f"{saga.saga_type} {saga.saga_id}"), "  ", (saga.state.value, "bold")
         )
+        table = Table(show_edge=False, header_style="bold")
         for header in ("", "STEP", "STATUS", "ATTEMPTS", "DETAIL"):
             table.add_column(header, overflow="fold")
         for step in saga.steps:
@@ -61,8 +82,18 @@ class LiveView:
             attempts = str(step.attempts) + (
                 f" +{step.compensation_attempts}c" if step.compensation_attempts else ""
             )
-            detail = mask_secrets(step.error) if step.error else ""
             table.add_row(
-                Text(icon, style=style), step.name, Text(step.status.value, style=style), attempts, detail
+                Text(icon, style=style),
+                Text(terminal_safe(step.name)),
+                Text(step.status.value, style=style),
+                Text(attempts),
+                Text(terminal_safe(mask_secrets(_detail(step)))),
             )
         return Group(title, table)
+
+
+def _detail(step: StepRecord) -> str:
+    """The step's error: the compensation's while it is being undone, else the action's."""
+    if step.compensation_error and step.status in (StepStatus.COMPENSATING, StepStatus.COMPENSATED):
+        return f"compensation: {step.compensation_error}"
+    return step.error or ""

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from sagactl.masking import mask_secrets
+from sagactl.output import json_safe, terminal_safe
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -18,10 +19,13 @@ class JsonLogFormatter(logging.Formatter):
         for key in ("saga_id", "step_name", "old_state", "new_state", "detail"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        return mask_secrets(to_json(entry, indent=None))
+        return json_safe(mask_secrets(to_json(entry, indent=None)))
 
 
 class TextLogFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().formatMessage(record))  # the line; a traceback follows as is
+
     def format(self, record: logging.LogRecord) -> str:
         level = record.levelname
         record.levelname = level.lower()  # "sagactl: warning: …", like every other warning line

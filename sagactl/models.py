@@ -86,25 +86,39 @@ def parse_iso(value: str | datetime | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def check_saga_id(saga_id: str) -> str:
-    """``saga_id`` if it can name a saga: not empty, at most MAX_SAGA_ID characters, no control
-    or invisible characters, no whitespace at either end; else UsageError (exit 2)."""
+def saga_id_problem(saga_id: str) -> str | None:
+    """What keeps ``saga_id`` from naming a saga sagactl records (``is empty``, ``starts or ends
+    with whitespace``...), or None: 1 to MAX_SAGA_ID characters, no control or invisible
+    characters, no whitespace at either end."""
+    if not saga_id:
+        return "is empty"
+    if len(saga_id) > MAX_SAGA_ID:
+        return f"is {len(saga_id)} characters long, over the {MAX_SAGA_ID} of an SQS FIFO message group ID"
+    bad = next((c for c in saga_id if unicodedata.category(c) in _UNPRINTABLE), None)
+    if bad is not None:
+        if unicodedata.category(bad) == "Cs":
+            return "is not valid UTF-8"
+        return f"contains the control or invisible character U+{ord(bad):04X}"
+    if saga_id != saga_id.strip():
+        return "starts or ends with whitespace"
+    return None
+
+
+def shown_id(saga_id: str) -> str:
+    """A saga ID for a message: escaped, at most 40 characters of it."""
+    return escaped(saga_id if len(saga_id) <= 40 else saga_id[:40] + "…")
+
+
+def check_saga_id(saga_id: str, *, lookup: bool = False) -> str:
+    """``saga_id`` if it can name a new saga (saga_id_problem), else UsageError (exit 2).
+    ``lookup``: the ID finds a saga another writer may have recorded under any ID, so only what
+    no store can hold is refused here (empty, not UTF-8); the rest is said when it finds nothing."""
+    problem = saga_id_problem(saga_id)
+    if problem is None or (lookup and problem not in ("is empty", "is not valid UTF-8")):
+        return saga_id
     if not saga_id:
         raise UsageError("saga ID is empty", hint="pass the ID as 'sagactl list' shows it")
-    shown = escaped(saga_id if len(saga_id) <= 40 else saga_id[:40] + "…")
-    if len(saga_id) > MAX_SAGA_ID:
-        raise UsageError(
-            f"saga ID '{shown}' is {len(saga_id)} characters long; at most {MAX_SAGA_ID} are allowed"
-            " (the SQS FIFO message group limit)"
-        )
-    bad = next((c for c in saga_id if unicodedata.category(c) in _UNPRINTABLE), None)
-    if bad is not None and unicodedata.category(bad) == "Cs":
-        raise UsageError(f"saga ID '{shown}' is not valid UTF-8")
-    if bad is not None:
-        raise UsageError(f"saga ID '{shown}' contains the control or invisible character U+{ord(bad):04X}")
-    if saga_id != saga_id.strip():
-        raise UsageError(f"saga ID '{shown}' starts or ends with whitespace")
-    return saga_id
+    raise UsageError(f"saga ID '{shown_id(saga_id)}' {problem}")
 
 
 def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
@@ -138,7 +152,11 @@ class Waiting:
 
 @dataclass(slots=True)
 class StepRecord:
-    """One step's progress. Mutable: the engine owns one working copy and writes it whole."""
+    """One step's progress. Mutable: the engine owns one working copy and writes it whole.
+
+    ``error`` is the action's last error: it stays when the step is compensated (it says why
+    the saga failed). ``compensation_error`` is the last error of a compensation not yet done.
+    """
 
     name: str
     status: StepStatus = StepStatus.PENDING
@@ -150,6 +168,7 @@ class StepRecord:
     outcome: Outcome | None = None
     compensation_attempts: int = 0
     compensated_at: datetime | None = None
+    compensation_error: str | None = None
     waiting: Waiting | None = None
 
     def needs_compensation(self) -> bool:
@@ -170,23 +189,31 @@ class StepRecord:
             "outcome": self.outcome.value if self.outcome else None,
             "compensation_attempts": self.compensation_attempts,
             "compensated_at": iso(self.compensated_at),
+            "compensation_error": self.compensation_error,
             "waiting": self.waiting.to_dict() if self.waiting else None,
         }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StepRecord:
         outcome = raw.get("outcome")
+        status = StepStatus(raw.get("status", "pending"))
+        attempts = int(raw.get("compensation_attempts", 0))
+        error, compensation_error = raw.get("error"), raw.get("compensation_error")
+        if "compensation_error" not in raw and status is StepStatus.COMPENSATING and attempts:
+            # written before compensation_error existed: a compensation's error took `error`
+            error, compensation_error = None, error
         return cls(
             name=raw["name"],
-            status=StepStatus(raw.get("status", "pending")),
+            status=status,
             attempts=int(raw.get("attempts", 0)),
             result=raw.get("result"),
-            error=raw.get("error"),
+            error=error,
             started_at=parse_iso(raw.get("started_at")),
             finished_at=parse_iso(raw.get("finished_at")),
             outcome=Outcome(outcome) if outcome else None,
-            compensation_attempts=int(raw.get("compensation_attempts", 0)),
+            compensation_attempts=attempts,
             compensated_at=parse_iso(raw.get("compensated_at")),
+            compensation_error=compensation_error,
             waiting=Waiting.from_dict(raw.get("waiting")),
         )
 
@@ -241,6 +268,16 @@ class SagaRecord:
             return None
         return self.steps[self.current_step].name
 
+    def failed_step(self) -> StepRecord | None:
+        """The step whose action made the saga fail: refused, never delivered, or with an
+        unknown outcome (which is then compensated, so its status moves on to compensated)."""
+        for record in self.steps:
+            if record.outcome in (Outcome.REFUSED, Outcome.NOT_DELIVERED, Outcome.UNKNOWN):
+                return record
+            if record.status is StepStatus.FAILED:
+                return record
+        return None
+
     def step(self, name: str) -> StepRecord:
         for record in self.steps:
             if record.name == name:
@@ -260,6 +297,9 @@ class SagaRecord:
             "updated_at": iso(self.updated_at),
             "deadline_at": iso(self.deadline_at),
             "last_error": self.last_error,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": iso(self.lease_expires_at),
+            "wake_at": iso(self.wake_at),
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }

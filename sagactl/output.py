@@ -4,6 +4,11 @@ tsv, markdown, prometheus; and the one-line messages on stderr.
 Commands build a ``Document`` (JSON data, display tables, IDs) and call ``emit``. Data
 goes to stdout, messages to stderr, colour only on a terminal without NO_COLOR. rich and
 tabulate are imported only when a format needs them.
+
+Every text is foreign until proven otherwise (participant errors and results, message
+bodies, saga IDs, step names): whatever a person reads goes through ``terminal_safe``
+(control characters escaped) and reaches rich only as ``Text``, never as markup. JSON keeps
+the data exact; csv/tsv keep values whole and exact except on a terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,9 +50,10 @@ class Table:
 class Document:
     """What a command hands to ``emit``.
 
-    data: the JSON contract (json/jsonl); tables: table/csv/tsv/markdown views (csv and tsv
-    show the first, ``primary``, table); details: key/value lines above the tables on a
-    terminal; ids: what ``-q`` prints; prometheus: text exposition, for ``stats`` only.
+    data: the JSON contract (json/jsonl); tables: the table and markdown views; details:
+    key/value lines above the tables; ids: what ``-q`` prints; prometheus: text exposition,
+    for ``stats`` only; delimited: the csv/tsv rows (default: ``data`` itself when it is an
+    object or an array of objects, one column per field, values whole).
     """
 
     data: Any
@@ -55,6 +62,7 @@ class Document:
     ids: list[str] = field(default_factory=list)
     prometheus: Callable[[], str] | None = None
     empty_message: str | None = None
+    delimited: Table | None = None
 
 
 def stream_is_tty(stream: TextIO | None = None) -> bool:
@@ -63,6 +71,50 @@ def stream_is_tty(stream: TextIO | None = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def same_terminal(one: TextIO, other: TextIO) -> bool:
+    """Both streams are one and the same terminal (e.g. stdout and stderr of `sagactl run` in a
+    terminal, but not when either is redirected)."""
+    if not (stream_is_tty(one) and stream_is_tty(other)):
+        return False
+    try:
+        return os.path.samestat(os.fstat(one.fileno()), os.fstat(other.fileno()))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+# C0 controls, DEL and C1 controls (ESC starts terminal sequences, U+009B is CSI on its own),
+# line and paragraph separators, and the bidi overrides and isolates that reorder what is shown.
+_UNSAFE_CODES = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_ESCAPES = {chr(c): f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}" for c in _UNSAFE_CODES} | {
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # _ESCAPES' keys
+# what JSON leaves raw (it escapes C0 controls itself), as JSON escapes
+_JSON_ESCAPES = {ch: f"\\u{ord(ch):04x}" for ch in _ESCAPES if ord(ch) >= 0x7F}
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # _JSON_ESCAPES' keys
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as a terminal may show it: literally, one line, with every control character
+    escaped (ESC as ``\\x1b``, a newline as ``\\n``, a bidi override as ``\\u202e``), so
+    foreign text can neither move the cursor, retitle the window, recolour the screen nor
+    break a table row. Backslashes are left as they are. Linear; cheap when there is nothing
+    to escape."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters JSON leaves raw but a terminal may act on (DEL, C1
+    controls, line separators, bidi overrides) written as ``\\uXXXX``: the same data."""
+    if _JSON_UNSAFE.search(text) is None:
+        return text
+    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group()], text)
 
 
 def cell(value: Any) -> str:
@@ -76,6 +128,15 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def rows_table(rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> Table:
+    """A table of JSON objects: one column per field (``first`` ones first, then in the order
+    they appear), headed by the field names; what csv/tsv print."""
+    keys = dict.fromkeys(first)
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    return Table(columns=[(key, key) for key in keys], rows=rows)
+
+
 def emit(
     doc: Document,
     fmt: OutputFormat = OutputFormat.TABLE,
@@ -87,20 +148,20 @@ def emit(
     out = sys.stdout if stream is None else stream
     if quiet:
         for ident in doc.ids:
-            out.write(f"{ident}\n")
+            out.write(f"{terminal_safe(ident)}\n")
         return
     if fmt is OutputFormat.JSON:
-        out.write(to_json(doc.data) + "\n")
+        out.write(json_safe(to_json(doc.data)) + "\n")
     elif fmt is OutputFormat.JSONL:
         items = doc.data if isinstance(doc.data, list) else [doc.data]
         for item in items:
-            out.write(to_json(item, indent=None) + "\n")
+            out.write(json_safe(to_json(item, indent=None)) + "\n")
     elif fmt is OutputFormat.PROMETHEUS:
         if doc.prometheus is None:
             raise UsageError("-o prometheus is only available for 'sagactl stats'")
         out.write(doc.prometheus())
     elif fmt in (OutputFormat.CSV, OutputFormat.TSV):
-        _write_delimited(doc.tables[0] if doc.tables else Table([], []), out, fmt)
+        _write_delimited(_delimited(doc), out, fmt)
     elif fmt is OutputFormat.MARKDOWN:
         _write_markdown(doc, out)
     elif stream_is_tty(out):
@@ -109,36 +170,56 @@ def emit(
         _write_plain(doc, out)
 
 
+def _delimited(doc: Document) -> Table:
+    if doc.delimited is not None:
+        return doc.delimited
+    if isinstance(doc.data, dict):
+        return rows_table([doc.data])
+    if isinstance(doc.data, list) and doc.data and all(isinstance(row, dict) for row in doc.data):
+        return rows_table(doc.data)
+    return doc.tables[0] if doc.tables else Table([], [])
+
+
 def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat) -> None:
+    """Every value whole and exact (csv quoting keeps commas, quotes and newlines), except on
+    a terminal, where control characters are escaped as in every view."""
+    if not table.columns:
+        return
+    safe = terminal_safe if stream_is_tty(out) else str
     buffer = io.StringIO()
     delimiter = "," if fmt is OutputFormat.CSV else "\t"
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow([key for key, _ in table.columns])
+    writer.writerow([safe(key) for key, _ in table.columns])
     for row in table.rows:
-        writer.writerow([cell(row.get(key)) for key, _ in table.columns])
+        writer.writerow([safe(cell(row.get(key))) for key, _ in table.columns])
     out.write(buffer.getvalue())
 
 
-def _tabulate(table: Table, tablefmt: str) -> str:
+def _tabulate(table: Table, tablefmt: str, safe: Callable[[str], str] = terminal_safe) -> str:
     from tabulate import tabulate
 
     headers = [header for _, header in table.columns]
-    rows = [[cell(row.get(key)) for key, _ in table.columns] for row in table.rows]
+    rows = [[safe(cell(row.get(key))) for key, _ in table.columns] for row in table.rows]
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def _markdown_safe(text: str) -> str:
+    return terminal_safe(text).replace("|", "\\|")
 
 
 def _write_markdown(doc: Document, out: TextIO) -> None:
     for key, value in doc.details:
-        out.write(f"- **{key}**: {value}\n")
+        out.write(f"- **{_markdown_safe(key)}**: {_markdown_safe(value)}\n")
     for table in doc.tables:
         if doc.details or len(doc.tables) > 1:
             out.write(f"\n### {table.title or ''}\n\n")
-        out.write(_tabulate(table, "github") + "\n")
+        out.write(_tabulate(table, "github", _markdown_safe) + "\n")
 
 
 def _write_plain(doc: Document, out: TextIO) -> None:
-    width = max((len(key) for key, _ in doc.details), default=0)
-    for key, value in doc.details:
+    details = [(terminal_safe(key), terminal_safe(value)) for key, value in doc.details]
+    width = max((len(key) for key, _ in details), default=0)
+    for key, value in details:
         out.write(f"{key + ':':<{width + 1}} {value}\n")
     for table in doc.tables:
         if doc.details or len(doc.tables) > 1:
@@ -146,23 +227,25 @@ def _write_plain(doc: Document, out: TextIO) -> None:
         if table.rows:
             out.write(_tabulate(table, "plain") + "\n")
         elif doc.empty_message and len(doc.tables) == 1:
-            sys.stderr.write(f"{doc.empty_message}\n")
+            info_line(doc.empty_message)
 
 
 def _write_rich(doc: Document, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False)
     for key, value in doc.details:
-        console.print(f"[bold]{key}:[/bold] {value}", markup=True, soft_wrap=True)
+        console.print(Text.assemble((f"{terminal_safe(key)}:", "bold"), " ", terminal_safe(value)), soft_wrap=True)
     for table in doc.tables:
         if not table.rows and doc.empty_message and len(doc.tables) == 1:
-            Console(stderr=True).print(doc.empty_message, style="dim")
+            Console(stderr=True).print(Text(terminal_safe(doc.empty_message), style="dim"))
             continue
-        rich_table = RichTable(title=table.title, title_justify="left", header_style="bold")
+        title = Text(table.title) if table.title else None
+        rich_table = RichTable(title=title, title_justify="left", header_style="bold")
         for _, header in table.columns:
-            rich_table.add_column(header, overflow="fold")
+            rich_table.add_column(Text(header), overflow="fold")
         for row in table.rows:
             rich_table.add_row(*(_styled(key, row.get(key)) for key, _ in table.columns))
         console.print(rich_table)
@@ -180,12 +263,13 @@ _STATE_STYLES = {
 
 
 def _styled(key: str, value: Any) -> Any:
-    text = cell(value)
-    if key in ("state", "status", "new_state") and text in _STATE_STYLES:
-        from rich.text import Text
+    """A rich cell: always ``Text`` (a plain string would be parsed as markup); states in
+    their colour."""
+    from rich.text import Text
 
-        return Text(text, style=_STATE_STYLES[text])
-    return text
+    text = terminal_safe(cell(value))
+    style = _STATE_STYLES.get(text, "") if key in ("state", "status", "new_state") else ""
+    return Text(text, style=style)
 
 
 def humanize_seconds(seconds: float | None) -> str:
@@ -206,13 +290,15 @@ def humanize_seconds(seconds: float | None) -> str:
 
 
 def error_line(message: str, stream: TextIO | None = None) -> None:
-    """``sagactl: error: …`` on stderr (the message is already one line and masked)."""
-    (sys.stderr if stream is None else stream).write(f"sagactl: error: {message}\n")
+    """``sagactl: error: …`` on stderr: one line (control characters escaped), already masked."""
+    (sys.stderr if stream is None else stream).write(f"sagactl: error: {terminal_safe(message)}\n")
 
 
 def warning_line(message: str, stream: TextIO | None = None) -> None:
-    (sys.stderr if stream is None else stream).write(f"sagactl: warning: {message}\n")
+    """``sagactl: warning: …`` on stderr, one line like ``error_line``."""
+    (sys.stderr if stream is None else stream).write(f"sagactl: warning: {terminal_safe(message)}\n")
 
 
 def info_line(message: str, stream: TextIO | None = None) -> None:
-    (sys.stderr if stream is None else stream).write(f"{message}\n")
+    """A message on stderr, one line like ``error_line``."""
+    (sys.stderr if stream is None else stream).write(f"{terminal_safe(message)}\n")

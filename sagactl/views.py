@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SagaRecord, iso
-from sagactl.output import Document, Table, cell, humanize_seconds
+from sagactl.models import SagaRecord, StepRecord, iso, utcnow
+from sagactl.output import Document, Table, cell, humanize_seconds, rows_table
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 
 
 def saga_document(saga: SagaRecord) -> Document:
-    """`show`, `run`, `resume`: the saga JSON plus details, steps and history tables."""
+    """`show`, `run`, `resume`: the saga JSON plus details, steps and history tables; csv/tsv
+    print one row per step with the saga ID."""
     data = mask_value(saga.to_dict())
     steps = Table(
         columns=[
@@ -46,7 +47,7 @@ def saga_document(saga: SagaRecord) -> Document:
                 "attempts": _attempts(s),
                 "duration": _duration(step.started_at, step.finished_at),
                 "result": short(s["result"]),
-                "error": s["error"],
+                "error": _errors(s),
             }
             for s, step in zip(data["steps"], saga.steps, strict=True)
         ],
@@ -77,14 +78,42 @@ def saga_document(saga: SagaRecord) -> Document:
         details.append(("deadline", iso(saga.deadline_at) or ""))
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
-    return Document(data=data, tables=[steps, history], details=details, ids=[saga.saga_id])
+    return Document(
+        data=data,
+        tables=[steps, history],
+        details=details,
+        ids=[saga.saga_id],
+        delimited=_step_rows([data]),
+    )
 
 
-def sagas_document(sagas: Sequence[SagaRecord]) -> Document:
-    """Several run/resume results: an array of saga documents; tables concatenated."""
+STEP_FIELDS = ("saga_id", *StepRecord("").to_dict())
+
+
+def _step_rows(sagas: Sequence[dict[str, Any]]) -> Table:
+    """csv/tsv of sagas: one row per step, the saga ID first, every field whole."""
+    return rows_table(
+        [{"saga_id": saga["saga_id"], **step} for saga in sagas for step in saga["steps"]], STEP_FIELDS
+    )
+
+
+def _errors(step: dict[str, Any]) -> str:
+    """The ERROR cell: the action's error and, while or once it ran, the compensation's."""
+    action, compensation = step["error"], step.get("compensation_error")
+    if not compensation:
+        return action or ""
+    return f"{action}; compensation: {compensation}" if action else f"compensation: {compensation}"
+
+
+def sagas_document(sagas: Sequence[SagaRecord], *, array: bool = False) -> Document:
+    """run/resume results: one saga's document; several (or any number with ``array``, as
+    `resume` prints) an array of them, shown as a summary table."""
     docs = [saga_document(s) for s in sagas]
     if len(docs) == 1:
-        return docs[0]
+        doc = docs[0]
+        if array:
+            doc.data = [doc.data]
+        return doc
     summary = Table(
         columns=[
             ("saga_id", "SAGA"),
@@ -94,7 +123,12 @@ def sagas_document(sagas: Sequence[SagaRecord]) -> Document:
         ],
         rows=[{k: d.data[k] for k in ("saga_id", "saga_type", "state", "last_error")} for d in docs],
     )
-    return Document(data=[d.data for d in docs], tables=[summary], ids=[s.saga_id for s in sagas])
+    return Document(
+        data=[d.data for d in docs],
+        tables=[summary],
+        ids=[s.saga_id for s in sagas],
+        delimited=_step_rows([d.data for d in docs]),
+    )
 
 
 def _current(saga: SagaRecord) -> str:
@@ -156,6 +190,7 @@ def list_document(result: ListResult) -> Document:
             ("step", "STEP"),
             ("updated_at", "UPDATED"),
             ("stuck_for", "STUCK FOR"),
+            ("driver", "DRIVER"),
             ("last_error", "LAST ERROR"),
         ],
         rows=[
@@ -166,9 +201,10 @@ def list_document(result: ListResult) -> Document:
                 "step": _step_label(row["current_step"], row["current_step_name"]),
                 "updated_at": row["updated_at"],
                 "stuck_for": humanize_seconds(row["stuck_for_seconds"]),
+                "driver": _driver(listed.saga.lease_owner, listed.saga.lease_expires_at, result.now),
                 "last_error": short(row["last_error"], 60) if row["last_error"] else "",
             }
-            for row in data
+            for row, listed in zip(data, result.sagas, strict=True)
         ],
     )
     empty = "no stuck sagas" if result.stuck else "no sagas match"
@@ -177,7 +213,22 @@ def list_document(result: ListResult) -> Document:
         tables=[table],
         ids=[row["saga_id"] for row in data],
         empty_message=empty,
+        delimited=rows_table(data, LIST_FIELDS),
     )
+
+
+LIST_FIELDS = (
+    "saga_id",
+    "saga_type",
+    "state",
+    "current_step",
+    "current_step_name",
+    "created_at",
+    "updated_at",
+    "deadline_at",
+    "stuck_for_seconds",
+    "last_error",
+)
 
 
 def list_truncated_line(result: ListResult) -> str | None:
@@ -190,6 +241,31 @@ def list_truncated_line(result: ListResult) -> str | None:
     )
 
 
+def _driver(owner: str | None, expires: datetime | None, now: datetime | None) -> str:
+    """Who drives a saga now, for a table cell: its lease owner, marked when the lease ran out
+    (the driver stopped renewing it: a worker takes the saga over); empty when nobody does."""
+    if not owner:
+        return ""
+    return f"{owner} (lapsed)" if expires is not None and now is not None and expires < now else owner
+
+
+def driver_line(saga: SagaRecord, now: datetime) -> str:
+    """`show`'s driver line: the lease owner and until when, or when a worker takes the saga up."""
+    owner, expires = saga.lease_owner, saga.lease_expires_at
+    if owner:
+        if expires is None:
+            return owner
+        if expires < now:
+            return f"{owner} (lease expired {iso(expires)}: a worker takes it over)"
+        return f"{owner} (lease until {iso(expires)})"
+    if saga.state.terminal:
+        return "none"
+    if saga.wake_at is not None:
+        when = "since" if saga.wake_at <= now else "at"
+        return f"none; due for a worker {when} {iso(saga.wake_at)}"
+    return "none; nothing is due until a reply comes or an operator acts"
+
+
 def _step_label(index: int | None, name: str | None) -> str:
     if index is None and name is None:
         return "-"
@@ -199,32 +275,33 @@ def _step_label(index: int | None, name: str | None) -> str:
 
 
 def failing_steps(saga: SagaRecord) -> list[dict[str, Any]]:
-    """Each step whose last attempt (action or compensation) ended with an error."""
+    """Each error a step keeps: its action's (also once compensated: why the saga failed) and
+    its compensation's (one not done yet), with the attempts it took."""
     failing = []
     for step in saga.steps:
-        if step.error is None:
-            continue
-        compensating = step.status.value in ("compensating", "compensated") or (
-            step.compensation_attempts > 0 and step.status.value != "failed"
-        )
-        failing.append(
-            {
-                "name": step.name,
-                "status": step.status.value,
-                "phase": "compensation" if compensating else "action",
-                "attempts": step.compensation_attempts if compensating else step.attempts,
-                "error": step.error,
-            }
-        )
+        common = {"name": step.name, "status": step.status.value}
+        if step.error is not None:
+            failing.append({**common, "phase": "action", "attempts": step.attempts, "error": step.error})
+        if step.compensation_error is not None:
+            failing.append(
+                {
+                    **common,
+                    "phase": "compensation",
+                    "attempts": step.compensation_attempts,
+                    "error": step.compensation_error,
+                }
+            )
     return failing
 
 
-def show_document(saga: SagaRecord | SagaSummary) -> Document:
+def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -> Document:
     """`show`: the saga document (the same JSON as run/resume: each step's last error is in
-    ``steps[].error``) with one detail line per failing step; for a mapped table, its row."""
+    ``steps[].error``) with a line saying who drives it and one per failing step; for a mapped
+    table, its row (no lease: the lease fields are null)."""
     if isinstance(saga, SagaSummary):
         return _summary_document(saga)
     doc = saga_document(saga)
+    doc.details.insert(4, ("driver", driver_line(saga, now or utcnow())))
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
             (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
@@ -245,6 +322,9 @@ def _summary_document(saga: SagaSummary) -> Document:
             "updated_at": iso(saga.updated_at),
             "deadline_at": iso(saga.deadline_at),
             "last_error": saga.last_error,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "wake_at": None,
             "steps": [],
             "transitions": [],
         }
@@ -261,7 +341,8 @@ def _summary_document(saga: SagaSummary) -> Document:
         details.append(("deadline", data["deadline_at"]))
     if data["last_error"]:
         details.append(("last error", data["last_error"]))
-    return Document(data=data, details=details, ids=[saga.saga_id])
+    shown = {k: v for k, v in data.items() if k not in ("data", "steps", "transitions")}
+    return Document(data=data, details=details, ids=[saga.saga_id], delimited=rows_table([shown]))
 
 
 def stats_document(stats: Stats) -> Document:
@@ -306,6 +387,9 @@ def stats_document(stats: Stats) -> Document:
         details=details,
         prometheus=lambda: stats_prometheus(stats),
         empty_message="no sagas recorded",
+        delimited=rows_table(
+            data["sagas"], ("saga_type", "state", "count", "stuck", "oldest_created_at", "oldest_age_seconds")
+        ),
     )
 
 
@@ -345,6 +429,12 @@ def stats_prometheus(stats: Stats) -> str:
     return generate_latest(registry).decode("utf-8")
 
 
+def db_init_document(store: str, version: int) -> Document:
+    """`db init -o …`: where the saga log is and its schema version (DSN password masked)."""
+    data = {"store": mask_value(store), "schema_version": version}
+    return Document(data=data, details=[("saga log", data["store"]), ("schema version", str(version))])
+
+
 def stuck_resume_line(report: StuckResume) -> str:
     """The summary of `resume --stuck` (stderr)."""
     if report.found == 0:
@@ -367,9 +457,9 @@ def run_summary_line(saga: SagaRecord) -> str | None:
     if state == "started":
         return f"saga {saga.saga_id} recorded (started); a worker drives it, or 'sagactl resume {saga.saga_id}'"
     undone = [s.name for s in reversed(saga.steps) if s.status.value == "compensated"]
-    failed = next((s for s in saga.steps if s.status.value == "failed"), None)
+    failed = saga.failed_step()
     if state == "failed":
-        where = f" at {failed.name}: {failed.error}" if failed else ""
+        where = f" at {failed.name}: {failed.error or 'no error recorded'}" if failed else ""
         comp = f"; compensated {', '.join(undone)}" if undone else "; nothing to compensate"
         return f"saga {saga.saga_id} failed{where}{comp}"
     blocked = saga.current_step_name or "?"

@@ -221,7 +221,9 @@ class Worker:
             return self._ignored(item, "not a saga reply")
         keys = {p: idempotency_key(reply.saga_id, reply.step_name, p) for p in Phase}
         phases = [p for p in Phase if reply.answers(p) and reply.key in (None, keys[p])]
-        queue_name = item.transport.queue_name
+        # The reply queue, not the listener's command queue: endpoints that share a reply queue
+        # share its listener, whose command queue may be another step's.
+        queue_name = item.transport.reply_name
         self.metrics.in_flight.inc()
         try:
             for phase in phases:

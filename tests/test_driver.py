@@ -118,7 +118,7 @@ def assert_failed_and_compensated(store: Store, outcome: Any, transport: ResultT
     first, second = stored.steps
     assert (first.status, second.status) == (StepStatus.COMPENSATED, StepStatus.COMPENSATED)
     assert second.outcome is Outcome.UNKNOWN and second.result is None
-    assert second.error is None  # cleared once compensated; why it failed stays in the history
+    assert second.error == f"the participant answered, but its result cannot be stored: {problem}"  # kept
     assert stored.last_error == f"second: the participant answered, but its result cannot be stored: {problem}"
     # the participant acted, so its step is undone first, then the earlier one (strict reverse order)
     assert transport.calls == [
@@ -232,8 +232,7 @@ def test_run_with_an_unstorable_result_ends_failed_and_compensated(
     result = runner.invoke(app, ["run", str(http_saga), "--saga-id", "h-1", "-o", "json"])
     assert result.exit_code == 1, result.stderr
     why = f"the participant answered, but its result cannot be stored: {problem}"
-    # one summary line (its wording is the views' business: issue 8 item 5)
-    assert result.stderr.startswith("sagactl: saga h-1 failed") and result.stderr.count("\n") == 1
+    assert result.stderr == f"sagactl: saga h-1 failed at second: {why}; compensated second, first\n"
     assert participants.sequence() == [
         ("first", "action"),
         ("second", "action"),

@@ -29,6 +29,7 @@ from sagactl.store.base import LeaseLostError
 from sagactl.transports import Transport, open_transport
 from sagactl.transports.base import Reply, Request
 from sagactl.validation import load
+from sagactl.views import run_summary_line, show_document
 from tests.support.clock import FakeClock
 from tests.support.participants import Participants, answer, gate, ok, refuse, slow, transient
 
@@ -461,6 +462,70 @@ def test_read_timeout_is_unknown_outcome_and_compensated(
     # The unknown step's compensation cannot know its result: original_result is null.
     unship = participants.calls_for("ship", "compensation")[0]
     assert unship.body["original_result"] is None
+
+
+# -- why a saga failed is kept ---------------------------------------------------------------
+
+
+def test_an_unknown_outcome_step_keeps_its_error_once_compensated(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    """Transient errors exhausted leave charge's outcome unknown: it is compensated (after one
+    failed refund) and still says why the saga failed; the refund's error is gone once it is done."""
+    participants.script("charge", "action", then=transient(503))
+    participants.script("charge", "compensation", transient(500))
+
+    result = make_engine(store, env, clock).run(definition, INPUT, "why-1")
+
+    check_result(result, store, SagaState.FAILED, ExitCode.SAGA_FAILED)
+    stored = store.get("why-1")
+    assert stored is not None
+    charge = stored.steps[1]
+    assert (charge.status, charge.outcome, charge.compensation_attempts) == (
+        StepStatus.COMPENSATED,
+        Outcome.UNKNOWN,
+        2,
+    )
+    why = f"POST {env['PAYMENT_URL']}/charges: HTTP 503: {{\"error\": \"try again\"}}"
+    assert (charge.error, charge.compensation_error) == (why, None)
+    assert stored.last_error == f"charge: {why}"
+    assert stored.failed_step() is charge
+    assert run_summary_line(stored) == f"saga why-1 failed at charge: {why}; compensated charge, reserve"
+    assert ("action error at charge", f"{why} (after 3 attempts)") in show_document(stored).details
+
+
+def test_a_compensation_error_is_kept_apart_from_the_action_error_and_resolve_clears_only_it(
+    store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
+) -> None:
+    participants.script("charge", "action", then=transient(503))
+    participants.script("charge", "compensation", then=transient(500))
+
+    result = make_engine(store, env, clock).run(definition, INPUT, "why-2")
+
+    check_result(result, store, SagaState.COMPENSATING, ExitCode.ATTENTION)
+    stored = store.get("why-2")
+    assert stored is not None
+    charge = stored.steps[1]
+    why = f"POST {env['PAYMENT_URL']}/charges: HTTP 503: {{\"error\": \"try again\"}}"
+    refund = f"POST {env['PAYMENT_URL']}/refunds: HTTP 500: {{\"error\": \"try again\"}}"
+    assert (charge.status, charge.error, charge.compensation_error) == (StepStatus.COMPENSATING, why, refund)
+    assert stored.last_error == f"charge compensation: {refund}"
+    details = show_document(stored).details
+    assert ("action error at charge", f"{why} (after 3 attempts)") in details
+    assert ("compensation error at charge", f"{refund} (after 3 attempts)") in details
+    assert run_summary_line(stored) == (
+        f"saga why-2 is compensating at charge: charge compensation: {refund};"
+        " fix the participant, then 'sagactl resume why-2'"
+    )
+
+    resolved = make_engine(store, env, clock).resolve_step("why-2", "charge", reason="refunded by hand", user="bob")
+
+    check_result(resolved, store, SagaState.FAILED, ExitCode.SAGA_FAILED)
+    stored = store.get("why-2")
+    assert stored is not None
+    assert (stored.steps[1].error, stored.steps[1].compensation_error) == (why, None)
+    assert stored.last_error == f"charge: {why}"
+    assert run_summary_line(stored) == f"saga why-2 failed at charge: {why}; compensated charge, reserve"
 
 
 def test_retry_succeeds_with_the_same_key_and_honours_backoff_and_retry_after(

@@ -139,6 +139,8 @@ def test_compensating_first_then_longest_stuck_with_step_and_error(store: Store,
         "deadline_at": "2026-11-26T08:00:20.000000Z",
         "stuck_for_seconds": 180.0,
         "last_error": "reserve: refused",
+        "lease_owner": None,
+        "lease_expires_at": None,
     }
     limited = list_sagas(settings, ListRequest(stuck=True, limit=2), now=at(200)).sagas
     assert [r.saga.saga_id for r in limited] == ["c-older", "c-newer"]
@@ -206,6 +208,8 @@ def test_list_json_document_and_empty_list(store: Store, settings: Settings) -> 
         "deadline_at",
         "stuck_for_seconds",
         "last_error",
+        "lease_owner",
+        "lease_expires_at",
     ]
     assert "abc123secret" not in str(doc.data) and "abc123secret" not in str(doc.tables)
     assert doc.ids == ["a"]
@@ -236,7 +240,8 @@ def test_show_reports_the_last_error_of_each_failing_step(store: Store, settings
         {"name": "reserve", "status": "failed", "phase": "action", "attempts": 1, "error": "refused: out of stock"},
         {"name": "charge", "status": "compensating", "phase": "compensation", "attempts": 4, "error": "HTTP 500 boom"},
     ]
-    assert [s["error"] for s in doc.data["steps"]] == ["refused: out of stock", "HTTP 500 boom", None]
+    assert [s["error"] for s in doc.data["steps"]] == ["refused: out of stock", None, None]
+    assert [s["compensation_error"] for s in doc.data["steps"]] == [None, "HTTP 500 boom", None]
     assert ("action error at reserve", "refused: out of stock (after 1 attempts)") in doc.details
     assert ("compensation error at charge", "HTTP 500 boom (after 4 attempts)") in doc.details
     assert [t["new_state"] for t in doc.data["transitions"]] == ["compensating"]

@@ -55,6 +55,9 @@ def test_saga_json_golden() -> None:
         "updated_at": "2026-11-26T08:00:00.123456Z",
         "deadline_at": "2026-11-26T08:00:00.123456Z",
         "last_error": "charge: HTTP 503",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "wake_at": None,
         "steps": [
             {
                 "name": "charge",
@@ -67,6 +70,7 @@ def test_saga_json_golden() -> None:
                 "outcome": "unknown",
                 "compensation_attempts": 0,
                 "compensated_at": None,
+                "compensation_error": None,
                 "waiting": None,
             }
         ],
@@ -83,6 +87,18 @@ def test_saga_json_golden() -> None:
         ],
     }
     assert StepRecord.from_dict(step.to_dict()) == step
+
+
+def test_a_step_written_before_compensation_error_existed_reads_its_compensation_error_apart() -> None:
+    """Before compensation_error, a compensation's error overwrote ``error``: a step stored
+    compensating after compensation attempts had only its compensation's error there."""
+    legacy = {"name": "charge", "status": "compensating", "error": "HTTP 503", "compensation_attempts": 4}
+    step = StepRecord.from_dict(legacy)
+    assert (step.error, step.compensation_error) == (None, "HTTP 503")
+    for kept in ({**legacy, "compensation_error": None}, {**legacy, "compensation_attempts": 0}):
+        assert (StepRecord.from_dict(kept).error, StepRecord.from_dict(kept).compensation_error) == ("HTTP 503", None)
+    both = StepRecord(name="x", status=StepStatus.COMPENSATING, error="timeout", compensation_error="HTTP 500")
+    assert StepRecord.from_dict(both.to_dict()) == both
 
 
 def test_what_needs_compensation() -> None:

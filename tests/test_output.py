@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
+from sagactl.codec import to_json
 from sagactl.errors import UsageError
-from sagactl.output import Document, OutputFormat, Table, cell, emit, humanize_seconds
+from sagactl.output import (
+    Document,
+    OutputFormat,
+    Table,
+    cell,
+    emit,
+    error_line,
+    humanize_seconds,
+    info_line,
+    json_safe,
+    rows_table,
+    same_terminal,
+    terminal_safe,
+    warning_line,
+)
 
 
 class Tty(io.StringIO):
@@ -101,3 +118,97 @@ def test_cell(value: object, text: str) -> None:
 )
 def test_humanize_seconds(seconds: float | None, text: str) -> None:
     assert humanize_seconds(seconds) == text
+
+
+# -- foreign text --------------------------------------------------------------------------------
+
+HOSTILE = "at [/items/0/qty] [bold]b[/bold] :smile: \x1b[31mred\x1b]0;t\x07 a\nb\tc\r \x9b2J \u202egnp.exe \\x1b"
+HOSTILE_SHOWN = (
+    "at [/items/0/qty] [bold]b[/bold] :smile: \\x1b[31mred\\x1b]0;t\\x07 a\\nb\\tc\\r \\x9b2J \\u202egnp.exe \\x1b"
+)
+
+
+def test_terminal_safe_escapes_control_characters_and_nothing_else() -> None:
+    assert terminal_safe(HOSTILE) == HOSTILE_SHOWN
+    assert terminal_safe("\x00\x7f\u2028\u2066") == "\\x00\\x7f\\u2028\\u2066"
+    ordinary = "naïve café ☕ 日本 C:\\path [x] * _ `"
+    assert terminal_safe(ordinary) is ordinary
+
+
+def test_every_character_escaped_has_its_escape() -> None:
+    from sagactl.output import _ESCAPES, _JSON_ESCAPES, _JSON_UNSAFE, _UNSAFE
+
+    everything = "".join(chr(c) for c in range(0x30000) if not 0xD800 <= c < 0xE000)
+    assert set(_UNSAFE.findall(everything)) == set(_ESCAPES)
+    assert set(_JSON_UNSAFE.findall(everything)) == set(_JSON_ESCAPES)
+    assert all(len(terminal_safe(ch)) > 1 and terminal_safe(ch).isprintable() for ch in _ESCAPES)
+
+
+def test_json_safe_writes_what_json_leaves_raw_as_escapes() -> None:
+    text = json_safe(to_json({"e": "\x9b2J\u202e\x7f", "ok": "café"}))
+    assert "\\u009b2J\\u202e\\u007f" in text and "café" in text
+    assert json.loads(text) == {"e": "\x9b2J\u202e\x7f", "ok": "café"}
+
+
+HOSTILE_DOC = Document(
+    data=[{"saga_id": HOSTILE, "state": "failed"}],
+    tables=[Table(columns=[("saga_id", "SAGA"), ("state", "STATE")], rows=[{"saga_id": HOSTILE, "state": "failed"}])],
+    details=[("last error", HOSTILE)],
+    ids=["a\nb"],
+)
+
+
+@pytest.mark.parametrize("fmt", [OutputFormat.TABLE, OutputFormat.MARKDOWN])
+def test_views_show_foreign_text_literally(fmt: OutputFormat, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    for stream in (io.StringIO(), Tty()):
+        text = render(HOSTILE_DOC, fmt, stream)
+        assert "\x1b]" not in text and "\x07" not in text and "\x9b" not in text and "\u202e" not in text
+        assert "\x1b[31mred" not in text
+        shown = HOSTILE_SHOWN.replace("|", "\\|") if fmt is OutputFormat.MARKDOWN else HOSTILE_SHOWN
+        assert shown in text, text  # markup, emoji codes and all, as written
+
+
+def test_quiet_ids_are_one_line_each() -> None:
+    assert render(HOSTILE_DOC, OutputFormat.JSON, quiet=True) == "a\\nb\n"
+
+
+def test_csv_is_exact_in_a_pipe_and_escaped_on_a_terminal() -> None:
+    piped = render(HOSTILE_DOC, OutputFormat.CSV)
+    assert list(csv.reader(io.StringIO(piped))) == [["saga_id", "state"], [HOSTILE, "failed"]]
+    on_terminal = render(HOSTILE_DOC, OutputFormat.CSV, Tty())
+    assert list(csv.reader(io.StringIO(on_terminal))) == [["saga_id", "state"], [HOSTILE_SHOWN, "failed"]]
+
+
+def test_csv_rows_come_from_the_data_unless_a_document_says() -> None:
+    doc = Document(data={"store": "x.db", "schema_version": 2}, details=[("store", "x.db")])
+    assert render(doc, OutputFormat.CSV) == "store,schema_version\nx.db,2\n"
+    explicit = Document(data=[], tables=DOC.tables, delimited=rows_table([], ("saga_id", "n")))
+    assert render(explicit, OutputFormat.TSV) == "saga_id\tn\n"  # the header even with no rows
+    assert render(Document(data=[]), OutputFormat.CSV) == ""
+
+
+def test_stderr_lines_are_one_escaped_line() -> None:
+    for write, prefix in ((error_line, "sagactl: error: "), (warning_line, "sagactl: warning: "), (info_line, "")):
+        stream = io.StringIO()
+        write(HOSTILE, stream)
+        assert stream.getvalue() == f"{prefix}{HOSTILE_SHOWN}\n"
+
+
+def test_same_terminal_needs_both_streams_on_one_terminal(tmp_path: Path) -> None:
+    import os
+
+    master, slave = os.openpty()
+    other_master, other_slave = os.openpty()
+    with (
+        open(slave, "w", closefd=True) as one,
+        open(os.dup(slave), "w", closefd=True) as same,
+        open(other_slave, "w", closefd=True) as other,
+        open(tmp_path / "f", "w") as file,
+    ):
+        assert same_terminal(one, same)
+        assert not same_terminal(one, other)
+        assert not same_terminal(one, file)
+        assert not same_terminal(one, io.StringIO())
+    os.close(master)
+    os.close(other_master)

@@ -126,12 +126,6 @@ def test_live_view_on_a_terminal_stderr_while_stdout_is_piped(child_env: dict[st
     assert "\x1b" not in stdout and not BOX & set(stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with stderr on a terminal the live view replaces the default table on stdout even when"
-    " stdout is a pipe or file ('sagactl run x.yaml > out.txt' writes nothing); cli._report_runs checks"
-    " only that the live view ran",
-)
 def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_env: dict[str, str], dsn: str) -> None:
     code, tty, stdout, _ = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "live-2"),
@@ -143,6 +137,25 @@ def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_en
     assert live_rows(tty)
     assert "live-2" in stdout and all(step in stdout for step in STEPS)
     assert "\x1b" not in stdout and not BOX & set(stdout)
+
+
+def test_run_detach_on_a_terminal_prints_the_id_alone_and_draws_no_view(child_env: dict[str, str], dsn: str) -> None:
+    code, tty, stdout, stderr = run_on_pty(
+        sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "det-1", "--detach"),
+        tty={"stdout"},
+        env=child_env,
+        cwd=ROOT,
+    )
+    assert (code, stdout) == (0, "")
+    assert tty == "det-1\r\n"  # nothing else on stdout: no table, no colour
+    assert stderr == "sagactl: saga det-1 recorded (started); a worker drives it, or 'sagactl resume det-1'\n"
+    code, tty, _, _ = run_on_pty(
+        sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "det-2", "--detach"),
+        env=child_env,
+        cwd=ROOT,
+    )
+    assert code == 0
+    assert tty == "det-2\r\nsagactl: saga det-2 recorded (started); a worker drives it, or 'sagactl resume det-2'\r\n"
 
 
 # -- redrive ---------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_corpus_is_large_enough() -> None:
 
 
 # Every sample saga file and the sagas it defines; sagactl.yaml is the config example.
-SAMPLE_SAGAS = {"order.yaml": ["OrderFulfillment"]}
+SAMPLE_SAGAS = {"order.yaml": ["OrderFulfillment"], "order-sqs.yaml": ["OrderFulfillmentSqs"]}
 
 
 def test_every_sample_yaml_is_a_known_saga_file_or_the_config_example() -> None:

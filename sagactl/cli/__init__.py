@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from sagactl.cli import admin, dlq, sagas, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
+from sagactl.cli.common import SagactlGroup
 
 # Rich help on a terminal; plain help in a pipe (no box drawing where scripts read it, and
 # rich's help renderer costs ~70 ms of imports that a pipe does not need).
@@ -28,6 +29,7 @@ _HELP_MODE: Literal["rich"] | None = "rich" if sys.stdout.isatty() else None
 
 app = typer.Typer(
     name="sagactl",
+    cls=SagactlGroup,
     rich_markup_mode=_HELP_MODE,
     help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
     no_args_is_help=True,
@@ -35,6 +37,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sagactl import __version__
+
+        sys.stdout.write(f"sagactl {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """sagactl's own options (the app's help text is the Typer's)."""
+
+
 db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True, rich_markup_mode=_HELP_MODE)
 app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(

@@ -10,18 +10,23 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import CONFIG, DSN, OUTPUT, VERBOSE, Shell
 from sagactl.errors import ExitCode
-from sagactl.output import emit, info_line
+from sagactl.output import OutputFormat, emit, info_line
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
 
-@command(DSN, CONFIG, VERBOSE)
+@command(DSN, CONFIG, OUTPUT, VERBOSE)
 def db_init(*, opts: Shared) -> int:
-    """Create or upgrade the saga_log schema (safe to run twice)."""
+    """Create or upgrade the saga_log schema (safe to run twice). Says so on stderr; with -o
+    other than table, {store, schema_version} on stdout instead."""
     from sagactl.ops.admin import init_db
+    from sagactl.views import db_init_document
 
     where, version = init_db(opts.settings())
-    info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
+    if opts.output is OutputFormat.TABLE:
+        info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
+    else:
+        emit(db_init_document(where, version), opts.output)
     return ExitCode.OK
 
 

@@ -12,10 +12,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from sagactl.cli.options import Group, LogFormat
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
-from sagactl.output import OutputFormat, emit, error_line, info_line, stream_is_tty
+from sagactl.output import (
+    Document,
+    OutputFormat,
+    emit,
+    error_line,
+    info_line,
+    same_terminal,
+    stream_is_tty,
+    terminal_safe,
+)
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -83,15 +93,21 @@ class Shared:
         with LiveView() as view:
             return work(view), True
 
-    def report(self, results: Sequence[RunResult], *, live: bool) -> ExitCode:
-        """Emit run/resume results (a live view already showed a table); one summary line per
-        saga that did not complete on stderr; the worst exit code."""
+    def report(
+        self, results: Sequence[RunResult], *, live: bool, array: bool = False, ids_only: bool = False
+    ) -> ExitCode:
+        """Emit run/resume results (``array``: a JSON array whatever their number, as `resume`
+        prints; ``ids_only``: only the saga IDs, as `run --detach` prints outside json/jsonl);
+        one summary line per saga that did not complete on stderr; the worst exit code. The
+        table is left out only where the live view already drew it: stdout being the very
+        terminal the view drew on (stderr's), not a pipe or a file."""
         from sagactl.views import run_summary_line, sagas_document
 
-        if self.quiet:  # IDs only: no document to build (its cost grows with the saga)
-            sys.stdout.writelines(f"{r.saga.saga_id}\n" for r in results)
-        elif not (live and self.output is OutputFormat.TABLE):
-            emit(sagas_document([r.saga for r in results]), self.output)
+        drawn = live and self.output is OutputFormat.TABLE and same_terminal(sys.stdout, sys.stderr)
+        if self.quiet or ids_only:  # IDs only: no saga document to build (its cost grows with the saga)
+            emit(Document(data=None, ids=[r.saga.saga_id for r in results]), self.output, quiet=True)
+        elif not drawn:
+            emit(sagas_document([r.saga for r in results], array=array), self.output)
         for result in results:
             info = result.message or run_summary_line(result.saga)
             if info:
@@ -103,6 +119,10 @@ class Shared:
         result, live = self.driven(work)
         return self.report([result], live=live)
 
+    @property
+    def json_output(self) -> bool:
+        """-o json or jsonl: the data itself, whatever else the command would print."""
+        return self.output in (OutputFormat.JSON, OutputFormat.JSONL)
 
 
 def command(*groups: Group) -> Callable[[Callable[..., int]], Callable[..., None]]:
@@ -124,8 +144,10 @@ def command(*groups: Group) -> Callable[[Callable[..., int]], Callable[..., None
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> None:
-            opts = Shared(**{name: kwargs.pop(name) for name in shared})
-            _run(fn, opts, args, kwargs)
+            values = {name: kwargs.pop(name) for name in shared}
+            if "output" in values:  # -o's choices differ per command; one format type inside
+                values["output"] = OutputFormat(values["output"])
+            _run(fn, Shared(**values), args, kwargs)
 
         wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
         return wrapper
@@ -141,7 +163,7 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
         code = fn(*args, opts=opts, **kwargs)
     except DefinitionError as exc:
         for problem in exc.problems:
-            sys.stderr.write(mask_secrets(problem) + "\n")
+            sys.stderr.write(terminal_safe(mask_secrets(problem)) + "\n")
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:
@@ -154,3 +176,45 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
     if code:
         raise typer.Exit(int(code))
 
+
+class SagactlGroup(TyperGroup):
+    """The top-level command group: the usage errors Click finds itself (an unknown option or
+    command, a value not among the choices, a missing argument) leave as the same one line as
+    every other error, ``sagactl: error: …``, exit 2, instead of Click's usage block. Help
+    (asked for, or for no command at all) is printed as usual."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            error_line(usage_line(exc))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error_line("aborted")
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: typer.TyperException) -> str:
+    """A Click usage error as one line in sagactl's voice: what, and where to look."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)
+    text += f"; see '{ctx.command_path if ctx is not None else 'sagactl'} --help'"
+    return text

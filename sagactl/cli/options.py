@@ -14,6 +14,17 @@ from sagactl.errors import UsageError
 from sagactl.output import OutputFormat
 
 
+class Output(StrEnum):
+    """What -o offers: every OutputFormat but prometheus, which only `stats` offers."""
+
+    TABLE = "table"
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+    TSV = "tsv"
+    MARKDOWN = "markdown"
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -99,13 +110,24 @@ EndpointUrlOpt = Annotated[
 # -- output ------------------------------------------------------------------------------------
 
 OutputOpt = Annotated[
-    OutputFormat,
+    Output,
     _option(
         "-o",
         "--output",
         case_sensitive=False,
         show_default=True,
         help="table (rich on a terminal, plain in a pipe), json, jsonl, csv, tsv, markdown.",
+    ),
+]
+StatsOutputOpt = Annotated[
+    OutputFormat,  # every format: prometheus too
+    _option(
+        "-o",
+        "--output",
+        case_sensitive=False,
+        show_default=True,
+        help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
+        " node_exporter textfile collector).",
     ),
 ]
 QuietOpt = Annotated[bool, _option("-q", "--quiet", show_default=True, help="Print saga IDs only, one per line.")]
@@ -177,7 +199,8 @@ AWS_OPTIONS: Group = (
     ("profile", ProfileOpt, None),
     ("endpoint_url", EndpointUrlOpt, None),
 )
-OUTPUT: Group = (("output", OutputOpt, OutputFormat.TABLE),)
+OUTPUT: Group = (("output", OutputOpt, Output.TABLE),)
+STATS_OUTPUT: Group = (("output", StatsOutputOpt, OutputFormat.TABLE),)
 QUIET: Group = (("quiet", QuietOpt, False),)
 VERBOSE: Group = (("verbose", VerboseOpt, False),)
 LOG: Group = (("log_format", LogFormatOpt, None),)

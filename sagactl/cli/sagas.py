@@ -18,6 +18,7 @@ from sagactl.cli.options import (
     LOG,
     OUTPUT,
     QUIET,
+    STATS_OUTPUT,
     VERBOSE,
     OlderThanOpt,
     ReasonOpt,
@@ -25,7 +26,7 @@ from sagactl.cli.options import (
 )
 from sagactl.errors import ExitCode
 from sagactl.models import SagaState
-from sagactl.output import OutputFormat, emit, info_line
+from sagactl.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -46,7 +47,7 @@ def validate(
     if opts.output not in (OutputFormat.JSON, OutputFormat.JSONL):
         for report in reports:
             for problem in report.problems:
-                sys.stderr.write(str(problem) + "\n")
+                sys.stderr.write(terminal_safe(str(problem)) + "\n")
     emit(doc, opts.output, quiet=opts.quiet)
     return ExitCode.USAGE if not doc.data["valid"] else ExitCode.OK
 
@@ -74,9 +75,20 @@ def run(
         bool,
         typer.Option(
             "--detach",
-            help="Only record the saga (state started) and print its ID; drive it with 'sagactl resume'.",
+            help="Only record the saga (state started, due for a worker at once) and print its ID;"
+            " 'sagactl worker' or 'sagactl resume' drives it.",
         ),
     ] = False,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            metavar="FILE|-",
+            show_default=False,
+            help="Record one detached saga per line (JSON lines: one input object a line; blank and #"
+            " lines skipped) and print one ID per line. Every line is checked first. Implies --detach.",
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
@@ -84,8 +96,47 @@ def run(
     from sagactl.ops.sagas import RunRequest, run_file
 
     settings = opts.settings()
+    if inputs is not None:
+        return _submit(settings, file, inputs, saga, opts, given={"--input": input, "--saga-id": saga_id})
     request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
+    if detach:  # nothing runs: no live view; the ID alone on stdout (json/jsonl: the saga)
+        return opts.report([run_file(settings, request)], live=False, ids_only=not opts.json_output)
     return opts.drive(lambda observer: run_file(settings, request, observer))
+
+
+def _ids_only(opts: Shared, flag: str) -> None:
+    """--detach and --inputs print saga IDs, one a line, and nothing else."""
+    from sagactl.errors import UsageError
+
+    if opts.output is not OutputFormat.TABLE:
+        raise UsageError(
+            f"{flag} prints only saga IDs, one per line: -o {opts.output.value} does not apply",
+            hint="drop -o; 'sagactl show ID -o json' prints a saga's document",
+        )
+
+
+def _submit(
+    settings: Settings, file: str, inputs: str, saga: str | None, opts: Shared, given: dict[str, str | None]
+) -> int:
+    """`run FILE --inputs FILE|-`: one detached saga per line, IDs streamed as they commit."""
+    from sagactl.errors import UsageError
+    from sagactl.ops.sagas import SubmitRequest, submit_inputs
+
+    clash = [flag for flag, value in given.items() if value is not None]
+    if clash:
+        raise UsageError(
+            f"--inputs takes each saga's input from its line: {' and '.join(clash)} cannot be given with it",
+            hint="put each saga's input on its own line; each saga gets a new UUID",
+        )
+    _ids_only(opts, "--inputs")
+
+    def recorded(saga_id: str) -> None:
+        sys.stdout.write(f"{saga_id}\n")
+        sys.stdout.flush()  # a script reading the IDs sees each one as soon as it is committed
+
+    count = submit_inputs(settings, SubmitRequest(file=file, inputs=inputs, saga=saga), recorded)
+    info_line(f"sagactl: recorded {count} sagas (started); 'sagactl worker' drives them")
+    return ExitCode.OK
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
@@ -100,7 +151,8 @@ def resume(
     *,
     opts: Shared,
 ) -> int:
-    """Continue sagas from the log after a crash or a failed compensation (stored definition)."""
+    """Continue sagas from the log after a crash or a failed compensation (stored definition).
+    -o json prints an array, one saga per ID (or stuck saga)."""
     from sagactl.errors import UsageError
     from sagactl.ops.sagas import resume_sagas
     from sagactl.output import error_line
@@ -116,13 +168,13 @@ def resume(
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     ids = saga_ids
     report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
-    code = opts.report(report.results, live=live)
+    code = opts.report(report.results, live=live, array=True)
     for _saga_id, failure in report.failures:
         error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
     return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
 
 
-@command(DSN, CONFIG, OUTPUT, VERBOSE)
+@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
     saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
     *,
@@ -133,7 +185,7 @@ def show(
     from sagactl.ops.sagas import show_saga
     from sagactl.views import show_document
 
-    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output)
+    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output, quiet=opts.quiet)
     return ExitCode.OK
 
 
@@ -189,26 +241,13 @@ def list_(
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
 
 
-@command(DSN, CONFIG, VERBOSE)
-def stats(
-    output: Annotated[
-        OutputFormat,
-        typer.Option(
-            "-o",
-            "--output",
-            case_sensitive=False,
-            help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
-            " node_exporter textfile collector).",
-        ),
-    ] = OutputFormat.TABLE,
-    *,
-    opts: Shared,
-) -> int:
+@command(DSN, CONFIG, STATS_OUTPUT, VERBOSE)
+def stats(*, opts: Shared) -> int:
     """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views import stats_document
 
-    emit(stats_document(compute_stats(opts.settings())), output)
+    emit(stats_document(compute_stats(opts.settings())), opts.output)
     return ExitCode.OK
 
 
@@ -263,6 +302,6 @@ def _resume_stuck(settings: Settings, older_than: str | None, saga_type: str | N
     report, live = opts.driven(
         lambda observer: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
     )
-    code = opts.report(report.results, live=live)
+    code = opts.report(report.results, live=live, array=True)
     info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
     return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +15,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sagactl import inspect
 from sagactl.codec import storable, storable_text, unreadable
 from sagactl.config import Settings
-from sagactl.errors import ExitCode, Interrupted, SagactlError, UnavailableError, UsageError
-from sagactl.models import RunResult, SagaRecord, check_saga_id, utcnow
+from sagactl.errors import (
+    DefinitionError,
+    ExitCode,
+    Interrupted,
+    NotFoundError,
+    SagactlError,
+    UnavailableError,
+    UsageError,
+)
+from sagactl.models import RunResult, SagaRecord, check_saga_id, saga_id_problem, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
 from sagactl.store.base import SagaSummary
 
@@ -24,13 +33,13 @@ if TYPE_CHECKING:
     from sagactl.engine import Engine
 
 
-def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
-    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``. Input the saga
-    log cannot hold (codec.storable: NaN, a NUL character, deep nesting...) is refused here,
-    before anything is opened or recorded, the same whichever store is configured."""
+def read_input(value: str | None, stdin: TextIO | None = None, *, source: str = "--input") -> Any:
+    """``--input``: inline JSON, ``@FILE`` or ``-`` (stdin). Missing means ``{}``. ``source``
+    names inline JSON in messages. Input the saga log cannot hold (codec.storable: NaN, a NUL
+    character, deep nesting...) is refused here, before anything is opened or recorded, the
+    same whichever store is configured."""
     if value is None:
         return {}
-    source = "--input"
     try:
         if value == "-":
             text, source = (stdin or sys.stdin).read(), "stdin"
@@ -63,6 +72,21 @@ def read_input(value: str | None, stdin: TextIO | None = None) -> Any:
     return data
 
 
+@contextmanager
+def looking_up(saga_id: str) -> Iterator[None]:
+    """``saga_id`` given to find a saga. One no store can hold (empty, not UTF-8) is refused at
+    once; any other is looked up as given (another writer may have recorded an ID sagactl would
+    not), and when it finds nothing the error says what is wrong with it, if anything."""
+    check_saga_id(saga_id, lookup=True)
+    try:
+        yield
+    except NotFoundError as exc:
+        problem = saga_id_problem(saga_id)
+        if problem is None or not exc.message.startswith(f"saga {saga_id} not found"):
+            raise
+        raise NotFoundError(f"{exc.message} (the ID {problem})", hint=exc.hint) from None
+
+
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     file: str
@@ -93,6 +117,86 @@ def run_file(settings: Settings, request: RunRequest, observer: Observer | None 
         return result
 
 
+MAX_LINE_PROBLEMS = 20  # --inputs: the bad lines named one by one; past this, a count
+
+
+def read_inputs(path: str, stdin: TextIO | None = None) -> tuple[str, list[tuple[int, Any]]]:
+    """``--inputs``: JSON lines from FILE or ``-`` (stdin), one saga input a line; blank lines
+    and ``#`` comment lines are skipped. Returns the source's name and (line number, input) of
+    each line. Every line is read before anything else happens: each that is not a JSON
+    object is a ``FILE:LINE: what`` problem, all raised together (DefinitionError, exit 2)."""
+    source = "stdin" if path == "-" else path
+    try:
+        text = (stdin or sys.stdin).read() if path == "-" else Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --inputs {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--inputs {source} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    found: list[tuple[int, Any]] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not stripped.startswith("{"):
+            problems.append(f"{source}:{number}: not a JSON object (one saga input per line)")
+            continue
+        try:
+            found.append((number, read_input(line, source="this line")))  # columns as in the file
+        except UsageError as exc:
+            problems.append(f"{source}:{number}: {exc.message}")
+    _raise_line_problems(source, problems)
+    if not found:
+        raise UsageError(
+            f"--inputs {source} holds no saga inputs (every line is blank or a # comment)",
+            hint="write one JSON object per line",
+        )
+    return source, found
+
+
+def _raise_line_problems(source: str, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_LINE_PROBLEMS]
+    if len(problems) > len(shown):
+        shown.append(f"{source}: {len(problems) - len(shown)} more lines with problems; nothing was recorded")
+    raise DefinitionError(shown)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """``run FILE --inputs FILE|-``: one detached saga per input line."""
+
+    file: str
+    inputs: str
+    saga: str | None = None
+
+
+def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable[[str], None]) -> int:
+    """Record one detached saga (state started, due for a worker at once) per input line, on one
+    store connection, one commit per saga; ``recorded`` hears each ID once it is committed.
+    Every line is checked first (a JSON object with what the definition reads from it): any
+    problem raises before anything is recorded. Returns how many sagas were recorded."""
+    from sagactl import validation
+    from sagactl.engine import preflight
+
+    defn = validation.load(request.file, request.saga)
+    source, inputs = read_inputs(request.inputs)
+    env = dict(os.environ)
+    problems = []
+    for number, data in inputs:
+        try:
+            preflight(defn, data, env)
+        except UsageError as exc:
+            problems.append(f"{source}:{number}: {exc.message}")
+    _raise_line_problems(source, problems)
+    with store_for(settings) as store:
+        engine = make_engine(store, settings, env=env)
+        for _, data in inputs:
+            recorded(engine.start(defn, data, detached=True).saga_id)
+    return len(inputs)
+
+
 @dataclass(slots=True)
 class ResumeReport:
     """What ``resume ID...`` did: a result per saga driven, and the error of each that was not."""
@@ -109,13 +213,14 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     unreachable or an interrupt stops the whole run.
     """
     for saga_id in saga_ids:
-        check_saga_id(saga_id)
+        check_saga_id(saga_id, lookup=True)
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
         for saga_id in saga_ids:
             try:
-                result = engine.resume(saga_id)
+                with looking_up(saga_id):
+                    result = engine.resume(saga_id)
             except (UnavailableError, Interrupted):
                 raise
             except SagactlError as exc:
@@ -170,7 +275,7 @@ def resolve_compensation(
 ) -> RunResult:
     """Record ``step``'s compensation as done by hand (who, why), then continue compensating.
     ``out_of_order``: the step is not the compensation waiting (recorded as such)."""
-    check_saga_id(saga_id)
+    check_saga_id(saga_id, lookup=True)
     why, who = _reason(reason), user or operator_name()
     return _drive_one(
         settings,
@@ -189,7 +294,7 @@ def abort_saga(
     observer: Observer | None = None,
 ) -> RunResult:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
-    check_saga_id(saga_id)
+    check_saga_id(saga_id, lookup=True)
     why, who = _reason(reason), user or operator_name()
     return _drive_one(settings, saga_id, observer, lambda e: e.abort(saga_id, reason=why, user=who))
 
@@ -197,7 +302,7 @@ def abort_saga(
 def _drive_one(
     settings: Settings, saga_id: str, observer: Observer | None, action: Callable[[Engine], RunResult]
 ) -> RunResult:
-    with store_for(settings) as store:
+    with store_for(settings) as store, looking_up(saga_id):
         result = action(make_engine(store, settings, observer))
         result.saga.transitions = store.transitions(saga_id)
         return result
@@ -247,9 +352,7 @@ def resume_stuck(
 # -- the operator's view ---------------------------------------------------------------------
 
 
-def list_sagas(
-    settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None
-) -> inspect.ListResult:
+def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:
@@ -258,8 +361,8 @@ def list_sagas(
 
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
     """``show``: one saga with its history (a mapped table gives its row)."""
-    check_saga_id(saga_id)
-    with reader_for(settings) as reader:
+    check_saga_id(saga_id, lookup=True)
+    with reader_for(settings) as reader, looking_up(saga_id):
         return inspect.show_saga(reader, saga_id)
 
 

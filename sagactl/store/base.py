@@ -99,7 +99,8 @@ class SagaSummary:
     """One saga as ``list`` shows it; what a read-only mapped table can tell about a saga.
 
     ``idle_timeout``: seconds the current step may take per the stored definition (None when
-    unknown); decides when a saga without a deadline counts as stuck.
+    unknown); decides when a saga without a deadline counts as stuck. ``lease_owner`` and
+    ``lease_expires_at``: who drives the saga now (None in a mapped table: it has no lease).
     """
 
     saga_id: str
@@ -112,6 +113,8 @@ class SagaSummary:
     deadline_at: datetime | None = None
     last_error: str | None = None
     idle_timeout: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

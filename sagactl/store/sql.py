@@ -150,6 +150,8 @@ def summarize(saga: SagaRecord) -> SagaSummary:
         deadline_at=saga.deadline_at,
         last_error=saga.last_error,
         idle_timeout=idle_timeout(saga) if needs_timeout else None,
+        lease_owner=saga.lease_owner,
+        lease_expires_at=saga.lease_expires_at,
     )
 
 

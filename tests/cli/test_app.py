@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app, completion_script
+from sagactl.output import cell
 from sagactl.store import open_store
 
 ROOT = Path(__file__).parent.parent.parent
@@ -123,6 +124,142 @@ def test_no_arguments_shows_help_on_stderr_exit_2() -> None:
     assert asked.stdout.startswith("Usage: sagactl [OPTIONS] COMMAND [ARGS]...")
 
 
+def test_version_is_cheap_and_exact() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sagactl", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (completed.returncode, completed.stdout) == (0, "sagactl 0.1.0\n")
+    modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
+    assert "typer" not in modules and "rich" not in modules  # answered before the command line loads
+    listed = runner.invoke(app, ["--version"])  # and through the app, where --help lists it
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "sagactl 0.1.0\n", "")
+    assert "--version" in runner.invoke(app, ["--help"]).stdout
+
+
+def test_a_usage_error_from_the_real_entry_point_is_one_line_exit_2(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagactl", "list", "--bogus"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (completed.returncode, completed.stdout) == (2, "")
+    assert completed.stderr.startswith("sagactl: error: no such option: --bogus")
+    assert completed.stderr.endswith("; see 'sagactl list --help'\n") and completed.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["nosuch"], "no such command 'nosuch'; see 'sagactl --help'"),
+        (["show"], "missing argument 'saga_id'; see 'sagactl show --help'"),
+        (["run", "x.yaml", "--saga-id"], "option '--saga-id' requires an argument; see 'sagactl --help'"),
+        (
+            ["list", "--limit", "x"],
+            "invalid value for '--limit': 'x' is not a valid int; see 'sagactl list --help'",
+        ),
+        (["db", "init", "--frobnicate"], "no such option: --frobnicate; see 'sagactl db init --help'"),
+        (["dlq", "list"], "missing argument 'queue'; see 'sagactl dlq list --help'"),
+        (
+            ["show", "x", "-o", "yaml"],
+            "invalid value for '-o' / '--output': 'yaml' is not one of 'table', 'json', 'jsonl', 'csv', 'tsv',"
+            " 'markdown'; see 'sagactl show --help'",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(env: dict[str, str], args: list[str], line: str) -> None:
+    result = runner.invoke(app, args)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"sagactl: error: {line}\n")
+
+
+def _output_choices() -> dict[str, list[str]]:
+    found = {}
+    for name, command in _commands(None):
+        for param in getattr(command, "params", []):
+            if param.name == "output":
+                found[name] = list(param.type.choices)
+    return found
+
+
+def test_prometheus_is_offered_by_stats_only() -> None:
+    """Every format a command's -o offers works for it (the next test); prometheus only on stats."""
+    choices = _output_choices()
+    assert choices.pop("stats") == ["table", "json", "jsonl", "csv", "tsv", "markdown", "prometheus"]
+    assert choices and all(c == ["table", "json", "jsonl", "csv", "tsv", "markdown"] for c in choices.values())
+    assert "prometheus" in runner.invoke(app, ["stats", "--help"]).stdout
+    for name in choices:
+        assert "prometheus" not in runner.invoke(app, [*name.split(), "--help"]).stdout, name
+        refused = runner.invoke(app, [*name.split(), "-o", "prometheus"])
+        assert refused.exit_code == 2 and refused.stderr.startswith("sagactl: error: ")
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+
+
+def test_every_command_that_prints_takes_o_and_q_as_the_readme_says() -> None:
+    choices = _output_choices()
+    quiet = {name for name, command in _commands(None) for p in getattr(command, "params", []) if p.name == "quiet"}
+    printing = {"validate", "run", "resume", "show", "list", "stats", "resolve", "abort", "dlq list", "redrive"}
+    assert printing | {"db init"} <= set(choices)
+    assert quiet == printing - {"stats"}  # stats prints no saga IDs
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv", "tsv", "markdown"])
+def test_every_advertised_format_works(env: dict[str, str], fmt: str) -> None:
+    """Each command over the saga log in each format it offers: exit 0, something on stdout."""
+    base = ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}"]
+    assert runner.invoke(app, [*base, "--saga-id", "f-1", "-q"]).exit_code == 0
+    assert runner.invoke(app, [*base, "--saga-id", "f-2", "--detach", "-q"]).exit_code == 0
+    for args in (
+        ["show", "f-1"],
+        ["list"],
+        ["list", "--stuck", "--older-than", "1ms"],
+        ["stats"],
+        ["validate", str(SAMPLE)],
+        ["db", "init"],
+        ["resume", "f-2"],
+        ["run", *base[1:], "--detach"],
+    ):
+        result = runner.invoke(app, [*args, "-o", fmt])
+        assert result.exit_code == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stdout or (fmt == "table" and args[:2] == ["db", "init"]), args  # db init says so on stderr
+    assert runner.invoke(app, ["stats", "-o", "prometheus"]).stdout.startswith("# HELP sagactl_sagas ")
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "tsv", "markdown"])
+def test_run_detach_prints_only_the_saga_id(env: dict[str, str], fmt: str) -> None:
+    result = runner.invoke(
+        app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--detach", "--saga-id", "d-1", "-o", fmt]
+    )
+    assert (result.exit_code, result.stdout) == (0, "d-1\n")
+    assert result.stderr == "sagactl: saga d-1 recorded (started); a worker drives it, or 'sagactl resume d-1'\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_run_detach_in_json_prints_the_saga(env: dict[str, str], fmt: str) -> None:
+    result = runner.invoke(
+        app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--detach", "--saga-id", "d-2", "-o", fmt]
+    )
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert (data["saga_id"], data["state"]) == ("d-2", "started")
+    assert data == json.loads(runner.invoke(app, ["show", "d-2", "-o", "json"]).stdout)
+
+
+def test_show_quiet_and_db_init_json(env: dict[str, str], tmp_path: Path) -> None:
+    assert (
+        runner.invoke(app, ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}", "--saga-id", "s-1", "-q"]).exit_code == 0
+    )
+    shown = runner.invoke(app, ["show", "s-1", "-q"])
+    assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "s-1\n", "")
+    init = runner.invoke(app, ["db", "init", "-o", "json"])
+    assert (init.exit_code, init.stderr) == (0, "")
+    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 4}
+
+
 # -- validate ----------------------------------------------------------------------------------
 
 
@@ -196,13 +333,29 @@ def test_show_formats(env: dict[str, str], fmt: str) -> None:
         assert json.loads(result.stdout)["saga_id"] == "o-2"
     elif fmt in ("csv", "tsv"):
         rows = list(csv.reader(io.StringIO(result.stdout), delimiter="," if fmt == "csv" else "\t"))
-        assert rows[0] == ["name", "status", "attempts", "duration", "result", "error"]
-        assert [r[0] for r in rows[1:]] == [
-            "reserve_inventory",
-            "charge_payment",
-            "create_shipment",
-            "send_confirmation",
+        assert rows[0] == [
+            "saga_id",
+            "name",
+            "status",
+            "attempts",
+            "result",
+            "error",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "compensation_attempts",
+            "compensated_at",
+            "compensation_error",
+            "waiting",
         ]
+        assert [r[:3] for r in rows[1:]] == [
+            ["o-2", "reserve_inventory", "completed"],
+            ["o-2", "charge_payment", "completed"],
+            ["o-2", "create_shipment", "completed"],
+            ["o-2", "send_confirmation", "completed"],
+        ]
+        shown = json.loads(runner.invoke(app, ["show", "o-2", "-o", "json"]).stdout)
+        assert rows[1:] == [[cell(v) for v in {"saga_id": "o-2", **step}.values()] for step in shown["steps"]]
     else:
         assert "| reserve_inventory" in result.stdout
 
@@ -237,7 +390,7 @@ def test_failed_compensation_exit_3_then_resume(env: dict[str, str]) -> None:
 
     resumed = runner.invoke(app, ["resume", "c-1", "-o", "json"])
     assert resumed.exit_code == 1, resumed.stderr
-    after = json.loads(resumed.stdout)
+    [after] = json.loads(resumed.stdout)
     assert after["state"] == "failed"
     assert [s["status"] for s in after["steps"]][:3] == ["compensated", "compensated", "failed"]
 
@@ -303,7 +456,8 @@ def test_detach_then_resume(env: dict[str, str]) -> None:
     assert shown["state"] == "started"
     resumed = runner.invoke(app, ["resume", saga_id, "-o", "json"])
     assert resumed.exit_code == 0
-    assert json.loads(resumed.stdout)["state"] == "completed"
+    [done] = json.loads(resumed.stdout)  # resume prints an array, also of one
+    assert done["state"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -496,7 +650,7 @@ def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) ->
     assert stuck.returncode == 3
     result = runner.invoke(app, ["resume", "nope", "m-1", "-o", "json"])
     assert result.exit_code == 2
-    data = json.loads(result.stdout)
+    [data] = json.loads(result.stdout)
     assert (data["saga_id"], data["state"]) == ("m-1", "failed")
     assert "sagactl: error: saga nope not found in " in result.stderr
 
@@ -506,7 +660,7 @@ def test_failed_saga_keeps_why_it_failed_as_last_error(env: dict[str, str]) -> N
     assert stuck.returncode == 3, stuck.stderr
     result = runner.invoke(app, ["resume", "le-1", "-o", "json"])
     assert result.exit_code == 1, result.stderr
-    resumed = json.loads(result.stdout)
+    [resumed] = json.loads(result.stdout)
     assert resumed["state"] == "failed"
     assert resumed["last_error"].startswith("create_shipment: exec python3 participants/shipping.py create: exit 1")
 

@@ -4,6 +4,8 @@ resume --stuck, a mapped table through a sagactl.yaml context, and start-up impo
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sqlite3
@@ -17,8 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app
+from sagactl.codec import escaped
+from sagactl.models import SagaState
+from sagactl.output import cell
 from sagactl.store import open_store
-from tests.support.sagas import at
+from tests.support.sagas import add, at, saga
 
 ROOT = Path(__file__).parent.parent.parent
 PARTICIPANTS = ROOT / "sample-configs" / "participants"
@@ -106,8 +111,11 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
         "deadline_at",
         "stuck_for_seconds",
         "last_error",
+        "lease_owner",
+        "lease_expires_at",
     ]
     assert (row["saga_id"], row["saga_type"], row["state"]) == ("c-1", "FastOrder", "compensating")
+    assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)  # nobody drives it: it waits
     assert (row["current_step"], row["current_step_name"]) == (1, "charge")
     assert 0 <= row["stuck_for_seconds"] < 600 and row["deadline_at"].endswith("Z")  # stuck since the run just now
     assert "FAIL_COMPENSATION=charge" in row["last_error"]
@@ -121,7 +129,11 @@ def test_stuck_saga_in_every_format(cli: Path, monkeypatch: pytest.MonkeyPatch) 
     assert line.startswith("c-1") and "1 (charge)" in line and "charge compensation: exec" in line
     code, out, err = invoke("list", "--stuck", "-o", "csv")
     assert (code, err) == (0, "")
-    assert out.splitlines()[0] == "saga_id,saga_type,state,step,updated_at,stuck_for,last_error"
+    header, line = list(csv.reader(io.StringIO(out)))
+    assert header == list(row)  # the JSON fields, every value whole
+    shown = dict(zip(header, line, strict=True))
+    assert float(shown.pop("stuck_for_seconds")) >= row["stuck_for_seconds"]  # a moment later
+    assert shown == {key: cell(value) for key, value in row.items() if key != "stuck_for_seconds"}
     jsonl = invoke("list", "-o", "jsonl", "--state", "COMPENSATING")[1]
     assert [json.loads(x)["saga_id"] for x in jsonl.splitlines()] == ["c-1"]
 
@@ -141,19 +153,22 @@ def test_list_filters(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--state", "pending' OR '1'='1"], "Invalid value for '--state'"),
-        (["--state", "running"], "Invalid value for '--state'"),
+        (
+            ["--state", "pending' OR '1'='1"],
+            "sagactl: error: invalid value for '--state': \"pending' OR '1'='1\" is not one of",
+        ),
+        (["--state", "running"], "sagactl: error: invalid value for '--state': 'running' is not one of"),
         (["--limit", "-1"], "sagactl: error: --limit must be 0 (no limit) to 1000000000, got -1"),
-        (["--limit", "1; DROP TABLE saga_log"], "Invalid value for '--limit'"),
+        (["--limit", "1; DROP TABLE saga_log"], "sagactl: error: invalid value for '--limit'"),
         (["--older-than", "5 minutes"], "sagactl: error: --older-than: invalid duration '5 minutes'"),
         (["--older-than", "1m'; DROP TABLE saga_log; --"], "sagactl: error: --older-than: invalid duration"),
-        (["-o", "prometheus"], "sagactl: error: -o prometheus is only available for 'sagactl stats'"),
+        (["-o", "prometheus"], "sagactl: error: invalid value for '-o' / '--output': 'prometheus' is not one of"),
     ],
 )
 def test_list_option_errors_exit_2(cli: Path, args: list[str], message: str) -> None:
     code, out, err = invoke("list", "--stuck", *args)
     assert code == 2 and out == ""
-    assert message in err
+    assert err.startswith(message) and err.count("\n") == 1, err
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the log is intact
 
 
@@ -187,7 +202,10 @@ def test_show_gives_the_last_error_of_each_failing_step(cli: Path, monkeypatch: 
     assert "compensation error at charge: " in out and "FAIL_COMPENSATION=charge" in out
     assert "action error at ship: " in out and "FAIL_STEP=ship" in out
     data = json.loads(invoke("show", "c-1", "-o", "json")[1])
-    assert [s["error"] is not None for s in data["steps"]] == [False, True, True]
+    # the refused action's error on ship; charge's compensation error apart from its (absent) action error
+    assert [s["error"] is not None for s in data["steps"]] == [False, False, True]
+    assert [s["compensation_error"] is not None for s in data["steps"]] == [False, True, False]
+    assert "FAIL_COMPENSATION=charge" in data["steps"][1]["compensation_error"]
     code, out, err = invoke("show", "nope' OR '1'='1")
     assert (code, out) == (2, "") and err.startswith("sagactl: error: saga nope' OR '1'='1 not found in ")
 
@@ -219,8 +237,8 @@ def test_resolve_records_who_and_why_then_compensation_continues(cli: Path, monk
         (["c-1", "--step", "nope", "--reason", "x"], 2, "saga c-1 has no step 'nope' (steps: reserve, charge, ship)"),
         (["c-1", "--step", "ship", "--reason", "x"], 2, "there is no compensation waiting to be resolved"),
         (["c-1", "--step", "charge", "--reason", "   "], 2, "--reason must say why"),
-        (["c-1", "--step", "charge"], 2, "Missing option '--reason'"),
-        (["c-1", "--reason", "x"], 2, "Missing option '--step'"),
+        (["c-1", "--step", "charge"], 2, "sagactl: error: missing option '--reason'; see 'sagactl resolve --help'\n"),
+        (["c-1", "--reason", "x"], 2, "sagactl: error: missing option '--step'; see 'sagactl resolve --help'\n"),
         (["ghost", "--step", "charge", "--reason", "x"], 2, "saga ghost not found"),
     ],
 )
@@ -415,39 +433,67 @@ def test_rows_in_unknown_states_are_skipped_with_one_warning_each(cli: Path, mon
 
 # -- saga IDs ---------------------------------------------------------------------------------------
 
+# (ID, how messages show it, what is wrong with it); an empty ID and one that is not UTF-8 are
+# refused before anything else, whatever the command
 BAD_IDS = [
-    ("", "saga ID is empty; pass the ID as 'sagactl list' shows it"),
-    (" c-1", "saga ID ' c-1' starts or ends with whitespace"),
-    ("c-1\t", "saga ID 'c-1\\t' contains the control or invisible character U+0009"),
-    ("c-\x1b[31m1", "saga ID 'c-\\x1b[31m1' contains the control or invisible character U+001B"),
-    ("c\u202e1", "saga ID 'c\\u202e1' contains the control or invisible character U+202E"),
-    ("c-\udcff", "saga ID 'c-\\udcff' is not valid UTF-8"),
-    (
-        "x" * 129,
-        f"saga ID '{'x' * 40}…' is 129 characters long; at most 128 are allowed (the SQS FIFO message group limit)",
-    ),
+    (" c-1", " c-1", "starts or ends with whitespace"),
+    ("c-1\t", "c-1\\t", "contains the control or invisible character U+0009"),
+    ("c-\x1b[31m1", "c-\\x1b[31m1", "contains the control or invisible character U+001B"),
+    ("c\u202e1", "c\\u202e1", "contains the control or invisible character U+202E"),
+    ("x" * 129, "x" * 40 + "…", "is 129 characters long, over the 128 of an SQS FIFO message group ID"),
 ]
+NO_STORE_HOLDS = [
+    ("", "saga ID is empty; pass the ID as 'sagactl list' shows it"),
+    ("c-\udcff", "saga ID 'c-\\udcff' is not valid UTF-8"),
+]
+LOOKUPS = [["show"], ["resume"], ["abort", "--reason", "x"], ["resolve", "--step", "charge", "--reason", "x"]]
+RUN = ["run", "@SAGA", "--input", INPUT, "--saga-id"]
 
 
-@pytest.mark.parametrize(("saga_id", "message"), BAD_IDS, ids=[f"bad-{n}" for n in range(len(BAD_IDS))])
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["run", "@SAGA", "--input", INPUT, "--saga-id"],
-        ["show"],
-        ["resume"],
-        ["abort", "--reason", "x"],
-        ["resolve", "--step", "charge", "--reason", "x"],
-    ],
-    ids=["run", "show", "resume", "abort", "resolve"],
-)
-def test_saga_ids_are_checked_wherever_one_is_given(
+def location(dsn: str) -> str:
+    store = open_store(dsn, create=False)
+    try:
+        return store.info.location
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("saga_id", "shown", "problem"), BAD_IDS, ids=[f"bad-{n}" for n in range(len(BAD_IDS))])
+def test_a_new_saga_id_is_checked_and_a_bad_one_that_finds_nothing_says_why(
+    cli: Path, saga_id: str, shown: str, problem: str
+) -> None:
+    code, out, err = invoke("run", str(cli), "--input", INPUT, "--saga-id", saga_id)
+    assert (code, out, err) == (2, "", f"sagactl: error: saga ID '{shown}' {problem}\n")
+    where = location(os.environ["SAGACTL_DSN"])
+    for command in LOOKUPS:
+        code, out, err = invoke(*command, saga_id)
+        assert (code, out) == (2, "")
+        # the store was asked (another writer may use any ID); finding nothing, the error says why
+        # (one line: whitespace in the ID collapses, control characters are escaped)
+        assert err == (
+            f"sagactl: error: saga {escaped(' '.join(saga_id.split()))} not found in {where} (the ID {problem});"
+            " check the ID with 'sagactl list' and the store with --dsn\n"
+        )
+    assert invoke("list", "-q") == (0, "", "")  # nothing recorded
+
+
+@pytest.mark.parametrize(("saga_id", "message"), NO_STORE_HOLDS, ids=["empty", "not-utf8"])
+@pytest.mark.parametrize("command", [RUN, *LOOKUPS], ids=["run", "show", "resume", "abort", "resolve"])
+def test_an_id_no_store_can_hold_is_refused_by_every_command(
     cli: Path, command: list[str], saga_id: str, message: str
 ) -> None:
     args = [str(cli) if arg == "@SAGA" else arg for arg in command]
-    code, out, err = invoke(*args, saga_id)
-    assert (code, out, err) == (2, "", f"sagactl: error: {message}\n")
-    assert invoke("list", "-q") == (0, "", "")  # nothing recorded
+    assert invoke(*args, saga_id) == (2, "", f"sagactl: error: {message}\n")
+    assert invoke("list", "-q") == (0, "", "")
+
+
+def test_a_saga_another_writer_recorded_under_an_odd_id_can_be_shown_and_aborted(cli: Path) -> None:
+    assert invoke("run", str(cli), "--input", INPUT, "--saga-id", "odd", "--detach")[0] == 0
+    set_column(os.environ["SAGACTL_DSN"], "saga_id", "odd ", "odd")  # trailing space: not sagactl's
+    shown = invoke("show", "odd ", "-o", "json")
+    assert shown[0] == 0 and json.loads(shown[1])["saga_id"] == "odd "
+    code, out, err = invoke("abort", "odd ", "--reason", "imported by hand", "-q")
+    assert (code, out) == (1, "odd \n"), err
 
 
 def test_the_longest_allowed_saga_id_runs_and_shows(cli: Path) -> None:
@@ -456,6 +502,52 @@ def test_the_longest_allowed_saga_id_runs_and_shows(cli: Path) -> None:
     assert (code, out, err) == (0, f"{longest}\n", "")
     assert json.loads(invoke("show", longest, "-o", "json")[1])["saga_id"] == longest
     assert invoke("list", "-q") == (0, f"{longest}\n", "")
+
+
+# -- shapes that hold ------------------------------------------------------------------------------
+
+
+def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stuck(cli, monkeypatch, "c-1")
+    run_stuck(cli, monkeypatch, "c-2")
+    monkeypatch.delenv("FAIL_COMPENSATION")
+    code, out, err = invoke("resume", "c-2", "-o", "json")  # one ID
+    assert code == 1, err
+    shown = json.loads(invoke("show", "c-2", "-o", "json")[1])
+    assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
+    code, out, err = invoke("resume", "--stuck", "-o", "json")  # one stuck saga
+    assert code == 1, err
+    shown = json.loads(invoke("show", "c-1", "-o", "json")[1])
+    assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
+    assert err.splitlines()[-1] == "sagactl: resumed 1 of 1 stuck sagas: 1 failed"
+
+
+@pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
+def test_csv_and_tsv_carry_the_saga_id_and_every_value_whole(store_dsn: str, fmt: str, delimiter: str) -> None:
+    error = ('a 500-character error, with "quotes",\ta tab and\na newline; ' * 10)[:500]
+    result = {"note": error, "n": 1.5, "ok": True}
+    store = open_store(store_dsn)
+    try:
+        record = saga("long-1", state=SagaState.COMPENSATING, step=1, updated=0, deadline=1, error=error)
+        record.steps[0].result = result
+        add(store, record)
+    finally:
+        store.close()
+
+    def table(*args: str) -> list[dict[str, str]]:
+        code, out, err = invoke(*args, "--dsn", store_dsn, "-o", fmt)
+        assert (code, err) == (0, "")
+        header, *rows = csv.reader(io.StringIO(out), delimiter=delimiter)
+        return [dict(zip(header, row, strict=True)) for row in rows]
+
+    steps = table("show", "long-1")
+    assert [(s["saga_id"], s["name"]) for s in steps] == [("long-1", n) for n in ("reserve", "charge", "notify")]
+    assert steps[1]["compensation_error"] == error and len(error) == 500
+    assert json.loads(steps[0]["result"]) == result
+    assert (steps[1]["attempts"], steps[1]["compensation_attempts"]) == ("1", "4")  # not reformatted ("1 +4c")
+    [row] = table("list", "--stuck")
+    assert (row["saga_id"], row["last_error"]) == ("long-1", f"charge: {error}")
+    assert float(row["stuck_for_seconds"]) > 0
 
 
 # -- a mapped table through a config context (PostgreSQL) -------------------------------------------
@@ -509,10 +601,19 @@ def test_mapped_table_through_a_context(legacy: Path) -> None:
         2,
         None,
     )
+    assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)  # a mapped table has no lease
+    rows = list(csv.DictReader(io.StringIO(invoke("list", "--context", "legacy", "-o", "csv")[1])))
+    assert ["lease_owner", *(r["lease_owner"] for r in rows)] == [
+        "lease_owner",
+        "",
+        "",
+        "",
+    ]
     assert invoke("list", "--context", "legacy", "-q") == (0, "L-1\nL-2\nL-3\n", "")
     assert invoke("list", "--stuck", "--context", "legacy", "-q", "--exit-code") == (3, "L-1\n", "")
     shown = invoke("show", "L-1", "--context", "legacy", "-o", "json")
     assert shown[0] == 0 and json.loads(shown[1])["state"] == "compensating"
+    assert [json.loads(shown[1])[k] for k in ("lease_owner", "lease_expires_at", "wake_at")] == [None] * 3
     prom = invoke("stats", "--context", "legacy", "-o", "prometheus")[1]
     assert 'sagactl_sagas{saga_type="Order",state="completed"} 1.0' in prom
     assert invoke("list", "-o", "json") == (0, "[]\n", "")  # the default context: the own log

@@ -11,6 +11,7 @@ proxy, which answers them itself and really moves the messages on moto (tests.su
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -228,6 +229,23 @@ def test_dlq_list_json_contract(sqs: Sqs) -> None:
     quiet = runner.invoke(app, ["dlq", "list", queue.name, "-q", "--wait-time", "0"])
     assert (quiet.exit_code, quiet.stdout) == (0, "saga-x\n")
     assert sqs.counts(queue) == (1, 0)
+
+
+@pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
+def test_dlq_list_csv_and_tsv_carry_whole_bodies_and_the_saga_id(sqs: Sqs, fmt: str, delimiter: str) -> None:
+    queue = sqs.queue("csv")
+    body = ('{"note": "a 500-character body, with \\"quotes\\",\ta tab and\na newline"} ' * 10)[:500]
+    sqs.send(queue, [body], attributes=lambda i: saga_attributes("saga-x", "charge"))
+    result = runner.invoke(app, ["dlq", "list", queue.name, "-o", fmt, "--wait-time", "0"])
+    assert (result.exit_code, result.stderr) == (0, "")
+    header, row = csv.reader(io.StringIO(result.stdout), delimiter=delimiter)
+    assert header[:4] == ["message_id", "saga_id", "step_name", "command"] and header[-1] == "body"
+    message = dict(zip(header, row, strict=True))
+    assert (message["saga_id"], message["body"], len(body)) == ("saga-x", body, 500)
+    assert json.loads(message["attributes"])["saga_id"] == {"data_type": "String", "string_value": "saga-x"}
+    grouped = runner.invoke(app, ["dlq", "list", queue.name, "--group-by", "saga", "-o", fmt, "--wait-time", "0"])
+    header, row = csv.reader(io.StringIO(grouped.stdout), delimiter=delimiter)
+    assert dict(zip(header, row, strict=True))["saga_id"] == "saga-x"
 
 
 def test_dlq_list_group_by_and_filters_on_the_command_line(sqs: Sqs) -> None:

@@ -8,7 +8,9 @@ batch entries, throttles calls or fails outright.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -99,6 +101,17 @@ def test_redrive_moves_everything_back_to_the_source_queue(sqs: Sqs) -> None:
     assert stderr == "sagactl: moved 30, skipped 0, poisoned 0, failed 0\n"
     assert sqs.counts(dlq) == (0, 0)
     assert sorted(m["Body"] for m in sqs.receive_all(source)) == sorted(bodies)
+
+
+def test_redrive_csv_has_one_row_per_message_with_the_saga_id_and_the_whole_body(sqs: Sqs) -> None:
+    dlq, _ = sqs.dlq_pair()
+    body = ('{"note": "a 500-character body, with \\"quotes\\",\ta tab and\na newline"} ' * 10)[:500]
+    sqs.send(dlq, [body], attributes=lambda i: attrs("saga-x"))
+    result = runner.invoke(app, ["redrive", "--dlq", dlq.name, "--dry-run", "-o", "csv", "--wait-time", "0"])
+    assert result.exit_code == 0, result.stderr
+    header, row = csv.reader(io.StringIO(result.stdout))
+    message = dict(zip(header, row, strict=True))
+    assert (message["saga_id"], message["action"], message["body"]) == ("saga-x", "would_move", body)
 
 
 def test_bodies_and_attributes_are_kept_byte_for_byte(sqs: Sqs) -> None:

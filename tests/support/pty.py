@@ -10,6 +10,9 @@ TERM=xterm-256color; ``extra_env`` is applied last, so a test can set NO_COLOR i
 
 What comes off the master side is what a terminal would be sent: the line discipline turns
 "\\n" into "\\r\\n", and rich's escape sequences (colours, cursor moves) are left as they are.
+
+``call_on_pty(fn)`` does the same for a call in this process: ``sys.stdout`` is a pty while
+``fn`` runs.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import re
 import select
 import struct
 import subprocess
+import sys
 import termios
+import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 COLUMNS = 120
 ROWS = 40
@@ -151,3 +158,45 @@ def colour_codes(text: str) -> list[str]:
 def strip_escapes(text: str) -> str:
     """``text`` without CSI sequences (colours, cursor moves) and carriage returns."""
     return _CSI.sub("", text).replace("\r", "")
+
+
+def call_on_pty(fn: Callable[[], T], *, size: tuple[int, int] = (COLUMNS, ROWS)) -> tuple[T, str]:
+    """Call ``fn`` in this process with ``sys.stdout`` on a fresh pty (``size`` columns x
+    rows); return what it returned and what the terminal got (as from ``run_on_pty``). For
+    many quick renderings (a property test) where a process per call would be too slow."""
+    master, slave = os.openpty()
+    columns, rows = size
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # keep reading, or a full pty buffer would block the writer
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return  # EIO: the slave side is closed
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (closed below, before the join)
+    saved = sys.stdout
+    # rich sizes a console by the standard file descriptors, which are not this pty here
+    saved_env = {name: os.environ.get(name) for name in ("COLUMNS", "LINES")}
+    try:
+        sys.stdout = stream
+        os.environ.update(COLUMNS=str(columns), LINES=str(rows))
+        result = fn()
+    finally:
+        sys.stdout = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        stream.close()
+        reader.join(timeout=10)
+        os.close(master)
+    return result, b"".join(chunks).decode("utf-8", "replace")

@@ -72,9 +72,11 @@ def saga(
             StepRecord(name=name, status=status, attempts=1 if status is not StepStatus.PENDING else 0, error=None)
         )
     if error and step is not None:
-        steps[step].error = error
         if state is SagaState.COMPENSATING:
+            steps[step].compensation_error = error
             steps[step].compensation_attempts = 4
+        else:
+            steps[step].error = error
     return SagaRecord(
         saga_id=saga_id,
         saga_type=saga_type,
