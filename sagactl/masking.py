@@ -13,6 +13,7 @@ and bounded in length, so masking costs time linear in the text (a 250 KB body: 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -73,15 +74,17 @@ _ONE_TOKEN_SCHEMES = r"bearer|basic|token|api-?key"
 _OTHER_SCHEMES = (
     r"digest|negotiate|ntlm|oauth|hoba|mutual|scram-sha-1|scram-sha-256|vapid|aws4-hmac-sha256|hmac|signature"
 )
-_SCHEME_PREFIX = re.compile(rf"(?i:{_ONE_TOKEN_SCHEMES}|{_OTHER_SCHEMES})[ \t]{{1,3}}")
-_WORDS: tuple[tuple[bytes, re.Pattern[str]], ...] = (
-    (b"pass", re.compile(r"(?i:pass(?:word|wd|phrase))" + _KEY_ENDS + _VALUE_AFTER_KEY)),
-    (b"pwd", re.compile(r"(?i:pwd)" + _KEY_ENDS + _VALUE_AFTER_KEY)),
-    (b"secret", re.compile(r"(?i:secret)" + _KEY_ENDS + _VALUE_AFTER_KEY)),
-    (b"token", re.compile(r"(?i:token)" + _KEY_ENDS + _VALUE_AFTER_KEY)),
+_SCHEME_PREFIX = rf"(?i:{_ONE_TOKEN_SCHEMES}|{_OTHER_SCHEMES})[ \t]{{1,3}}"
+# Compiled on first need (``_pattern``): most texts hold none of the words, and compiling all of
+# them cost every command ~10 ms of start-up.
+_WORDS: tuple[tuple[bytes, str], ...] = (
+    (b"pass", r"(?i:pass(?:word|wd|phrase))" + _KEY_ENDS + _VALUE_AFTER_KEY),
+    (b"pwd", r"(?i:pwd)" + _KEY_ENDS + _VALUE_AFTER_KEY),
+    (b"secret", r"(?i:secret)" + _KEY_ENDS + _VALUE_AFTER_KEY),
+    (b"token", r"(?i:token)" + _KEY_ENDS + _VALUE_AFTER_KEY),
     (
         b"key",  # only after api_, access_, secret_, private_… ("idempotency_key" is not a secret)
-        re.compile(
+        (
             r"(?i:key)" + _KEY_ENDS + r"(?i:(?<=apikey)|(?<=api[_-]key)|(?<=accesskey)|(?<=access[_-]key)"
             r"|(?<=secretkey)|(?<=secret[_-]key)|(?<=privatekey)|(?<=private[_-]key)|(?<=clientkey)"
             r"|(?<=client[_-]key)|(?<=signingkey)|(?<=signing[_-]key)|(?<=encryptionkey)"
@@ -91,7 +94,7 @@ _WORDS: tuple[tuple[bytes, re.Pattern[str]], ...] = (
     ),
     (
         b"authorization",  # the value of an Authorization (or Proxy-Authorization) header
-        re.compile(
+        (
             r"(?:(?<![A-Za-z0-9_*-])|(?i:(?<=proxy-)))(?i:authorization)"
             r"(?P<kq>(?P<esc>\\)?[\"'])?[ \t]{0,3}[:=][ \t]{0,3}"
             rf"(?:{_DQ}|{_SQ}|(?i:{_ONE_TOKEN_SCHEMES})[ \t]{{1,3}}(?P<one>{_BARE_CREDENTIAL})"
@@ -99,8 +102,8 @@ _WORDS: tuple[tuple[bytes, re.Pattern[str]], ...] = (
             rf"|(?P<cred>{_BARE_CREDENTIAL}))"
         ),
     ),
-    (b"bearer", re.compile(rf"(?<![A-Za-z0-9_*-])(?i:bearer)[ \t]{{1,3}}(?P<cred>{_TOKEN_CREDENTIAL}=*)")),
-    (b"basic", re.compile(rf"(?<![A-Za-z0-9_*-])(?i:basic)[ \t]{{1,3}}(?P<cred>{_TOKEN_CREDENTIAL}=*)")),
+    (b"bearer", rf"(?<![A-Za-z0-9_*-])(?i:bearer)[ \t]{{1,3}}(?P<cred>{_TOKEN_CREDENTIAL}=*)"),
+    (b"basic", rf"(?<![A-Za-z0-9_*-])(?i:basic)[ \t]{{1,3}}(?P<cred>{_TOKEN_CREDENTIAL}=*)"),
 )
 _DENSE = 100  # a word every 100 characters or closer: scan with the pattern itself
 _KEY_IS_SECRET = re.compile(
@@ -141,7 +144,10 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     """Spans of the secrets that follow a secret word (see ``_WORDS``)."""
     lowered = text.encode("ascii", "replace").lower()
     spans: list[tuple[int, int]] = []
-    for word, pattern in _WORDS:
+    for word, source in _WORDS:
+        if word not in lowered:
+            continue
+        pattern = _pattern(source)
         if lowered.count(word) > len(lowered) // _DENSE:
             # a text full of the word: let the engine walk it in C instead of a call per word
             spans.extend(_span(text, word, found) for found in pattern.finditer(text))
@@ -158,11 +164,16 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
+
 def _span(text: str, word: bytes, found: re.Match[str]) -> tuple[int, int]:
     group = found.lastgroup or ""
     start, end = found.span(group)
     if word == b"authorization" and group in ("dq", "sq", "edq", "esq"):
-        scheme = _SCHEME_PREFIX.match(text, start, end)  # keep "Bearer" readable
+        scheme = _pattern(_SCHEME_PREFIX).match(text, start, end)  # keep "Bearer" readable
         start = scheme.end() if scheme and scheme.end() < end else start
     return start, end
 
