@@ -27,7 +27,7 @@ from sagactl.config import TableMapping
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
 from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
-from sagactl.store.postgres import connect, first_line, masked
+from sagactl.store.postgres import RETRY_HINT, connect, failed, first_line, masked
 
 log = logging.getLogger("sagactl.store")
 
@@ -168,10 +168,7 @@ class MappedTableStore:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise UnavailableError(f"{where}: {first_line(exc)}", hint="grant SELECT on it") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise UnavailableError(
-                f"{where}: {doing} failed: {masked(self.dsn, first_line(exc))}",
-                hint="check that the server is reachable and retry",
-            ) from None
+            raise failed(where, doing, self.dsn, exc, RETRY_HINT) from None
         except (psycopg.ProgrammingError, psycopg.DataError) as exc:
             raise UsageError(
                 f"{where}: {doing} failed: {first_line(exc)}",

@@ -90,6 +90,14 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+RETRY_HINT = "check that the server is reachable and retry"
+
+
+def failed(where: str, doing: str, dsn: str, exc: BaseException, hint: str) -> UnavailableError:
+    """``doing`` failed at ``where``: the server's first line, the DSN in it masked."""
+    return UnavailableError(f"{where}: {doing} failed: {masked(dsn, first_line(exc))}", hint=hint)
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines()[0].split())
@@ -218,6 +226,7 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _db(self, doing: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         """Translate database failures into one-line errors with the DSN masked."""
+        where = f"PostgreSQL {self.info.location}"
         try:
             yield self._conn
         except psycopg.errors.UndefinedTable:
@@ -230,23 +239,14 @@ class PostgresStore(SqlStore):
                 else f"grant the role it connects as ({role}) SELECT on the saga log tables to read,"
                 " and INSERT, UPDATE on them (USAGE on their sequences) to run sagas"
             )
-            raise UnavailableError(
-                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}", hint=hint
-            ) from None
+            raise failed(where, doing, self.dsn, exc, hint) from None
         except psycopg.errors.ReadOnlySqlTransaction as exc:
-            raise UnavailableError(
-                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}",
-                hint="connect to the primary (this server or session is read-only)",
-            ) from None
+            hint = "connect to the primary (this server or session is read-only)"
+            raise failed(where, doing, self.dsn, exc, hint) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise UnavailableError(
-                f"PostgreSQL {self.info.location}: {doing} failed: {masked(self.dsn, first_line(exc))}",
-                hint="check that the server is reachable and retry",
-            ) from None
+            raise failed(where, doing, self.dsn, exc, RETRY_HINT) from None
         except psycopg.DataError as exc:
-            raise UsageError(
-                f"PostgreSQL {self.info.location} rejected the data while {doing}: {first_line(exc)}"
-            ) from None
+            raise UsageError(f"{where} rejected the data while {doing}: {first_line(exc)}") from None
 
     def _role(self) -> str:
         """The role this connection acts as (for messages about its privileges)."""
