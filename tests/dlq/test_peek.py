@@ -580,7 +580,7 @@ def test_native_with_a_filter_or_cap_is_a_usage_error_and_moves_nothing(
 def test_native_status_and_cancel_from_a_shell(sqs: Sqs, sqs_proxy: SqsProxy, aws_env: dict[str, str]) -> None:
     """The runbook, with the installed command: start a move, watch it, stop it."""
     dlq, source = sqs.dlq_pair()
-    fill(sqs, dlq, 10)
+    fill(sqs, dlq, 40)  # 40 s at --rate 1: the task is still running however slow the next commands start
     env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL_SQS": sqs_proxy.url}
 
     def sagactl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -597,4 +597,4 @@ def test_native_status_and_cancel_from_a_shell(sqs: Sqs, sqs_proxy: SqsProxy, aw
     assert json.loads(cancelled.stdout)["status"] == "CANCELLING"
     done = settled_task(sqs_proxy, dlq)
     assert done["status"] == "CANCELLED"
-    assert sum(sqs.counts(dlq)) + sum(sqs.counts(source)) == 10
+    assert sum(sqs.counts(dlq)) + sum(sqs.counts(source)) == 40
