@@ -5,6 +5,7 @@
     sagas.py    validate, run, resume, show, list, stats, resolve, abort
     dlq.py      dlq list, redrive
     admin.py    db init, schema, completion
+    tools.py    graph, doctor, config
 
 Each command parses its options, calls one core function and hands the result to
 ``output.emit``. Every failure goes through ``common.funnel``: one masked line on stderr and the
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sagactl.cli import admin, dlq, sagas, worker
+from sagactl.cli import admin, dlq, sagas, tools, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 from sagactl.cli.common import SagactlGroup
 
@@ -82,6 +83,7 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (dlq_app, "list", dlq.dlq_list),
     (app, "redrive", dlq.redrive),
     (app, "worker", worker.worker),
+    (app, "graph", tools.graph),
 )
 for group, name, command in COMMANDS:
     group.command(name)(command)
