@@ -241,9 +241,42 @@ def list_(
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
 
 
-@command(DSN, CONFIG, STATS_OUTPUT, VERBOSE)
-def stats(*, opts: Shared) -> int:
-    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
+@command(DSN, CONFIG, AWS_OPTIONS, STATS_OUTPUT, VERBOSE)
+def stats(
+    steps: Annotated[
+        bool,
+        typer.Option(
+            "--steps",
+            help="Per step: p50/p95/p99 duration, attempts per success, failure and timeout rates, and"
+            " flags where a timeout or retry budget fights what is observed.",
+        ),
+    ] = False,
+    saga_type: SagaTypeOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DURATION",
+            show_default=False,
+            help="With --steps: sagas created within this long, e.g. 1h, 7d [default: 24h].",
+        ),
+    ] = None,
+    *,
+    opts: Shared,
+) -> int:
+    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size);
+    with --steps, how each step behaves (reads the transitions of the window)."""
+    if steps:
+        from sagactl.ops.tools import step_stats
+        from sagactl.tool_views import step_stats_document
+
+        report = step_stats(opts.settings(), since=since or "24h", saga_type=saga_type)
+        emit(step_stats_document(report), opts.output)
+        return ExitCode.OK
+    if saga_type is not None or since is not None:
+        from sagactl.errors import UsageError
+
+        raise UsageError("--type and --since apply only with --steps")
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views import stats_document
 
