@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sagactl.output import Document, Table, humanize_seconds, rows_table
 
 if TYPE_CHECKING:
+    from sagactl.doctor import Checks
     from sagactl.stepstats import StepStatsReport
 
 
@@ -127,3 +128,10 @@ def step_stats_prometheus(report: StepStatsReport) -> str:
             timeouts.labels(*key).set(row["timeout_rate"])
         flagged.labels(*key).set(len(row["flags"]))
     return generate_latest(registry).decode("utf-8")
+
+
+def doctor_document(checks: Checks) -> Document:
+    """`doctor`: JSON {ok, exit_code, checks: [{check, status, detail}]}; a table of them."""
+    data = checks.to_dict()
+    table = Table(columns=[("check", "CHECK"), ("status", "STATUS"), ("detail", "DETAIL")], rows=data["checks"])
+    return Document(data=data, tables=[table], delimited=rows_table(data["checks"]))

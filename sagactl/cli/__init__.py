@@ -84,6 +84,7 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "redrive", dlq.redrive),
     (app, "worker", worker.worker),
     (app, "graph", tools.graph),
+    (app, "doctor", tools.doctor),
 )
 for group, name, command in COMMANDS:
     group.command(name)(command)

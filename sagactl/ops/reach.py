@@ -93,18 +93,78 @@ def sqs_settings(config: Mapping[str, Any], aws: AwsSettings) -> AwsSettings:
     )
 
 
-def queue_probe(queue: str, aws: AwsSettings, env: Mapping[str, str]) -> Probe:
-    """Ask SQS for the queue and its attributes, once (no retries: an unreachable SQS answers
-    at once); ``attributes`` holds them (MessageRetentionPeriod...) when it exists."""
-    from sagactl.aws import resolve_queue, sqs_client
+class QueueProber:
+    """Asks SQS about queues, once per queue and settings, with one client per settings (a
+    boto3 client costs more to make than a call): no retries, so an unreachable SQS answers
+    at once; ``attributes`` of a queue that exists hold MessageRetentionPeriod and the rest."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = {**env, "AWS_MAX_ATTEMPTS": "1"}
+        self.clients: dict[AwsSettings, Any] = {}
+        self.answers: dict[tuple[str, AwsSettings], Probe] = {}
+
+    def client(self, aws: AwsSettings) -> Any:
+        from sagactl.aws import sqs_client
+
+        if aws not in self.clients:
+            self.clients[aws] = sqs_client(aws, env=self.env)
+        return self.clients[aws]
+
+    def queue(self, queue: str, aws: AwsSettings) -> Probe:
+        if (queue, aws) not in self.answers:
+            self.answers[(queue, aws)] = self._ask(queue, aws)
+        return self.answers[(queue, aws)]
+
+    def _ask(self, queue: str, aws: AwsSettings) -> Probe:
+        from sagactl.aws import resolve_queue
+
+        try:
+            ref = resolve_queue(self.client(aws), queue, attributes=True)
+        except NotFoundError:
+            return Probe(False, f"queue {queue} does not exist")
+        except UnavailableError as exc:
+            return Probe(False, mask_secrets(exc.message), unreachable=True)
+        except SagactlError as exc:
+            return Probe(False, mask_secrets(exc.message))
+        return Probe(True, f"queue {ref.name} exists", attributes=dict(ref.attributes))
+
+    def sqs(self, aws: AwsSettings) -> Probe:
+        """SQS answers a ListQueues at the resolved endpoint."""
+        from sagactl.aws import sqs_errors
+
+        try:
+            client = self.client(aws)
+            with sqs_errors("ListQueues", client):
+                client.list_queues(MaxResults=1)
+        except UnavailableError as exc:
+            return Probe(False, mask_secrets(exc.message), unreachable=True)
+        except SagactlError as exc:
+            return Probe(False, mask_secrets(exc.message))
+        return Probe(True, f"{client.meta.endpoint_url} answers")
+
+
+@dataclass(frozen=True, slots=True)
+class AwsIdentity:
+    """What boto3 resolves for these settings: the region, and the name of the botocore
+    credential provider that found credentials (``env``, ``shared-credentials-file``,
+    ``assume-role``, ``iam-role``, ``sso``…); never the credentials themselves."""
+
+    region: str | None
+    method: str | None
+    problem: str | None = None
+
+
+def aws_identity(aws: AwsSettings) -> AwsIdentity:
+    """The region and credential source boto3's standard chain resolves for ``aws``."""
+    import boto3
+    import botocore.exceptions
 
     try:
-        client = sqs_client(aws, env={**env, "AWS_MAX_ATTEMPTS": "1"})
-        ref = resolve_queue(client, queue, attributes=True)
-    except NotFoundError:
-        return Probe(False, f"queue {queue} does not exist")
-    except UnavailableError as exc:
-        return Probe(False, mask_secrets(exc.message), unreachable=True)
-    except SagactlError as exc:
-        return Probe(False, mask_secrets(exc.message))
-    return Probe(True, f"queue {ref.name} exists", attributes=dict(ref.attributes))
+        session = boto3.session.Session(profile_name=aws.profile, region_name=aws.region)
+        credentials = session.get_credentials()
+    except botocore.exceptions.ProfileNotFound:
+        return AwsIdentity(None, None, f"AWS profile '{aws.profile}' not found")
+    except botocore.exceptions.BotoCoreError as exc:
+        return AwsIdentity(None, None, mask_secrets(" ".join(str(exc).split())))
+    method = getattr(credentials, "method", None) if credentials is not None else None
+    return AwsIdentity(session.region_name, str(method) if method else None)

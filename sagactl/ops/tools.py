@@ -73,11 +73,11 @@ def step_stats(
 def _retention(settings: Settings, env: Mapping[str, str]) -> Callable[[Endpoint], Retention]:
     """Each sqs endpoint's command queue retention, asked once per queue; None with why when
     the queue cannot be asked (SQS unreachable, no credentials, a placeholder not set)."""
-    from sagactl.ops.reach import queue_probe, resolved, sqs_settings
+    from sagactl.ops.reach import QueueProber, resolved, sqs_settings
     from sagactl.placeholders import MissingValueError
     from sagactl.stepstats import Retention
 
-    asked: dict[tuple[str, AwsSettings], Retention] = {}
+    prober = QueueProber(env)
     unreachable: dict[AwsSettings, str] = {}
 
     def lookup(endpoint: Endpoint) -> Retention:
@@ -88,13 +88,11 @@ def _retention(settings: Settings, env: Mapping[str, str]) -> Callable[[Endpoint
         queue, aws = str(config.get("queue", "")), sqs_settings(config, settings.aws)
         if aws in unreachable:
             return Retention(queue, None, unreachable[aws])
-        if (queue, aws) not in asked:
-            probe = queue_probe(queue, aws, env)
-            if probe.unreachable:
-                unreachable[aws] = probe.detail
-            period = probe.attributes.get("MessageRetentionPeriod")
-            seconds = float(period) if period and period.isdigit() else None
-            asked[(queue, aws)] = Retention(queue, seconds, None if seconds is not None else probe.detail)
-        return asked[(queue, aws)]
+        probe = prober.queue(queue, aws)
+        if probe.unreachable:
+            unreachable[aws] = probe.detail
+        period = probe.attributes.get("MessageRetentionPeriod")
+        seconds = float(period) if period and period.isdigit() else None
+        return Retention(queue, seconds, None if seconds is not None else probe.detail)
 
     return lookup
