@@ -16,7 +16,7 @@ Times (median and p90 of --runs, after a warm-up):
   query   store.stepstats.step_runs over the whole window (the SQL and reading its rows);
   core    sagactl.ops.tools.step_stats (connect, query, percentiles, flags);
   narrow  the same with --since 1h (a twentieth of the sagas) and with --type (a quarter);
-  cli     the installed `sagactl stats --steps -o json` (a process each);
+  cli     `python -m sagactl stats --steps -o json` of this checkout (a process each);
 and prints EXPLAIN (ANALYZE, BUFFERS) of the query.
 
 The definition uses http and exec endpoints only: no SQS is asked (nothing leaves the host).
@@ -171,11 +171,6 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
     return statistics.median(samples), samples[max(0, int(len(samples) * 0.9) - 1)]
 
 
-def sagactl_binary() -> list[str]:
-    beside = Path(sys.executable).parent / "sagactl"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "sagactl"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg-dsn", default=os.environ.get("SAGACTL_BENCH_PG_DSN", DEFAULT_PG))
@@ -206,8 +201,9 @@ def main() -> None:
             ),
             "core: --since 1h (a twentieth)": timed(lambda: step_stats(settings, since="1h", env=env), opts.runs),
         }
-        command = [*sagactl_binary(), "stats", "--steps", "-o", "json"]
-        cli_env = {**os.environ, "SAGACTL_DSN": dsn, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9"}
+        command = [sys.executable, "-m", "sagactl", "stats", "--steps", "-o", "json"]
+        root = str(Path(__file__).resolve().parent.parent)  # this checkout's sagactl, not an installed one
+        cli_env = {**os.environ, "SAGACTL_DSN": dsn, "PYTHONPATH": root, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9"}
 
         def cli() -> None:
             done = subprocess.run(command, env=cli_env, capture_output=True, check=False)

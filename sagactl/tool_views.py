@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sagactl.output import Document, Table, humanize_seconds, rows_table
 
 if TYPE_CHECKING:
+    from sagactl.contexts import Contexts
     from sagactl.doctor import Checks
     from sagactl.stepstats import StepStatsReport
 
@@ -135,3 +136,38 @@ def doctor_document(checks: Checks) -> Document:
     data = checks.to_dict()
     table = Table(columns=[("check", "CHECK"), ("status", "STATUS"), ("detail", "DETAIL")], rows=data["checks"])
     return Document(data=data, tables=[table], delimited=rows_table(data["checks"]))
+
+
+def contexts_document(found: Contexts) -> Document:
+    """`config contexts`: JSON {config, current_context, contexts: [...]}; a table with the
+    context in effect marked * (kubectl get-contexts)."""
+    data = found.to_dict()
+    rows = [
+        {
+            "current": "*" if c["current"] else "",
+            "name": c["name"],
+            "dsn": c["dsn"] or "",
+            "table": c["table"] or "",
+            "region": c["region"] or "",
+            "endpoint_url": c["endpoint_url"] or "",
+        }
+        for c in data["contexts"]
+    ]
+    table = Table(
+        columns=[
+            ("current", "CURRENT"),
+            ("name", "NAME"),
+            ("dsn", "STORE"),
+            ("table", "TABLE"),
+            ("region", "REGION"),
+            ("endpoint_url", "SQS ENDPOINT"),
+        ],
+        rows=rows,
+    )
+    where = data["config"] or "none found"
+    return Document(
+        data=data,
+        tables=[table],
+        empty_message=f"no contexts defined (config file: {where})",
+        delimited=rows_table(data["contexts"]),
+    )

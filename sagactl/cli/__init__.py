@@ -66,6 +66,12 @@ dlq_app = typer.Typer(
     rich_markup_mode=_HELP_MODE,
 )
 app.add_typer(dlq_app, name="dlq")
+config_app = typer.Typer(
+    help="The contexts of sagactl.yaml: list them, switch the current one, view the file (secrets masked).",
+    no_args_is_help=True,
+    rich_markup_mode=_HELP_MODE,
+)
+app.add_typer(config_app, name="config")
 
 COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "validate", sagas.validate),
@@ -85,6 +91,9 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "worker", worker.worker),
     (app, "graph", tools.graph),
     (app, "doctor", tools.doctor),
+    (config_app, "contexts", tools.config_contexts),
+    (config_app, "use-context", tools.config_use_context),
+    (config_app, "view", tools.config_view),
 )
 for group, name, command in COMMANDS:
     group.command(name)(command)

@@ -194,6 +194,7 @@ Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, def
 
 DSN: Group = (("dsn", DsnOpt, None),)
 CONFIG: Group = (("config", ConfigOpt, None), ("context", ContextOpt, None))
+CONFIG_FILE: Group = (("config", ConfigOpt, None),)
 AWS_OPTIONS: Group = (
     ("region", RegionOpt, None),
     ("profile", ProfileOpt, None),

@@ -9,14 +9,19 @@ from typing import Annotated
 import typer
 
 from sagactl.cli.common import Shared, command
-from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, OUTPUT, VERBOSE
+from sagactl.cli.options import AWS_OPTIONS, CONFIG, CONFIG_FILE, DSN, OUTPUT, VERBOSE
 from sagactl.errors import ExitCode
-from sagactl.output import emit, terminal_safe
+from sagactl.output import emit, info_line, terminal_safe
 
 
 class GraphFormat(StrEnum):
     MERMAID = "mermaid"
     DOT = "dot"
+
+
+class ViewFormat(StrEnum):
+    YAML = "yaml"
+    JSON = "json"
 
 
 @command(VERBOSE)
@@ -74,3 +79,56 @@ def doctor(
         sys.stderr.write(terminal_safe(problem) + "\n")
     emit(doctor_document(report.checks), opts.output)
     return report.checks.exit_code
+
+
+@command(CONFIG, OUTPUT, VERBOSE)
+def config_contexts(*, opts: Shared) -> int:
+    """List the contexts of the config file, the one in effect marked * (--context /
+    SAGACTL_CONTEXT, else the file's current_context); passwords masked."""
+    from sagactl.ops.contexts import list_contexts
+    from sagactl.tool_views import contexts_document
+
+    emit(contexts_document(list_contexts(opts.config, opts.context)), opts.output)
+    return ExitCode.OK
+
+
+@command(CONFIG_FILE, VERBOSE)
+def config_use_context(
+    name: Annotated[str, typer.Argument(help="A context the config file defines.", show_default=False)],
+    *,
+    opts: Shared,
+) -> int:
+    """Make NAME the config file's current_context (every command then uses it unless
+    --context or SAGACTL_CONTEXT says otherwise); the rest of the file stays as it is. An
+    unknown NAME is exit 2, listing the known ones."""
+    from sagactl.ops.contexts import use_context
+
+    path = use_context(name, opts.config)
+    info_line(f"sagactl: switched to context '{name}' ({path})")
+    return ExitCode.OK
+
+
+@command(CONFIG_FILE, VERBOSE)
+def config_view(
+    output: Annotated[
+        ViewFormat, typer.Option("-o", "--output", case_sensitive=False, help="yaml or json.")
+    ] = ViewFormat.YAML,
+    *,
+    opts: Shared,
+) -> int:
+    """Print the config file sagactl reads, every password and secret masked (which file: on
+    stderr)."""
+    from sagactl.codec import to_json
+    from sagactl.ops.contexts import view
+    from sagactl.output import json_safe
+
+    path, doc = view(opts.config)
+    info_line(f"# {path}" if path else "sagactl: no config file found (./sagactl.yaml, ~/.config/sagactl/config.yaml)")
+    if output is ViewFormat.JSON:
+        sys.stdout.write(json_safe(to_json(doc)) + "\n")
+    elif doc:
+        import yaml
+
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        sys.stdout.write("".join(terminal_safe(line) + "\n" for line in text.splitlines()))
+    return ExitCode.OK
