@@ -23,16 +23,19 @@ import typer
 from sagactl.cli import admin, dlq, sagas, tools, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 from sagactl.cli.common import SagactlGroup
+from sagactl.cli.examples import epilog
 
 # Rich help on a terminal; plain help in a pipe (no box drawing where scripts read it, and
 # rich's help renderer costs ~70 ms of imports that a pipe does not need).
 _HELP_MODE: Literal["rich"] | None = "rich" if sys.stdout.isatty() else None
+_RICH = _HELP_MODE == "rich"
 
 app = typer.Typer(
     name="sagactl",
     cls=SagactlGroup,
     rich_markup_mode=_HELP_MODE,
     help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
+    epilog=epilog("", rich=_RICH),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,16 +61,23 @@ def _root(
     """sagactl's own options (the app's help text is the Typer's)."""
 
 
-db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True, rich_markup_mode=_HELP_MODE)
+db_app = typer.Typer(
+    help="Manage the saga log database.",
+    epilog=epilog("db", rich=_RICH),
+    no_args_is_help=True,
+    rich_markup_mode=_HELP_MODE,
+)
 app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(
     help="Inspect dead-letter queues (SQS) without consuming their messages.",
+    epilog=epilog("dlq", rich=_RICH),
     no_args_is_help=True,
     rich_markup_mode=_HELP_MODE,
 )
 app.add_typer(dlq_app, name="dlq")
 config_app = typer.Typer(
     help="The contexts of sagactl.yaml: list them, switch the current one, view the file (secrets masked).",
+    epilog=epilog("config", rich=_RICH),
     no_args_is_help=True,
     rich_markup_mode=_HELP_MODE,
 )
@@ -95,8 +105,9 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (config_app, "use-context", tools.config_use_context),
     (config_app, "view", tools.config_view),
 )
+GROUP_PATHS = {id(app): "", id(db_app): "db ", id(dlq_app): "dlq ", id(config_app): "config "}
 for group, name, command in COMMANDS:
-    group.command(name)(command)
+    group.command(name, epilog=epilog(GROUP_PATHS[id(group)] + name, rich=_RICH))(command)
 
 def main() -> None:
     """Console entry point."""
