@@ -134,7 +134,7 @@ def _store_checks(
         checks.add("store", Status.FAIL, f"{shown}: {exc.one_line()}", usage=True)
         return None
     except UnavailableError as exc:
-        checks.add("store", Status.FAIL, exc.one_line())
+        checks.add("store", Status.FAIL, f"{exc.one_line()} (DSN from {source})")
         return None
     if path is not None:  # with no other connection open: closing it leaves no -wal/-shm behind
         _writable(checks, sqlite_write_problem(path))

@@ -108,3 +108,33 @@ def test_help_stays_cheap() -> None:
     assert completed.returncode == 0 and "Examples:" in completed.stdout
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
     assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "yaml", "jsonschema"} == set()
+
+
+def _troubleshooting_lines() -> list[str]:
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("\n## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```sh\n")[1:]
+    return [line for block in blocks for line in block.split("```", 1)[0].splitlines() if line.startswith("sagactl ")]
+
+
+def test_troubleshooting_has_a_runbook_per_known_failure() -> None:
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("\n## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    for failure in (
+        "Stuck in COMPENSATING",
+        "Duplicate execution after a restart",
+        "Lost reply",
+        "A timeout firing before a slow step completes",
+        "Compensation order",
+        "Poison messages",
+    ):
+        assert f"**{failure}.**" in section
+    assert len(_troubleshooting_lines()) >= 25
+
+
+@pytest.mark.parametrize("line", _troubleshooting_lines())
+def test_every_troubleshooting_command_parses(line: str) -> None:
+    """Each command of the runbooks names commands and options that exist, with valid values."""
+    example = shlex.join(shlex.split(line, comments=True))  # the comment after the command dropped
+    for argv in command_lines(example):
+        parse(argv)
