@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sagactl.cli import complete
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import (
     AWS_OPTIONS,
@@ -141,7 +142,10 @@ def _submit(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resume(
-    saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sagas to continue.", show_default=False, autocompletion=complete.saga_ids),
+    ] = None,
     stuck: Annotated[
         bool,
         typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
@@ -176,7 +180,9 @@ def resume(
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
-    saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
+    saga_id: Annotated[
+        str, typer.Argument(help="The saga to show.", show_default=False, autocompletion=complete.saga_ids)
+    ],
     *,
     opts: Shared,
 ) -> int:
@@ -286,9 +292,20 @@ def stats(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resolve(
-    saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
+    saga_id: Annotated[
+        str,
+        typer.Argument(
+            help="The saga whose compensation was done by hand.", show_default=False, autocompletion=complete.saga_ids
+        ),
+    ],
     step: Annotated[
-        str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
+        str,
+        typer.Option(
+            "--step",
+            show_default=False,
+            help="The step whose compensation you did by hand.",
+            autocompletion=complete.step_names,
+        ),
     ],
     reason: ReasonOpt,
     out_of_order: Annotated[
@@ -315,7 +332,9 @@ def resolve(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def abort(
-    saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
+    saga_id: Annotated[
+        str, typer.Argument(help="The saga to stop.", show_default=False, autocompletion=complete.saga_ids)
+    ],
     reason: ReasonOpt,
     *,
     opts: Shared,
