@@ -13,7 +13,8 @@ compensates the two before it. About 11 transitions a saga: --transitions / 11 s
 VACUUM ANALYZE.
 
 Times (median and p90 of --runs, after a warm-up):
-  query   store.stepstats.step_runs over the whole window (the SQL and reading its rows);
+  store   store.stepstats.step_totals over the whole window (aggregated in PostgreSQL), and
+          step_runs (one row per step run, the SQLite path) for comparison;
   core    sagactl.ops.tools.step_stats (connect, query, percentiles, flags);
   narrow  the same with --since 1h (a twentieth of the sagas) and with --type (a quarter);
   cli     `python -m sagactl stats --steps -o json` of this checkout (a process each);
@@ -47,7 +48,7 @@ from sagactl.config import Settings
 from sagactl.models import utcnow
 from sagactl.ops.tools import step_stats
 from sagactl.store.postgres import PostgresStore
-from sagactl.store.stepstats import runs_statement, step_runs
+from sagactl.store.stepstats import runs_statement, step_runs, step_totals
 from sagactl.validation import check_text
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -192,7 +193,12 @@ def main() -> None:
         runs_found = len(list(step_runs(store, window)))
         report = step_stats(settings, since="24h", env=env)
         figures = {
-            "query: `step_runs` (24h: every saga)": timed(lambda: list(step_runs(store, window)), opts.runs),
+            "store: `step_totals` (24h: every saga; aggregated in PostgreSQL)": timed(
+                lambda: step_totals(store, window), opts.runs
+            ),
+            "store: `step_runs` (one row per step run, as SQLite reads them)": timed(
+                lambda: list(step_runs(store, window)), max(1, opts.runs // 2)
+            ),
             "core: `ops.tools.step_stats` --since 24h": timed(
                 lambda: step_stats(settings, since="24h", env=env), opts.runs
             ),
@@ -211,7 +217,9 @@ def main() -> None:
 
         figures["cli: `sagactl stats --steps -o json` (process)"] = timed(cli, opts.cli_runs)
         statement = runs_statement("postgres", None).replace("?", "%s")
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+            conn.execute("SET LOCAL work_mem = '64MB'")  # as step_totals runs it
+            conn.execute("SET LOCAL jit = off")
             plan = "\n".join(
                 str(r[0]) for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}".encode(), [window])
             )
@@ -226,7 +234,8 @@ def main() -> None:
             "",
             f"Produced by `python benchmarks/bench_stats_steps.py` on {platform.node()} ({os.cpu_count()} CPUs),"
             f" PostgreSQL {version}, Python {platform.python_version()}; medians (p90) of {opts.runs} runs"
-            f" (CLI: {opts.cli_runs} processes), milliseconds.",
+            f" (CLI: {opts.cli_runs} processes), milliseconds. Load average when done:"
+            f" {os.getloadavg()[0]:.1f} (other jobs shared the machine).",
             "",
             f"{sagas:,} sagas, {count:,} transitions ({size} with indexes), {runs_found:,} step runs"
             f" (action or compensation of one step in one saga), {len(report.steps)} rows reported,"
@@ -236,7 +245,7 @@ def main() -> None:
             "|---|---:|---:|",
             *(f"| {label} | {median:.0f} | {p90:.0f} |" for label, (median, p90) in figures.items()),
             "",
-            "## EXPLAIN (ANALYZE, BUFFERS), the whole window",
+            "## EXPLAIN (ANALYZE, BUFFERS) of the per-run grouping step_totals aggregates, the whole window",
             "",
             "```",
             plan,

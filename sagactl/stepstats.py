@@ -16,7 +16,6 @@ timeout / attempts). Flags, against the definition snapshot the type's newest sa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from sagactl.definition import Endpoint, SagaDefinition, StepDef, from_snapshot
 from sagactl.errors import UsageError
 from sagactl.graph import duration, retry_budget
-from sagactl.store.stepstats import StepRun
+from sagactl.store.stepstats import StepTotals
 
 DEFAULT_RETENTION = 4 * 86400.0  # SQS's default MessageRetentionPeriod
 
@@ -41,81 +40,51 @@ class Retention:
 RetentionLookup = Callable[[Endpoint], Retention]
 
 
-def percentile(ordered: list[float], fraction: float) -> float | None:
-    """Linear interpolation between the closest ranks (PostgreSQL's percentile_cont) of an
-    ascending list; None when it is empty."""
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 @dataclass(slots=True)
 class StepStats:
-    """What was observed of one step's action or compensation in one saga type."""
+    """A step's totals (``observed``) judged against its definition: the configured timeout
+    and retry budget, the queue's retention for an SQS compensation, and the flags raised."""
 
-    saga_type: str
-    step_name: str
-    phase: str
-    runs: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    resolved: int = 0
-    attempts: int = 0
-    attempts_of_successes: int = 0
-    timeouts: int = 0
-    timeouts_then_succeeded: int = 0
-    durations: list[float] = field(default_factory=list)
+    observed: StepTotals
     timeout_seconds: float | None = None
     retry_budget_seconds: float | None = None
     retention: Retention | None = None
     flags: list[str] = field(default_factory=list)
 
-    def add(self, run: StepRun) -> None:
-        self.runs += 1
-        self.attempts += run.attempts
-        self.timeouts += run.timeouts
-        if run.outcome in ("completed", "compensated"):
-            self.succeeded += 1
-            self.attempts_of_successes += run.attempts
-            self.timeouts_then_succeeded += run.timeouts
-        elif run.outcome == "failed":
-            self.failed += 1
-        elif run.outcome == "resolved":
-            self.resolved += 1
-        if run.seconds is not None:
-            self.durations.append(run.seconds)
+    @property
+    def saga_type(self) -> str:
+        return self.observed.saga_type
 
     @property
-    def ended(self) -> int:
-        return self.succeeded + self.failed + self.resolved
+    def step_name(self) -> str:
+        return self.observed.step_name
 
-    def quantiles(self) -> tuple[float | None, float | None, float | None]:
-        ordered = sorted(self.durations)
-        return percentile(ordered, 0.5), percentile(ordered, 0.95), percentile(ordered, 0.99)
+    @property
+    def phase(self) -> str:
+        return self.observed.phase
 
     def to_dict(self) -> dict[str, Any]:
-        p50, p95, p99 = (None if q is None else round(q, 3) for q in self.quantiles())  # SQLite keeps ms
+        seen = self.observed
+        p50, p95, p99 = (None if q is None else round(q, 3) for q in seen.quantiles)  # SQLite keeps ms
+        ended = seen.succeeded + seen.failed + seen.resolved
         return {
-            "saga_type": self.saga_type,
-            "step_name": self.step_name,
-            "phase": self.phase,
-            "runs": self.runs,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "resolved": self.resolved,
-            "running": self.runs - self.ended,
+            "saga_type": seen.saga_type,
+            "step_name": seen.step_name,
+            "phase": seen.phase,
+            "runs": seen.runs,
+            "succeeded": seen.succeeded,
+            "failed": seen.failed,
+            "resolved": seen.resolved,
+            "running": seen.runs - ended,
             "p50_seconds": p50,
             "p95_seconds": p95,
             "p99_seconds": p99,
-            "attempts": self.attempts,
-            "attempts_per_success": self.attempts_of_successes / self.succeeded if self.succeeded else None,
-            "failure_rate": self.failed / self.ended if self.ended else None,
-            "timeouts": self.timeouts,
-            "timeout_rate": self.timeouts / self.attempts if self.attempts else None,
-            "timeouts_then_succeeded": self.timeouts_then_succeeded,
+            "attempts": seen.attempts,
+            "attempts_per_success": seen.attempts_of_successes / seen.succeeded if seen.succeeded else None,
+            "failure_rate": seen.failed / ended if ended else None,
+            "timeouts": seen.timeouts,
+            "timeout_rate": seen.timeouts / seen.attempts if seen.attempts else None,
+            "timeouts_then_succeeded": seen.timeouts_then_succeeded,
             "timeout_seconds": self.timeout_seconds,
             "retry_budget_seconds": self.retry_budget_seconds,
             "queue": self.retention.queue if self.retention else None,
@@ -140,18 +109,6 @@ class StepStatsReport:
         }
 
 
-def collect(runs: Iterable[StepRun]) -> dict[tuple[str, str, str], StepStats]:
-    """The runs folded per (saga type, step, phase)."""
-    found: dict[tuple[str, str, str], StepStats] = {}
-    for run in runs:
-        key = (run.saga_type, run.step_name, run.phase)
-        stats = found.get(key)
-        if stats is None:
-            stats = found[key] = StepStats(*key)
-        stats.add(run)
-    return found
-
-
 def definitions(snapshots: Mapping[str, dict[str, Any]]) -> dict[str, SagaDefinition]:
     """The snapshots this sagactl can read, by saga type (others are left out: no flags)."""
     readable = {}
@@ -170,12 +127,13 @@ def judge(stats: StepStats, step: StepDef, definition: SagaDefinition, retention
     policy = step.retry if action else step.compensation_retry
     stats.timeout_seconds = timeout
     stats.retry_budget_seconds = retry_budget(policy, timeout)
-    if stats.timeouts_then_succeeded:
+    seen = stats.observed
+    if seen.timeouts_then_succeeded:
         stats.flags.append(
-            f"timeout {duration(timeout)} fired on {stats.timeouts_then_succeeded} attempts of runs that then"
+            f"timeout {duration(timeout)} fired on {seen.timeouts_then_succeeded} attempts of runs that then"
             " succeeded on retry: the participant answers, later than the timeout"
         )
-    p99 = stats.quantiles()[2]
+    p99 = seen.quantiles[2]
     if p99 is not None and p99 > timeout:
         stats.flags.append(f"timeout {duration(timeout)} is below the observed p99 {duration(p99)}")
     endpoint = definition.endpoints.get(step.endpoint)
@@ -196,13 +154,13 @@ def report(
     store: str,
     since: str,
     saga_type: str | None,
-    runs: Iterable[StepRun],
+    totals: Iterable[StepTotals],
     snapshots: Mapping[str, dict[str, Any]],
     retention: RetentionLookup,
 ) -> StepStatsReport:
     """Every step's statistics and flags, in the order of each type's definition (steps it no
     longer has last), compensations after actions."""
-    found = collect(runs)
+    found = {(t.saga_type, t.step_name, t.phase): StepStats(t) for t in totals}
     defined = definitions(snapshots)
     order: dict[tuple[str, str], int] = {}
     for saga_type_, definition in defined.items():

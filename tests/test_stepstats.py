@@ -23,9 +23,9 @@ from sagactl.engine import Engine
 from sagactl.errors import UsageError
 from sagactl.models import SagaRecord, SagaState, StepRecord, StepStatus, Transition
 from sagactl.ops.tools import step_stats
-from sagactl.stepstats import Retention, StepStats, judge, percentile
+from sagactl.stepstats import Retention, StepStats, judge
 from sagactl.store import Store, open_store
-from sagactl.store.stepstats import step_runs
+from sagactl.store.stepstats import StepTotals, percentile, step_runs
 from sagactl.transports import open_transport
 from sagactl.validation import check_text, load
 from tests.conftest import STORE_KINDS
@@ -260,7 +260,7 @@ def test_unknown_retention_assumes_the_sqs_default_of_4_days() -> None:
     policy = RetryPolicy(max_attempts=10, initial_backoff=1.0, max_backoff=1.0)
     step = StepDef("charge", "pay", 86400.0, 86400.0, policy, policy, {}, {"command": "Refund"})
     definition = from_snapshot(document("q"))
-    stats = StepStats("Order", "charge", "compensation")
+    stats = StepStats(StepTotals("Order", "charge", "compensation"))
     asked: list[Endpoint] = []
 
     def lookup(endpoint: Endpoint) -> Retention:

@@ -52,7 +52,7 @@ def step_stats(
     from sagactl import stepstats
     from sagactl.models import iso, utcnow
     from sagactl.store.sql import SqlStore
-    from sagactl.store.stepstats import latest_definitions, step_runs
+    from sagactl.store.stepstats import latest_definitions, step_totals
 
     window = parse_since(since)
     env = os.environ if env is None else env
@@ -64,10 +64,10 @@ def step_stats(
         )
     with reader_for(settings) as reader:
         assert isinstance(reader, SqlStore)  # a native saga log (no mapping)
-        runs = list(step_runs(reader, start, saga_type))
-        snapshots = latest_definitions(reader, sorted({run.saga_type for run in runs}))
+        totals = step_totals(reader, start, saga_type)
+        snapshots = latest_definitions(reader, sorted({t.saga_type for t in totals}))
         location = reader.info.location
-    return stepstats.report(location, iso(start) or "", saga_type, runs, snapshots, _retention(settings, env))
+    return stepstats.report(location, iso(start) or "", saga_type, totals, snapshots, _retention(settings, env))
 
 
 def _retention(settings: Settings, env: Mapping[str, str]) -> Callable[[Endpoint], Retention]:

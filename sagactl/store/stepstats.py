@@ -12,12 +12,16 @@ What the transitions say (driver.py writes them):
   when an operator did it by hand). No end: still running, or stuck.
 
 Sagas are chosen by when they were created (``--since``), from the saga_log_created index.
+PostgreSQL aggregates per step in the database (percentile_cont; a few rows come back, with
+work_mem raised and JIT off for the one statement); SQLite returns one row per step run and the
+totals are folded here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -86,7 +90,7 @@ def step_runs(store: SqlStore, since: datetime, saga_type: str | None = None) ->
         params.append(saga_type)
     rows = store._query(runs_statement(store.info.kind, saga_type), params, "reading step transitions")
     for saga_type_, step, a_tries, a_timeouts, a_end, a_seconds, c_tries, c_timeouts, c_end, c_seconds in rows:
-        if a_tries:
+        if a_tries or a_end:
             yield StepRun(
                 saga_type_, step, "action", int(a_tries), int(a_timeouts), a_end, _float(a_seconds) if a_end else None
             )
@@ -112,3 +116,129 @@ def latest_definitions(store: SqlStore, saga_types: Sequence[str]) -> dict[str, 
         if rows and isinstance(snapshot := store._decode_json(rows[0][0]), dict):
             found[saga_type] = snapshot
     return found
+
+
+@dataclass(slots=True)
+class StepTotals:
+    """What was observed of one step's action or compensation in one saga type."""
+
+    saga_type: str
+    step_name: str
+    phase: str
+    runs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    resolved: int = 0
+    attempts: int = 0
+    attempts_of_successes: int = 0
+    timeouts: int = 0
+    timeouts_then_succeeded: int = 0
+    quantiles: tuple[float | None, float | None, float | None] = (None, None, None)  # p50, p95, p99
+    durations: list[float] = field(default_factory=list)  # while folding
+
+    def add(self, run: StepRun) -> None:
+        self.runs += 1
+        self.attempts += run.attempts
+        self.timeouts += run.timeouts
+        if run.outcome in ("completed", "compensated"):
+            self.succeeded += 1
+            self.attempts_of_successes += run.attempts
+            self.timeouts_then_succeeded += run.timeouts
+        elif run.outcome == "failed":
+            self.failed += 1
+        elif run.outcome == "resolved":
+            self.resolved += 1
+        if run.seconds is not None:
+            self.durations.append(run.seconds)
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """Linear interpolation between the closest ranks (PostgreSQL's percentile_cont) of an
+    ascending list; None when it is empty."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def fold(runs: Iterable[StepRun]) -> list[StepTotals]:
+    """Step runs folded per (saga type, step, phase), with their duration quantiles."""
+    found: dict[tuple[str, str, str], StepTotals] = {}
+    for run in runs:
+        key = (run.saga_type, run.step_name, run.phase)
+        totals = found.get(key)
+        if totals is None:
+            totals = found[key] = StepTotals(*key)
+        totals.add(run)
+    for totals in found.values():
+        ordered = sorted(totals.durations)
+        totals.quantiles = (percentile(ordered, 0.5), percentile(ordered, 0.95), percentile(ordered, 0.99))
+        totals.durations = []
+    return list(found.values())
+
+
+def _phase_totals(phase: str, tries: str, timeouts: str, end: str, ok: str, seconds: str, failed: str) -> str:
+    """One phase's totals per (type, step) over the ``runs`` CTE (PostgreSQL)."""
+    return (
+        f"SELECT saga_type, step_name, '{phase}', count(*), count(*) FILTER (WHERE {end} = {ok}),"
+        f" count(*) FILTER (WHERE {failed}), count(*) FILTER (WHERE {end} = 2), sum({tries}),"
+        f" coalesce(sum({tries}) FILTER (WHERE {end} = {ok}), 0), sum({timeouts}),"
+        f" coalesce(sum({timeouts}) FILTER (WHERE {end} = {ok}), 0),"
+        f" percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {seconds})"
+        f" FILTER (WHERE {end} = {ok} OR ({failed}))"
+        f" FROM runs WHERE {tries} > 0 OR {end} IS NOT NULL GROUP BY saga_type, step_name"
+    )
+
+
+def _postgres_totals(store: Any, since: datetime, saga_type: str | None) -> list[StepTotals]:
+    inner = (
+        runs_statement("postgres", saga_type)
+        .replace("SELECT l.saga_type, t.step_name,", "SELECT l.saga_type AS saga_type, t.step_name AS step_name,", 1)
+        .replace("?", "%s")
+    )
+    columns = "saga_type, step_name, a_tries, a_timeouts, a_end, a_seconds, c_tries, c_timeouts, c_end, c_seconds"
+    action = _phase_totals(
+        "action",
+        "a_tries",
+        "a_timeouts",
+        "(CASE a_end WHEN 'completed' THEN 1 WHEN 'failed' THEN 3 END)",
+        "1",
+        "a_seconds",
+        "a_end = 'failed'",
+    )
+    compensation = _phase_totals("compensation", "c_tries", "c_timeouts", "c_end", "1", "c_seconds", "false")
+    statement = f"WITH runs ({columns}) AS ({inner}) {action} UNION ALL {compensation}"
+    params: list[Any] = [since, *([saga_type] if saga_type else [])]
+    with store._db("reading step transitions") as conn, conn.transaction():
+        conn.execute("SET LOCAL work_mem = '64MB'")  # the per-run grouping sorts in memory
+        conn.execute("SET LOCAL jit = off")  # compiling costs more than it saves here
+        rows = conn.execute(statement.encode(), params).fetchall()
+    found = []
+    for row in rows:
+        quantiles = tuple(float(q) for q in row[11]) if row[11] is not None else (None, None, None)
+        found.append(
+            StepTotals(
+                saga_type=row[0],
+                step_name=row[1],
+                phase=row[2],
+                runs=int(row[3]),
+                succeeded=int(row[4]),
+                failed=int(row[5]),
+                resolved=int(row[6]),
+                attempts=int(row[7] or 0),
+                attempts_of_successes=int(row[8] or 0),
+                timeouts=int(row[9] or 0),
+                timeouts_then_succeeded=int(row[10] or 0),
+                quantiles=(quantiles[0], quantiles[1], quantiles[2]),
+            )
+        )
+    return found
+
+
+def step_totals(store: SqlStore, since: datetime, saga_type: str | None = None) -> list[StepTotals]:
+    """Per (saga type, step, phase) totals of the sagas created since ``since``."""
+    if store.info.kind == "postgres":
+        return _postgres_totals(store, since, saga_type)
+    return fold(step_runs(store, since, saga_type))
