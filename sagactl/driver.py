@@ -329,12 +329,14 @@ class Driver:
             record.outcome = Outcome.REFUSED if reply.delivered else Outcome.NOT_DELIVERED
         else:
             record.outcome = Outcome.UNKNOWN if maybe_delivered else Outcome.NOT_DELIVERED
+        timed_out = {"timed_out": True} if reply.timed_out else {}  # stats --steps counts timeouts
         self.step_to(
             record,
             StepStatus.FAILED,
             attempt=record.attempts,
             outcome=record.outcome.value,
             error=reply.error,
+            **timed_out,
         )
         return False
 
@@ -381,12 +383,12 @@ class Driver:
         # A step found executing was in flight when its driver stopped: it may have been
         # delivered, so it is re-sent (same key) at least once whatever its attempt count.
         maybe_delivered = record.status is StepStatus.EXECUTING
-        tries, reply = self._taken_up(record, phase, timeout)
+        tries, reply, after = self._taken_up(record, phase, timeout)
         maybe_delivered = maybe_delivered or reply is not None
         while True:
             if reply is None:
                 tries += 1
-                self._record_attempt(record, phase, busy)
+                self._record_attempt(record, phase, busy, after)
                 self.flush(timeout)
                 reply = self._call(step, record, phase, timeout)
                 if reply is None:  # sent over SQS by a worker: the answer comes on the reply queue
@@ -406,9 +408,10 @@ class Driver:
             self.saga.last_error = f"{what}: {reply.error}"
             if reply.status is Status.TRANSIENT and tries < policy.max_attempts:
                 delay = self._delay(policy, tries, reply)
+                after = "timeout" if reply.timed_out else "error"  # how the attempt retried ended
                 if self.engine.park:  # a worker does not hold the saga through a backoff
                     until = self.clock.now() + timedelta(seconds=delay)
-                    record.waiting = Waiting(phase, "retry", tries, until)
+                    record.waiting = Waiting(phase, "retry", tries, until, after)
                     raise Parked(until, f"the retry of {record.name} {phase.value}")
                 self.flush(delay + timeout)
                 self.clock.sleep(delay)
@@ -416,25 +419,27 @@ class Driver:
                 continue
             return reply, maybe_delivered
 
-    def _taken_up(self, record: StepRecord, phase: Phase, timeout: float) -> tuple[int, Reply | None]:
-        """Where a step put aside by a worker stands: the tries it has used, and the answer
-        that is in (a reply received, or none within the timeout); (0, None) for a fresh start."""
+    def _taken_up(self, record: StepRecord, phase: Phase, timeout: float) -> tuple[int, Reply | None, str | None]:
+        """Where a step put aside by a worker stands: the tries it has used, the answer that is
+        in (a reply received, or none within the timeout), and how the attempt before a
+        finished backoff ended ("timeout" or "error"); (0, None, None) for a fresh start."""
         waiting = record.waiting
         if waiting is None or waiting.phase is not phase:
-            return 0, None
+            return 0, None, None
         record.waiting = None
         self.touch(record)
         if waiting.kind != "reply":
-            return waiting.tries, None  # the backoff is over: the next attempt
+            return waiting.tries, None, waiting.after  # the backoff is over: the next attempt
         arrived = self.masked(self.arrived.pop((record.name, phase), None))
         if arrived is not None:
-            return waiting.tries, arrived
+            return waiting.tries, arrived, None
         if waiting.until <= self.clock.now():
-            return waiting.tries, Reply(Status.TRANSIENT, error=f"no reply within {timeout:g}s")
-        return waiting.tries, None  # taken up before its time (a resume): send again, same key
+            return waiting.tries, Reply(Status.TRANSIENT, error=f"no reply within {timeout:g}s", timed_out=True), None
+        return waiting.tries, None, None  # taken up before its time (a resume): send again, same key
 
-    def _record_attempt(self, record: StepRecord, phase: Phase, busy: StepStatus) -> None:
-        """Count one more attempt and record it (a transition) before it is sent."""
+    def _record_attempt(self, record: StepRecord, phase: Phase, busy: StepStatus, after: str | None = None) -> None:
+        """Count one more attempt and record it (a transition) before it is sent; a retry's
+        transition says how the attempt before it ended (``after``: "timeout" or "error")."""
         self.touch(record)
         if phase is Phase.ACTION:
             record.attempts += 1
@@ -447,15 +452,11 @@ class Driver:
                 record.started_at = record.started_at or self.clock.now()
             self.step_to(record, busy, attempt=attempt)
         else:
+            detail: dict[str, Any] = {"attempt": attempt, "retry": True}
+            if after is not None:
+                detail["after"] = after
             self.pending.append(
-                Transition(
-                    self.saga.saga_id,
-                    record.name,
-                    busy.value,
-                    busy.value,
-                    self.clock.now(),
-                    {"attempt": attempt, "retry": True},
-                )
+                Transition(self.saga.saga_id, record.name, busy.value, busy.value, self.clock.now(), detail)
             )
 
     def _delay(self, policy: RetryPolicy, tries: int, reply: Reply) -> float:

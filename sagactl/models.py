@@ -130,15 +130,18 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
 class Waiting:
     """A step a worker put aside instead of holding a slot: its ``phase`` waits ``until`` a
     time for ``kind`` — "reply" (the answer to attempt ``tries``, sent over SQS) or "retry"
-    (the backoff before attempt ``tries + 1``)."""
+    (the backoff before attempt ``tries + 1``; ``after``: how attempt ``tries`` ended,
+    "timeout" or "error")."""
 
     phase: Phase
     kind: str
     tries: int
     until: datetime
+    after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase.value, "for": self.kind, "tries": self.tries, "until": iso(self.until)}
+        shown = {"phase": self.phase.value, "for": self.kind, "tries": self.tries, "until": iso(self.until)}
+        return shown | ({"after": self.after} if self.after else {})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Waiting | None:
@@ -147,7 +150,10 @@ class Waiting:
         until = parse_iso(raw.get("until"))
         if until is None:
             return None
-        return cls(Phase(raw["phase"]), str(raw.get("for", "reply")), int(raw.get("tries", 1)), until)
+        after = raw.get("after")
+        return cls(
+            Phase(raw["phase"]), str(raw.get("for", "reply")), int(raw.get("tries", 1)), until, after and str(after)
+        )
 
 
 @dataclass(slots=True)

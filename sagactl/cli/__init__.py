@@ -5,6 +5,7 @@
     sagas.py    validate, run, resume, show, list, stats, resolve, abort
     dlq.py      dlq list, redrive
     admin.py    db init, schema, completion
+    tools.py    graph, doctor, config
 
 Each command parses its options, calls one core function and hands the result to
 ``output.emit``. Every failure goes through ``common.funnel``: one masked line on stderr and the
@@ -19,19 +20,22 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sagactl.cli import admin, dlq, sagas, worker
+from sagactl.cli import admin, dlq, sagas, tools, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 from sagactl.cli.common import SagactlGroup
+from sagactl.cli.examples import epilog
 
 # Rich help on a terminal; plain help in a pipe (no box drawing where scripts read it, and
 # rich's help renderer costs ~70 ms of imports that a pipe does not need).
 _HELP_MODE: Literal["rich"] | None = "rich" if sys.stdout.isatty() else None
+_RICH = _HELP_MODE == "rich"
 
 app = typer.Typer(
     name="sagactl",
     cls=SagactlGroup,
     rich_markup_mode=_HELP_MODE,
     help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
+    epilog=epilog("", rich=_RICH),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,14 +61,27 @@ def _root(
     """sagactl's own options (the app's help text is the Typer's)."""
 
 
-db_app = typer.Typer(help="Manage the saga log database.", no_args_is_help=True, rich_markup_mode=_HELP_MODE)
+db_app = typer.Typer(
+    help="Manage the saga log database.",
+    epilog=epilog("db", rich=_RICH),
+    no_args_is_help=True,
+    rich_markup_mode=_HELP_MODE,
+)
 app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(
     help="Inspect dead-letter queues (SQS) without consuming their messages.",
+    epilog=epilog("dlq", rich=_RICH),
     no_args_is_help=True,
     rich_markup_mode=_HELP_MODE,
 )
 app.add_typer(dlq_app, name="dlq")
+config_app = typer.Typer(
+    help="The contexts of sagactl.yaml: list them, switch the current one, view the file (secrets masked).",
+    epilog=epilog("config", rich=_RICH),
+    no_args_is_help=True,
+    rich_markup_mode=_HELP_MODE,
+)
+app.add_typer(config_app, name="config")
 
 COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "validate", sagas.validate),
@@ -82,9 +99,15 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (dlq_app, "list", dlq.dlq_list),
     (app, "redrive", dlq.redrive),
     (app, "worker", worker.worker),
+    (app, "graph", tools.graph),
+    (app, "doctor", tools.doctor),
+    (config_app, "contexts", tools.config_contexts),
+    (config_app, "use-context", tools.config_use_context),
+    (config_app, "view", tools.config_view),
 )
+GROUP_PATHS = {id(app): "", id(db_app): "db ", id(dlq_app): "dlq ", id(config_app): "config "}
 for group, name, command in COMMANDS:
-    group.command(name)(command)
+    group.command(name, epilog=epilog(GROUP_PATHS[id(group)] + name, rich=_RICH))(command)
 
 def main() -> None:
     """Console entry point."""

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from sagactl.cli import complete
 from sagactl.errors import UsageError
 from sagactl.output import OutputFormat
 
@@ -70,7 +71,14 @@ ConfigOpt = Annotated[
     ),
 ]
 ContextOpt = Annotated[
-    str | None, _option("--context", envvar="SAGACTL_CONTEXT", panel=STORE, help="Named context from the config file.")
+    str | None,
+    _option(
+        "--context",
+        envvar="SAGACTL_CONTEXT",
+        panel=STORE,
+        help="Named context from the config file.",
+        autocompletion=complete.context_names,
+    ),
 ]
 
 # -- AWS ---------------------------------------------------------------------------------------
@@ -194,6 +202,7 @@ Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, def
 
 DSN: Group = (("dsn", DsnOpt, None),)
 CONFIG: Group = (("config", ConfigOpt, None), ("context", ContextOpt, None))
+CONFIG_FILE: Group = (("config", ConfigOpt, None),)
 AWS_OPTIONS: Group = (
     ("region", RegionOpt, None),
     ("profile", ProfileOpt, None),

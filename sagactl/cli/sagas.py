@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sagactl.cli import complete
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import (
     AWS_OPTIONS,
@@ -141,7 +142,10 @@ def _submit(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resume(
-    saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sagas to continue.", show_default=False, autocompletion=complete.saga_ids),
+    ] = None,
     stuck: Annotated[
         bool,
         typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
@@ -176,7 +180,9 @@ def resume(
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
-    saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
+    saga_id: Annotated[
+        str, typer.Argument(help="The saga to show.", show_default=False, autocompletion=complete.saga_ids)
+    ],
     *,
     opts: Shared,
 ) -> int:
@@ -241,9 +247,42 @@ def list_(
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
 
 
-@command(DSN, CONFIG, STATS_OUTPUT, VERBOSE)
-def stats(*, opts: Shared) -> int:
-    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size)."""
+@command(DSN, CONFIG, AWS_OPTIONS, STATS_OUTPUT, VERBOSE)
+def stats(
+    steps: Annotated[
+        bool,
+        typer.Option(
+            "--steps",
+            help="Per step: p50/p95/p99 duration, attempts per success, failure and timeout rates, and"
+            " flags where a timeout or retry budget fights what is observed.",
+        ),
+    ] = False,
+    saga_type: SagaTypeOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DURATION",
+            show_default=False,
+            help="With --steps: sagas created within this long, e.g. 1h, 7d [default: 24h].",
+        ),
+    ] = None,
+    *,
+    opts: Shared,
+) -> int:
+    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size);
+    with --steps, how each step behaves (reads the transitions of the window)."""
+    if steps:
+        from sagactl.ops.tools import step_stats
+        from sagactl.tool_views import step_stats_document
+
+        report = step_stats(opts.settings(), since=since or "24h", saga_type=saga_type)
+        emit(step_stats_document(report), opts.output)
+        return ExitCode.OK
+    if saga_type is not None or since is not None:
+        from sagactl.errors import UsageError
+
+        raise UsageError("--type and --since apply only with --steps")
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views import stats_document
 
@@ -253,9 +292,20 @@ def stats(*, opts: Shared) -> int:
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resolve(
-    saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
+    saga_id: Annotated[
+        str,
+        typer.Argument(
+            help="The saga whose compensation was done by hand.", show_default=False, autocompletion=complete.saga_ids
+        ),
+    ],
     step: Annotated[
-        str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
+        str,
+        typer.Option(
+            "--step",
+            show_default=False,
+            help="The step whose compensation you did by hand.",
+            autocompletion=complete.step_names,
+        ),
     ],
     reason: ReasonOpt,
     out_of_order: Annotated[
@@ -282,7 +332,9 @@ def resolve(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def abort(
-    saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
+    saga_id: Annotated[
+        str, typer.Argument(help="The saga to stop.", show_default=False, autocompletion=complete.saga_ids)
+    ],
     reason: ReasonOpt,
     *,
     opts: Shared,

@@ -31,7 +31,9 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What came back. ``delivered`` is False only when the request certainly never reached
-    the participant (connection refused, DNS, connect timeout, program not startable)."""
+    the participant (connection refused, DNS, connect timeout, program not startable);
+    ``timed_out``: no (complete) answer within the request's timeout (the saga log records it,
+    for `stats --steps`)."""
 
     status: Status
     result: Any = None
@@ -39,6 +41,7 @@ class Reply:
     delivered: bool = True
     retry_after: float | None = None
     already_undone: bool = False
+    timed_out: bool = False
 
 
 class Transport(Protocol):

@@ -184,7 +184,9 @@ class ExecTransport:
         except subprocess.TimeoutExpired:
             _kill_group(proc, out, err)
             return Reply(
-                Status.TRANSIENT, error=f"exec {shown}: no answer within {request.timeout:g}s (killed)"
+                Status.TRANSIENT,
+                error=f"exec {shown}: no answer within {request.timeout:g}s (killed)",
+                timed_out=True,
             )
         except BaseException:
             _kill_group(proc, out, err)

@@ -109,11 +109,13 @@ class HttpTransport:
         try:
             response = self._exchange(method, url, content, headers, request.timeout)
         except _AnswerTooSlow:
-            return Reply(Status.TRANSIENT, error=f"{where}: no complete answer within {request.timeout:g}s")
+            return Reply(
+                Status.TRANSIENT, error=f"{where}: no complete answer within {request.timeout:g}s", timed_out=True
+            )
         except _NOT_SENT as exc:
             return Reply(Status.TRANSIENT, error=f"{where}: cannot connect: {exc}", delivered=False)
         except httpx.TimeoutException:
-            return Reply(Status.TRANSIENT, error=f"{where}: no answer within {request.timeout:g}s")
+            return Reply(Status.TRANSIENT, error=f"{where}: no answer within {request.timeout:g}s", timed_out=True)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             # A configuration error: nothing was sent and no retry can help.
             return Reply(Status.REFUSED, error=f"{where}: invalid URL: {exc}", delivered=False)

@@ -219,6 +219,7 @@ class SqsTransport:
                 return Reply(
                     Status.TRANSIENT,
                     error=f"sqs {self.queue_name}: no reply on {reply_queue.name} within {request.timeout:g}s",
+                    timed_out=True,
                 )
             try:
                 with sqs_errors(f"'{reply_queue.name}'", client):

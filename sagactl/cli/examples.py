@@ -1,0 +1,99 @@
+"""Two or three real examples at the end of every command's --help (and each group's), by the
+command's path. A test parses every one against the command line it documents, so an example
+cannot name an option that does not exist. Plain strings only: --help stays fast."""
+
+from __future__ import annotations
+
+ID = "53b98a59-1dca-4ec8-ab9c-d0eaa0b8d662"
+SAMPLE = "sample-configs/order.yaml"
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "": (
+        "sagactl list --stuck",
+        f"sagactl show {ID}",
+        f"sagactl run {SAMPLE} --input @sample-configs/order-input.json",
+    ),
+    "validate": (
+        f"sagactl validate {SAMPLE}",
+        "sagactl validate sagas/*.yaml -o json",
+    ),
+    "run": (
+        f"sagactl run {SAMPLE} --input @sample-configs/order-input.json",
+        f"sagactl run {SAMPLE} --input '{{\"order_id\": \"ord-1\"}}' --saga-id ord-1 -o json",
+        f"sagactl run {SAMPLE} --inputs orders.jsonl",
+    ),
+    "resume": (
+        f"sagactl resume {ID}",
+        "sagactl resume --stuck --type OrderFulfillment",
+    ),
+    "show": (
+        f"sagactl show {ID}",
+        f"sagactl show {ID} -o json | jq '.steps[] | select(.error)'",
+    ),
+    "list": (
+        "sagactl list --stuck",
+        "sagactl list --state compensating --type OrderFulfillment -o json",
+        "sagactl list --stuck --exit-code -q",
+    ),
+    "stats": (
+        "sagactl stats",
+        "sagactl stats --steps --since 7d --type OrderFulfillment",
+        "sagactl stats -o prometheus > /var/lib/node_exporter/sagactl.prom",
+    ),
+    "resolve": (
+        f'sagactl resolve {ID} --step charge_payment --reason "refunded by hand, OPS-1234"',
+        f'sagactl resolve {ID} --step reserve_inventory --reason "released in the WMS" --out-of-order',
+    ),
+    "abort": (
+        f'sagactl abort {ID} --reason "customer cancelled, OPS-1240"',
+        f'sagactl abort {ID} --reason "fraud check failed, OPS-1251" -o json',
+    ),
+    "db": ("sagactl db init", "sagactl db recount --dsn postgresql://sagactl@db.internal/orders"),
+    "db init": ("sagactl db init", "sagactl db init --dsn postgresql://sagactl@db.internal/orders"),
+    "db recount": ("sagactl db recount", "sagactl db recount --context staging -o json"),
+    "schema": ("sagactl schema > saga.schema.json", "sagactl schema | jq '.$defs.step.properties | keys'"),
+    "completion": (
+        "sagactl completion bash > /etc/bash_completion.d/sagactl",
+        "sagactl completion zsh > ~/.zfunc/_sagactl",
+        "sagactl completion fish > ~/.config/fish/completions/sagactl.fish",
+    ),
+    "dlq": ("sagactl dlq list payment-commands-dlq", "sagactl dlq list payment-commands-dlq --group-by saga"),
+    "dlq list": (
+        "sagactl dlq list payment-commands-dlq",
+        "sagactl dlq list payment-commands-dlq --group-by error -o json",
+    ),
+    "redrive": (
+        "sagactl redrive --dlq payment-commands-dlq --only-open --rate 50",
+        "sagactl list --stuck -q | sagactl redrive --dlq payment-commands-dlq --saga-id - --dry-run",
+        "sagactl redrive --dlq payment-commands-dlq --max-redrives 5 --poison-queue payment-poison",
+    ),
+    "worker": (
+        "sagactl worker --concurrency 32 --metrics-port 9464",
+        "sagactl worker --type OrderFulfillment --grace 30s",
+    ),
+    "graph": (
+        f"sagactl graph {SAMPLE}",
+        f"sagactl graph {SAMPLE} -o dot | dot -Tsvg > order.svg",
+    ),
+    "doctor": (
+        "sagactl doctor",
+        f"sagactl doctor {SAMPLE} sample-configs/order-sqs.yaml --context staging",
+        "sagactl doctor -o json | jq '.checks[] | select(.status == \"fail\")'",
+    ),
+    "config": ("sagactl config contexts", "sagactl config use-context staging"),
+    "config contexts": ("sagactl config contexts", "sagactl config contexts -o json"),
+    "config use-context": ("sagactl config use-context staging", "sagactl config use-context local"),
+    "config view": ("sagactl config view", "sagactl config view -o json"),
+}
+
+
+def epilog(path: str, *, rich: bool) -> str | None:
+    """The Examples section for the command at ``path`` (``"db init"``; ``""`` for sagactl
+    itself), written for the help renderer in use: rich reads markup (brackets escaped), Click
+    rewraps paragraphs unless they start with \\b."""
+    examples = EXAMPLES.get(path)
+    if not examples:
+        return None
+    if rich:
+        return "[bold]Examples[/bold]\n" + "\n".join("  " + e.replace("[", "\\[") for e in examples)
+    return "\b\nExamples:\n" + "\n".join("  " + e for e in examples)
