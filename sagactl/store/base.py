@@ -18,7 +18,7 @@ from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 
 class SagaExistsError(UsageError):
@@ -173,6 +173,17 @@ class Store(SagaReader, Protocol):
         """Insert a new saga and its first transitions atomically.
 
         Raises SagaExistsError when the ID is taken.
+        """
+        ...
+
+    def create_rerun(self, saga: SagaRecord, transitions: Sequence[Transition], note: Transition) -> bool:
+        """Insert ``saga``, a rerun of the failed saga its ``rerun_of`` names, with its first
+        transitions and, in the same transaction, link that saga to it (``rerun_as``, updated_at
+        set to ``note.at``) and append ``note`` to that saga's history. Only while that saga is
+        failed and not rerun yet: False when it is not (nothing written, so two concurrent reruns
+        never both start).
+
+        Raises SagaExistsError when the new ID is taken (nothing written).
         """
         ...
 

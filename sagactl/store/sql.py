@@ -36,8 +36,10 @@ Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at"
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as"
 )
+# What a log at an older schema version gives in place of the columns later versions added.
+_ADDED = ((4, ", wake_at", ", NULL AS wake_at"), (6, ", rerun_of, rerun_as", ", NULL AS rerun_of, NULL AS rerun_as"))
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"
 KNOWN_STATES = ", ".join(state.value for state in SagaState)
@@ -46,6 +48,10 @@ _FIX_ROWS = "fix the rows (states are stored lowercase) or upgrade sagactl"
 _TRANSITIONS = (
     "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
     " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
+)
+# A failed saga is linked to its rerun once: the condition is what makes two reruns exclusive.
+LINK_RERUN = (
+    "UPDATE saga_log SET rerun_as = ?, updated_at = ? WHERE saga_id = ? AND state = 'failed' AND rerun_as IS NULL"
 )
 _COUNTS = "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
 _ALL_COUNTS = "SELECT saga_type, state, n FROM saga_counts ORDER BY saga_type, state"
@@ -164,7 +170,7 @@ class SqlStore:
 
     def _columns(self) -> str:
         """COLUMNS as this log's schema can give them: a reader of a log older than version 4
-        (no wake_at) reads it as it is."""
+        (no wake_at) or 6 (no rerun links) reads it as it is."""
         known: str | None = self.__dict__.get("_known_columns")
         if known is None:
             known = self._note_version(self.schema_version())
@@ -172,7 +178,10 @@ class SqlStore:
 
     def _note_version(self, version: int) -> str:
         """Remember which columns a log at schema ``version`` has (the dialect tells on open)."""
-        known = COLUMNS if version >= 4 else COLUMNS.replace(", wake_at", ", NULL AS wake_at")
+        known = COLUMNS
+        for added_in, columns, missing in _ADDED:
+            if version < added_in:
+                known = known.replace(columns, missing)
         self.__dict__["_known_columns"] = known
         return known
 
@@ -210,6 +219,12 @@ class SqlStore:
         it); False when the ID is taken (nothing written)."""
         raise NotImplementedError
 
+    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
+        """In one transaction: link saga ``original`` to the new one (rerun_as, updated_at ``at``)
+        if it is failed and not rerun yet, insert ``row``, append the transitions. False when the
+        original was not linked, None when the ID is taken (nothing written either way)."""
+        raise NotImplementedError
+
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
         """In one transaction, if ``owner`` holds the lease: set ``row``'s columns (the
         mutable ones; ``steps`` among them when the whole array is rewritten), put each
@@ -232,6 +247,7 @@ class SqlStore:
             "definition": json(saga.definition),
             "created_at": time(saga.created_at),
             "steps": json([s.to_dict() for s in saga.steps]),
+            "rerun_of": saga.rerun_of,
             **self._moving(saga),
         }
 
@@ -276,8 +292,8 @@ class SqlStore:
             raise UnreadableSagaError(saga_id, self.info.location, f"its row does not decode: {what}") from None
 
     def _decode(self, row: Sequence[Any], state: SagaState) -> SagaRecord:
-        (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at,
-         lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at) = row  # fmt: skip
+        (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at, lease_owner,
+         lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
@@ -294,6 +310,8 @@ class SqlStore:
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
             wake_at=when(wake_at),
+            rerun_of=rerun_of,
+            rerun_as=rerun_as,
         )
 
     def _skip(self, key: str, warning: str) -> None:
@@ -333,6 +351,13 @@ class SqlStore:
                 f"saga {saga.saga_id} already exists in {self.info.location}",
                 hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
             )
+
+    def create_rerun(self, saga: SagaRecord, transitions: Sequence[Transition], note: Transition) -> bool:
+        assert saga.rerun_of is not None
+        linked = self._insert_rerun(self._row(saga), [*transitions, note], saga.rerun_of, self._encode_time(note.at))
+        if linked is None:
+            raise SagaExistsError(f"saga {saga.saga_id} already exists in {self.info.location}")
+        return linked
 
     def save(
         self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str, steps: Collection[int] | None = None

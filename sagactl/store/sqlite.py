@@ -17,7 +17,7 @@ from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import Row, SqlStore
+from sagactl.store.sql import LINK_RERUN, Row, SqlStore
 
 
 def _code(exc: sqlite3.Error) -> str:
@@ -79,6 +79,10 @@ def _create_private(path: Path) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+class _IdTaken(Exception):
+    """A new saga's ID is taken: leaves a write transaction, which rolls it back."""
 
 
 class SqliteStore(SqlStore):
@@ -290,6 +294,21 @@ class SqliteStore(SqlStore):
             except sqlite3.IntegrityError:
                 return False
             self._append(conn, transitions)
+        return True
+
+    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
+        placeholders = ", ".join(f":{name}" for name in row)
+        try:
+            with self._write() as conn:
+                if conn.execute(LINK_RERUN, [row["saga_id"], at, original]).rowcount != 1:
+                    return False
+                try:
+                    conn.execute(f"INSERT INTO saga_log ({', '.join(row)}) VALUES ({placeholders})", row)
+                except sqlite3.IntegrityError:
+                    raise _IdTaken from None  # rolls the link back too
+                self._append(conn, transitions)
+        except _IdTaken:
+            return None
         return True
 
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
