@@ -77,6 +77,7 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "resolve", sagas.resolve),
     (app, "abort", sagas.abort),
     (app, "rerun", history.rerun),
+    (app, "prune", history.prune),
     (db_app, "init", admin.db_init),
     (db_app, "recount", admin.db_recount),
     (app, "schema", admin.schema),

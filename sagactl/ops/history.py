@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.codec import merge_patch
 from sagactl.config import Settings
 from sagactl.errors import DefinitionError, Interrupted, SagactlError, UnavailableError, UsageError
-from sagactl.models import RunResult, check_saga_id
+from sagactl.models import RunResult, check_saga_id, utcnow
 from sagactl.ops import make_engine, store_for
 from sagactl.ops.sagas import ResumeReport, looking_up, operator_name, read_input
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from sagactl.definition import SagaDefinition
     from sagactl.driver import Observer
     from sagactl.engine import Engine
+    from sagactl.retention import Progress as PruneProgress
+    from sagactl.retention import PruneRequest, PruneResult
 
 
 def definitions_in(path: str) -> list[SagaDefinition]:
@@ -100,3 +103,15 @@ def _rerun_one(
         data = merge_patch(failed.data, patch)
         return engine.rerun(saga_id, definition=definition, data=data, user=user, detached=request.detach)
     return engine.rerun(saga_id, definition=definition, user=user, detached=request.detach)
+
+
+def prune_log(
+    settings: Settings, request: PruneRequest, progress: PruneProgress | None = None, *, now: datetime | None = None
+) -> PruneResult:
+    """``prune``: delete (or count, dry run) finished sagas older than the cutoff in batches,
+    archiving each batch first when asked. The request is checked before the log is opened."""
+    from sagactl.retention import prune
+
+    request.validate()
+    with store_for(settings) as store:
+        return prune(store, request, now or utcnow(), progress)

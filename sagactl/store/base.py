@@ -78,6 +78,16 @@ class SagaQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class PruneQuery:
+    """Finished sagas to prune: in one of ``states`` (terminal ones only, whatever is asked),
+    last updated (so finished) before ``before``, of ``saga_type`` if given."""
+
+    before: datetime
+    states: Sequence[SagaState] = (SagaState.COMPLETED, SagaState.FAILED)
+    saga_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StateCount:
     saga_type: str
     state: SagaState
@@ -247,4 +257,26 @@ class Store(SagaReader, Protocol):
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         """Sagas matching the query: compensating first, then oldest first."""
+        ...
+
+    def prunable(
+        self, query: PruneQuery, state: SagaState, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[str, datetime, str]]:
+        """(saga_id, created_at, saga_type) of up to ``limit`` sagas in ``state`` that ``query`` matches,
+        in (created_at, saga_id) order after ``after``: a short index range per call, however
+        many were deleted before it."""
+        ...
+
+    def prunable_counts(self, query: PruneQuery) -> list[StateCount]:
+        """How many sagas per (type, state) ``query`` matches (prune --dry-run)."""
+        ...
+
+    def records(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
+        """These sagas with their histories (those that exist), in ``saga_ids`` order."""
+        ...
+
+    def delete_finished(self, saga_ids: Sequence[str], query: PruneQuery) -> list[str]:
+        """Delete in one short transaction those of ``saga_ids`` that are finished and still
+        match ``query``, and their transitions (the counters follow by trigger); the IDs it
+        deleted. A saga that is not completed or failed is never deleted."""
         ...

@@ -26,7 +26,8 @@ from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import LINK_RERUN, Row, SqlStore
+from sagactl.store.retention import RetainingStore, Run
+from sagactl.store.sql import LINK_RERUN, Row
 
 VERSION_TABLE = "sagactl_schema_migrations"
 # pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
@@ -147,7 +148,7 @@ def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[An
     return conn
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(RetainingStore):
     """Store on a PostgreSQL database (tables in the connection's search_path).
 
     ``create``: create or upgrade a missing or outdated schema on open (writing commands).
@@ -266,6 +267,18 @@ class PostgresStore(SqlStore):
     def _update(self, statement: str, params: Sequence[Any], doing: str) -> int:
         with self._db(doing) as conn:
             return conn.execute(statement.replace("?", "%s").encode(), params).rowcount
+
+    lock_rows = " FOR UPDATE"
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Run]:
+        with self._db(doing) as conn, conn.transaction():
+
+            def run(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(statement.replace("?", "%s").encode(), params)
+                return cursor.fetchall() if cursor.description else []
+
+            yield run
 
     @contextmanager
     def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:

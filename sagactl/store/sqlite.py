@@ -17,7 +17,8 @@ from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import LINK_RERUN, Row, SqlStore
+from sagactl.store.retention import RetainingStore, Run
+from sagactl.store.sql import LINK_RERUN, Row
 
 
 def _code(exc: sqlite3.Error) -> str:
@@ -85,7 +86,7 @@ class _IdTaken(Exception):
     """A new saga's ID is taken: leaves a write transaction, which rolls it back."""
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(RetainingStore):
     """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log.
 
     ``create=False`` (read-only commands) opens the file read-only and changes nothing: no
@@ -256,6 +257,11 @@ class SqliteStore(SqlStore):
     def _update(self, statement: str, params: Sequence[Any], doing: str) -> int:
         with self._write(doing) as conn:
             return conn.execute(statement, params).rowcount
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Run]:
+        with self._write(doing) as conn:
+            yield lambda statement, params: conn.execute(statement, params).fetchall()
 
     @contextmanager
     def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:

@@ -193,3 +193,49 @@ def test_a_detached_rerun_is_only_recorded_and_resume_drives_it(shop: Path, part
     code, out, err = invoke("resume", new_id, "-o", "json")
     assert code == 0, err
     assert json.loads(out)[0]["state"] == "completed"
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def test_prune_through_the_cli_archives_then_deletes_and_stats_stays_exact(
+    shop: Path, participants: Participants, tmp_path: Path
+) -> None:
+    failed_saga(shop, participants)
+    participants.clear()
+    code, _, err = invoke("run", str(shop), "--input", json.dumps(INPUT), "--saga-id", "ok-1", "-q")
+    assert code == 0, err
+    code, _, err = invoke("run", str(shop), "--input", json.dumps(INPUT), "--saga-id", "wip-1", "--detach")
+    assert code == 0, err
+    code, out, err = invoke("prune", "--older-than", "1ms", "--dry-run", "-o", "json")
+    assert code == 0 and json.loads(out)["matched"] == 2 and "nothing deleted" in err
+    archive = tmp_path / "pruned.jsonl"
+    code, out, err = invoke("prune", "--older-than", "1ms", "--archive", str(archive), "-o", "json")
+    assert code == 0, err
+    done = json.loads(out)
+    assert (done["pruned"], done["archived"], done["dry_run"]) == (2, 2, False)
+    assert {c["state"]: c["count"] for c in done["counts"]} == {"completed": 1, "failed": 1}
+    assert err == f"sagactl: pruned 2 finished sagas in 2 batches, archived 2 to {archive} first\n"
+    assert sorted(json.loads(line)["saga_id"] for line in archive.read_text().splitlines()) == ["f-1", "ok-1"]
+    code, out, _ = invoke("stats", "-o", "json")
+    assert code == 0 and json.loads(out)["totals"] == {
+        **json.loads(out)["totals"], "completed": 0, "failed": 0, "started": 1
+    }
+    assert invoke("show", "wip-1", "-q")[0] == 0 and invoke("show", "f-1")[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than", "30d", "--state", "compensating"], "--state compensating: active sagas are never pruned"),
+        (["--older-than", "30d", "--state", "done"], "--state: unknown state 'done'"),
+        (["--older-than", "0s"], "--older-than must be positive"),
+        (["--older-than", "30d", "--dry-run", "--archive", "a.jsonl"], "--dry-run archives nothing"),
+        (["--older-than", "30d", "--batch", "0"], "--batch must be 1 to 10000"),
+        ([], "missing option '--older-than'"),
+    ],
+)
+def test_prune_mistakes_exit_2(shop: Path, args: list[str], message: str) -> None:
+    code, out, err = invoke("prune", *args)
+    assert (code, out) == (2, ""), err
+    assert err.startswith("sagactl: error: ") and message in err and err.count("\n") == 1
