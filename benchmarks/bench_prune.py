@@ -84,7 +84,8 @@ _TRANSITIONS = """
 INSERT INTO saga_transitions (saga_id, step_name, old_state, new_state, detail, at)
 SELECT s.saga_id, t.step, t.old, t.new, jsonb_build_object('attempt', 1), s.created_at
 FROM saga_log AS s,
-     (VALUES (NULL, NULL, 'started'), ('reserve', 'executing', 'completed'), (NULL, 'pending', 'completed')) AS t(step, old, new)
+     (VALUES (NULL, NULL, 'started'), ('reserve', 'executing', 'completed'), (NULL, 'pending', 'completed'))
+         AS t(step, old, new)
 WHERE s.saga_id LIKE %(prefix)s || '%%'
 """
 
@@ -158,7 +159,8 @@ class Writer:
                     definition=DEFINITION, created_at=now, updated_at=now, current_step=0,
                     lease_owner=owner, lease_expires_at=now + timedelta(seconds=30),
                 )  # fmt: skip
-                self._timed(lambda: store.create(saga, [Transition(saga.saga_id, None, None, "started", now)]))
+                first = [Transition(saga.saga_id, None, None, "started", now)]
+                self._timed(lambda: store.create(saga, first))  # noqa: B023
                 for index, state in enumerate((SagaState.PENDING, SagaState.PENDING, SagaState.COMPLETED)):
                     next_at += interval
                     time.sleep(max(0.0, next_at - time.perf_counter()))

@@ -118,14 +118,15 @@ def test_the_archive_holds_each_pruned_saga_whole_and_is_appended_to(population:
     doc = next(d for d in lines if d["saga_id"] == "old-f1")
     assert doc["state"] == "failed" and doc["data"] == {"order_id": "old-f1"}
     assert doc["definition"]["document"]["saga"] == "Order"
-    assert [(t["old_state"], t["new_state"]) for t in doc["transitions"]] == [(None, "failed"), ("pending", "executing")]
+    history = [(t["old_state"], t["new_state"]) for t in doc["transitions"]]
+    assert history == [(None, "failed"), ("pending", "executing")]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_an_archive_that_cannot_be_written_deletes_nothing(population: Store) -> None:
     if not os.path.exists("/dev/full"):  # pragma: no cover - Linux has it
         pytest.fail("this test needs /dev/full")
-    with pytest.raises(UnavailableError, match="writing archive /dev/full failed.*not deleted"):
+    with pytest.raises(UnavailableError, match=r"writing archive /dev/full failed.*not deleted"):
         prune(population, request(archive="/dev/full"), NOW)
     assert len(remaining(population)) == 15
     exact(population)
