@@ -245,6 +245,43 @@ class Engine:
             _preflight_remaining(definition, saga, self.env)
         return self._drive(saga, definition)
 
+    def migrate(self, saga_id: str, definition: SagaDefinition, *, user: str, source: str) -> RunResult:
+        """Move an unfinished saga to a new version of its definition, then continue it like
+        ``resume``. Refused (UsageError, nothing written) when the steps it has touched do not
+        keep their names and order in ``definition`` (each difference is named), when it has
+        ended, or is of another type. The new snapshot is stored with the step records, in one
+        commit with a transition naming the old and new snapshots' digests."""
+        from sagactl.migration import differences, digest, moved_steps
+
+        with self._claimed(saga_id) as saga:
+            if saga.state.terminal:
+                raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to migrate")
+            if definition.name != saga.saga_type:
+                raise UsageError(
+                    f"{source} is a definition of saga type '{definition.name}', saga {saga_id} is a"
+                    f" '{saga.saga_type}'"
+                )
+            found = differences(saga, definition)
+            if found:
+                raise UsageError(
+                    f"cannot move saga {saga_id} to {source}: " + "; ".join(found),
+                    hint="the steps a saga has done must keep their names and order; later steps may change",
+                )
+            old, new = saga.definition, definition.snapshot()
+            problem = storable(new, "definition")
+            if problem is not None:
+                raise UsageError(f"the saga log cannot store this definition: {problem}")
+            saga.steps = moved_steps(saga, definition)
+            _preflight_remaining(definition, saga, self.env)
+            saga.definition, saga.updated_at = new, self.clock.now()
+            detail = {"action": "migrate", "by": user, "from": digest(old), "to": digest(new), "file": source}
+            state = saga.state.value
+            note = Transition(saga_id, None, state, state, saga.updated_at, detail)
+            self.store.migrate(saga, [note], owner=self.owner)
+            saga.transitions.append(note)
+            log.info("%s migrated to %s (%s)", saga_id, detail["to"], source, extra=log_extra(note))
+        return self._drive(saga, definition)
+
     def apply_reply(self, saga_id: str, step: str, phase: Phase, reply: Reply) -> RunResult | None:
         """A participant's answer that came on a reply queue: if ``step`` of the saga waits for
         it (or, compensating, its compensation could not finish), claim the saga, apply it and

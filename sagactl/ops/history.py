@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from sagactl.codec import merge_patch
 from sagactl.config import Settings
-from sagactl.errors import DefinitionError, Interrupted, SagactlError, UnavailableError, UsageError
+from sagactl.errors import Interrupted, SagactlError, UnavailableError
 from sagactl.models import RunResult, check_saga_id, utcnow
 from sagactl.ops import make_engine, store_for
-from sagactl.ops.sagas import ResumeReport, looking_up, operator_name, read_input
+from sagactl.ops.sagas import ResumeReport, definition_for, definitions_in, looking_up, operator_name, read_input
 
 if TYPE_CHECKING:
     from sagactl.definition import SagaDefinition
@@ -21,28 +21,6 @@ if TYPE_CHECKING:
     from sagactl.engine import Engine
     from sagactl.retention import Progress as PruneProgress
     from sagactl.retention import PruneRequest, PruneResult
-
-
-def definitions_in(path: str) -> list[SagaDefinition]:
-    """Every saga a definition file holds, validated (DefinitionError lists each problem)."""
-    from sagactl.validation import check_file
-
-    report = check_file(path)
-    if report.errors:
-        raise DefinitionError([str(p) for p in report.errors])
-    return list(report.definitions)
-
-
-def definition_for(definitions: Sequence[SagaDefinition], path: str, saga_type: str) -> SagaDefinition:
-    """The definition of ``saga_type`` among those of file ``path`` (a file may hold several)."""
-    for definition in definitions:
-        if definition.name == saga_type:
-            return definition
-    names = ", ".join(d.name for d in definitions)
-    raise UsageError(
-        f"{path} defines no saga of type '{saga_type}' (it defines {names})",
-        hint="pass the new version of that saga's definition",
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,6 +219,12 @@ class Store(SagaReader, Protocol):
         """
         ...
 
+    def migrate(self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str) -> None:
+        """Like ``save`` with the whole step array, and the definition snapshot too: a saga
+        moved to a new version of its definition (``resume --definition``), in one commit with
+        ``transitions``. Raises LeaseLostError when ``owner`` does not hold the lease."""
+        ...
+
     def recount(self) -> tuple[list[StateCount], list[StateCount]]:
         """Rebuild the per-type/state counters from saga_log (writers wait meanwhile); the
         counters before and after."""

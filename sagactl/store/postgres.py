@@ -25,9 +25,9 @@ from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
+from sagactl.store.history import LINK_RERUN, HistoryStore, Run
 from sagactl.store.migrations import migrations
-from sagactl.store.retention import RetainingStore, Run
-from sagactl.store.sql import LINK_RERUN, Row
+from sagactl.store.sql import Row
 
 VERSION_TABLE = "sagactl_schema_migrations"
 # pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
@@ -148,7 +148,7 @@ def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[An
     return conn
 
 
-class PostgresStore(RetainingStore):
+class PostgresStore(HistoryStore):
     """Store on a PostgreSQL database (tables in the connection's search_path).
 
     ``create``: create or upgrade a missing or outdated schema on open (writing commands).
@@ -342,6 +342,8 @@ class PostgresStore(RetainingStore):
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
         params: dict[str, Any] = {**row, "owner": owner, "transitions": self._transitions_param(transitions)}
         steps = ", steps = %(steps)s" if "steps" in row else ""
+        if "definition" in row:  # a saga moved to a new version of its definition
+            steps += ", definition = %(definition)s"
         if patch:
             expression = "steps"
             for n, (index, record) in enumerate(patch.items()):

@@ -49,10 +49,6 @@ _TRANSITIONS = (
     "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
     " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
 )
-# A failed saga is linked to its rerun once: the condition is what makes two reruns exclusive.
-LINK_RERUN = (
-    "UPDATE saga_log SET rerun_as = ?, updated_at = ? WHERE saga_id = ? AND state = 'failed' AND rerun_as IS NULL"
-)
 _COUNTS = "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
 _ALL_COUNTS = "SELECT saga_type, state, n FROM saga_counts ORDER BY saga_type, state"
 _RECOUNT = (
@@ -219,12 +215,6 @@ class SqlStore:
         it); False when the ID is taken (nothing written)."""
         raise NotImplementedError
 
-    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
-        """In one transaction: link saga ``original`` to the new one (rerun_as, updated_at ``at``)
-        if it is failed and not rerun yet, insert ``row``, append the transitions. False when the
-        original was not linked, None when the ID is taken (nothing written either way)."""
-        raise NotImplementedError
-
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
         """In one transaction, if ``owner`` holds the lease: set ``row``'s columns (the
         mutable ones; ``steps`` among them when the whole array is rewritten), put each
@@ -351,13 +341,6 @@ class SqlStore:
                 f"saga {saga.saga_id} already exists in {self.info.location}",
                 hint=f"inspect it with 'sagactl show {saga.saga_id}' or pick another --saga-id",
             )
-
-    def create_rerun(self, saga: SagaRecord, transitions: Sequence[Transition], note: Transition) -> bool:
-        assert saga.rerun_of is not None
-        linked = self._insert_rerun(self._row(saga), [*transitions, note], saga.rerun_of, self._encode_time(note.at))
-        if linked is None:
-            raise SagaExistsError(f"saga {saga.saga_id} already exists in {self.info.location}")
-        return linked
 
     def save(
         self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str, steps: Collection[int] | None = None

@@ -16,9 +16,9 @@ from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
+from sagactl.store.history import LINK_RERUN, HistoryStore, Run
 from sagactl.store.migrations import migrations
-from sagactl.store.retention import RetainingStore, Run
-from sagactl.store.sql import LINK_RERUN, Row
+from sagactl.store.sql import Row
 
 
 def _code(exc: sqlite3.Error) -> str:
@@ -86,7 +86,7 @@ class _IdTaken(Exception):
     """A new saga's ID is taken: leaves a write transaction, which rolls it back."""
 
 
-class SqliteStore(RetainingStore):
+class SqliteStore(HistoryStore):
     """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log.
 
     ``create=False`` (read-only commands) opens the file read-only and changes nothing: no

@@ -1,5 +1,7 @@
-"""Retention on a native saga log: finding finished sagas to prune, reading them whole for the
-archive, deleting them with their histories in short transactions. Both dialects.
+"""The writes that change a saga after the fact, on a native saga log (both dialects): a failed
+saga linked to its rerun, a saga moved to a new definition, and retention: finding finished
+sagas to prune, reading them whole for the archive, deleting them with their histories in
+short transactions.
 
 A batch is found by an index range on (state, created_at) (or (saga_type, state, created_at)),
 continued after the last one found, so each batch reads a short range however many sagas
@@ -15,9 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from sagactl.models import SagaRecord, SagaState, Transition, utcnow
-from sagactl.store.base import PruneQuery, StateCount
-from sagactl.store.sql import SqlStore
+from sagactl.store.base import LeaseLostError, PruneQuery, SagaExistsError, StateCount
+from sagactl.store.sql import Row, SqlStore
 
+# A failed saga is linked to its rerun once: the condition is what makes two reruns exclusive.
+LINK_RERUN = (
+    "UPDATE saga_log SET rerun_as = ?, updated_at = ? WHERE saga_id = ? AND state = 'failed' AND rerun_as IS NULL"
+)
 FINISHED = "state IN ('completed', 'failed')"
 _TRANSITION_COLUMNS = "id, saga_id, step_name, old_state, new_state, detail, at"
 
@@ -28,10 +34,33 @@ def _marks(count: int) -> str:
     return ", ".join("?" for _ in range(count))
 
 
-class RetainingStore(SqlStore):
-    """SqlStore with the retention queries (``prune``)."""
+class HistoryStore(SqlStore):
+    """SqlStore with reruns, migrations and the retention queries (``prune``)."""
 
     lock_rows = ""  # what makes the chosen rows stay as read until the delete (PostgreSQL: FOR UPDATE)
+
+    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
+        """In one transaction: link saga ``original`` to the new one (rerun_as, updated_at ``at``)
+        if it is failed and not rerun yet, insert ``row``, append the transitions. False when the
+        original was not linked, None when the ID is taken (nothing written either way)."""
+        raise NotImplementedError
+
+    def create_rerun(self, saga: SagaRecord, transitions: Sequence[Transition], note: Transition) -> bool:
+        assert saga.rerun_of is not None
+        linked = self._insert_rerun(self._row(saga), [*transitions, note], saga.rerun_of, self._encode_time(note.at))
+        if linked is None:
+            raise SagaExistsError(f"saga {saga.saga_id} already exists in {self.info.location}")
+        return linked
+
+    def migrate(self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str) -> None:
+        row = {
+            "saga_id": saga.saga_id,
+            **self._moving(saga),
+            "steps": self._encode_json([s.to_dict() for s in saga.steps]),
+            "definition": self._encode_json(saga.definition),
+        }
+        if not self._rewrite(row, {}, transitions, owner):
+            raise LeaseLostError(f"lost the lease on saga {saga.saga_id}: another process is driving it")
 
     def _transaction(self, doing: str) -> AbstractContextManager[Run]:
         """One short write transaction; yields a function running one statement (``?``
