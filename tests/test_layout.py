@@ -11,7 +11,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "sagactl"
 
 # what each lower layer may never import, at any depth of the module or inside a function
-UPPER = ("sagactl.cli", "sagactl.ops", "sagactl.views", "sagactl.dlq_views", "sagactl.output", "sagactl.live")
+UPPER = (
+    "sagactl.cli",
+    "sagactl.ops",
+    "sagactl.views",
+    "sagactl.dlq_views",
+    "sagactl.history_views",
+    "sagactl.output",
+    "sagactl.live",
+)
 LOWER = (
     "sagactl.store",
     "sagactl.transports",
@@ -20,6 +28,8 @@ LOWER = (
     "sagactl.driver",
     "sagactl.lease",
     "sagactl.inspect",
+    "sagactl.retention",
+    "sagactl.migration",
     "sagactl.definition",
     "sagactl.validation",
     "sagactl.placeholders",
