@@ -273,13 +273,14 @@ class Engine:
                 raise UsageError(f"the saga log cannot store this definition: {problem}")
             saga.steps = moved_steps(saga, definition)
             _preflight_remaining(definition, saga, self.env)
-            saga.definition, saga.updated_at = new, self.clock.now()
-            detail = {"action": "migrate", "by": user, "from": digest(old), "to": digest(new), "file": source}
-            state = saga.state.value
-            note = Transition(saga_id, None, state, state, saga.updated_at, detail)
-            self.store.migrate(saga, [note], owner=self.owner)
-            saga.transitions.append(note)
-            log.info("%s migrated to %s (%s)", saga_id, detail["to"], source, extra=log_extra(note))
+            if digest(old) != digest(new):  # the same definition again: nothing to move
+                saga.definition, saga.updated_at = new, self.clock.now()
+                detail = {"action": "migrate", "by": user, "from": digest(old), "to": digest(new), "file": source}
+                state = saga.state.value
+                note = Transition(saga_id, None, state, state, saga.updated_at, detail)
+                self.store.migrate(saga, [note], owner=self.owner)
+                saga.transitions.append(note)
+                log.info("%s migrated to %s (%s)", saga_id, detail["to"], source, extra=log_extra(note))
         return self._drive(saga, definition)
 
     def apply_reply(self, saga_id: str, step: str, phase: Phase, reply: Reply) -> RunResult | None:

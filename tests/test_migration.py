@@ -188,3 +188,12 @@ def test_resume_definition_mistakes_exit_2(shop: str, tmp_path: Path, args: list
     code, out, err = invoke("resume", *args)
     assert (code, out) == (2, ""), err
     assert message in err
+
+
+def test_the_same_definition_again_records_no_migration(shop: str, participants: Participants, tmp_path: Path) -> None:
+    (tmp_path / "order.yaml").write_text(V1)
+    code, out, err = invoke("resume", "m-1", "--definition", "order.yaml", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["state"] == "completed"
+    assert not [t for t in stored(shop).transitions if t.detail.get("action") == "migrate"]
+    assert [c.path for c in participants.calls] == ["/charge", "/notify"]

@@ -131,7 +131,11 @@ def canary_redrive(
     if not report.outcomes:
         report.verdict, report.reason = Verdict.GO, "no message to move"
         return result
-    _watch(client, result, report, plan, lookup, clock)
+    try:
+        _watch(client, result, report, plan, lookup, clock)
+    except KeyboardInterrupt:  # what moved stays moved; the rest never left: say so (exit 130)
+        result.interrupted = True
+        report.verdict, report.reason = Verdict.STOP, "interrupted while watching the canary sagas"
     if report.verdict is Verdict.STOP:
         _stop(result, report, report.reason)
     rest = None if request.max_messages is None else request.max_messages - result.moved - result.poisoned
