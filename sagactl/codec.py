@@ -183,3 +183,19 @@ def storable_text(text: str) -> str:
     if not text.isascii():
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge ``patch`` applied (RFC 7386): an object patch sets its
+    members, a null member removes one, objects merge recursively; any other patch replaces the
+    target whole. Neither argument is changed. (Eight lines of the RFC's own pseudocode: not
+    worth a dependency.)"""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = merge_patch(merged.get(name), value)
+    return merged

@@ -198,6 +198,9 @@ def redrive_document(result: RedriveResult, *, truncate: bool = True) -> Documen
     ]
     if result.release_failures:
         details.append(("still hidden", f"{result.release_failures} (visible again when their hold expires)"))
+    if data["canary"] is not None:
+        canary = data["canary"]
+        details.append(("canary", f"{canary['verdict']}: {canary['reason']}"))
     if result.error is not None:
         details.append(("stopped", result.error.one_line()))
     moved = [o.message.saga_id for o in result.outcomes if o.action in (Action.MOVED, Action.POISONED)]
@@ -220,6 +223,10 @@ def redrive_summary_line(result: RedriveResult) -> str:
     text = f"moved {result.moved}, skipped {result.skipped}, poisoned {result.poisoned}, failed {result.failed}"
     if result.failed:
         text += "; failed messages stay in the DLQ (see the REASON column or -o json)"
+    if result.stopped:
+        text += f"; {result.stopped}"
+    elif result.canary is not None:
+        text += f"; canary {result.canary.to_dict()['verdict']}: {result.canary.to_dict()['reason']}"
     return text
 
 

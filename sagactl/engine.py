@@ -27,7 +27,7 @@ from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable
 from sagactl.definition import SagaDefinition, StepDef, from_snapshot
 from sagactl.driver import Driver, Observer, TransportFactory, log_extra, release
-from sagactl.errors import LeaseHeldError, NotFoundError, UsageError
+from sagactl.errors import ExitCode, LeaseHeldError, NotFoundError, UsageError
 from sagactl.lease import holder_is_dead, lease_until, make_owner
 from sagactl.models import (
     Phase,
@@ -45,6 +45,7 @@ from sagactl.store.base import Store
 from sagactl.transports.base import Reply
 
 log = logging.getLogger("sagactl.engine")
+_ORIGINAL: Any = object()  # rerun: the failed saga's own input
 
 
 def preflight(
@@ -140,6 +141,16 @@ class Engine:
         """Record a new saga in state `started`, lease held by this engine; ``detached``:
         without a lease, due at once for a worker (or a resume). Nothing is sent. Input or a
         definition the saga log cannot hold is refused before anything is recorded."""
+        saga, first = self._new_saga(definition, data, saga_id, detached=detached)
+        self.store.create(saga, [first])
+        self._started(saga, first)
+        return saga
+
+    def _new_saga(
+        self, definition: SagaDefinition, data: Any, saga_id: str | None, *, detached: bool, **detail: Any
+    ) -> tuple[SagaRecord, Transition]:
+        """A new saga record and its first transition (``detail`` added to it), checked as
+        ``start`` promises; nothing recorded yet."""
         check_input(definition, data)
         snapshot = definition.snapshot()
         for value, what in ((data, "input"), (snapshot, "definition")):
@@ -162,12 +173,58 @@ class Engine:
             lease_expires_at=None if detached else lease_until(now),
             wake_at=now if detached else None,
         )
-        first = Transition(saga.saga_id, None, None, SagaState.STARTED.value, now, {"owner": self.owner})
-        self.store.create(saga, [first])
+        first = Transition(saga.saga_id, None, None, SagaState.STARTED.value, now, {"owner": self.owner, **detail})
+        return saga, first
+
+    def _started(self, saga: SagaRecord, first: Transition) -> None:
         log.info("%s - none -> started", saga.saga_id, extra=log_extra(first))
         if self.observer:
             self.observer(saga, first)
-        return saga
+
+    def rerun(
+        self,
+        failed_id: str,
+        *,
+        definition: SagaDefinition | None = None,
+        data: Any = _ORIGINAL,
+        user: str,
+        detached: bool = False,
+    ) -> RunResult:
+        """Record a new saga (new ID, so fresh idempotency keys) that runs saga ``failed_id``
+        again, with its input (or ``data``) under its stored definition (or ``definition``), and
+        link the two both ways in one commit, then drive it like ``run`` (``detached``: only
+        record it, due for a worker). Only a saga that ended failed, once: any other is refused
+        (UsageError) and nothing is recorded."""
+        failed = self.store.get(failed_id)
+        if failed is None:
+            raise NotFoundError(
+                f"saga {failed_id} not found in {self.store.info.location}",
+                hint="check the ID with 'sagactl list --state failed' and the store with --dsn",
+            )
+        _check_rerunnable(failed)
+        chosen = definition or from_snapshot(failed.definition)
+        if chosen.name != failed.saga_type:
+            raise UsageError(
+                f"the definition is of saga type '{chosen.name}', saga {failed_id} is a '{failed.saga_type}'",
+                hint="pass the definition of the same saga type",
+            )
+        given = failed.data if data is _ORIGINAL else data
+        saga, first = self._new_saga(chosen, given, None, detached=detached, rerun_of=failed_id, by=user)
+        saga.rerun_of = failed_id
+        note = Transition(
+            failed_id, None, SagaState.FAILED.value, SagaState.FAILED.value, first.at,
+            {"action": "rerun", "rerun_as": saga.saga_id, "by": user},
+        )  # fmt: skip
+        if not self.store.create_rerun(saga, [first], note):
+            now = self.store.get(failed_id)
+            if now is None:
+                raise NotFoundError(f"saga {failed_id} was removed from {self.store.info.location} meanwhile")
+            _check_rerunnable(now)
+            raise UsageError(f"saga {failed_id} changed while its rerun was recorded; nothing was recorded")
+        self._started(saga, first)
+        if detached:
+            return RunResult(saga, ExitCode.OK)
+        return self._drive(saga, chosen)
 
     def run(self, definition: SagaDefinition, data: Any, saga_id: str | None = None) -> RunResult:
         """Start a saga and drive it to an end (or to where an operator must act)."""
@@ -186,6 +243,44 @@ class Engine:
                 return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
             definition = from_snapshot(saga.definition)
             _preflight_remaining(definition, saga, self.env)
+        return self._drive(saga, definition)
+
+    def migrate(self, saga_id: str, definition: SagaDefinition, *, user: str, source: str) -> RunResult:
+        """Move an unfinished saga to a new version of its definition, then continue it like
+        ``resume``. Refused (UsageError, nothing written) when the steps it has touched do not
+        keep their names and order in ``definition`` (each difference is named), when it has
+        ended, or is of another type. The new snapshot is stored with the step records, in one
+        commit with a transition naming the old and new snapshots' digests."""
+        from sagactl.migration import differences, digest, moved_steps
+
+        with self._claimed(saga_id) as saga:
+            if saga.state.terminal:
+                raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to migrate")
+            if definition.name != saga.saga_type:
+                raise UsageError(
+                    f"{source} is a definition of saga type '{definition.name}', saga {saga_id} is a"
+                    f" '{saga.saga_type}'"
+                )
+            found = differences(saga, definition)
+            if found:
+                raise UsageError(
+                    f"cannot move saga {saga_id} to {source}: " + "; ".join(found),
+                    hint="the steps a saga has done must keep their names and order; later steps may change",
+                )
+            old, new = saga.definition, definition.snapshot()
+            problem = storable(new, "definition")
+            if problem is not None:
+                raise UsageError(f"the saga log cannot store this definition: {problem}")
+            saga.steps = moved_steps(saga, definition)
+            _preflight_remaining(definition, saga, self.env)
+            if digest(old) != digest(new):  # the same definition again: nothing to move
+                saga.definition, saga.updated_at = new, self.clock.now()
+                detail = {"action": "migrate", "by": user, "from": digest(old), "to": digest(new), "file": source}
+                state = saga.state.value
+                note = Transition(saga_id, None, state, state, saga.updated_at, detail)
+                self.store.migrate(saga, [note], owner=self.owner)
+                saga.transitions.append(note)
+                log.info("%s migrated to %s (%s)", saga_id, detail["to"], source, extra=log_extra(note))
         return self._drive(saga, definition)
 
     def apply_reply(self, saga_id: str, step: str, phase: Phase, reply: Reply) -> RunResult | None:
@@ -316,6 +411,22 @@ class Engine:
 
     def _release(self, saga: SagaRecord) -> None:
         release(self.store, saga, self.owner)
+
+
+def _check_rerunnable(saga: SagaRecord) -> None:
+    """Only a saga that ended failed, and was not rerun yet, can be rerun (exit 2 otherwise)."""
+    if saga.rerun_as is not None:
+        raise UsageError(
+            f"saga {saga.saga_id} was already rerun as {saga.rerun_as}",
+            hint=f"see 'sagactl show {saga.rerun_as}'; rerun that one if it failed too",
+        )
+    if saga.state is not SagaState.FAILED:
+        raise UsageError(
+            f"saga {saga.saga_id} is {saga.state.value}: only a saga that ended failed can be rerun",
+            hint="resume or abort a saga still running"
+            if not saga.state.terminal
+            else "a completed saga has nothing to run again",
+        )
 
 
 def _awaits(saga: SagaRecord, step: str, phase: Phase) -> bool:

@@ -266,6 +266,8 @@ class SagaRecord:
     lease_expires_at: datetime | None = None
     wake_at: datetime | None = None
     last_error: str | None = None
+    rerun_of: str | None = None  # the failed saga this one reruns (sagactl rerun)
+    rerun_as: str | None = None  # the saga that reruns this failed one
     transitions: list[Transition] = field(default_factory=list)
 
     @property
@@ -306,6 +308,8 @@ class SagaRecord:
             "lease_owner": self.lease_owner,
             "lease_expires_at": iso(self.lease_expires_at),
             "wake_at": iso(self.wake_at),
+            "rerun_of": self.rerun_of,
+            "rerun_as": self.rerun_as,
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }

@@ -76,6 +76,7 @@ def saga_document(saga: SagaRecord) -> Document:
     ]
     if saga.deadline_at and not saga.state.terminal:
         details.append(("deadline", iso(saga.deadline_at) or ""))
+    details += [(label, link) for label, link in (("rerun of", saga.rerun_of), ("rerun as", saga.rerun_as)) if link]
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
     return Document(
@@ -325,6 +326,8 @@ def _summary_document(saga: SagaSummary) -> Document:
             "lease_owner": None,
             "lease_expires_at": None,
             "wake_at": None,
+            "rerun_of": None,
+            "rerun_as": None,
             "steps": [],
             "transitions": [],
         }

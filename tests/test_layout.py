@@ -17,6 +17,7 @@ UPPER = (
     "sagactl.views",
     "sagactl.dlq_views",
     "sagactl.tool_views",
+    "sagactl.history_views",
     "sagactl.output",
     "sagactl.live",
 )
@@ -28,6 +29,8 @@ LOWER = (
     "sagactl.driver",
     "sagactl.lease",
     "sagactl.inspect",
+    "sagactl.retention",
+    "sagactl.migration",
     "sagactl.definition",
     "sagactl.validation",
     "sagactl.placeholders",

@@ -58,6 +58,8 @@ def test_saga_json_golden() -> None:
         "lease_owner": None,
         "lease_expires_at": None,
         "wake_at": None,
+        "rerun_of": None,
+        "rerun_as": None,
         "steps": [
             {
                 "name": "charge",

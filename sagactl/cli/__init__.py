@@ -3,6 +3,7 @@
     options.py  the shared options, defined once
     common.py   the error funnel, settings, the live view, reporting driven sagas
     sagas.py    validate, run, resume, show, list, stats, resolve, abort
+    history.py  rerun, prune
     dlq.py      dlq list, redrive
     admin.py    db init, schema, completion
     tools.py    graph, doctor, config
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sagactl.cli import admin, dlq, sagas, tools, worker
+from sagactl.cli import admin, dlq, history, sagas, tools, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 from sagactl.cli.common import SagactlGroup
 from sagactl.cli.examples import epilog
@@ -92,6 +93,8 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "stats", sagas.stats),
     (app, "resolve", sagas.resolve),
     (app, "abort", sagas.abort),
+    (app, "rerun", history.rerun),
+    (app, "prune", history.prune),
     (db_app, "init", admin.db_init),
     (db_app, "recount", admin.db_recount),
     (app, "schema", admin.schema),

@@ -155,6 +155,23 @@ def redrive(
         str | None,
         typer.Option("--cancel", metavar="TASK_HANDLE", show_default=False, help="Cancel an SQS move task."),
     ] = None,
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            "--canary",
+            metavar="N",
+            show_default=False,
+            help="Move N messages first and watch their sagas in the saga log: once their steps got on"
+            " (compensation completed) move the rest; if one comes back to the DLQ or a saga does not get"
+            " on within --canary-wait, stop and leave the rest (exit 3).",
+        ),
+    ] = None,
+    canary_wait: Annotated[
+        str,
+        typer.Option(
+            "--canary-wait", metavar="DURATION", help="How long the canary sagas may take to get on, e.g. 2m, 30s."
+        ),
+    ] = "2m",
     concurrency: Annotated[
         int, typer.Option("--concurrency", metavar="N", help="Batches of 10 in flight at once (1-32).")
     ] = 4,
@@ -180,6 +197,7 @@ def redrive(
         "--max-redrives": max_redrives is not None,
         "--poison-queue": poison_queue is not None,
         "--dry-run": dry_run,
+        "--canary": canary is not None,
     }
     ops.check_redrive_mode(dlq, status, cancel, native=native, filters=filters)
     settings = opts.settings()
@@ -212,8 +230,19 @@ def redrive(
         from sagactl.dlq_views import redrive_progress
 
         bar = redrive_progress()
+    plan = None
+    if canary is not None:
+        from sagactl.definition import parse_duration
+        from sagactl.dlq.canary import DEFAULT_POLL, CanaryPlan
+        from sagactl.errors import UsageError
+
+        try:
+            wait = parse_duration(canary_wait)
+        except UsageError as exc:
+            raise UsageError(f"--canary-wait: {exc.message}", hint=exc.hint) from None
+        plan = CanaryPlan(size=canary, wait=wait, poll=min(DEFAULT_POLL, wait))
     with bar as progress:
-        result = ops.redrive_dlq(settings, request, progress)
+        result = ops.redrive_dlq(settings, request, progress, canary=plan)
     emit(redrive_document(result, truncate=opts.output is OutputFormat.TABLE), opts.output, quiet=opts.quiet)
     info_line(f"sagactl: {redrive_summary_line(result)}")
     if result.error is not None:

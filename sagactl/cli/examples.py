@@ -48,6 +48,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         f'sagactl abort {ID} --reason "customer cancelled, OPS-1240"',
         f'sagactl abort {ID} --reason "fraud check failed, OPS-1251" -o json',
     ),
+    "rerun": (
+        f"sagactl rerun {ID}",
+        f"sagactl rerun {ID} --input-patch '{{\"address\": {{\"zip\": \"10115\"}}}}' -o json",
+        f"sagactl rerun {ID} --definition sagas/order-v2.yaml --detach",
+    ),
+    "prune": (
+        "sagactl prune --older-than 30d --dry-run",
+        "sagactl prune --older-than 30d --archive /var/backups/sagas.jsonl",
+        "sagactl prune --older-than 90d --state completed --type OrderFulfillment -o json",
+    ),
     "db": ("sagactl db init", "sagactl db recount --dsn postgresql://sagactl@db.internal/orders"),
     "db init": ("sagactl db init", "sagactl db init --dsn postgresql://sagactl@db.internal/orders"),
     "db recount": ("sagactl db recount", "sagactl db recount --context staging -o json"),

@@ -152,11 +152,22 @@ def resume(
     ] = False,
     older_than: OlderThanOpt = None,
     saga_type: SagaTypeOpt = None,
+    definition: Annotated[
+        str | None,
+        typer.Option(
+            "--definition",
+            metavar="FILE",
+            show_default=False,
+            help="Move each saga to this new version of its definition first (validated; recorded with"
+            " the old and new snapshot digests): refused, exit 2, with the differences, unless the steps"
+            " it has done keep their names and order.",
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
-    """Continue sagas from the log after a crash or a failed compensation (stored definition).
-    -o json prints an array, one saga per ID (or stuck saga)."""
+    """Continue sagas from the log after a crash or a failed compensation (stored definition, or a
+    new one with --definition). -o json prints an array, one saga per ID (or stuck saga)."""
     from sagactl.errors import UsageError
     from sagactl.ops.sagas import resume_sagas
     from sagactl.output import error_line
@@ -165,13 +176,15 @@ def resume(
     if stuck:
         if saga_ids:
             raise UsageError("pass SAGA_IDs or --stuck, not both")
+        if definition is not None:
+            raise UsageError("--definition applies to SAGA_IDs, not --stuck", hint="name the sagas to move")
         return _resume_stuck(settings, older_than, saga_type, opts)
     if older_than is not None or saga_type is not None:
         raise UsageError("--older-than and --type apply only with --stuck")
     if not saga_ids:
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
     ids = saga_ids
-    report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
+    report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer, definition=definition))
     code = opts.report(report.results, live=live, array=True)
     for _saga_id, failure in report.failures:
         error_line(mask_secrets(failure.one_line()))  # engine errors name the saga

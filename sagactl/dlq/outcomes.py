@@ -41,6 +41,12 @@ class Progress(Protocol):
 SagaStateLookup = Callable[[str], SagaState | None]
 
 
+class Report(Protocol):
+    """A part of the redrive document another module fills in (the canary report)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RedriveRequest:
     dlq: str
@@ -124,6 +130,8 @@ class RedriveResult:
     release_failures: int = 0
     error: SagactlError | None = None  # why the run stopped early
     interrupted: bool = False
+    canary: Report | None = None  # --canary: what the canary phase saw
+    stopped: str | None = None  # why the run left the rest in the DLQ on purpose (the canary): exit 3
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def count(self, action: Action) -> int:
@@ -147,12 +155,13 @@ class RedriveResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """4 unreachable, 130 interrupted, 3 when any message failed, else 0."""
+        """4 unreachable, 130 interrupted, 3 when any message failed or the canary stopped the
+        run, else 0."""
         if self.error is not None:
             return self.error.exit_code
         if self.interrupted:
             return ExitCode.INTERRUPTED
-        return ExitCode.ATTENTION if self.failed else ExitCode.OK
+        return ExitCode.ATTENTION if self.failed or self.stopped else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         """The ``redrive`` JSON contract (README "JSON fields")."""
@@ -173,5 +182,6 @@ class RedriveResult:
             "poison_queue": self.poison.name if self.poison else None,
             "interrupted": self.interrupted,
             "error": self.error.one_line() if self.error else None,
+            "canary": self.canary.to_dict() if self.canary is not None else None,
             "messages": [o.to_dict() for o in self.outcomes],
         }

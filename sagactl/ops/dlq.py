@@ -3,17 +3,17 @@ tasks with ``--native``, ``--status``, ``--cancel``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+from sagactl.clock import Clock
 from sagactl.config import Settings
+from sagactl.dlq.canary import CanaryPlan, ProgressLookup, StepProgress, canary_redrive
 from sagactl.dlq.outcomes import Progress, RedriveRequest, RedriveResult, SagaStateLookup
 from sagactl.dlq.peek import PeekRequest, PeekResult, peek
 from sagactl.dlq.redrive import redrive
 from sagactl.dlq.tasks import MoveTask, cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import UsageError
-from sagactl.models import SagaState
+from sagactl.models import SagaState, StepStatus
 from sagactl.ops import reader_for, sqs_for
+from sagactl.store.base import SagaReader, SagaSummary
 
 
 def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:
@@ -25,26 +25,61 @@ def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:
     return peek(client, resolve_queue(client, request.queue), request)
 
 
-def redrive_dlq(settings: Settings, request: RedriveRequest, progress: Progress | None = None) -> RedriveResult:
-    """``redrive``: move messages back; with ``only_open`` the saga log decides which."""
+def redrive_dlq(
+    settings: Settings,
+    request: RedriveRequest,
+    progress: Progress | None = None,
+    *,
+    canary: CanaryPlan | None = None,
+    clock: Clock | None = None,
+) -> RedriveResult:
+    """``redrive``: move messages back; with ``only_open`` the saga log decides which; with
+    ``canary`` a few first, the rest once the saga log shows their sagas got on."""
     request.validate()
+    if canary is not None:
+        canary.validate()
     client = sqs_for(settings, pool_size=request.concurrency + 2)
-    if not request.only_open:
+    if canary is None and not request.only_open:
         return redrive(client, request, progress=progress)
-    with saga_states(settings) as lookup:
-        return redrive(client, request, saga_state=lookup, progress=progress)
-
-
-@contextmanager
-def saga_states(settings: Settings) -> Iterator[SagaStateLookup]:
-    """Saga ID -> its state in the configured saga log (or mapped table), read-only."""
     with reader_for(settings) as reader:
+        lookup = _states(reader) if request.only_open else None
+        if canary is None:
+            return redrive(client, request, saga_state=lookup, progress=progress)
+        return canary_redrive(
+            client, request, canary, _progress(reader), saga_state=lookup, clock=clock, progress=progress
+        )
 
-        def state_of(saga_id: str) -> SagaState | None:
-            summary = reader.summary(saga_id)
-            return None if summary is None else summary.state
 
-        yield state_of
+def _states(reader: SagaReader) -> SagaStateLookup:
+    def state_of(saga_id: str) -> SagaState | None:
+        summary = reader.summary(saga_id)
+        return None if summary is None else summary.state
+
+    return state_of
+
+
+def _progress(reader: SagaReader) -> ProgressLookup:
+    """How far a canary message's saga got with its step, read afresh from the log each time."""
+
+    def progress_of(saga_id: str | None, step: str | None) -> StepProgress:
+        if not saga_id:
+            return StepProgress.UNKNOWN
+        found = reader.detail(saga_id)
+        if found is None:
+            return StepProgress.UNKNOWN
+        if found.state.terminal:
+            return StepProgress.DONE
+        if isinstance(found, SagaSummary):  # a mapped table: no step records
+            moved_on = found.current_step_name is not None and step is not None and found.current_step_name != step
+            return StepProgress.DONE if moved_on else StepProgress.WAITING
+        try:
+            record = found.step(step or "")
+        except KeyError:
+            return StepProgress.WAITING
+        busy = record.status in (StepStatus.EXECUTING, StepStatus.COMPENSATING)
+        return StepProgress.WAITING if busy else StepProgress.DONE
+
+    return progress_of
 
 
 def check_redrive_mode(

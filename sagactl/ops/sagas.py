@@ -29,6 +29,7 @@ from sagactl.ops import make_engine, reader_for, store_for
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
+    from sagactl.definition import SagaDefinition
     from sagactl.driver import Observer
     from sagactl.engine import Engine
 
@@ -197,6 +198,28 @@ def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable
     return len(inputs)
 
 
+def definitions_in(path: str) -> list[SagaDefinition]:
+    """Every saga a definition file holds, validated (DefinitionError lists each problem)."""
+    from sagactl.validation import check_file
+
+    report = check_file(path)
+    if report.errors:
+        raise DefinitionError([str(p) for p in report.errors])
+    return list(report.definitions)
+
+
+def definition_for(definitions: Sequence[SagaDefinition], path: str, saga_type: str) -> SagaDefinition:
+    """The definition of ``saga_type`` among those of file ``path`` (a file may hold several)."""
+    for definition in definitions:
+        if definition.name == saga_type:
+            return definition
+    names = ", ".join(d.name for d in definitions)
+    raise UsageError(
+        f"{path} defines no saga of type '{saga_type}' (it defines {names})",
+        hint="pass the new version of that saga's definition",
+    )
+
+
 @dataclass(slots=True)
 class ResumeReport:
     """What ``resume ID...`` did: a result per saga driven, and the error of each that was not."""
@@ -205,8 +228,17 @@ class ResumeReport:
     failures: list[tuple[str, SagactlError]]
 
 
-def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer | None = None) -> ResumeReport:
-    """Resume each saga in turn from its stored snapshot.
+def resume_sagas(
+    settings: Settings,
+    saga_ids: Sequence[str],
+    observer: Observer | None = None,
+    *,
+    definition: str | None = None,
+    user: str | None = None,
+) -> ResumeReport:
+    """Resume each saga in turn from its stored snapshot, or (``definition``: a file) first move
+    it to that new version of its definition, which is read and validated before the log is
+    opened (engine.migrate says when a saga cannot move).
 
     With one ID its error is raised as is. With several, a saga that cannot be resumed (not
     found, driven by another process) does not stop the others; the database becoming
@@ -214,13 +246,18 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     """
     for saga_id in saga_ids:
         check_saga_id(saga_id, lookup=True)
+    definitions = definitions_in(definition) if definition is not None else None
+    who = user or operator_name() if definition is not None else ""
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
         for saga_id in saga_ids:
             try:
                 with looking_up(saga_id):
-                    result = engine.resume(saga_id)
+                    if definitions is None or definition is None:
+                        result = engine.resume(saga_id)
+                    else:
+                        result = _migrate(engine, saga_id, definitions, definition, who)
             except (UnavailableError, Interrupted):
                 raise
             except SagactlError as exc:
@@ -231,6 +268,13 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
             result.saga.transitions = store.transitions(saga_id)
             report.results.append(result)
     return report
+
+
+def _migrate(engine: Engine, saga_id: str, definitions: list[SagaDefinition], path: str, user: str) -> RunResult:
+    saga = engine.store.get(saga_id)
+    if saga is None:
+        return engine.resume(saga_id)  # says it is not found, as resume does
+    return engine.migrate(saga_id, definition_for(definitions, path, saga.saga_type), user=user, source=path)
 
 
 # -- operator actions ------------------------------------------------------------------------

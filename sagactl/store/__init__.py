@@ -2,6 +2,7 @@
 
     base.py      the Store (writer) and SagaReader protocols and the records they speak
     sql.py       the queries both dialects share
+    history.py   reruns, migrations, retention (prune)
     sqlite.py    the embedded log (one file)
     postgres.py  the team log (one statement per write)
     mapped.py    another orchestrator's table, read-only

@@ -18,7 +18,7 @@ from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, Transition
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 
 class SagaExistsError(UsageError):
@@ -75,6 +75,16 @@ class SagaQuery:
     idle_before: datetime | None = None
     updated_before: datetime | None = None
     limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PruneQuery:
+    """Finished sagas to prune: in one of ``states`` (terminal ones only, whatever is asked),
+    last updated (so finished) before ``before``, of ``saga_type`` if given."""
+
+    before: datetime
+    states: Sequence[SagaState] = (SagaState.COMPLETED, SagaState.FAILED)
+    saga_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,17 @@ class Store(SagaReader, Protocol):
         """
         ...
 
+    def create_rerun(self, saga: SagaRecord, transitions: Sequence[Transition], note: Transition) -> bool:
+        """Insert ``saga``, a rerun of the failed saga its ``rerun_of`` names, with its first
+        transitions and, in the same transaction, link that saga to it (``rerun_as``, updated_at
+        set to ``note.at``) and append ``note`` to that saga's history. Only while that saga is
+        failed and not rerun yet: False when it is not (nothing written, so two concurrent reruns
+        never both start).
+
+        Raises SagaExistsError when the new ID is taken (nothing written).
+        """
+        ...
+
     def get(self, saga_id: str) -> SagaRecord | None:
         """The saga row (without transitions), or None."""
         ...
@@ -196,6 +217,12 @@ class Store(SagaReader, Protocol):
 
         Raises LeaseLostError when another owner holds it.
         """
+        ...
+
+    def migrate(self, saga: SagaRecord, transitions: Sequence[Transition], *, owner: str) -> None:
+        """Like ``save`` with the whole step array, and the definition snapshot too: a saga
+        moved to a new version of its definition (``resume --definition``), in one commit with
+        ``transitions``. Raises LeaseLostError when ``owner`` does not hold the lease."""
         ...
 
     def recount(self) -> tuple[list[StateCount], list[StateCount]]:
@@ -236,4 +263,26 @@ class Store(SagaReader, Protocol):
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         """Sagas matching the query: compensating first, then oldest first."""
+        ...
+
+    def prunable(
+        self, query: PruneQuery, state: SagaState, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[str, datetime, str]]:
+        """(saga_id, created_at, saga_type) of up to ``limit`` sagas in ``state`` that ``query`` matches,
+        in (created_at, saga_id) order after ``after``: a short index range per call, however
+        many were deleted before it."""
+        ...
+
+    def prunable_counts(self, query: PruneQuery) -> list[StateCount]:
+        """How many sagas per (type, state) ``query`` matches (prune --dry-run)."""
+        ...
+
+    def records(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
+        """These sagas with their histories (those that exist), in ``saga_ids`` order."""
+        ...
+
+    def delete_finished(self, saga_ids: Sequence[str], query: PruneQuery) -> list[str]:
+        """Delete in one short transaction those of ``saga_ids`` that are finished and still
+        match ``query``, and their transitions (the counters follow by trigger); the IDs it
+        deleted. A saga that is not completed or failed is never deleted."""
         ...

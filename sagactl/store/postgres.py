@@ -25,8 +25,9 @@ from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
+from sagactl.store.history import LINK_RERUN, HistoryStore, Run
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import Row, SqlStore
+from sagactl.store.sql import Row
 
 VERSION_TABLE = "sagactl_schema_migrations"
 # pg_advisory_xact_lock key held while migrating ("sagactl" in ASCII): concurrent `db init`
@@ -47,10 +48,10 @@ _CREATE: LiteralString = (
 WITH ins AS (
     INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
                           definition, deadline_at, lease_owner, lease_expires_at, last_error,
-                          created_at, updated_at, wake_at)
+                          created_at, updated_at, wake_at, rerun_of)
     VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
-            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s)
+            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s, %(rerun_of)s)
     ON CONFLICT (saga_id) DO NOTHING
     RETURNING 1
 ), logged AS ("""
@@ -78,6 +79,10 @@ WITH upd AS (
 SELECT count(*) FROM upd
 """
 )
+
+
+class _IdTaken(Exception):
+    """A new saga's ID is taken: leaves a transaction, which rolls it back."""
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -151,7 +156,7 @@ def connect(dsn: str, *, read_only: bool = False) -> psycopg.Connection[tuple[An
     return conn
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(HistoryStore):
     """Store on a PostgreSQL database (tables in the connection's search_path).
 
     ``create``: create or upgrade a missing or outdated schema on open (writing commands).
@@ -263,6 +268,18 @@ class PostgresStore(SqlStore):
         with self._db(doing) as conn:
             return conn.execute(statement.replace("?", "%s").encode(), params).rowcount
 
+    lock_rows = " FOR UPDATE"
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Run]:
+        with self._db(doing) as conn, conn.transaction():
+
+            def run(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(statement.replace("?", "%s").encode(), params)
+                return cursor.fetchall() if cursor.description else []
+
+            yield run
+
     @contextmanager
     def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:
         with self._db("recounting the saga counters") as conn, conn.transaction():
@@ -308,9 +325,25 @@ class PostgresStore(SqlStore):
         params = {**row, "transitions": self._transitions_param(transitions)}
         return self._one_statement(_CREATE, params, f"recording saga {row['saga_id']}")
 
+    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
+        params = {**row, "transitions": self._transitions_param(transitions)}
+        link = LINK_RERUN.replace("?", "%s").encode()
+        try:
+            with self._db(f"recording the rerun of saga {original}") as conn, conn.transaction():
+                if conn.execute(link, [row["saga_id"], at, original]).rowcount != 1:
+                    return False
+                inserted = conn.execute(_CREATE, params).fetchone()
+                if inserted is None or inserted[0] != 1:
+                    raise _IdTaken  # rolls the link back too
+        except _IdTaken:
+            return None
+        return True
+
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
         params: dict[str, Any] = {**row, "owner": owner, "transitions": self._transitions_param(transitions)}
         steps = ", steps = %(steps)s" if "steps" in row else ""
+        if "definition" in row:  # a saga moved to a new version of its definition
+            steps += ", definition = %(definition)s"
         if patch:
             expression = "steps"
             for n, (index, record) in enumerate(patch.items()):

@@ -36,8 +36,10 @@ Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at"
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as"
 )
+# What a log at an older schema version gives in place of the columns later versions added.
+_ADDED = ((4, ", wake_at", ", NULL AS wake_at"), (6, ", rerun_of, rerun_as", ", NULL AS rerun_of, NULL AS rerun_as"))
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"
 KNOWN_STATES = ", ".join(state.value for state in SagaState)
@@ -164,7 +166,7 @@ class SqlStore:
 
     def _columns(self) -> str:
         """COLUMNS as this log's schema can give them: a reader of a log older than version 4
-        (no wake_at) reads it as it is."""
+        (no wake_at) or 6 (no rerun links) reads it as it is."""
         known: str | None = self.__dict__.get("_known_columns")
         if known is None:
             known = self._note_version(self.schema_version())
@@ -172,7 +174,10 @@ class SqlStore:
 
     def _note_version(self, version: int) -> str:
         """Remember which columns a log at schema ``version`` has (the dialect tells on open)."""
-        known = COLUMNS if version >= 4 else COLUMNS.replace(", wake_at", ", NULL AS wake_at")
+        known = COLUMNS
+        for added_in, columns, missing in _ADDED:
+            if version < added_in:
+                known = known.replace(columns, missing)
         self.__dict__["_known_columns"] = known
         return known
 
@@ -232,6 +237,7 @@ class SqlStore:
             "definition": json(saga.definition),
             "created_at": time(saga.created_at),
             "steps": json([s.to_dict() for s in saga.steps]),
+            "rerun_of": saga.rerun_of,
             **self._moving(saga),
         }
 
@@ -276,8 +282,8 @@ class SqlStore:
             raise UnreadableSagaError(saga_id, self.info.location, f"its row does not decode: {what}") from None
 
     def _decode(self, row: Sequence[Any], state: SagaState) -> SagaRecord:
-        (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at,
-         lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at) = row  # fmt: skip
+        (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at, lease_owner,
+         lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
@@ -294,6 +300,8 @@ class SqlStore:
             created_at=when(created_at) or utcnow(),
             updated_at=when(updated_at) or utcnow(),
             wake_at=when(wake_at),
+            rerun_of=rerun_of,
+            rerun_as=rerun_as,
         )
 
     def _skip(self, key: str, warning: str) -> None:

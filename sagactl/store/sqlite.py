@@ -16,8 +16,9 @@ from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
+from sagactl.store.history import LINK_RERUN, HistoryStore, Run
 from sagactl.store.migrations import migrations
-from sagactl.store.sql import Row, SqlStore
+from sagactl.store.sql import Row
 
 
 def _code(exc: sqlite3.Error) -> str:
@@ -81,7 +82,11 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
-class SqliteStore(SqlStore):
+class _IdTaken(Exception):
+    """A new saga's ID is taken: leaves a write transaction, which rolls it back."""
+
+
+class SqliteStore(HistoryStore):
     """Store on one SQLite file. ``path`` ":memory:" gives an empty throwaway log.
 
     ``create=False`` (read-only commands) opens the file read-only and changes nothing: no
@@ -254,6 +259,11 @@ class SqliteStore(SqlStore):
             return conn.execute(statement, params).rowcount
 
     @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Run]:
+        with self._write(doing) as conn:
+            yield lambda statement, params: conn.execute(statement, params).fetchall()
+
+    @contextmanager
     def _counters_locked(self) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:
         with self._write() as conn:
             yield lambda statement: conn.execute(statement).fetchall()
@@ -290,6 +300,21 @@ class SqliteStore(SqlStore):
             except sqlite3.IntegrityError:
                 return False
             self._append(conn, transitions)
+        return True
+
+    def _insert_rerun(self, row: Row, transitions: Sequence[Transition], original: str, at: Any) -> bool | None:
+        placeholders = ", ".join(f":{name}" for name in row)
+        try:
+            with self._write() as conn:
+                if conn.execute(LINK_RERUN, [row["saga_id"], at, original]).rowcount != 1:
+                    return False
+                try:
+                    conn.execute(f"INSERT INTO saga_log ({', '.join(row)}) VALUES ({placeholders})", row)
+                except sqlite3.IntegrityError:
+                    raise _IdTaken from None  # rolls the link back too
+                self._append(conn, transitions)
+        except _IdTaken:
+            return None
         return True
 
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:

@@ -203,7 +203,8 @@ def test_prometheus_is_offered_by_stats_only() -> None:
 def test_every_command_that_prints_takes_o_and_q_as_the_readme_says() -> None:
     choices = _output_choices()
     quiet = {name for name, command in _commands(None) for p in getattr(command, "params", []) if p.name == "quiet"}
-    printing = {"validate", "run", "resume", "show", "list", "stats", "resolve", "abort", "dlq list", "redrive"}
+    printing = {"validate", "run", "resume", "show", "list", "stats", "resolve", "abort", "rerun"}
+    printing |= {"dlq list", "redrive"}
     assert printing | {"db init"} <= set(choices)
     assert quiet == printing - {"stats"}  # stats prints no saga IDs
 
@@ -259,7 +260,7 @@ def test_show_quiet_and_db_init_json(env: dict[str, str], tmp_path: Path) -> Non
     assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "s-1\n", "")
     init = runner.invoke(app, ["db", "init", "-o", "json"])
     assert (init.exit_code, init.stderr) == (0, "")
-    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 4}
+    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 6}
 
 
 # -- validate ----------------------------------------------------------------------------------

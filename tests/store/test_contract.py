@@ -29,9 +29,9 @@ from sagactl.store.base import (
     StateCount,
 )
 
-# The schema version db init reaches: the last migration, schema/*/004_workers.sql. A new
+# The schema version db init reaches: the last migration, schema/*/006_reruns.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"
@@ -428,3 +428,44 @@ def test_init_schema_is_idempotent_and_keeps_data(store: Store, store_dsn: str) 
         again.close()
     assert store.counts() == [StateCount("Order", SagaState.STARTED, 1)]
     assert store.info.schema_version == SCHEMA_VERSION
+
+
+# -- reruns -----------------------------------------------------------------------------------
+
+
+def rerun_of(failed: str, saga_id: str) -> tuple[SagaRecord, Transition]:
+    new = make_saga(saga_id, owner=None)
+    new.rerun_of = failed
+    note = Transition(failed, None, "failed", "failed", at(50), {"action": "rerun", "rerun_as": saga_id})
+    return new, note
+
+
+def test_a_failed_saga_is_linked_to_one_rerun_only(store: Store) -> None:
+    add(store, make_saga("f-1", state=SagaState.FAILED, owner=None), make_saga("live", owner=None))
+    first, note = rerun_of("f-1", "r-1")
+    assert store.create_rerun(first, [Transition("r-1", None, None, "started", at(50))], note)
+    second, note2 = rerun_of("f-1", "r-2")
+    assert not store.create_rerun(second, [], note2)  # a second rerun (another operator, at once): refused
+    assert store.get("r-2") is None
+    linked = store.get("f-1")
+    assert linked is not None and linked.rerun_as == "r-1" and linked.updated_at == at(50)
+    assert [(t.old_state, t.new_state, t.detail) for t in store.transitions("f-1")][-1] == (
+        "failed",
+        "failed",
+        {"action": "rerun", "rerun_as": "r-1"},
+    )
+    new = store.get("r-1")
+    assert new is not None and new.rerun_of == "f-1" and new.rerun_as is None
+    active, note3 = rerun_of("live", "r-3")
+    assert not store.create_rerun(active, [], note3)  # not failed: nothing written
+    assert store.get("r-3") is None and store.transitions("live")[-1].new_state == "started"
+    assert sum(c.count for c in store.counts()) == 3
+
+
+def test_a_rerun_whose_id_is_taken_writes_nothing(store: Store) -> None:
+    add(store, make_saga("f-1", state=SagaState.FAILED, owner=None), make_saga("taken", owner=None))
+    clash, note = rerun_of("f-1", "taken")
+    with pytest.raises(SagaExistsError):
+        store.create_rerun(clash, [], note)
+    failed = store.get("f-1")
+    assert failed is not None and failed.rerun_as is None and len(store.transitions("f-1")) == 1

@@ -31,9 +31,9 @@ from tests.support.postgres import _as_url, _with_dbname, fresh_database
 from tests.support.processes import sagactl
 from tests.support.sagas import add, at, saga
 
-# The schema version db init reaches: the last migration, schema/*/004_workers.sql. A new
+# The schema version db init reaches: the last migration, schema/*/006_reruns.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
 VERSION_TABLE = "sagactl_schema_migrations"
 

@@ -30,9 +30,9 @@ from tests.support.sagas import add, saga
 
 runner = CliRunner()
 
-# The schema version db init reaches: the last migration, schema/*/004_workers.sql. A new
+# The schema version db init reaches: the last migration, schema/*/006_reruns.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 
 def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -> None:
@@ -41,17 +41,18 @@ def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -
     writer = SqliteStore(path)
     writer.create(make_saga("old"), [])
     writer.close()
-    with sqlite3.connect(path) as conn:  # back to v1: what versions 2 to 4 added is gone
+    with sqlite3.connect(path) as conn:  # back to v1: what versions 2 to 6 added is gone
         for index in ("saga_log_created", "saga_log_wake", "saga_log_lease"):
             conn.execute(f"DROP INDEX {index}")
-        conn.execute("ALTER TABLE saga_log DROP COLUMN wake_at")
+        for column in ("wake_at", "rerun_of", "rerun_as"):
+            conn.execute(f"ALTER TABLE saga_log DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 1")
     reader = SqliteStore(path, create=False)
     try:
         assert reader.schema_version() == 1
         assert [s.saga_id for s in reader.list_sagas(SagaQuery(limit=5))] == ["old"]
         old = reader.get("old")
-        assert old is not None and old.wake_at is None
+        assert old is not None and old.wake_at is None and old.rerun_of is None and old.rerun_as is None
     finally:
         reader.close()
     writer = SqliteStore(path)
@@ -64,7 +65,7 @@ def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -
         names = {row[0] for row in found}
         columns = {row[1] for row in conn.execute("PRAGMA table_info(saga_log)")}
     assert {"saga_log_created", "saga_log_wake", "saga_log_lease"} <= names
-    assert "wake_at" in columns
+    assert {"wake_at", "rerun_of", "rerun_as"} <= columns
 
 
 def test_a_new_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
