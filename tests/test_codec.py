@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from sagactl.codec import MAX_DEPTH, compact_json, storable, storable_text, unreadable
+from sagactl.codec import MAX_DEPTH, compact_json, merge_patch, storable, storable_text, unreadable
 
 
 def timed(fn: Any, value: Any) -> float:
@@ -121,3 +121,30 @@ def test_unreadable_names_what_python_could_not_parse() -> None:
         assert unreadable(caught.value) == expected
     assert unreadable(ValueError("something else")) is None
     assert unreadable(json.JSONDecodeError("Expecting value", "x", 0)) is None
+
+
+# RFC 7386 appendix A: (target, patch, result)
+MERGE_PATCH_CASES = [
+    ({"a": "b"}, {"a": "c"}, {"a": "c"}),
+    ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
+    ({"a": "b"}, {"a": None}, {}),
+    ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
+    ({"a": ["b"]}, {"a": "c"}, {"a": "c"}),
+    ({"a": "c"}, {"a": ["b"]}, {"a": ["b"]}),
+    ({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}),
+    ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
+    (["a", "b"], ["c", "d"], ["c", "d"]),
+    ({"a": "b"}, ["c"], ["c"]),
+    ({"a": "foo"}, None, None),
+    ({"a": "foo"}, "bar", "bar"),
+    ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
+    ([1, 2], {"a": "b", "c": None}, {"a": "b"}),
+    ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+]
+
+
+@pytest.mark.parametrize(("target", "patch", "result"), MERGE_PATCH_CASES)
+def test_merge_patch_follows_rfc_7386(target: Any, patch: Any, result: Any) -> None:
+    before = json.dumps(target)
+    assert merge_patch(target, patch) == result
+    assert json.dumps(target) == before  # the target is not changed
