@@ -300,8 +300,12 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
     table, its row (no lease: the lease fields are null)."""
     if isinstance(saga, SagaSummary):
         return _summary_document(saga)
+    from sagactl.timeline import Headline, TimelineView, build
+
     doc = saga_document(saga)
-    doc.details.insert(4, ("driver", driver_line(saga, now or utcnow())))
+    now = now or utcnow()
+    doc.details.insert(4, ("driver", driver_line(saga, now)))
+    doc.lead, doc.extras = [Headline(saga)], [TimelineView(build(saga, now))]  # a terminal's only
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
             (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
