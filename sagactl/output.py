@@ -44,13 +44,15 @@ class Table:
 
     On a terminal: the ``whole`` columns never fold (an ID must stay one piece to be copied);
     when the table is wider than the terminal, the ``droppable`` columns are left out, in that
-    order, before any other cell folds; a row's ``_style`` key styles the whole row."""
+    order, until the rest fits with only the ``folding`` ones folded (down to FOLDED_MIN
+    cells); a row's ``_style`` key styles the whole row."""
 
     columns: list[tuple[str, str]]
     rows: list[dict[str, Any]]
     title: str | None = None
     whole: tuple[str, ...] = ()
     droppable: tuple[str, ...] = ()
+    folding: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -333,14 +335,14 @@ FOLDED_MIN = 12  # a column that may fold still wants this many cells to be read
 
 def _fitted(table: Table, width: int) -> list[tuple[str, str]]:
     """``table``'s columns less the droppable ones, in order, until the rest fits ``width``:
-    each whole column at its widest, every other at its widest up to FOLDED_MIN (rich folds
-    the rest), plus rich's borders and padding (3 cells a column and 1)."""
+    each column at its widest, a folding one at most FOLDED_MIN (rich folds the rest), plus
+    rich's borders and padding (3 cells a column and 1)."""
     columns = list(table.columns)
     needed = {key: _width(table, key, header) for key, header in columns}
 
     def total() -> int:
         return (
-            sum(needed[k] if k in table.whole else min(needed[k], FOLDED_MIN) for k, _ in columns)
+            sum(min(needed[k], FOLDED_MIN) if k in table.folding else needed[k] for k, _ in columns)
             + 3 * len(columns)
             + 1
         )

@@ -189,6 +189,7 @@ def test_prometheus_is_offered_by_stats_only() -> None:
     """Every format a command's -o offers works for it (the next test); prometheus only on stats."""
     choices = _output_choices()
     assert choices.pop("stats") == ["table", "json", "jsonl", "csv", "tsv", "markdown", "prometheus"]
+    assert choices.pop("list") == ["table", "wide", "json", "jsonl", "csv", "tsv", "markdown"]
     assert choices and all(c == ["table", "json", "jsonl", "csv", "tsv", "markdown"] for c in choices.values())
     assert "prometheus" in runner.invoke(app, ["stats", "--help"]).stdout
     for name in choices:
