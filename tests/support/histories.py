@@ -119,13 +119,13 @@ def waiting_retry(record: SagaRecord, until: float) -> SagaRecord:
 
 class Player(FakeClock):
     """A fake clock whose every sleep commits the next change of a saga to ``store`` (as its
-    driver would meanwhile), then moves time on; past the last change, ``at_end`` runs (e.g. an
-    interrupt)."""
+    driver would meanwhile; None: nothing is written during that sleep), then moves time on;
+    past the last change, ``at_end`` runs (e.g. an interrupt)."""
 
     def __init__(
         self,
         store: Store,
-        changes: Sequence[Callable[[], tuple[SagaRecord, list[Transition]]]],
+        changes: Sequence[Callable[[], tuple[SagaRecord, list[Transition]]] | None],
         at_end: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(T0 + timedelta(seconds=30))
@@ -134,9 +134,11 @@ class Player(FakeClock):
     def sleep(self, seconds: float) -> None:
         super().sleep(seconds)
         if self.played < len(self.changes):
-            record, new = self.changes[self.played]()
-            self.store.acquire_lease(record.saga_id, OWNER, self.current + timedelta(minutes=5), self.current)
-            self.store.save(record, new, owner=OWNER)
+            change = self.changes[self.played]
             self.played += 1
+            if change is not None:
+                record, new = change()
+                self.store.acquire_lease(record.saga_id, OWNER, self.current + timedelta(minutes=5), self.current)
+                self.store.save(record, new, owner=OWNER)
         elif self.at_end is not None:
             self.at_end()
