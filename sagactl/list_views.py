@@ -159,7 +159,8 @@ class Frames:
         """The line above a frame: what is watched, when, how many, what changed."""
         count = sum(1 for _ in (self._before or {}).get("tables", {}))
         changes = f", {len(self.appeared)} new, {len(self.cleared)} cleared" if self.number > 1 else ""
-        return f"every {humanize_seconds(interval)}: {what}  {iso(now or utcnow())}  {count} sagas{changes}"
+        every = f"{interval:g}s" if interval >= 1 and interval == int(interval) else humanize_seconds(interval)
+        return f"every {every}: {what}  {iso(now or utcnow())}  {count} sagas{changes}"
 
     def json(self, now: datetime | None, data: list[dict[str, Any]]) -> dict[str, Any]:
         """``--watch -o jsonl``: one object per frame."""

@@ -100,6 +100,17 @@ def follow(store: Store, plays: list[Change | None]) -> tuple[ExitCode, list[tup
     return code, seen, reader
 
 
+def test_the_stamp_moves_with_every_write_and_only_then(store: Store) -> None:
+    assert store.stamp("nope") is None
+    record = running_saga()
+    store.create(record, record.transitions)
+    first = store.stamp(record.saga_id)
+    assert first is not None and store.stamp(record.saga_id) == first
+    work, new = progress(record)["charge_done"]()
+    store.save(work, new, owner=OWNER)
+    assert store.stamp(record.saga_id) not in (None, first)
+
+
 def test_follow_redraws_on_each_commit_and_exits_0_when_it_completes(store: Store) -> None:
     plays = progress(running_saga())
     code, seen, reader = follow(store, [None, plays["charge_done"], None, plays["completed"]])

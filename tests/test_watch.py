@@ -140,7 +140,7 @@ def test_watch_on_a_terminal_marks_what_appeared_and_cleared(store: Store, store
     assert len(frames) == 5
     for n, frame in enumerate(frames[:4]):
         assert_snapshot(f"watch-frame-{n + 1}-100", frame)
-    assert frames[0].splitlines()[0] == "every 5.0s: sagactl list --stuck  2026-11-26T08:01:40.000000Z  2 sagas"
+    assert frames[0].splitlines()[0] == "every 5s: sagactl list --stuck  2026-11-26T08:01:40.000000Z  2 sagas"
     assert "1 new, 0 cleared" in frames[1] and "0 new, 1 cleared" in frames[2]
     assert "│ + │ c0ffee00-aaaa-4bbb-8ccc-ddddeeee0001" in frames[1]
     assert "│ - │ 0b4e7c1a-93d2-4f5e-8a61-2c3d4e5f6a7b" in frames[2]  # shown once more, struck
@@ -168,7 +168,7 @@ def test_watch_in_a_pipe_prints_a_frame_per_interval(store: Store, store_dsn: st
             )
         else:
             blocks = out.getvalue().split("\n\n")
-            assert blocks[0].splitlines()[0].startswith("every 5.0s: sagactl list --stuck  2026-11-26T08:01:40")
+            assert blocks[0].splitlines()[0].startswith("every 5s: sagactl list --stuck  2026-11-26T08:01:40")
             assert [line.split()[:2] for line in blocks[1].splitlines()[1:]] == [["a", "Order"], ["+", "b"]]
 
 
