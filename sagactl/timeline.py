@@ -97,8 +97,12 @@ def build(saga: SagaRecord, now: datetime) -> Timeline:
             gave_up = lane.phase is Phase.COMPENSATION and record is not None and record.compensation_error
             _close(lane, max(saga.updated_at, lane.attempts[-1].start), "failed" if gave_up else "stopped")
             lane.status = "failed" if gave_up else "stopped"
-    ordered = [lanes[(s.name, Phase.ACTION)] for s in saga.steps]
-    ordered += [lane for key, lane in lanes.items() if lane not in ordered]
+    for step in saga.steps:  # a row another writer made, or history pruned: say what the row says
+        lane = lanes[(step.name, Phase.ACTION)]
+        if not lane.attempts and step.status is not StepStatus.PENDING:
+            lane.note = f"{step.status.value} (not in the history)"
+    actions = [(s.name, Phase.ACTION) for s in saga.steps]
+    ordered = [lanes[key] for key in actions] + [lane for key, lane in lanes.items() if key not in actions]
     if active and saga.current_step_name is not None:
         phase = Phase.COMPENSATION if saga.state is SagaState.COMPENSATING else Phase.ACTION
         if (saga.current_step_name, phase) in lanes:

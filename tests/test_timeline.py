@@ -79,6 +79,16 @@ def test_an_attempt_without_an_end_ends_where_it_stands() -> None:
     assert (waiting.status, waiting.attempts[-1].ended) == ("waiting", "retried")
 
 
+def test_a_saga_without_history_still_draws() -> None:
+    """A row another writer made, or one whose history was pruned: the steps, no bars."""
+    record = stuck_saga()
+    record.transitions = []
+    _, text = shown(record, at(20), 80)
+    timeline = text[text.index("Timeline") : text.index("Steps")]
+    assert "█" not in timeline and "notify" in timeline
+    assert "completed (not in the history)" in timeline and "compensating (not in the history)" in timeline
+
+
 def test_headline_says_why_once_compensated_and_when_aborted() -> None:
     assert headline(failed_saga()) == [
         ("✘ failed at charge (attempt 3): HTTP 402 from POST /charges: card declined", "bold red"),
