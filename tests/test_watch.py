@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -198,3 +199,33 @@ def test_the_commands_end_to_end(store: Store, store_dsn: str) -> None:
     )
     assert (code, stderr) == (0, ""), tty
     assert "every 100ms: sagactl list" in strip_escapes(tty) and record.saga_id in strip_escapes(tty)
+
+
+def test_following_a_saga_a_real_driver_runs(tmp_path: Path) -> None:
+    """`show --follow` in a pipe while `sagactl resume` drives a detached sample saga to its end in
+    another process: every transition arrives, then exit 0."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGACTL_", "FAIL_"))}
+    env.update(SAGACTL_DSN=f"sqlite:///{tmp_path / 'log.db'}", SAMPLE_STATE_DIR=str(tmp_path / "state"))
+    sagactl = [sys.executable, "-m", "sagactl"]
+    sample = ["sample-configs/order.yaml", "--input", "@sample-configs/order-input.json"]
+    subprocess.run(
+        [*sagactl, "run", *sample, "--saga-id", "f-1", "--detach"], cwd=ROOT, env=env, check=True, timeout=60
+    )
+    follower = subprocess.Popen(
+        [*sagactl, "show", "f-1", "--follow", "--interval", "100ms"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    first = follower.stdout.readline()  # following: the history so far has been printed
+    assert "  -  none -> started  " in first
+    subprocess.run([*sagactl, "resume", "f-1", "-q"], cwd=ROOT, env=env, check=True, timeout=60)
+    rest = follower.stdout.read()
+    assert follower.wait(timeout=60) == 0
+    lines = [first.rstrip("\n"), *rest.splitlines()]
+    assert lines[-1].endswith("  -  pending -> completed")
+    assert sum("-> completed" in line for line in lines) == 5  # four steps and the saga, each once
