@@ -313,7 +313,9 @@ def _rich_table(table: Table, width: int, *, headers: bool = True, fit: bool = T
     title = Text(table.title) if table.title else None
     rich_table = RichTable(title=title, title_justify="left", header_style="bold", show_header=headers)
     for key, header in columns:
-        whole = key in table.whole
+        # the whole columns never fold; when some are named folding, only those fold (shorter
+        # cells such as a state or a step stay one piece while the last error takes the squeeze)
+        whole = key in table.whole or (fit and bool(table.folding) and key not in table.folding)
         rich_table.add_column(
             Text(header), overflow="fold", no_wrap=whole, min_width=_width(table, key, header) if whole else None
         )
