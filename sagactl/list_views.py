@@ -122,7 +122,7 @@ class Frames:
     ``+`` for a saga that appeared, ``-`` for one that cleared (shown once more, dimmed, last)."""
 
     def __init__(self) -> None:
-        self.number = 0
+        self.number = self.count = 0
         self.appeared: list[str] = []
         self.cleared: list[str] = []
         self._before: dict[str, dict[str, dict[str, Any]]] | None = None  # view -> saga ID -> row
@@ -131,6 +131,7 @@ class Frames:
         """``doc`` (a list document) with the mark column, in every table view."""
         self.number += 1
         listed = [str(row["saga_id"]) for row in doc.data]
+        self.count = len(listed)
         before = self._before
         self.appeared = [i for i in listed if before is not None and i not in before["tables"]]
         self.cleared = [i for i in (before or {}).get("tables", {}) if i not in set(listed)]
@@ -157,10 +158,9 @@ class Frames:
 
     def line(self, now: datetime | None, interval: float, what: str) -> str:
         """The line above a frame: what is watched, when, how many, what changed."""
-        count = sum(1 for _ in (self._before or {}).get("tables", {}))
         changes = f", {len(self.appeared)} new, {len(self.cleared)} cleared" if self.number > 1 else ""
         every = f"{interval:g}s" if interval >= 1 and interval == int(interval) else humanize_seconds(interval)
-        return f"every {every}: {what}  {iso(now or utcnow())}  {count} sagas{changes}"
+        return f"every {every}: {what}  {iso(now or utcnow())}  {self.count} sagas{changes}"
 
     def json(self, now: datetime | None, data: list[dict[str, Any]]) -> dict[str, Any]:
         """``--watch -o jsonl``: one object per frame."""
