@@ -1,4 +1,5 @@
-"""The live view of a running saga on a terminal: one row per step, updated on every commit.
+"""The live view of a running saga on a terminal: one row per step, updated on every commit;
+and the screen ``show --follow`` and ``list --watch`` redraw in place.
 
 Everything in it that came from elsewhere (saga ID and type, step names, errors) is shown as
 ``Text`` through ``output.terminal_safe``; and a view that fails to draw stops drawing, never
@@ -97,3 +98,33 @@ def _detail(step: StepRecord) -> str:
     if step.compensation_error and step.status in (StepStatus.COMPENSATING, StepStatus.COMPENSATED):
         return f"compensation: {step.compensation_error}"
     return step.error or ""
+
+
+class LiveScreen:
+    """A display on stdout redrawn in place with each frame it is given (``show --follow``,
+    ``list --watch``); the last frame stays on the screen, whole, when it stops."""
+
+    def __init__(self) -> None:
+        from rich.live import Live
+
+        from sagactl.output import terminal_console
+
+        self.console = terminal_console()
+        self._live = Live(console=self.console, auto_refresh=False, transient=False)
+
+    def __enter__(self) -> LiveScreen:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._live.__exit__(kind, exc, tb)
+
+    def show(self, parts: list[Any]) -> None:
+        """Draw ``parts`` (rich renderables) as the new frame."""
+        from rich.console import Group
+
+        self._live.update(Group(*parts), refresh=True)
+
+    @property
+    def width(self) -> int:
+        return int(self.console.width)

@@ -35,15 +35,24 @@ class OutputFormat(StrEnum):
     TSV = "tsv"
     MARKDOWN = "markdown"
     PROMETHEUS = "prometheus"
+    WIDE = "wide"  # the table with every field (`list -o wide`)
 
 
 @dataclass(slots=True)
 class Table:
-    """Display rows. ``columns`` are (key, header) pairs; values are shown as given."""
+    """Display rows. ``columns`` are (key, header) pairs; values are shown as given.
+
+    On a terminal: the ``whole`` columns never fold (an ID must stay one piece to be copied);
+    when the table is wider than the terminal, the ``droppable`` columns are left out, in that
+    order, until the rest fits with only the ``folding`` ones folded (down to FOLDED_MIN
+    cells); a row's ``_style`` key styles the whole row."""
 
     columns: list[tuple[str, str]]
     rows: list[dict[str, Any]]
     title: str | None = None
+    whole: tuple[str, ...] = ()
+    droppable: tuple[str, ...] = ()
+    folding: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -54,6 +63,11 @@ class Document:
     key/value lines above the tables; ids: what ``-q`` prints; prometheus: text exposition,
     for ``stats`` only; delimited: the csv/tsv rows (default: ``data`` itself when it is an
     object or an array of objects, one column per field, values whole).
+
+    On a terminal only: ``lead`` (rich renderables above the details, e.g. why a saga failed),
+    ``extras`` (between the details and the tables, e.g. show's timeline) and
+    ``terminal_tables`` (instead of ``tables``, e.g. list's relative AGE). ``wide``: the
+    tables of ``-o wide`` (default: ``tables``).
     """
 
     data: Any
@@ -63,6 +77,10 @@ class Document:
     prometheus: Callable[[], str] | None = None
     empty_message: str | None = None
     delimited: Table | None = None
+    lead: list[Any] = field(default_factory=list)
+    extras: list[Any] = field(default_factory=list)
+    terminal_tables: list[Table] | None = None
+    wide: list[Table] | None = None
 
 
 def stream_is_tty(stream: TextIO | None = None) -> bool:
@@ -143,8 +161,10 @@ def emit(
     *,
     quiet: bool = False,
     stream: TextIO | None = None,
+    headers: bool = True,
 ) -> None:
-    """Write ``doc`` to stdout (or ``stream``) in ``fmt``; ``quiet`` prints only IDs."""
+    """Write ``doc`` to stdout (or ``stream``) in ``fmt``; ``quiet`` prints only IDs;
+    ``headers=False`` leaves the header line out of table, wide, csv and tsv output."""
     out = sys.stdout if stream is None else stream
     if quiet:
         for ident in doc.ids:
@@ -161,13 +181,13 @@ def emit(
             raise UsageError("-o prometheus is only available for 'sagactl stats'")
         out.write(doc.prometheus())
     elif fmt in (OutputFormat.CSV, OutputFormat.TSV):
-        _write_delimited(_delimited(doc), out, fmt)
+        _write_delimited(_delimited(doc), out, fmt, headers)
     elif fmt is OutputFormat.MARKDOWN:
         _write_markdown(doc, out)
     elif stream_is_tty(out):
-        _write_rich(doc, out)
+        _write_rich(doc, out, wide=fmt is OutputFormat.WIDE, headers=headers)
     else:
-        _write_plain(doc, out)
+        _write_plain(doc, out, wide=fmt is OutputFormat.WIDE, headers=headers)
 
 
 def _delimited(doc: Document) -> Table:
@@ -180,7 +200,7 @@ def _delimited(doc: Document) -> Table:
     return doc.tables[0] if doc.tables else Table([], [])
 
 
-def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat) -> None:
+def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat, headers: bool = True) -> None:
     """Every value whole and exact (csv quoting keeps commas, quotes and newlines), except on
     a terminal, where control characters are escaped as in every view."""
     if not table.columns:
@@ -189,18 +209,21 @@ def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat) -> None:
     buffer = io.StringIO()
     delimiter = "," if fmt is OutputFormat.CSV else "\t"
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow([safe(key) for key, _ in table.columns])
+    if headers:
+        writer.writerow([safe(key) for key, _ in table.columns])
     for row in table.rows:
         writer.writerow([safe(cell(row.get(key))) for key, _ in table.columns])
     out.write(buffer.getvalue())
 
 
-def _tabulate(table: Table, tablefmt: str, safe: Callable[[str], str] = terminal_safe) -> str:
+def _tabulate(table: Table, tablefmt: str, safe: Callable[[str], str] = terminal_safe, *, headers: bool = True) -> str:
     from tabulate import tabulate
 
-    headers = [header for _, header in table.columns]
     rows = [[safe(cell(row.get(key))) for key, _ in table.columns] for row in table.rows]
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+    if not headers:
+        return str(tabulate(rows, tablefmt=tablefmt, disable_numparse=True))
+    names = [header for _, header in table.columns]
+    return str(tabulate(rows, headers=names, tablefmt=tablefmt, disable_numparse=True))
 
 
 def _markdown_safe(text: str) -> str:
@@ -216,39 +239,121 @@ def _write_markdown(doc: Document, out: TextIO) -> None:
         out.write(_tabulate(table, "github", _markdown_safe) + "\n")
 
 
-def _write_plain(doc: Document, out: TextIO) -> None:
+def _write_plain(doc: Document, out: TextIO, *, wide: bool = False, headers: bool = True) -> None:
     details = [(terminal_safe(key), terminal_safe(value)) for key, value in doc.details]
     width = max((len(key) for key, _ in details), default=0)
     for key, value in details:
         out.write(f"{key + ':':<{width + 1}} {value}\n")
-    for table in doc.tables:
-        if doc.details or len(doc.tables) > 1:
+    tables = doc.wide if wide and doc.wide is not None else doc.tables
+    for table in tables:
+        if doc.details or len(tables) > 1:
             out.write(f"\n{(table.title or '').upper()}\n")
         if table.rows:
-            out.write(_tabulate(table, "plain") + "\n")
-        elif doc.empty_message and len(doc.tables) == 1:
+            out.write(_tabulate(table, "plain", headers=headers) + "\n")
+        elif doc.empty_message and len(tables) == 1:
             info_line(doc.empty_message)
 
 
-def _write_rich(doc: Document, out: TextIO) -> None:
+def _write_rich(doc: Document, out: TextIO, *, wide: bool = False, headers: bool = True) -> None:
     from rich.console import Console
+    from rich.text import Text
+
+    console = terminal_console(out)
+    for part in doc.lead:
+        console.print(part)
+    for key, value in doc.details:  # one line each, as long as it is: the terminal wraps it
+        console.print(Text.assemble((f"{terminal_safe(key)}:", "bold"), " ", terminal_safe(value)), soft_wrap=True)
+    for part in rich_parts(doc, console.width, wide=wide, headers=headers, lead=False):
+        console.print(part)
+    tables = terminal_view(doc, wide)
+    if doc.empty_message and len(tables) == 1 and not tables[0].rows:
+        Console(stderr=True).print(Text(terminal_safe(doc.empty_message), style="dim"))
+
+
+def terminal_console(out: TextIO | None = None) -> Any:
+    """A rich Console on ``out`` (stdout): colour unless NO_COLOR, nothing highlighted."""
+    from rich.console import Console
+
+    return Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False)
+
+
+def terminal_view(doc: Document, wide: bool = False) -> list[Table]:
+    """The tables a terminal shows of ``doc``."""
+    if wide and doc.wide is not None:
+        return doc.wide
+    return doc.terminal_tables if doc.terminal_tables is not None else doc.tables
+
+
+def rich_parts(
+    doc: Document, width: int, *, wide: bool = False, headers: bool = True, tables: bool = True, lead: bool = True
+) -> list[Any]:
+    """What a terminal shows of ``doc``, as rich renderables fitted to ``width`` columns: the
+    lead and the details (unless ``lead`` is False), the extras, the tables (``tables``)."""
+    from rich.text import Text
+
+    parts: list[Any] = []
+    if lead:
+        parts.extend(doc.lead)
+        for key, value in doc.details:
+            parts.append(Text.assemble((f"{terminal_safe(key)}:", "bold"), " ", terminal_safe(value)))
+    parts.extend(doc.extras)
+    if tables:
+        shown = terminal_view(doc, wide)
+        for table in shown:
+            if table.rows or not (doc.empty_message and len(shown) == 1):
+                parts.append(_rich_table(table, width, headers=headers, fit=not wide))
+    return parts
+
+
+def _rich_table(table: Table, width: int, *, headers: bool = True, fit: bool = True) -> Any:
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False)
-    for key, value in doc.details:
-        console.print(Text.assemble((f"{terminal_safe(key)}:", "bold"), " ", terminal_safe(value)), soft_wrap=True)
-    for table in doc.tables:
-        if not table.rows and doc.empty_message and len(doc.tables) == 1:
-            Console(stderr=True).print(Text(terminal_safe(doc.empty_message), style="dim"))
-            continue
-        title = Text(table.title) if table.title else None
-        rich_table = RichTable(title=title, title_justify="left", header_style="bold")
-        for _, header in table.columns:
-            rich_table.add_column(Text(header), overflow="fold")
-        for row in table.rows:
-            rich_table.add_row(*(_styled(key, row.get(key)) for key, _ in table.columns))
-        console.print(rich_table)
+    columns = _fitted(table, width) if fit else table.columns
+    title = Text(table.title) if table.title else None
+    rich_table = RichTable(title=title, title_justify="left", header_style="bold", show_header=headers)
+    for key, header in columns:
+        # the whole columns never fold; when some are named folding, only those fold (shorter
+        # cells such as a state or a step stay one piece while the last error takes the squeeze)
+        whole = key in table.whole or (fit and bool(table.folding) and key not in table.folding)
+        rich_table.add_column(
+            Text(header), overflow="fold", no_wrap=whole, min_width=_width(table, key, header) if whole else None
+        )
+    for row in table.rows:
+        rich_table.add_row(*(_styled(key, row.get(key)) for key, _ in columns), style=row.get("_style"))
+    return rich_table
+
+
+def _width(table: Table, key: str, header: str = "") -> int:
+    """The widest cell of a column as shown (header included)."""
+    from rich.cells import cell_len
+
+    cells = [cell_len(terminal_safe(cell(row.get(key)))) for row in table.rows]
+    return max([cell_len(header), *cells])
+
+
+FOLDED_MIN = 12  # a column that may fold still wants this many cells to be read
+
+
+def _fitted(table: Table, width: int) -> list[tuple[str, str]]:
+    """``table``'s columns less the droppable ones, in order, until the rest fits ``width``:
+    each column at its widest, a folding one at most FOLDED_MIN (rich folds the rest), plus
+    rich's borders and padding (3 cells a column and 1)."""
+    columns = list(table.columns)
+    needed = {key: _width(table, key, header) for key, header in columns}
+
+    def total() -> int:
+        return (
+            sum(min(needed[k], FOLDED_MIN) if k in table.folding else needed[k] for k, _ in columns)
+            + 3 * len(columns)
+            + 1
+        )
+
+    for key in table.droppable:
+        if total() <= width:
+            break
+        columns = [column for column in columns if column[0] != key]
+    return columns
 
 
 _STATE_STYLES = {

@@ -181,7 +181,10 @@ def validation_document(reports: Sequence[Report], files: Sequence[str]) -> Docu
 
 
 def list_document(result: ListResult) -> Document:
-    """`list`: an array of list rows (DESIGN section 7 fields, plus last_error)."""
+    """`list`: an array of list rows (DESIGN section 7 fields, plus last_error); on a terminal
+    with AGE and the ID whole (list_views), ``-o wide`` with every field."""
+    from sagactl.list_views import driver, step_label, terminal_table, wide_table
+
     data = mask_value([row.to_dict() for row in result.sagas])
     table = Table(
         columns=[
@@ -199,10 +202,10 @@ def list_document(result: ListResult) -> Document:
                 "saga_id": row["saga_id"],
                 "saga_type": row["saga_type"],
                 "state": row["state"],
-                "step": _step_label(row["current_step"], row["current_step_name"]),
+                "step": step_label(row["current_step"], row["current_step_name"]),
                 "updated_at": row["updated_at"],
                 "stuck_for": humanize_seconds(row["stuck_for_seconds"]),
-                "driver": _driver(listed.saga.lease_owner, listed.saga.lease_expires_at, result.now),
+                "driver": driver(listed.saga.lease_owner, listed.saga.lease_expires_at, result.now),
                 "last_error": short(row["last_error"], 60) if row["last_error"] else "",
             }
             for row, listed in zip(data, result.sagas, strict=True)
@@ -215,6 +218,8 @@ def list_document(result: ListResult) -> Document:
         ids=[row["saga_id"] for row in data],
         empty_message=empty,
         delimited=rows_table(data, LIST_FIELDS),
+        terminal_tables=[terminal_table(data, result)],
+        wide=[wide_table(data, result)],
     )
 
 
@@ -242,14 +247,6 @@ def list_truncated_line(result: ListResult) -> str | None:
     )
 
 
-def _driver(owner: str | None, expires: datetime | None, now: datetime | None) -> str:
-    """Who drives a saga now, for a table cell: its lease owner, marked when the lease ran out
-    (the driver stopped renewing it: a worker takes the saga over); empty when nobody does."""
-    if not owner:
-        return ""
-    return f"{owner} (lapsed)" if expires is not None and now is not None and expires < now else owner
-
-
 def driver_line(saga: SagaRecord, now: datetime) -> str:
     """`show`'s driver line: the lease owner and until when, or when a worker takes the saga up."""
     owner, expires = saga.lease_owner, saga.lease_expires_at
@@ -265,14 +262,6 @@ def driver_line(saga: SagaRecord, now: datetime) -> str:
         when = "since" if saga.wake_at <= now else "at"
         return f"none; due for a worker {when} {iso(saga.wake_at)}"
     return "none; nothing is due until a reply comes or an operator acts"
-
-
-def _step_label(index: int | None, name: str | None) -> str:
-    if index is None and name is None:
-        return "-"
-    if index is None:
-        return str(name)
-    return f"{index} ({name})" if name else str(index)
 
 
 def failing_steps(saga: SagaRecord) -> list[dict[str, Any]]:
@@ -301,8 +290,12 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
     table, its row (no lease: the lease fields are null)."""
     if isinstance(saga, SagaSummary):
         return _summary_document(saga)
+    from sagactl.timeline import Headline, TimelineView, build
+
     doc = saga_document(saga)
-    doc.details.insert(4, ("driver", driver_line(saga, now or utcnow())))
+    now = now or utcnow()
+    doc.details.insert(4, ("driver", driver_line(saga, now)))
+    doc.lead, doc.extras = [Headline(saga)], [TimelineView(build(saga, now))]  # a terminal's only
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
             (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
@@ -311,6 +304,8 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
 
 
 def _summary_document(saga: SagaSummary) -> Document:
+    from sagactl.list_views import step_label
+
     data = mask_value(
         {
             "saga_id": saga.saga_id,
@@ -336,7 +331,7 @@ def _summary_document(saga: SagaSummary) -> Document:
         ("saga", data["saga_id"]),
         ("type", data["saga_type"]),
         ("state", data["state"]),
-        ("current step", _step_label(saga.current_step, saga.current_step_name)),
+        ("current step", step_label(saga.current_step, saga.current_step_name)),
         ("created", data["created_at"] or ""),
         ("updated", data["updated_at"] or ""),
     ]
@@ -486,4 +481,3 @@ def recount_document(recount: Recount) -> Document:
         ("corrected", f"{data['corrected']} counters"),
     ]
     return Document(data=data, tables=[table], details=details, empty_message="no sagas recorded")
-

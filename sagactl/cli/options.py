@@ -12,11 +12,10 @@ import typer
 
 from sagactl.cli import complete
 from sagactl.errors import UsageError
-from sagactl.output import OutputFormat
 
 
 class Output(StrEnum):
-    """What -o offers: every OutputFormat but prometheus, which only `stats` offers."""
+    """What -o offers: every OutputFormat but prometheus (only `stats`) and wide (only `list`)."""
 
     TABLE = "table"
     JSON = "json"
@@ -24,6 +23,30 @@ class Output(StrEnum):
     CSV = "csv"
     TSV = "tsv"
     MARKDOWN = "markdown"
+
+
+class ListOutput(StrEnum):
+    """What `list -o` offers: the common formats and wide."""
+
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+    TSV = "tsv"
+    MARKDOWN = "markdown"
+
+
+class StatsOutput(StrEnum):
+    """What `stats -o` offers: the common formats and prometheus."""
+
+    TABLE = "table"
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+    TSV = "tsv"
+    MARKDOWN = "markdown"
+    PROMETHEUS = "prometheus"
 
 
 class LogFormat(StrEnum):
@@ -128,7 +151,7 @@ OutputOpt = Annotated[
     ),
 ]
 StatsOutputOpt = Annotated[
-    OutputFormat,  # every format: prometheus too
+    StatsOutput,
     _option(
         "-o",
         "--output",
@@ -136,6 +159,27 @@ StatsOutputOpt = Annotated[
         show_default=True,
         help="table, json, jsonl, csv, tsv, markdown, or prometheus (text exposition for the"
         " node_exporter textfile collector).",
+    ),
+]
+ListOutputOpt = Annotated[
+    ListOutput,
+    _option(
+        "-o",
+        "--output",
+        case_sensitive=False,
+        show_default=True,
+        help="table (rich on a terminal, plain in a pipe), wide (every field), json, jsonl, csv, tsv, markdown.",
+    ),
+]
+NoHeadersOpt = Annotated[
+    bool, _option("--no-headers", help="Leave the header line out (table, wide, csv and tsv output).")
+]
+IntervalOpt = Annotated[
+    str | None,
+    _option(
+        "--interval",
+        metavar="DURATION",
+        help="Time between two looks, 100ms to 1h [default: 1s for --follow, 5s for --watch].",
     ),
 ]
 QuietOpt = Annotated[bool, _option("-q", "--quiet", show_default=True, help="Print saga IDs only, one per line.")]
@@ -209,7 +253,8 @@ AWS_OPTIONS: Group = (
     ("endpoint_url", EndpointUrlOpt, None),
 )
 OUTPUT: Group = (("output", OutputOpt, Output.TABLE),)
-STATS_OUTPUT: Group = (("output", StatsOutputOpt, OutputFormat.TABLE),)
+LIST_OUTPUT: Group = (("output", ListOutputOpt, ListOutput.TABLE),)
+STATS_OUTPUT: Group = (("output", StatsOutputOpt, StatsOutput.TABLE),)
 QUIET: Group = (("quiet", QuietOpt, False),)
 VERBOSE: Group = (("verbose", VerboseOpt, False),)
 LOG: Group = (("log_format", LogFormatOpt, None),)

@@ -16,16 +16,19 @@ from sagactl.cli.options import (
     AWS_OPTIONS,
     CONFIG,
     DSN,
+    LIST_OUTPUT,
     LOG,
     OUTPUT,
     QUIET,
     STATS_OUTPUT,
     VERBOSE,
+    IntervalOpt,
+    NoHeadersOpt,
     OlderThanOpt,
     ReasonOpt,
     SagaTypeOpt,
 )
-from sagactl.errors import ExitCode
+from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SagaState
 from sagactl.output import OutputFormat, emit, info_line, terminal_safe
 
@@ -196,19 +199,42 @@ def show(
     saga_id: Annotated[
         str, typer.Argument(help="The saga to show.", show_default=False, autocompletion=complete.saga_ids)
     ],
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep showing the saga as transitions land (a terminal redraws it; a pipe gets each"
+            " transition as a line, -o jsonl as JSON lines) and exit with its code once it ends:"
+            " 0 completed, 1 failed, 3 when nothing drives it and nothing is due.",
+        ),
+    ] = False,
+    interval: IntervalOpt = None,
     *,
     opts: Shared,
 ) -> int:
-    """Show one saga: state, each step (status, attempts, result, error, timings), the last error
-    of each failing step, history. Unknown ID: exit 2."""
-    from sagactl.ops.sagas import show_saga
+    """Show one saga: on a terminal why it failed and a timeline of its steps and compensations;
+    state, each step (status, attempts, result, error, timings), the last error of each failing
+    step, history. Unknown ID: exit 2."""
+    from sagactl.ops.sagas import follow_saga, show_saga
     from sagactl.views import show_document
 
-    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output, quiet=opts.quiet)
+    settings = opts.settings()
+    if follow:
+        from sagactl import watch
+        from sagactl.poll import FOLLOW_INTERVAL, parse_interval
+
+        seconds = parse_interval(interval, FOLLOW_INTERVAL)
+        return watch.follow(
+            lambda seen: follow_saga(settings, saga_id, seen, interval=seconds), opts.output, quiet=opts.quiet
+        )
+    if interval is not None:
+        raise UsageError("--interval applies only with --follow")
+    emit(show_document(show_saga(settings, saga_id)), opts.output, quiet=opts.quiet)
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
+@command(DSN, CONFIG, LIST_OUTPUT, QUIET, VERBOSE)
 def list_(
     stuck: Annotated[
         bool,
@@ -237,12 +263,25 @@ def list_(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Keep listing every --interval: a terminal redraws the table in place, marking sagas"
+            " that appeared (+) or cleared (-); a pipe gets a frame per interval (-o jsonl: a JSON"
+            " object per frame). Ctrl-C ends it, exit 0.",
+        ),
+    ] = False,
+    interval: IntervalOpt = None,
+    no_headers: NoHeadersOpt = False,
     *,
     opts: Shared,
 ) -> int:
-    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones."""
+    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones. On a
+    terminal with their AGE, IDs whole; -o wide adds every field."""
     from sagactl.inspect import ListRequest
-    from sagactl.ops.sagas import list_sagas
+    from sagactl.ops.sagas import list_sagas, watch_sagas
     from sagactl.views import list_document, list_truncated_line
 
     request = ListRequest(
@@ -252,8 +291,27 @@ def list_(
         older_than=older_than,
         limit=limit,
     )
-    result = list_sagas(opts.settings(), request)
-    emit(list_document(result), opts.output, quiet=opts.quiet)
+    if no_headers and opts.output not in (OutputFormat.TABLE, OutputFormat.WIDE, OutputFormat.CSV, OutputFormat.TSV):
+        raise UsageError(f"--no-headers applies to table, wide, csv and tsv output, not -o {opts.output.value}")
+    settings = opts.settings()
+    if watch:
+        from sagactl import watch as watching
+        from sagactl.poll import WATCH_INTERVAL, parse_interval
+
+        if opts.quiet or exit_code:
+            raise UsageError("--watch draws the listing again and again: -q and --exit-code do not apply")
+        seconds = parse_interval(interval, WATCH_INTERVAL)
+        return watching.watch(
+            lambda frame: watch_sagas(settings, request, frame, interval=seconds),
+            opts.output,
+            what="sagactl list --stuck" if stuck else "sagactl list",
+            interval=seconds,
+            headers=not no_headers,
+        )
+    if interval is not None:
+        raise UsageError("--interval applies only with --watch")
+    result = list_sagas(settings, request)
+    emit(list_document(result), opts.output, quiet=opts.quiet, headers=not no_headers)
     note = list_truncated_line(result)
     if note:
         info_line(f"sagactl: {note}")

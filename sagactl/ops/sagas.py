@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sagactl import inspect
+from sagactl import inspect, poll
+from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable, storable_text, unreadable
 from sagactl.config import Settings
 from sagactl.errors import (
@@ -408,6 +409,29 @@ def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
     check_saga_id(saga_id, lookup=True)
     with reader_for(settings) as reader, looking_up(saga_id):
         return inspect.show_saga(reader, saga_id)
+
+
+def follow_saga(
+    settings: Settings, saga_id: str, seen: poll.Seen, *, interval: float, clock: Clock | None = None
+) -> ExitCode:
+    """``show --follow``: hand ``seen`` the saga as it changes; its exit code once it ends."""
+    check_saga_id(saga_id, lookup=True)
+    with reader_for(settings) as reader, looking_up(saga_id):
+        return poll.follow(reader, saga_id, seen, clock=clock or SystemClock(), interval=interval)
+
+
+def watch_sagas(
+    settings: Settings,
+    request: inspect.ListRequest,
+    frame: Callable[[inspect.ListResult], None],
+    *,
+    interval: float,
+    clock: Clock | None = None,
+) -> None:
+    """``list --watch``: hand ``frame`` the listing every ``interval`` seconds until interrupted."""
+    inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
+    with reader_for(settings) as reader:
+        poll.watch(reader, request, frame, clock=clock or SystemClock(), interval=interval)
 
 
 def stats(settings: Settings, *, now: datetime | None = None) -> inspect.Stats:

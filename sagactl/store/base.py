@@ -152,6 +152,11 @@ class SagaReader(Protocol):
         """One saga's list row, or None."""
         ...
 
+    def stamp(self, saga_id: str) -> tuple[Any, ...] | None:
+        """Values that change whenever the saga is written (None: no such saga), read from
+        indexes only: what ``show --follow`` polls before it reads the saga again."""
+        ...
+
     def detail(self, saga_id: str) -> SagaRecord | SagaSummary | None:
         """One saga with all that is known of it: the record and its history in a native log,
         the row of a mapped table; None when there is no such saga."""

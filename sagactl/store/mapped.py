@@ -242,6 +242,18 @@ class MappedTableStore:
             log.warning("%s", self._unmapped(row[0], row[2]).one_line())
         return found
 
+    def stamp(self, saga_id: str) -> tuple[Any, ...] | None:
+        """The row's updated_at and state, read by its ID column."""
+        statement = sql.SQL("SELECT {}, {} FROM {} WHERE {} = %s").format(
+            self._col("updated_at"), self._col("state"), self.table, self._col("saga_id")
+        )
+        with self._db(f"reading saga {saga_id}") as conn:
+            try:
+                row = conn.execute(statement, [saga_id]).fetchone()
+            except psycopg.errors.InvalidTextRepresentation:
+                return None
+        return None if row is None else tuple(row)
+
     def detail(self, saga_id: str) -> SagaSummary | None:
         """All a mapped table knows of a saga: its row (no steps, no history). A row in an
         unmapped state is a UsageError naming that state, never "not found"."""

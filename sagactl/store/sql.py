@@ -75,6 +75,12 @@ _RELEASED_DEFINITIONS = f"SELECT DISTINCT definition FROM saga_log WHERE {ACTIVE
 _HELD = f"SELECT saga_id, lease_owner FROM saga_log WHERE {ACTIVE} AND lease_owner IS NOT NULL"
 _HOLDER = "SELECT lease_owner, lease_expires_at FROM saga_log WHERE saga_id = ?"
 _TAKE_OVER = "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ? AND lease_owner = ?"
+# What changes whenever a saga is written (its row and history commit together): two index reads,
+# the primary key and the last entry of saga_transitions_saga, never the row's JSON.
+_STAMP = (
+    "SELECT updated_at, lease_owner, lease_expires_at,"
+    " (SELECT max(id) FROM saga_transitions WHERE saga_id = ?) FROM saga_log WHERE saga_id = ?"
+)
 _RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
 
 
@@ -472,6 +478,10 @@ class SqlStore:
     def summary(self, saga_id: str) -> SagaSummary | None:
         saga = self.get(saga_id)
         return None if saga is None else summarize(saga)
+
+    def stamp(self, saga_id: str) -> tuple[Any, ...] | None:
+        rows = self._query(_STAMP, [saga_id, saga_id], f"reading saga {saga_id}")
+        return tuple(rows[0]) if rows else None
 
     def detail(self, saga_id: str) -> SagaRecord | None:
         saga = self.get(saga_id)

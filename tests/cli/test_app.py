@@ -191,6 +191,7 @@ def test_prometheus_is_offered_by_stats_only() -> None:
     assert choices.pop("stats") == ["table", "json", "jsonl", "csv", "tsv", "markdown", "prometheus"]
     assert choices.pop("graph") == ["mermaid", "dot"]  # a drawing, not data
     assert choices.pop("config view") == ["yaml", "json"]  # the config file, as YAML or JSON
+    assert choices.pop("list") == ["table", "wide", "json", "jsonl", "csv", "tsv", "markdown"]
     assert choices and all(c == ["table", "json", "jsonl", "csv", "tsv", "markdown"] for c in choices.values())
     assert "prometheus" in runner.invoke(app, ["stats", "--help"]).stdout
     for name in choices:

@@ -22,6 +22,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -77,9 +78,11 @@ def run_on_pty(
     cwd: str | Path | None = None,
     timeout: float = 30.0,
     size: tuple[int, int] = (COLUMNS, ROWS),
+    interrupt_after: str | None = None,
 ) -> PtyResult:
     """Run ``argv`` with the streams named in ``tty`` ("stdout", "stderr") on a pty; stdin is
-    /dev/null. Returns (exit code, terminal output, piped stdout, piped stderr)."""
+    /dev/null. Returns (exit code, terminal output, piped stdout, piped stderr).
+    ``interrupt_after``: once the terminal has shown this text, the child gets SIGINT (Ctrl-C)."""
     unknown = set(tty) - {"stdout", "stderr"}
     if unknown or not tty:
         raise ValueError(f"tty must name stdout and/or stderr, not {sorted(tty)}")
@@ -126,6 +129,11 @@ def run_on_pty(
                     data = b""
                 if data:
                     chunks[fd].append(data)
+                    watching = interrupt_after is not None and fd == master
+                    shown = b"".join(chunks[fd]).decode("utf-8", "replace") if watching else ""
+                    if interrupt_after is not None and interrupt_after in shown:
+                        proc.send_signal(signal.SIGINT)
+                        interrupt_after = None
                 else:
                     open_fds.discard(fd)
         code = proc.wait(timeout=max(deadline - time.monotonic(), 1))
@@ -153,6 +161,17 @@ def colour_codes(text: str) -> list[str]:
                 found.append(match.group(0))  # 38/48: extended colour (38;5;N or 38;2;R;G;B)
                 break
     return found
+
+
+# What rich.live writes before it redraws a frame of N lines: back to the frame's first line,
+# erasing each on the way.
+_REDRAW = re.compile(r"\r(?:\x1b\[2K\x1b\[1A)*\x1b\[2K")
+
+
+def live_frames(tty: str) -> list[str]:
+    """The frames a live display drew, in order, escapes removed (the last is the one left on
+    the screen when it stopped)."""
+    return [strip_escapes(frame) for frame in _REDRAW.split(tty)]
 
 
 def strip_escapes(text: str) -> str:
