@@ -25,6 +25,7 @@ LOWER = (
     "sagactl.placeholders",
     "sagactl.config",
     "sagactl.aws",
+    "sagactl.selectors",
 )
 LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec", "sagactl.yamlsafe")
 

@@ -26,7 +26,7 @@ from sagactl.cli.options import (
 )
 from sagactl.errors import ExitCode
 from sagactl.models import SagaState
-from sagactl.output import OutputFormat, emit, info_line, terminal_safe
+from sagactl.output import Document, OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -141,7 +141,13 @@ def _submit(
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
 def resume(
-    saga_ids: Annotated[list[str] | None, typer.Argument(help="Sagas to continue.", show_default=False)] = None,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Sagas to continue: IDs or unique prefixes of them; - reads IDs from stdin (one per line).",
+            show_default=False,
+        ),
+    ] = None,
     stuck: Annotated[
         bool,
         typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
@@ -166,7 +172,10 @@ def resume(
         raise UsageError("--older-than and --type apply only with --stuck")
     if not saga_ids:
         raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
-    ids = saga_ids
+    from sagactl.selectors import check_tokens, expand_stdin
+
+    check_tokens(t for t in saga_ids if t != "-")
+    ids, _ = expand_stdin(saga_ids)
     report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
     code = opts.report(report.results, live=live, array=True)
     for _saga_id, failure in report.failures:
@@ -176,16 +185,36 @@ def resume(
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
-    saga_id: Annotated[str, typer.Argument(help="The saga to show.", show_default=False)],
+    saga_ids: Annotated[
+        list[str],
+        typer.Argument(
+            help="The saga to show: its ID or a unique prefix of it; several, or - to read IDs from stdin"
+            " (one per line).",
+            show_default=False,
+        ),
+    ],
     *,
     opts: Shared,
 ) -> int:
     """Show one saga: state, each step (status, attempts, result, error, timings), the last error
-    of each failing step, history. Unknown ID: exit 2."""
-    from sagactl.ops.sagas import show_saga
+    of each failing step, history. Unknown ID: exit 2; an ambiguous prefix: exit 2 with the
+    candidates. Several sagas (or -): one after the other; -o json prints an array."""
+    from sagactl.ops.sagas import show_sagas
+    from sagactl.selectors import check_tokens, expand_stdin
     from sagactl.views import show_document
 
-    emit(show_document(show_saga(opts.settings(), saga_id)), opts.output, quiet=opts.quiet)
+    check_tokens(t for t in saga_ids if t != "-")
+    tokens, from_stdin = expand_stdin(saga_ids)
+    docs = [show_document(saga) for saga in show_sagas(opts.settings(), tokens)]
+    if len(docs) == 1 and not from_stdin:
+        emit(docs[0], opts.output, quiet=opts.quiet)
+    elif opts.quiet or opts.json_output:
+        emit(Document(data=[d.data for d in docs], ids=[i for d in docs for i in d.ids]), opts.output, quiet=opts.quiet)
+    else:
+        for index, doc in enumerate(docs):
+            if index:
+                sys.stdout.write("\n")
+            emit(doc, opts.output)
     return ExitCode.OK
 
 

@@ -26,6 +26,7 @@ from sagactl.errors import (
 )
 from sagactl.models import RunResult, SagaRecord, check_saga_id, saga_id_problem, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
+from sagactl.selectors import resolve_id
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
@@ -217,8 +218,9 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
-        for saga_id in saga_ids:
+        for token in saga_ids:
             try:
+                saga_id = resolve_id(store, token)
                 with looking_up(saga_id):
                     result = engine.resume(saga_id)
             except (UnavailableError, Interrupted):
@@ -226,7 +228,7 @@ def resume_sagas(settings: Settings, saga_ids: Sequence[str], observer: Observer
             except SagactlError as exc:
                 if len(saga_ids) == 1:
                     raise
-                report.failures.append((saga_id, exc))
+                report.failures.append((token, exc))
                 continue
             result.saga.transitions = store.transitions(saga_id)
             report.results.append(result)
@@ -281,7 +283,7 @@ def resolve_compensation(
         settings,
         saga_id,
         observer,
-        lambda e: e.resolve_step(saga_id, step, reason=why, user=who, out_of_order=out_of_order),
+        lambda e, found: e.resolve_step(found, step, reason=why, user=who, out_of_order=out_of_order),
     )
 
 
@@ -296,16 +298,19 @@ def abort_saga(
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
     check_saga_id(saga_id, lookup=True)
     why, who = _reason(reason), user or operator_name()
-    return _drive_one(settings, saga_id, observer, lambda e: e.abort(saga_id, reason=why, user=who))
+    return _drive_one(settings, saga_id, observer, lambda e, found: e.abort(found, reason=why, user=who))
 
 
 def _drive_one(
-    settings: Settings, saga_id: str, observer: Observer | None, action: Callable[[Engine], RunResult]
+    settings: Settings, token: str, observer: Observer | None, action: Callable[[Engine, str], RunResult]
 ) -> RunResult:
-    with store_for(settings) as store, looking_up(saga_id):
-        result = action(make_engine(store, settings, observer))
-        result.saga.transitions = store.transitions(saga_id)
-        return result
+    """``action`` on the saga ``token`` names (its ID or a unique prefix of it)."""
+    with store_for(settings) as store:
+        saga_id = resolve_id(store, token)
+        with looking_up(saga_id):
+            result = action(make_engine(store, settings, observer), saga_id)
+            result.saga.transitions = store.transitions(saga_id)
+            return result
 
 
 @dataclass(slots=True)
@@ -360,10 +365,23 @@ def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetim
 
 
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
-    """``show``: one saga with its history (a mapped table gives its row)."""
-    check_saga_id(saga_id, lookup=True)
-    with reader_for(settings) as reader, looking_up(saga_id):
-        return inspect.show_saga(reader, saga_id)
+    """``show``: one saga (by its ID or a unique prefix of it) with its history (a mapped
+    table gives its row)."""
+    return show_sagas(settings, [saga_id])[0]
+
+
+def show_sagas(settings: Settings, tokens: Sequence[str]) -> list[SagaRecord | SagaSummary]:
+    """``show ID...`` / ``show -``: each saga in turn, on one connection. Every ID is checked
+    before the store is opened; the first that finds nothing (or is ambiguous) stops it."""
+    for token in tokens:
+        check_saga_id(token, lookup=True)
+    shown: list[SagaRecord | SagaSummary] = []
+    with reader_for(settings) as reader:
+        for token in tokens:
+            saga_id = resolve_id(reader, token)
+            with looking_up(saga_id):
+                shown.append(inspect.show_saga(reader, saga_id))
+    return shown
 
 
 def stats(settings: Settings, *, now: datetime | None = None) -> inspect.Stats:

@@ -25,6 +25,7 @@ from sagactl.errors import UnavailableError, UsageError
 from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
+from sagactl.store.listing import POSTGRES, prefix_statement
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row, SqlStore
 
@@ -150,6 +151,8 @@ class PostgresStore(SqlStore):
     Read-only commands pass False and get UnavailableError naming ``sagactl db init`` instead:
     they never run DDL, and never answer "nothing found" from an uninitialised database.
     """
+
+    dialect = POSTGRES
 
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         self.dsn = dsn
@@ -342,9 +345,15 @@ class PostgresStore(SqlStore):
 
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""
-        statement, params = self.list_statement(query)
+        return self._explain(*self.list_statement(query), analyze=analyze)
+
+    def explain_prefix(self, prefix: str, limit: int = 11) -> str:
+        """EXPLAIN (ANALYZE, BUFFERS) of ``ids_with_prefix``: proof of the index range scan."""
+        return self._explain(*prefix_statement(prefix, limit, self.dialect))
+
+    def _explain(self, statement: str, params: list[Any], *, analyze: bool = True) -> str:
         options = "ANALYZE, BUFFERS" if analyze else "COSTS"
-        rows = self._query(f"EXPLAIN ({options}) {statement}", params, "explaining the list query")
+        rows = self._query(f"EXPLAIN ({options}) {statement}", params, "explaining a query")
         return "\n".join(str(r[0]) for r in rows)
 
     def close(self) -> None:

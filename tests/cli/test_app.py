@@ -156,7 +156,7 @@ def test_a_usage_error_from_the_real_entry_point_is_one_line_exit_2(tmp_path: Pa
     ("args", "line"),
     [
         (["nosuch"], "no such command 'nosuch'; see 'sagactl --help'"),
-        (["show"], "missing argument 'saga_id'; see 'sagactl show --help'"),
+        (["show"], "missing argument 'saga_ids'; see 'sagactl show --help'"),
         (["run", "x.yaml", "--saga-id"], "option '--saga-id' requires an argument; see 'sagactl --help'"),
         (
             ["list", "--limit", "x"],
@@ -257,7 +257,7 @@ def test_show_quiet_and_db_init_json(env: dict[str, str], tmp_path: Path) -> Non
     assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "s-1\n", "")
     init = runner.invoke(app, ["db", "init", "-o", "json"])
     assert (init.exit_code, init.stderr) == (0, "")
-    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 4}
+    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 5}
 
 
 # -- validate ----------------------------------------------------------------------------------

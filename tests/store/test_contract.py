@@ -29,9 +29,9 @@ from sagactl.store.base import (
     StateCount,
 )
 
-# The schema version db init reaches: the last migration, schema/*/004_workers.sql. A new
+# The schema version db init reaches: the last migration, schema/*/005_selectors_and_jobs.sql. A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"
