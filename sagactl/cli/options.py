@@ -11,6 +11,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from sagactl.errors import UsageError
+from sagactl.models import SagaState
 from sagactl.output import OutputFormat
 
 
@@ -151,6 +152,63 @@ OlderThanOpt = Annotated[
     ),
 ]
 SagaTypeOpt = Annotated[str | None, _option("--type", metavar="SAGA_TYPE", help="Only sagas of this type.")]
+StuckOpt = Annotated[
+    bool,
+    _option(
+        "--stuck",
+        help="Only stuck sagas: active and past their deadline, or idle past --older-than."
+        " Compensating first, then the longest stuck.",
+    ),
+]
+StateOpt = Annotated[
+    list[SagaState] | None,
+    _option("--state", case_sensitive=False, help="Only sagas in this state (repeatable)."),
+]
+SinceOpt = Annotated[
+    str | None,
+    _option(
+        "--since",
+        metavar="WHEN",
+        help="Only sagas created at or after WHEN: a duration back from now (24h, 30m, 7d) or an ISO 8601"
+        " time (2026-11-26T08:00:00Z; without a zone: UTC).",
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    _option("--until", metavar="WHEN", help="Only sagas created before WHEN (a duration back from now, or a time)."),
+]
+StepSelectOpt = Annotated[
+    str | None, _option("--step", metavar="STEP", help="Only sagas whose current step is STEP (where they stopped).")
+]
+ErrorOpt = Annotated[
+    str | None,
+    _option(
+        "--error",
+        metavar="TEXT",
+        help="Only sagas whose last error contains TEXT (literally, case-sensitive: % and _ are themselves).",
+    ),
+]
+SagaIdsOpt = Annotated[
+    list[str] | None,
+    _option(
+        "--saga-id",
+        metavar="ID",
+        help="Only this saga: its ID or a unique prefix (repeatable); - reads IDs from stdin, one per line.",
+    ),
+]
+JobOpt = Annotated[
+    str | None,
+    _option("--job", metavar="JOB", help="Only the sagas a bulk job (resume/abort/resolve) wrote transitions for."),
+]
+GroupOpt = Annotated[
+    str | None,
+    _option(
+        "--group",
+        metavar="KEY",
+        help="Only the sagas of this failure group (the KEY 'list --group-by' shows), among those the other"
+        " selectors pick: pass the ones the groups were listed with (e.g. --stuck).",
+    ),
+]
 ReasonOpt = Annotated[
     str, _option("--reason", help="Why (required): recorded with your name ($USER) in the saga's history.")
 ]

@@ -20,13 +20,21 @@ from sagactl.cli.options import (
     QUIET,
     STATS_OUTPUT,
     VERBOSE,
+    ErrorOpt,
+    JobOpt,
     OlderThanOpt,
     ReasonOpt,
+    SagaIdsOpt,
     SagaTypeOpt,
+    SinceOpt,
+    StateOpt,
+    StepSelectOpt,
+    StuckOpt,
+    UntilOpt,
 )
 from sagactl.errors import ExitCode
-from sagactl.models import SagaState
 from sagactl.output import Document, OutputFormat, emit, info_line, terminal_safe
+from sagactl.store.base import SortKey
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -220,22 +228,26 @@ def show(
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
 def list_(
-    stuck: Annotated[
-        bool,
-        typer.Option(
-            "--stuck",
-            help="Only stuck sagas: active and past their deadline, or idle past --older-than."
-            " Compensating first, then the longest stuck.",
-        ),
-    ] = False,
-    state: Annotated[
-        list[SagaState] | None,
-        typer.Option(
-            "--state", case_sensitive=False, show_default=False, help="Only sagas in this state (repeatable)."
-        ),
-    ] = None,
+    stuck: StuckOpt = False,
+    state: StateOpt = None,
     saga_type: SagaTypeOpt = None,
     older_than: OlderThanOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    step: StepSelectOpt = None,
+    error: ErrorOpt = None,
+    saga_id: SagaIdsOpt = None,
+    job: JobOpt = None,
+    sort: Annotated[
+        SortKey | None,
+        typer.Option(
+            "--sort",
+            case_sensitive=False,
+            show_default=False,
+            help="age (oldest first), updated (least recently updated first) or type (then oldest first)"
+            " [default: compensating first, then oldest; with --stuck the longest stuck].",
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -250,17 +262,28 @@ def list_(
     *,
     opts: Shared,
 ) -> int:
-    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones."""
+    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones.
+    Filters combine (AND); --saga-id takes IDs or unique prefixes."""
     from sagactl.inspect import ListRequest
     from sagactl.ops.sagas import list_sagas
+    from sagactl.selectors import check_tokens, expand_stdin
     from sagactl.views import list_document, list_truncated_line
 
+    check_tokens(t for t in saga_id or () if t != "-")
+    ids, _ = expand_stdin(saga_id or ())
     request = ListRequest(
         stuck=stuck,
         states=tuple(state or ()),
         saga_type=saga_type,
         older_than=older_than,
         limit=limit,
+        since=since,
+        until=until,
+        step=step,
+        error=error,
+        saga_ids=tuple(ids),
+        sort=sort,
+        job=job,
     )
     result = list_sagas(opts.settings(), request)
     emit(list_document(result), opts.output, quiet=opts.quiet)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -26,7 +26,7 @@ from sagactl.errors import (
 )
 from sagactl.models import RunResult, SagaRecord, check_saga_id, saga_id_problem, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
-from sagactl.selectors import resolve_id
+from sagactl.selectors import resolve_id, resolve_ids
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
@@ -360,7 +360,11 @@ def resume_stuck(
 def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
+    for token in request.saga_ids:
+        check_saga_id(token, lookup=True)
     with reader_for(settings) as reader:
+        if request.saga_ids:  # unique prefixes name their sagas; one naming none matches nothing
+            request = replace(request, saga_ids=tuple(resolve_ids(reader, request.saga_ids)))
         return inspect.list_sagas(reader, request, now or utcnow())
 
 
