@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sagactl.errors import NotFoundError, UsageError
+from sagactl.groups import FailureGroup, GroupBy, check_key, fold, keys_of
 from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso
 from sagactl.store.base import SagaQuery, SagaReader, SagaSummary, SortKey
 
@@ -71,7 +72,7 @@ class ListRequest:
     limit. ``since``/``until``: created at or after / before, each a duration back from now
     (``24h``) or an ISO 8601 time; ``step``: the current step's name; ``error``: a literal
     substring of the last error; ``saga_ids``: exact IDs (resolve prefixes first); ``job``: the
-    sagas a bulk job touched."""
+    sagas a bulk job touched; ``group``: a failure group's key (groups.py)."""
 
     stuck: bool = False
     states: tuple[SagaState, ...] = ()
@@ -85,6 +86,7 @@ class ListRequest:
     saga_ids: tuple[str, ...] = ()
     sort: SortKey | None = None
     job: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,8 @@ def check_list_request(request: ListRequest, now: datetime | None = None) -> Non
     until = parse_time_bound(request.until, "--until", at)
     if since is not None and until is not None and since >= until:
         raise UsageError(f"--since ({iso(since)}) must be before --until ({iso(until)})")
+    if request.group is not None:
+        check_key(request.group)
     for option, text in (("--step", request.step), ("--error", request.error), ("--job", request.job)):
         if text is not None and not text:
             raise UsageError(f"{option} needs a value (an empty one would match everything)")
@@ -195,25 +199,57 @@ def find_stuck(
     return stuck[:limit] if limit is not None else stuck
 
 
-def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListResult:
-    """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones."""
+def list_sagas(reader: SagaReader, request: ListRequest, now: datetime, *, everything: bool = False) -> ListResult:
+    """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones.
+    ``everything``: no default cap (failure groups and bulk commands see every match)."""
     check_list_request(request, now)
     older_than = parse_older_than(request.older_than)
     limit = None if request.limit == 0 else request.limit
+    cap = DEFAULT_LIST_LIMIT if request.limit is None and not request.stuck and not everything else None
+    group = check_key(request.group) if request.group is not None else None
+    # a group is picked out of the rows read: read them all, then cut
+    read = None if group is not None else cap + 1 if cap is not None else limit
     base = base_query(request, now)
     if request.stuck:
-        sagas = find_stuck(reader, now, older_than=older_than, limit=limit, filters=base)
-        return ListResult(sagas, stuck=True, now=now)
-    cap = DEFAULT_LIST_LIMIT if request.limit is None else None
-    query = replace(
-        base,
-        updated_before=now - timedelta(seconds=older_than) if older_than is not None else None,
-        limit=cap + 1 if cap is not None else limit,
+        sagas = find_stuck(reader, now, older_than=older_than, limit=read, filters=base)
+    else:
+        query = replace(
+            base, updated_before=now - timedelta(seconds=older_than) if older_than is not None else None, limit=read
+        )
+        sagas = [ListedSaga(r, stuck_for(r, now)) for r in reader.summaries(query)]
+    if group is not None:
+        sagas = [row for row in sagas if group in keys_of(row.saga)]
+    truncated = cap if cap is not None and len(sagas) > cap else None
+    shown = cap if cap is not None else limit
+    sagas = sagas[:shown] if shown is not None else sagas
+    return ListResult(sagas, stuck=request.stuck, truncated_at=truncated, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """``list --group-by``: the failure groups, largest first (``limit``: at most that many)."""
+
+    groups: list[FailureGroup]
+    by: tuple[GroupBy, ...]
+    stuck: bool
+    total: int  # sagas folded
+    now: datetime
+
+
+def group_sagas(
+    reader: SagaReader, request: ListRequest, by: Sequence[GroupBy], now: datetime
+) -> GroupResult:
+    """Every saga the filters match (no default cap), folded into failure groups."""
+    limit = None if request.limit == 0 else request.limit
+    listed = list_sagas(reader, replace(request, limit=0), now, everything=True).sagas
+    groups = fold((row.saga for row in listed), by)
+    return GroupResult(
+        groups=groups[:limit] if limit is not None else groups,
+        by=tuple(by),
+        stuck=request.stuck,
+        total=len(listed),
+        now=now,
     )
-    rows = reader.summaries(query)
-    truncated = cap if cap is not None and len(rows) > cap else None
-    sagas = [ListedSaga(r, stuck_for(r, now)) for r in rows[:cap]]
-    return ListResult(sagas, stuck=False, truncated_at=truncated, now=now)
 
 
 def show_saga(reader: SagaReader, saga_id: str) -> SagaRecord | SagaSummary:

@@ -11,7 +11,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "sagactl"
 
 # what each lower layer may never import, at any depth of the module or inside a function
-UPPER = ("sagactl.cli", "sagactl.ops", "sagactl.views", "sagactl.dlq_views", "sagactl.output", "sagactl.live")
+UPPER = (
+    "sagactl.cli",
+    "sagactl.ops",
+    "sagactl.views",
+    "sagactl.dlq_views",
+    "sagactl.bulk_views",
+    "sagactl.output",
+    "sagactl.live",
+)
 LOWER = (
     "sagactl.store",
     "sagactl.transports",
@@ -26,6 +34,7 @@ LOWER = (
     "sagactl.config",
     "sagactl.aws",
     "sagactl.selectors",
+    "sagactl.groups",
 )
 LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec", "sagactl.yamlsafe")
 

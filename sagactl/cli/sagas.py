@@ -21,6 +21,7 @@ from sagactl.cli.options import (
     STATS_OUTPUT,
     VERBOSE,
     ErrorOpt,
+    GroupOpt,
     JobOpt,
     OlderThanOpt,
     ReasonOpt,
@@ -38,6 +39,7 @@ from sagactl.store.base import SortKey
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
+    from sagactl.inspect import ListRequest
 
 
 @command(OUTPUT, QUIET, VERBOSE)
@@ -259,6 +261,18 @@ def list_(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
     ] = False,
+    group: GroupOpt = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group-by",
+            metavar="FIELDS",
+            show_default=False,
+            help="Fold the sagas into failure groups by state, type, step and/or error (comma-separated):"
+            " each group's key, count, oldest and newest update, an example; the error is a signature with"
+            " IDs, numbers, times and hex masked. -o json adds each group's saga IDs; --limit bounds the groups.",
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
@@ -284,13 +298,30 @@ def list_(
         saga_ids=tuple(ids),
         sort=sort,
         job=job,
+        group=group,
     )
+    if group_by:
+        return _list_groups(request, group_by, exit_code, opts)
     result = list_sagas(opts.settings(), request)
     emit(list_document(result), opts.output, quiet=opts.quiet)
     note = list_truncated_line(result)
     if note:
         info_line(f"sagactl: {note}")
     return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
+
+
+def _list_groups(request: ListRequest, group_by: list[str], exit_code: bool, opts: Shared) -> int:
+    """`list --group-by`: the failure groups, a count line on stderr under a table."""
+    from sagactl.bulk_views import groups_document, groups_summary_line
+    from sagactl.groups import parse_group_by
+    from sagactl.ops.sagas import list_groups
+
+    by = parse_group_by(group_by)
+    result = list_groups(opts.settings(), request, by)
+    emit(groups_document(result), opts.output, quiet=opts.quiet)
+    if result.groups and opts.output is OutputFormat.TABLE and not opts.quiet:
+        info_line(f"sagactl: {groups_summary_line(result)}")
+    return ExitCode.ATTENTION if exit_code and result.groups else ExitCode.OK
 
 
 @command(DSN, CONFIG, STATS_OUTPUT, VERBOSE)

@@ -32,6 +32,7 @@ from sagactl.store.base import SagaSummary
 if TYPE_CHECKING:
     from sagactl.driver import Observer
     from sagactl.engine import Engine
+    from sagactl.groups import GroupBy
 
 
 def read_input(value: str | None, stdin: TextIO | None = None, *, source: str = "--input") -> Any:
@@ -366,6 +367,19 @@ def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetim
         if request.saga_ids:  # unique prefixes name their sagas; one naming none matches nothing
             request = replace(request, saga_ids=tuple(resolve_ids(reader, request.saga_ids)))
         return inspect.list_sagas(reader, request, now or utcnow())
+
+
+def list_groups(
+    settings: Settings, request: inspect.ListRequest, by: Sequence[GroupBy], *, now: datetime | None = None
+) -> inspect.GroupResult:
+    """``list --group-by``: the sagas matching the filters, folded into failure groups."""
+    inspect.check_list_request(request)
+    for token in request.saga_ids:
+        check_saga_id(token, lookup=True)
+    with reader_for(settings) as reader:
+        if request.saga_ids:
+            request = replace(request, saga_ids=tuple(resolve_ids(reader, request.saga_ids)))
+        return inspect.group_sagas(reader, request, by, now or utcnow())
 
 
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
