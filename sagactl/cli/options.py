@@ -213,6 +213,46 @@ ReasonOpt = Annotated[
     str, _option("--reason", help="Why (required): recorded with your name ($USER) in the saga's history.")
 ]
 
+# -- bulk actions (resume, abort, resolve over many sagas) -------------------------------------
+
+BULK = "Bulk actions"
+DryRunOpt = Annotated[
+    bool,
+    _option("--dry-run", panel=BULK, help="Print the plan (each saga and what will happen to it); change nothing."),
+]
+YesOpt = Annotated[
+    bool,
+    _option(
+        "--yes",
+        "-y",
+        panel=BULK,
+        help="Act on more than one selected saga without asking (needed when stdin or stderr is not a terminal).",
+    ),
+]
+BulkRateOpt = Annotated[
+    float | None,
+    _option("--rate", metavar="N", panel=BULK, help="At most N sagas per second [default: one after the other]."),
+]
+BulkMaxOpt = Annotated[
+    int | None,
+    _option(
+        "--max",
+        metavar="N",
+        panel=BULK,
+        help="Act on at most N sagas now; running the same command again goes on with the next N (same job).",
+    ),
+]
+BulkJobOpt = Annotated[
+    str | None,
+    _option(
+        "--job",
+        metavar="JOB",
+        panel=BULK,
+        help="The job to continue (skipping the sagas it already touched), or a new job's ID [default: derived from"
+        " the command: re-running it continues an unfinished job].",
+    ),
+]
+
 # -- dead-letter queues ------------------------------------------------------------------------
 
 SagaIdFilterOpt = Annotated[
@@ -262,6 +302,25 @@ STATS_OUTPUT: Group = (("output", StatsOutputOpt, OutputFormat.TABLE),)
 QUIET: Group = (("quiet", QuietOpt, False),)
 VERBOSE: Group = (("verbose", VerboseOpt, False),)
 LOG: Group = (("log_format", LogFormatOpt, None),)
+# what bulk commands select sagas by, as list filters them (resolve takes --step for its own use)
+SELECT: Group = (
+    ("stuck", StuckOpt, False),
+    ("state", StateOpt, None),
+    ("saga_type", SagaTypeOpt, None),
+    ("error", ErrorOpt, None),
+    ("group", GroupOpt, None),
+    ("older_than", OlderThanOpt, None),
+    ("since", SinceOpt, None),
+    ("until", UntilOpt, None),
+)
+SELECT_STEP: Group = (("step", StepSelectOpt, None),)
+BULK_OPTIONS: Group = (
+    ("dry_run", DryRunOpt, False),
+    ("yes", YesOpt, False),
+    ("rate", BulkRateOpt, None),
+    ("max_sagas", BulkMaxOpt, None),
+    ("job", BulkJobOpt, None),
+)
 
 
 def read_ids(values: Sequence[str] | None, stdin: TextIO | None = None) -> frozenset[str] | None:

@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagactl.cli.common import Shared, command, mask_secrets
+from sagactl.cli.common import Shared, command
 from sagactl.cli.options import (
     AWS_OPTIONS,
+    BULK_OPTIONS,
     CONFIG,
     DSN,
     LOG,
     OUTPUT,
     QUIET,
+    SELECT,
+    SELECT_STEP,
     STATS_OUTPUT,
     VERBOSE,
     ErrorOpt,
@@ -149,7 +152,7 @@ def _submit(
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, SELECT_STEP, BULK_OPTIONS)
 def resume(
     saga_ids: Annotated[
         list[str] | None,
@@ -158,39 +161,27 @@ def resume(
             show_default=False,
         ),
     ] = None,
-    stuck: Annotated[
-        bool,
-        typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
-    ] = False,
-    older_than: OlderThanOpt = None,
-    saga_type: SagaTypeOpt = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", show_default=False, help="Why (recorded with the job in each saga).")
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
     """Continue sagas from the log after a crash or a failed compensation (stored definition).
-    -o json prints an array, one saga per ID (or stuck saga)."""
-    from sagactl.errors import UsageError
+    Several sagas (IDs, -, or selectors as in list: --stuck, --state, --type, --step, --error,
+    --group, --older-than) run as one job: --dry-run shows the plan, more than one selected
+    saga needs --yes, --rate/--max bound it. -o json prints an array, one saga per saga resumed."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import resume_sagas
-    from sagactl.output import error_line
 
-    settings = opts.settings()
-    if stuck:
-        if saga_ids:
-            raise UsageError("pass SAGA_IDs or --stuck, not both")
-        return _resume_stuck(settings, older_than, saga_type, opts)
-    if older_than is not None or saga_type is not None:
-        raise UsageError("--older-than and --type apply only with --stuck")
-    if not saga_ids:
-        raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
-    from sagactl.selectors import check_tokens, expand_stdin
-
-    check_tokens(t for t in saga_ids if t != "-")
-    ids, _ = expand_stdin(saga_ids)
-    report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
-    code = opts.report(report.results, live=live, array=True)
-    for _saga_id, failure in report.failures:
-        error_line(mask_secrets(failure.one_line()))  # engine errors name the saga
-    return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
+    bulk = bulk_request(BulkAction.RESUME, saga_ids, opts, reason=reason)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    settings, ids = opts.settings(), saga_ids
+    result, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
+    return opts.report(result.results, live=live, array=True)
 
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
@@ -334,13 +325,20 @@ def stats(*, opts: Shared) -> int:
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, BULK_OPTIONS)
 def resolve(
-    saga_id: Annotated[str, typer.Argument(help="The saga whose compensation was done by hand.", show_default=False)],
     step: Annotated[
         str, typer.Option("--step", show_default=False, help="The step whose compensation you did by hand.")
     ],
     reason: ReasonOpt,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The saga whose compensation was done by hand: its ID or a unique prefix; several, or - for IDs"
+            " on stdin.",
+            show_default=False,
+        ),
+    ] = None,
     out_of_order: Annotated[
         bool,
         typer.Option(
@@ -352,10 +350,17 @@ def resolve(
     *,
     opts: Shared,
 ) -> int:
-    """Mark a compensation done by hand (who and why are recorded), then continue compensating."""
+    """Mark a compensation done by hand (who and why are recorded), then continue compensating.
+    Several sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import resolve_compensation
 
-    settings = opts.settings()
+    bulk = bulk_request(BulkAction.RESOLVE, saga_ids, opts, reason=reason, step=step, out_of_order=out_of_order)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    settings, saga_id = opts.settings(), saga_ids[0]
     return opts.drive(
         lambda observer: resolve_compensation(
             settings, saga_id, step, reason, observer=observer, out_of_order=out_of_order
@@ -363,28 +368,27 @@ def resolve(
     )
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, SELECT_STEP, BULK_OPTIONS)
 def abort(
-    saga_id: Annotated[str, typer.Argument(help="The saga to stop.", show_default=False)],
     reason: ReasonOpt,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The saga to stop: its ID or a unique prefix; several, or - for IDs on stdin.", show_default=False
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
-    """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    """Stop a saga's forward progress and compensate now (who and why are recorded). Several
+    sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import abort_saga
 
-    settings = opts.settings()
+    bulk = bulk_request(BulkAction.ABORT, saga_ids, opts, reason=reason)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    settings, saga_id = opts.settings(), saga_ids[0]
     return opts.drive(lambda observer: abort_saga(settings, saga_id, reason, observer=observer))
-
-
-def _resume_stuck(settings: Settings, older_than: str | None, saga_type: str | None, opts: Shared) -> int:
-    """`resume --stuck`: every stuck saga, then one summary line on stderr."""
-    from sagactl.ops.sagas import resume_stuck
-    from sagactl.views import stuck_resume_line
-
-    report, live = opts.driven(
-        lambda observer: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
-    )
-    code = opts.report(report.results, live=live, array=True)
-    info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
-    return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -253,7 +253,7 @@ def operator_name(env: Mapping[str, str] | None = None) -> str:
         return "unknown"
 
 
-def _reason(reason: str) -> str:
+def recorded_reason(reason: str) -> str:
     """The operator's reason on one line, secrets masked: it is stored in the saga's history."""
     from sagactl.masking import mask_secrets
 
@@ -279,7 +279,7 @@ def resolve_compensation(
     """Record ``step``'s compensation as done by hand (who, why), then continue compensating.
     ``out_of_order``: the step is not the compensation waiting (recorded as such)."""
     check_saga_id(saga_id, lookup=True)
-    why, who = _reason(reason), user or operator_name()
+    why, who = recorded_reason(reason), user or operator_name()
     return _drive_one(
         settings,
         saga_id,
@@ -298,7 +298,7 @@ def abort_saga(
 ) -> RunResult:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
     check_saga_id(saga_id, lookup=True)
-    why, who = _reason(reason), user or operator_name()
+    why, who = recorded_reason(reason), user or operator_name()
     return _drive_one(settings, saga_id, observer, lambda e, found: e.abort(found, reason=why, user=who))
 
 
@@ -312,47 +312,6 @@ def _drive_one(
             result = action(make_engine(store, settings, observer), saga_id)
             result.saga.transitions = store.transitions(saga_id)
             return result
-
-
-@dataclass(slots=True)
-class StuckResume:
-    """What ``resume --stuck`` did: one result per saga resumed, and the ones it skipped."""
-
-    found: int
-    results: list[RunResult]
-    skipped: list[tuple[str, str]]  # (saga_id, why)
-
-
-def resume_stuck(
-    settings: Settings,
-    *,
-    older_than: str | None = None,
-    saga_type: str | None = None,
-    observer: Observer | None = None,
-    now: datetime | None = None,
-) -> StuckResume:
-    """Resume every stuck saga (as ``list --stuck`` finds them), compensating ones first.
-
-    A saga another process is driving, or one that cannot be resumed, is skipped with the
-    reason; the database becoming unreachable or an interrupt stops the whole run.
-    """
-    threshold = inspect.parse_older_than(older_than)
-    with store_for(settings) as store:
-        stuck = inspect.find_stuck(store, now or utcnow(), older_than=threshold, saga_type=saga_type)
-        engine = make_engine(store, settings, observer)
-        report = StuckResume(found=len(stuck), results=[], skipped=[])
-        for row in stuck:
-            saga_id = row.saga.saga_id
-            try:
-                result = engine.resume(saga_id)
-            except (UnavailableError, Interrupted):
-                raise
-            except SagactlError as exc:
-                report.skipped.append((saga_id, exc.one_line()))
-                continue
-            result.saga.transitions = store.transitions(saga_id)
-            report.results.append(result)
-    return report
 
 
 # -- the operator's view ---------------------------------------------------------------------

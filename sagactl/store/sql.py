@@ -134,7 +134,13 @@ class SqlStore:
         """Remember which columns a log at schema ``version`` has (the dialect tells on open)."""
         known = COLUMNS if version >= 4 else COLUMNS.replace(", wake_at", ", NULL AS wake_at")
         self.__dict__["_known_columns"] = known
+        self.__dict__["_jobs"] = version >= 5
         return known
+
+    def _jobs_recorded(self) -> bool:
+        """Whether this log's schema holds bulk jobs (version 5 on): an older one has none."""
+        self._columns()
+        return bool(self.__dict__.get("_jobs"))
 
     def schema_version(self) -> int:
         raise NotImplementedError
@@ -387,6 +393,8 @@ class SqlStore:
     # -- bulk jobs ------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord | None:
+        if not self._jobs_recorded():
+            return None
         rows = self._query(_JOB, [job_id], f"reading job {job_id}")
         if not rows:
             return None
@@ -416,6 +424,8 @@ class SqlStore:
         self._update(_FINISH_JOB, [self._encode_time(at), job_id], f"finishing job {job_id}")
 
     def touched_by(self, job_id: str) -> set[str]:
+        if not self._jobs_recorded():
+            return set()
         rows = self._query(touched_statement(self.dialect), [job_id], f"reading what job {job_id} touched")
         return {str(r[0]) for r in rows}
 
