@@ -4,12 +4,12 @@ options, confirmation, the progress bar, the plan and the summary (ops.bulk does
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from sagactl.cli.common import Shared, mask_secrets
 from sagactl.errors import ExitCode, UsageError
-from sagactl.output import emit, error_line, info_line, stream_is_tty
+from sagactl.output import emit, error_line, info_line, stream_is_tty, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.bulk import BulkAction, PlanItem
@@ -73,7 +73,7 @@ def bulk_request(
     )
 
 
-def _confirm(action: BulkAction, yes: bool, selector: Selector) -> Any:
+def _confirm(action: BulkAction, yes: bool, selector: Selector) -> Callable[[BulkPlan], bool]:
     """Going ahead with a plan: at once for one saga, for sagas all named on the command line,
     or with --yes; else asked on a terminal (stdin and stderr), else refused (exit 2)."""
 
@@ -125,7 +125,9 @@ class _Bar:
     def __call__(self, item: PlanItem, result: RunResult | None, error: Exception | None) -> None:
         self.failed += error is not None
         self.bar.update(
-            self.task, advance=1, description=f"{self.action.value} {item.saga_id[:13]}  failed {self.failed}"
+            self.task,
+            advance=1,
+            description=f"{self.action.value} {terminal_safe(item.saga_id[:13])}  failed {self.failed}",
         )
 
 
