@@ -79,6 +79,11 @@ class DriverHost(Protocol):
         """Set when the worker stops: every saga is put aside at its next step boundary."""
         ...
 
+    @property
+    def tags(self) -> Mapping[str, Any]:
+        """Written into the detail of every transition (a bulk job: its ID, who, why, selector)."""
+        ...
+
 
 class Parked(Exception):
     """The saga waits (a reply, a backoff, a stopping worker) and is put aside until ``until``."""
@@ -169,6 +174,8 @@ class Driver:
         else:
             saga.lease_owner = self.engine.owner
             saga.lease_expires_at = lease_until(now, busy_for)
+        if self.engine.tags:
+            self.pending = [dataclasses.replace(t, detail={**self.engine.tags, **t.detail}) for t in self.pending]
         self.store.save(saga, self.pending, owner=self.engine.owner, steps=self.dirty)
         self.dirty = set()
         written, self.pending = self.pending, []

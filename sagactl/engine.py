@@ -132,6 +132,7 @@ class Engine:
     owner: str = field(default_factory=make_owner)
     park: bool = False  # worker mode: SQS replies and backoffs are awaited without holding the saga
     stop: threading.Event | None = None  # set when a worker stops: sagas are put aside between steps
+    tags: Mapping[str, Any] = field(default_factory=dict)  # into every transition's detail (a bulk job)
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -243,7 +244,10 @@ class Engine:
                 return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
             definition = from_snapshot(saga.definition)
             _preflight_remaining(definition, saga, self.env)
-        return self._drive(saga, definition)
+        driver = Driver(self, saga, definition)
+        if self.tags:  # a bulk job: its first commit records it, whatever the saga does next
+            driver.note(action="resume")
+        return driver.drive()
 
     def migrate(self, saga_id: str, definition: SagaDefinition, *, user: str, source: str) -> RunResult:
         """Move an unfinished saga to a new version of its definition, then continue it like

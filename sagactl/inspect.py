@@ -11,13 +11,14 @@ saga without one. Compensating sagas come first, then the longest stuck.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sagactl.errors import NotFoundError, UsageError
+from sagactl.groups import FailureGroup, GroupBy, check_key, fold, keys_of
 from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso
-from sagactl.store.base import SagaQuery, SagaReader, SagaSummary
+from sagactl.store.base import SagaQuery, SagaReader, SagaSummary, SortKey
 
 DEFAULT_IDLE_SECONDS = 900.0  # 15m: the stuck threshold when nothing better is known
 DEFAULT_LIST_LIMIT = 1000  # plain `list` without --limit shows at most this many
@@ -66,14 +67,26 @@ class ListedSaga:
 
 @dataclass(frozen=True, slots=True)
 class ListRequest:
-    """``sagactl list`` options. ``limit``: None = default (all stuck sagas, or the first
-    DEFAULT_LIST_LIMIT sagas), 0 = no limit."""
+    """``sagactl list`` options (and the selectors of the commands that act on many sagas).
+    ``limit``: None = default (all stuck sagas, or the first DEFAULT_LIST_LIMIT sagas), 0 = no
+    limit. ``since``/``until``: created at or after / before, each a duration back from now
+    (``24h``) or an ISO 8601 time; ``step``: the current step's name; ``error``: a literal
+    substring of the last error; ``saga_ids``: exact IDs (resolve prefixes first); ``job``: the
+    sagas a bulk job touched; ``group``: a failure group's key (groups.py)."""
 
     stuck: bool = False
     states: tuple[SagaState, ...] = ()
     saga_type: str | None = None
     older_than: str | None = None
     limit: int | None = None
+    since: str | None = None
+    until: str | None = None
+    step: str | None = None
+    error: str | None = None
+    saga_ids: tuple[str, ...] = ()
+    sort: SortKey | None = None
+    job: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +114,63 @@ def parse_older_than(duration: str | None) -> float | None:
     return seconds
 
 
-def check_list_request(request: ListRequest) -> None:
+def parse_time_bound(value: str | None, option: str, now: datetime) -> datetime | None:
+    """``--since``/``--until``: a duration back from ``now`` (``24h``, ``90m``, ``7d``) or an
+    ISO 8601 time (``2026-11-26``, ``2026-11-26T08:00:00Z``; without a zone: UTC)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text[:1].isdigit() and text[-1:].isalpha() and "-" not in text and ":" not in text:
+        from sagactl.definition import parse_duration
+
+        try:
+            seconds = parse_duration(text)
+        except UsageError:
+            pass
+        else:
+            if seconds > MAX_AGE:
+                raise UsageError(f"{option} must be at most 3650d (10 years) back, got '{value[:40]}'")
+            return now - timedelta(seconds=seconds)
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise UsageError(
+            f"{option}: '{value[:40]}' is neither a duration nor an ISO 8601 time",
+            hint="e.g. 24h, 30m, 7d, 2026-11-26 or 2026-11-26T08:00:00Z",
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def check_list_request(request: ListRequest, now: datetime | None = None) -> None:
     """Refuse what ``list`` cannot honour before any store is opened."""
     parse_older_than(request.older_than)
     if request.limit is not None and not 0 <= request.limit <= MAX_COUNT:
         raise UsageError(f"--limit must be 0 (no limit) to {MAX_COUNT}, got {request.limit}")
+    at = now or datetime.now(UTC)
+    since = parse_time_bound(request.since, "--since", at)
+    until = parse_time_bound(request.until, "--until", at)
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"--since ({iso(since)}) must be before --until ({iso(until)})")
+    if request.group is not None:
+        check_key(request.group)
+    for option, text in (("--step", request.step), ("--error", request.error), ("--job", request.job)):
+        if text is not None and not text:
+            raise UsageError(f"{option} needs a value (an empty one would match everything)")
+
+
+def base_query(request: ListRequest, now: datetime) -> SagaQuery:
+    """The filters of ``request`` every listing applies, stuck or not."""
+    return SagaQuery(
+        states=request.states,
+        saga_type=request.saga_type,
+        saga_ids=request.saga_ids,
+        created_from=parse_time_bound(request.since, "--since", now),
+        created_before=parse_time_bound(request.until, "--until", now),
+        step=request.step,
+        error=request.error,
+        job=request.job,
+        sort=request.sort,
+    )
 
 
 def find_stuck(
@@ -116,54 +181,75 @@ def find_stuck(
     states: Sequence[SagaState] = (),
     saga_type: str | None = None,
     limit: int | None = None,
+    filters: SagaQuery | None = None,
 ) -> list[ListedSaga]:
-    """Stuck sagas, compensating first, then the longest stuck. Reads only active sagas."""
+    """Stuck sagas, compensating first, then the longest stuck (or in ``filters.sort``
+    order). Reads only active sagas. ``filters``: further filters (states and type there win
+    over ``states`` and ``saga_type``)."""
+    base = filters or SagaQuery(states=states, saga_type=saga_type)
     if older_than is not None:
-        query = SagaQuery(
-            states=states,
-            saga_type=saga_type,
-            stuck=True,
-            now=now,
-            idle_before=now - timedelta(seconds=older_than),
-            limit=limit,
-        )
+        query = replace(base, stuck=True, now=now, idle_before=now - timedelta(seconds=older_than), limit=limit)
         rows = reader.summaries(query)
     else:
         # Each saga has its own idle threshold: fetch every overdue or deadline-less active
         # saga (still only the active-state index) and apply the thresholds here.
-        query = SagaQuery(states=states, saga_type=saga_type, stuck=True, now=now, idle_before=now)
-        rows = reader.summaries(query)
+        rows = reader.summaries(replace(base, stuck=True, now=now, idle_before=now, limit=None))
     listed = [ListedSaga(r, stuck_for(r, now, older_than)) for r in rows]
     stuck = [row for row in listed if row.stuck_for_seconds is not None]
     return stuck[:limit] if limit is not None else stuck
 
 
-def list_sagas(reader: SagaReader, request: ListRequest, now: datetime) -> ListResult:
-    """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones."""
-    check_list_request(request)
+def list_sagas(reader: SagaReader, request: ListRequest, now: datetime, *, everything: bool = False) -> ListResult:
+    """``sagactl list``: sagas matching the filters, or with ``stuck`` the stuck ones.
+    ``everything``: no default cap (failure groups and bulk commands see every match)."""
+    check_list_request(request, now)
     older_than = parse_older_than(request.older_than)
     limit = None if request.limit == 0 else request.limit
+    cap = DEFAULT_LIST_LIMIT if request.limit is None and not request.stuck and not everything else None
+    group = check_key(request.group) if request.group is not None else None
+    # a group is picked out of the rows read: read them all, then cut
+    read = None if group is not None else cap + 1 if cap is not None else limit
+    base = base_query(request, now)
     if request.stuck:
-        sagas = find_stuck(
-            reader,
-            now,
-            older_than=older_than,
-            states=request.states,
-            saga_type=request.saga_type,
-            limit=limit,
+        sagas = find_stuck(reader, now, older_than=older_than, limit=read, filters=base)
+    else:
+        query = replace(
+            base, updated_before=now - timedelta(seconds=older_than) if older_than is not None else None, limit=read
         )
-        return ListResult(sagas, stuck=True, now=now)
-    cap = DEFAULT_LIST_LIMIT if request.limit is None else None
-    query = SagaQuery(
-        states=request.states,
-        saga_type=request.saga_type,
-        updated_before=now - timedelta(seconds=older_than) if older_than is not None else None,
-        limit=cap + 1 if cap is not None else limit,
+        sagas = [ListedSaga(r, stuck_for(r, now)) for r in reader.summaries(query)]
+    if group is not None:
+        sagas = [row for row in sagas if group in keys_of(row.saga)]
+    truncated = cap if cap is not None and len(sagas) > cap else None
+    shown = cap if cap is not None else limit
+    sagas = sagas[:shown] if shown is not None else sagas
+    return ListResult(sagas, stuck=request.stuck, truncated_at=truncated, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """``list --group-by``: the failure groups, largest first (``limit``: at most that many)."""
+
+    groups: list[FailureGroup]
+    by: tuple[GroupBy, ...]
+    stuck: bool
+    total: int  # sagas folded
+    now: datetime
+
+
+def group_sagas(
+    reader: SagaReader, request: ListRequest, by: Sequence[GroupBy], now: datetime
+) -> GroupResult:
+    """Every saga the filters match (no default cap), folded into failure groups."""
+    limit = None if request.limit == 0 else request.limit
+    listed = list_sagas(reader, replace(request, limit=0), now, everything=True).sagas
+    groups = fold((row.saga for row in listed), by)
+    return GroupResult(
+        groups=groups[:limit] if limit is not None else groups,
+        by=tuple(by),
+        stuck=request.stuck,
+        total=len(listed),
+        now=now,
     )
-    rows = reader.summaries(query)
-    truncated = cap if cap is not None and len(rows) > cap else None
-    sagas = [ListedSaga(r, stuck_for(r, now)) for r in rows[:cap]]
-    return ListResult(sagas, stuck=False, truncated_at=truncated, now=now)
 
 
 def show_saga(reader: SagaReader, saga_id: str) -> SagaRecord | SagaSummary:

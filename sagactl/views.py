@@ -17,7 +17,6 @@ from sagactl.store.base import SagaSummary
 if TYPE_CHECKING:
     from sagactl.inspect import ListResult, Stats
     from sagactl.ops.admin import Recount
-    from sagactl.ops.sagas import StuckResume
     from sagactl.validation import Report
 
 
@@ -431,20 +430,6 @@ def db_init_document(store: str, version: int) -> Document:
     """`db init -o …`: where the saga log is and its schema version (DSN password masked)."""
     data = {"store": mask_value(store), "schema_version": version}
     return Document(data=data, details=[("saga log", data["store"]), ("schema version", str(version))])
-
-
-def stuck_resume_line(report: StuckResume) -> str:
-    """The summary of `resume --stuck` (stderr)."""
-    if report.found == 0:
-        return "no stuck sagas to resume"
-    by_state: dict[str, int] = {}
-    for result in report.results:
-        by_state[result.saga.state.value] = by_state.get(result.saga.state.value, 0) + 1
-    outcome = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items())) or "none resumed"
-    line = f"resumed {len(report.results)} of {report.found} stuck sagas: {outcome}"
-    if report.skipped:
-        line += f"; skipped {len(report.skipped)}: " + "; ".join(f"{s} ({why})" for s, why in report.skipped)
-    return line
 
 
 def run_summary_line(saga: SagaRecord) -> str | None:

@@ -19,7 +19,7 @@ def _truncate_postgres(dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts RESTART IDENTITY")
+        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts, saga_jobs RESTART IDENTITY")
 
 
 @pytest.fixture(scope="session", autouse=True)

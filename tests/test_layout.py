@@ -18,6 +18,7 @@ UPPER = (
     "sagactl.dlq_views",
     "sagactl.tool_views",
     "sagactl.history_views",
+    "sagactl.bulk_views",
     "sagactl.output",
     "sagactl.live",
 )
@@ -36,6 +37,8 @@ LOWER = (
     "sagactl.placeholders",
     "sagactl.config",
     "sagactl.aws",
+    "sagactl.selectors",
+    "sagactl.groups",
 )
 LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec", "sagactl.yamlsafe")
 

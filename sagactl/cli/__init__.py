@@ -2,7 +2,8 @@
 
     options.py  the shared options, defined once
     common.py   the error funnel, settings, the live view, reporting driven sagas
-    sagas.py    validate, run, resume, show, list, stats, resolve, abort
+    sagas.py    validate, run, resume, resolve, abort
+    inspecting.py show, list, stats
     history.py  rerun, prune
     dlq.py      dlq list, redrive
     admin.py    db init, schema, completion
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from sagactl.cli import admin, dlq, history, sagas, tools, worker
+from sagactl.cli import admin, dlq, history, inspecting, sagas, tools, worker
 from sagactl.cli.admin import COMPLETE_VAR, completion_script
 from sagactl.cli.common import SagactlGroup
 from sagactl.cli.examples import epilog
@@ -88,9 +89,9 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (app, "validate", sagas.validate),
     (app, "run", sagas.run),
     (app, "resume", sagas.resume),
-    (app, "show", sagas.show),
-    (app, "list", sagas.list_),
-    (app, "stats", sagas.stats),
+    (app, "show", inspecting.show),
+    (app, "list", inspecting.list_),
+    (app, "stats", inspecting.stats),
     (app, "resolve", sagas.resolve),
     (app, "abort", sagas.abort),
     (app, "rerun", history.rerun),

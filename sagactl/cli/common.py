@@ -8,7 +8,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -70,6 +70,9 @@ class Shared:
     quiet: bool = False
     verbose: bool = False
     log_format: LogFormat | None = None
+    # the values of option groups that are not fields here (the selectors and bulk options of
+    # resume, abort and resolve), by parameter name
+    more: dict[str, Any] = field(default_factory=dict)
 
     @property
     def logging_on(self) -> bool:
@@ -147,12 +150,16 @@ def command(*groups: Group) -> Callable[[Callable[..., int]], Callable[..., None
             values = {name: kwargs.pop(name) for name in shared}
             if "output" in values:  # -o's choices differ per command; one format type inside
                 values["output"] = OutputFormat(values["output"])
-            _run(fn, Shared(**values), args, kwargs)
+            more = {name: values.pop(name) for name in list(values) if name not in _SHARED_FIELDS}
+            _run(fn, Shared(**values, more=more), args, kwargs)
 
         wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
+_SHARED_FIELDS = frozenset(f.name for f in fields(Shared))
 
 
 def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import typer
 
 from sagactl.cli import complete
 from sagactl.errors import UsageError
+from sagactl.models import SagaState
 
 
 class Output(StrEnum):
@@ -203,8 +204,105 @@ OlderThanOpt = Annotated[
     ),
 ]
 SagaTypeOpt = Annotated[str | None, _option("--type", metavar="SAGA_TYPE", help="Only sagas of this type.")]
+StuckOpt = Annotated[
+    bool,
+    _option(
+        "--stuck",
+        help="Only stuck sagas: active and past their deadline, or idle past --older-than."
+        " Compensating first, then the longest stuck.",
+    ),
+]
+StateOpt = Annotated[
+    list[SagaState] | None,
+    _option("--state", case_sensitive=False, help="Only sagas in this state (repeatable)."),
+]
+SinceOpt = Annotated[
+    str | None,
+    _option(
+        "--since",
+        metavar="WHEN",
+        help="Only sagas created at or after WHEN: a duration back from now (24h, 30m, 7d) or an ISO 8601"
+        " time (2026-11-26T08:00:00Z; without a zone: UTC).",
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    _option("--until", metavar="WHEN", help="Only sagas created before WHEN (a duration back from now, or a time)."),
+]
+StepSelectOpt = Annotated[
+    str | None, _option("--step", metavar="STEP", help="Only sagas whose current step is STEP (where they stopped).")
+]
+ErrorOpt = Annotated[
+    str | None,
+    _option(
+        "--error",
+        metavar="TEXT",
+        help="Only sagas whose last error contains TEXT (literally, case-sensitive: % and _ are themselves).",
+    ),
+]
+SagaIdsOpt = Annotated[
+    list[str] | None,
+    _option(
+        "--saga-id",
+        metavar="ID",
+        help="Only this saga: its ID or a unique prefix (repeatable); - reads IDs from stdin, one per line.",
+    ),
+]
+JobOpt = Annotated[
+    str | None,
+    _option("--job", metavar="JOB", help="Only the sagas a bulk job (resume/abort/resolve) wrote transitions for."),
+]
+GroupOpt = Annotated[
+    str | None,
+    _option(
+        "--group",
+        metavar="KEY",
+        help="Only the sagas of this failure group (the KEY 'list --group-by' shows), among those the other"
+        " selectors pick: pass the ones the groups were listed with (e.g. --stuck).",
+    ),
+]
 ReasonOpt = Annotated[
     str, _option("--reason", help="Why (required): recorded with your name ($USER) in the saga's history.")
+]
+
+# -- bulk actions (resume, abort, resolve over many sagas) -------------------------------------
+
+BULK = "Bulk actions"
+DryRunOpt = Annotated[
+    bool,
+    _option("--dry-run", panel=BULK, help="Print the plan (each saga and what will happen to it); change nothing."),
+]
+YesOpt = Annotated[
+    bool,
+    _option(
+        "--yes",
+        "-y",
+        panel=BULK,
+        help="Act on more than one selected saga without asking (needed when stdin or stderr is not a terminal).",
+    ),
+]
+BulkRateOpt = Annotated[
+    float | None,
+    _option("--rate", metavar="N", panel=BULK, help="At most N sagas per second [default: one after the other]."),
+]
+BulkMaxOpt = Annotated[
+    int | None,
+    _option(
+        "--max",
+        metavar="N",
+        panel=BULK,
+        help="Act on at most N sagas now; running the same command again goes on with the next N (same job).",
+    ),
+]
+BulkJobOpt = Annotated[
+    str | None,
+    _option(
+        "--job",
+        metavar="JOB",
+        panel=BULK,
+        help="The job to continue (skipping the sagas it already touched), or a new job's ID [default: derived from"
+        " the command: re-running it continues an unfinished job].",
+    ),
 ]
 
 # -- dead-letter queues ------------------------------------------------------------------------
@@ -258,6 +356,25 @@ STATS_OUTPUT: Group = (("output", StatsOutputOpt, StatsOutput.TABLE),)
 QUIET: Group = (("quiet", QuietOpt, False),)
 VERBOSE: Group = (("verbose", VerboseOpt, False),)
 LOG: Group = (("log_format", LogFormatOpt, None),)
+# what bulk commands select sagas by, as list filters them (resolve takes --step for its own use)
+SELECT: Group = (
+    ("stuck", StuckOpt, False),
+    ("state", StateOpt, None),
+    ("saga_type", SagaTypeOpt, None),
+    ("error", ErrorOpt, None),
+    ("group", GroupOpt, None),
+    ("older_than", OlderThanOpt, None),
+    ("since", SinceOpt, None),
+    ("until", UntilOpt, None),
+)
+SELECT_STEP: Group = (("step", StepSelectOpt, None),)
+BULK_OPTIONS: Group = (
+    ("dry_run", DryRunOpt, False),
+    ("yes", YesOpt, False),
+    ("rate", BulkRateOpt, None),
+    ("max_sagas", BulkMaxOpt, None),
+    ("job", BulkJobOpt, None),
+)
 
 
 def read_ids(values: Sequence[str] | None, stdin: TextIO | None = None) -> frozenset[str] | None:

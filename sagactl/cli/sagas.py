@@ -1,4 +1,5 @@
-"""The saga commands: validate, run, resume, show, list, stats, resolve, abort.
+"""The saga commands that drive: validate, run, resume, resolve, abort (show, list and stats are
+in inspecting.py).
 
 Each parses its options, calls one function of sagactl.ops.sagas and renders what comes back.
 """
@@ -14,22 +15,18 @@ from sagactl.cli import complete
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import (
     AWS_OPTIONS,
+    BULK_OPTIONS,
     CONFIG,
     DSN,
-    LIST_OUTPUT,
     LOG,
     OUTPUT,
     QUIET,
-    STATS_OUTPUT,
+    SELECT,
+    SELECT_STEP,
     VERBOSE,
-    IntervalOpt,
-    NoHeadersOpt,
-    OlderThanOpt,
     ReasonOpt,
-    SagaTypeOpt,
 )
 from sagactl.errors import ExitCode, UsageError
-from sagactl.models import SagaState
 from sagactl.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
@@ -143,49 +140,63 @@ def _submit(
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, SELECT_STEP, BULK_OPTIONS)
 def resume(
     saga_ids: Annotated[
         list[str] | None,
-        typer.Argument(help="Sagas to continue.", show_default=False, autocompletion=complete.saga_ids),
+        typer.Argument(
+            help="Sagas to continue: IDs or unique prefixes of them; - reads IDs from stdin (one per line).",
+            show_default=False,
+            autocompletion=complete.saga_ids,
+        ),
     ] = None,
-    stuck: Annotated[
-        bool,
-        typer.Option("--stuck", help="Resume every stuck saga (as 'list --stuck' finds them); prints a summary."),
-    ] = False,
-    older_than: OlderThanOpt = None,
-    saga_type: SagaTypeOpt = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", show_default=False, help="Why (recorded with the job in each saga).")
+    ] = None,
     definition: Annotated[
         str | None,
         typer.Option(
             "--definition",
             metavar="FILE",
             show_default=False,
-            help="Move each saga to this new version of its definition first (validated; recorded with"
+            help="Move each named saga to this new version of its definition first (validated; recorded with"
             " the old and new snapshot digests): refused, exit 2, with the differences, unless the steps"
-            " it has done keep their names and order.",
+            " it has done keep their names and order. Takes SAGA_IDs, not selectors.",
         ),
     ] = None,
     *,
     opts: Shared,
 ) -> int:
     """Continue sagas from the log after a crash or a failed compensation (stored definition, or a
-    new one with --definition). -o json prints an array, one saga per ID (or stuck saga)."""
-    from sagactl.errors import UsageError
+    new one with --definition). Several sagas (IDs, -, or selectors as in list: --stuck, --state,
+    --type, --step, --error, --group, --older-than) run as one job: --dry-run shows the plan, more
+    than one selected saga needs --yes, --rate/--max bound it. -o json prints an array, one saga
+    per saga resumed."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
+    from sagactl.ops.sagas import resume_sagas
+
+    settings = opts.settings()
+    if definition is not None:
+        return _migrate(settings, saga_ids, definition, opts)
+    bulk = bulk_request(BulkAction.RESUME, saga_ids, opts, reason=reason)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    ids = saga_ids
+    result, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer))
+    return opts.report(result.results, live=live, array=True)
+
+
+def _migrate(settings: Settings, saga_ids: list[str] | None, definition: str, opts: Shared) -> int:
+    """`resume ID... --definition FILE`: each named saga moved to the new definition, then resumed;
+    one that cannot move does not stop the others (worst exit code)."""
     from sagactl.ops.sagas import resume_sagas
     from sagactl.output import error_line
 
-    settings = opts.settings()
-    if stuck:
-        if saga_ids:
-            raise UsageError("pass SAGA_IDs or --stuck, not both")
-        if definition is not None:
-            raise UsageError("--definition applies to SAGA_IDs, not --stuck", hint="name the sagas to move")
-        return _resume_stuck(settings, older_than, saga_type, opts)
-    if older_than is not None or saga_type is not None:
-        raise UsageError("--older-than and --type apply only with --stuck")
-    if not saga_ids:
-        raise UsageError("name at least one SAGA_ID, or pass --stuck", hint="see 'sagactl list --stuck -q'")
+    selectors = [opts.more.get(name) for name in ("stuck", "state", "saga_type", "older_than", "error", "group")]
+    if not saga_ids or "-" in saga_ids or any(value not in (None, False, []) for value in selectors):
+        raise UsageError("--definition moves the sagas named by SAGA_ID", hint="name the sagas to move")
     ids = saga_ids
     report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer, definition=definition))
     code = opts.report(report.results, live=live, array=True)
@@ -194,181 +205,8 @@ def resume(
     return ExitCode.worst([code, *(failure.exit_code for _, failure in report.failures)])
 
 
-@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
-def show(
-    saga_id: Annotated[
-        str, typer.Argument(help="The saga to show.", show_default=False, autocompletion=complete.saga_ids)
-    ],
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow",
-            "-f",
-            help="Keep showing the saga as transitions land (a terminal redraws it; a pipe gets each"
-            " transition as a line, -o jsonl as JSON lines) and exit with its code once it ends:"
-            " 0 completed, 1 failed, 3 when nothing drives it and nothing is due.",
-        ),
-    ] = False,
-    interval: IntervalOpt = None,
-    *,
-    opts: Shared,
-) -> int:
-    """Show one saga: on a terminal why it failed and a timeline of its steps and compensations;
-    state, each step (status, attempts, result, error, timings), the last error of each failing
-    step, history. Unknown ID: exit 2."""
-    from sagactl.ops.sagas import follow_saga, show_saga
-    from sagactl.views import show_document
-
-    settings = opts.settings()
-    if follow:
-        from sagactl import watch
-        from sagactl.poll import FOLLOW_INTERVAL, parse_interval
-
-        seconds = parse_interval(interval, FOLLOW_INTERVAL)
-        return watch.follow(
-            lambda seen: follow_saga(settings, saga_id, seen, interval=seconds), opts.output, quiet=opts.quiet
-        )
-    if interval is not None:
-        raise UsageError("--interval applies only with --follow")
-    emit(show_document(show_saga(settings, saga_id)), opts.output, quiet=opts.quiet)
-    return ExitCode.OK
-
-
-@command(DSN, CONFIG, LIST_OUTPUT, QUIET, VERBOSE)
-def list_(
-    stuck: Annotated[
-        bool,
-        typer.Option(
-            "--stuck",
-            help="Only stuck sagas: active and past their deadline, or idle past --older-than."
-            " Compensating first, then the longest stuck.",
-        ),
-    ] = False,
-    state: Annotated[
-        list[SagaState] | None,
-        typer.Option(
-            "--state", case_sensitive=False, show_default=False, help="Only sagas in this state (repeatable)."
-        ),
-    ] = None,
-    saga_type: SagaTypeOpt = None,
-    older_than: OlderThanOpt = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            show_default=False,
-            help="At most N sagas; 0 for all [default: all stuck sagas; 1000 otherwise].",
-        ),
-    ] = None,
-    exit_code: Annotated[
-        bool, typer.Option("--exit-code", help="Exit 3 when any saga matched (for cron and alerting).")
-    ] = False,
-    watch: Annotated[
-        bool,
-        typer.Option(
-            "--watch",
-            "-w",
-            help="Keep listing every --interval: a terminal redraws the table in place, marking sagas"
-            " that appeared (+) or cleared (-); a pipe gets a frame per interval (-o jsonl: a JSON"
-            " object per frame). Ctrl-C ends it, exit 0.",
-        ),
-    ] = False,
-    interval: IntervalOpt = None,
-    no_headers: NoHeadersOpt = False,
-    *,
-    opts: Shared,
-) -> int:
-    """List sagas (compensating first, then oldest first), or with --stuck the wedged ones. On a
-    terminal with their AGE, IDs whole; -o wide adds every field."""
-    from sagactl.inspect import ListRequest
-    from sagactl.ops.sagas import list_sagas, watch_sagas
-    from sagactl.views import list_document, list_truncated_line
-
-    request = ListRequest(
-        stuck=stuck,
-        states=tuple(state or ()),
-        saga_type=saga_type,
-        older_than=older_than,
-        limit=limit,
-    )
-    if no_headers and opts.output not in (OutputFormat.TABLE, OutputFormat.WIDE, OutputFormat.CSV, OutputFormat.TSV):
-        raise UsageError(f"--no-headers applies to table, wide, csv and tsv output, not -o {opts.output.value}")
-    settings = opts.settings()
-    if watch:
-        from sagactl import watch as watching
-        from sagactl.poll import WATCH_INTERVAL, parse_interval
-
-        if opts.quiet or exit_code:
-            raise UsageError("--watch draws the listing again and again: -q and --exit-code do not apply")
-        seconds = parse_interval(interval, WATCH_INTERVAL)
-        return watching.watch(
-            lambda frame: watch_sagas(settings, request, frame, interval=seconds),
-            opts.output,
-            what="sagactl list --stuck" if stuck else "sagactl list",
-            interval=seconds,
-            headers=not no_headers,
-        )
-    if interval is not None:
-        raise UsageError("--interval applies only with --watch")
-    result = list_sagas(settings, request)
-    emit(list_document(result), opts.output, quiet=opts.quiet, headers=not no_headers)
-    note = list_truncated_line(result)
-    if note:
-        info_line(f"sagactl: {note}")
-    return ExitCode.ATTENTION if exit_code and result.sagas else ExitCode.OK
-
-
-@command(DSN, CONFIG, AWS_OPTIONS, STATS_OUTPUT, VERBOSE)
-def stats(
-    steps: Annotated[
-        bool,
-        typer.Option(
-            "--steps",
-            help="Per step: p50/p95/p99 duration, attempts per success, failure and timeout rates, and"
-            " flags where a timeout or retry budget fights what is observed.",
-        ),
-    ] = False,
-    saga_type: SagaTypeOpt = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            metavar="DURATION",
-            show_default=False,
-            help="With --steps: sagas created within this long, e.g. 1h, 7d [default: 24h].",
-        ),
-    ] = None,
-    *,
-    opts: Shared,
-) -> int:
-    """Sagas per type and state, stuck counts, the oldest active saga's age (cheap on any size);
-    with --steps, how each step behaves (reads the transitions of the window)."""
-    if steps:
-        from sagactl.ops.tools import step_stats
-        from sagactl.tool_views import step_stats_document
-
-        report = step_stats(opts.settings(), since=since or "24h", saga_type=saga_type)
-        emit(step_stats_document(report), opts.output)
-        return ExitCode.OK
-    if saga_type is not None or since is not None:
-        from sagactl.errors import UsageError
-
-        raise UsageError("--type and --since apply only with --steps")
-    from sagactl.ops.sagas import stats as compute_stats
-    from sagactl.views import stats_document
-
-    emit(stats_document(compute_stats(opts.settings())), opts.output)
-    return ExitCode.OK
-
-
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, BULK_OPTIONS)
 def resolve(
-    saga_id: Annotated[
-        str,
-        typer.Argument(
-            help="The saga whose compensation was done by hand.", show_default=False, autocompletion=complete.saga_ids
-        ),
-    ],
     step: Annotated[
         str,
         typer.Option(
@@ -379,6 +217,15 @@ def resolve(
         ),
     ],
     reason: ReasonOpt,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The saga whose compensation was done by hand: its ID or a unique prefix; several, or - for IDs"
+            " on stdin.",
+            show_default=False,
+            autocompletion=complete.saga_ids,
+        ),
+    ] = None,
     out_of_order: Annotated[
         bool,
         typer.Option(
@@ -390,10 +237,17 @@ def resolve(
     *,
     opts: Shared,
 ) -> int:
-    """Mark a compensation done by hand (who and why are recorded), then continue compensating."""
+    """Mark a compensation done by hand (who and why are recorded), then continue compensating.
+    Several sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import resolve_compensation
 
-    settings = opts.settings()
+    bulk = bulk_request(BulkAction.RESOLVE, saga_ids, opts, reason=reason, step=step, out_of_order=out_of_order)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    settings, saga_id = opts.settings(), saga_ids[0]
     return opts.drive(
         lambda observer: resolve_compensation(
             settings, saga_id, step, reason, observer=observer, out_of_order=out_of_order
@@ -401,30 +255,29 @@ def resolve(
     )
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
+@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG, SELECT, SELECT_STEP, BULK_OPTIONS)
 def abort(
-    saga_id: Annotated[
-        str, typer.Argument(help="The saga to stop.", show_default=False, autocompletion=complete.saga_ids)
-    ],
     reason: ReasonOpt,
+    saga_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The saga to stop: its ID or a unique prefix; several, or - for IDs on stdin.",
+            show_default=False,
+            autocompletion=complete.saga_ids,
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
-    """Stop a saga's forward progress and compensate now (who and why are recorded)."""
+    """Stop a saga's forward progress and compensate now (who and why are recorded). Several
+    sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
+    from sagactl.bulk import BulkAction
+    from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import abort_saga
 
-    settings = opts.settings()
+    bulk = bulk_request(BulkAction.ABORT, saga_ids, opts, reason=reason)
+    if bulk is not None:
+        return run_bulk_command(bulk, opts)
+    assert saga_ids is not None
+    settings, saga_id = opts.settings(), saga_ids[0]
     return opts.drive(lambda observer: abort_saga(settings, saga_id, reason, observer=observer))
-
-
-def _resume_stuck(settings: Settings, older_than: str | None, saga_type: str | None, opts: Shared) -> int:
-    """`resume --stuck`: every stuck saga, then one summary line on stderr."""
-    from sagactl.ops.sagas import resume_stuck
-    from sagactl.views import stuck_resume_line
-
-    report, live = opts.driven(
-        lambda observer: resume_stuck(settings, older_than=older_than, saga_type=saga_type, observer=observer)
-    )
-    code = opts.report(report.results, live=live, array=True)
-    info_line(f"sagactl: {mask_secrets(stuck_resume_line(report))}")
-    return ExitCode.worst([code, ExitCode.ATTENTION]) if report.skipped else code

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -27,12 +27,14 @@ from sagactl.errors import (
 )
 from sagactl.models import RunResult, SagaRecord, check_saga_id, saga_id_problem, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
+from sagactl.selectors import resolve_id, resolve_ids
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
     from sagactl.definition import SagaDefinition
     from sagactl.driver import Observer
     from sagactl.engine import Engine
+    from sagactl.groups import GroupBy
 
 
 def read_input(value: str | None, stdin: TextIO | None = None, *, source: str = "--input") -> Any:
@@ -252,8 +254,9 @@ def resume_sagas(
     report = ResumeReport(results=[], failures=[])
     with store_for(settings) as store:
         engine = make_engine(store, settings, observer)
-        for saga_id in saga_ids:
+        for token in saga_ids:
             try:
+                saga_id = resolve_id(store, token)
                 with looking_up(saga_id):
                     if definitions is None or definition is None:
                         result = engine.resume(saga_id)
@@ -264,7 +267,7 @@ def resume_sagas(
             except SagactlError as exc:
                 if len(saga_ids) == 1:
                     raise
-                report.failures.append((saga_id, exc))
+                report.failures.append((token, exc))
                 continue
             result.saga.transitions = store.transitions(saga_id)
             report.results.append(result)
@@ -295,7 +298,7 @@ def operator_name(env: Mapping[str, str] | None = None) -> str:
         return "unknown"
 
 
-def _reason(reason: str) -> str:
+def recorded_reason(reason: str) -> str:
     """The operator's reason on one line, secrets masked: it is stored in the saga's history."""
     from sagactl.masking import mask_secrets
 
@@ -321,12 +324,12 @@ def resolve_compensation(
     """Record ``step``'s compensation as done by hand (who, why), then continue compensating.
     ``out_of_order``: the step is not the compensation waiting (recorded as such)."""
     check_saga_id(saga_id, lookup=True)
-    why, who = _reason(reason), user or operator_name()
+    why, who = recorded_reason(reason), user or operator_name()
     return _drive_one(
         settings,
         saga_id,
         observer,
-        lambda e: e.resolve_step(saga_id, step, reason=why, user=who, out_of_order=out_of_order),
+        lambda e, found: e.resolve_step(found, step, reason=why, user=who, out_of_order=out_of_order),
     )
 
 
@@ -340,58 +343,20 @@ def abort_saga(
 ) -> RunResult:
     """Stop a saga's forward progress and compensate now (who and why are recorded)."""
     check_saga_id(saga_id, lookup=True)
-    why, who = _reason(reason), user or operator_name()
-    return _drive_one(settings, saga_id, observer, lambda e: e.abort(saga_id, reason=why, user=who))
+    why, who = recorded_reason(reason), user or operator_name()
+    return _drive_one(settings, saga_id, observer, lambda e, found: e.abort(found, reason=why, user=who))
 
 
 def _drive_one(
-    settings: Settings, saga_id: str, observer: Observer | None, action: Callable[[Engine], RunResult]
+    settings: Settings, token: str, observer: Observer | None, action: Callable[[Engine, str], RunResult]
 ) -> RunResult:
-    with store_for(settings) as store, looking_up(saga_id):
-        result = action(make_engine(store, settings, observer))
-        result.saga.transitions = store.transitions(saga_id)
-        return result
-
-
-@dataclass(slots=True)
-class StuckResume:
-    """What ``resume --stuck`` did: one result per saga resumed, and the ones it skipped."""
-
-    found: int
-    results: list[RunResult]
-    skipped: list[tuple[str, str]]  # (saga_id, why)
-
-
-def resume_stuck(
-    settings: Settings,
-    *,
-    older_than: str | None = None,
-    saga_type: str | None = None,
-    observer: Observer | None = None,
-    now: datetime | None = None,
-) -> StuckResume:
-    """Resume every stuck saga (as ``list --stuck`` finds them), compensating ones first.
-
-    A saga another process is driving, or one that cannot be resumed, is skipped with the
-    reason; the database becoming unreachable or an interrupt stops the whole run.
-    """
-    threshold = inspect.parse_older_than(older_than)
+    """``action`` on the saga ``token`` names (its ID or a unique prefix of it)."""
     with store_for(settings) as store:
-        stuck = inspect.find_stuck(store, now or utcnow(), older_than=threshold, saga_type=saga_type)
-        engine = make_engine(store, settings, observer)
-        report = StuckResume(found=len(stuck), results=[], skipped=[])
-        for row in stuck:
-            saga_id = row.saga.saga_id
-            try:
-                result = engine.resume(saga_id)
-            except (UnavailableError, Interrupted):
-                raise
-            except SagactlError as exc:
-                report.skipped.append((saga_id, exc.one_line()))
-                continue
+        saga_id = resolve_id(store, token)
+        with looking_up(saga_id):
+            result = action(make_engine(store, settings, observer), saga_id)
             result.saga.transitions = store.transitions(saga_id)
-            report.results.append(result)
-    return report
+            return result
 
 
 # -- the operator's view ---------------------------------------------------------------------
@@ -400,15 +365,45 @@ def resume_stuck(
 def list_sagas(settings: Settings, request: inspect.ListRequest, *, now: datetime | None = None) -> inspect.ListResult:
     """``list``: the sagas matching the filters, or the stuck ones."""
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
+    for token in request.saga_ids:
+        check_saga_id(token, lookup=True)
     with reader_for(settings) as reader:
+        if request.saga_ids:  # unique prefixes name their sagas; one naming none matches nothing
+            request = replace(request, saga_ids=tuple(resolve_ids(reader, request.saga_ids)))
         return inspect.list_sagas(reader, request, now or utcnow())
 
 
+def list_groups(
+    settings: Settings, request: inspect.ListRequest, by: Sequence[GroupBy], *, now: datetime | None = None
+) -> inspect.GroupResult:
+    """``list --group-by``: the sagas matching the filters, folded into failure groups."""
+    inspect.check_list_request(request)
+    for token in request.saga_ids:
+        check_saga_id(token, lookup=True)
+    with reader_for(settings) as reader:
+        if request.saga_ids:
+            request = replace(request, saga_ids=tuple(resolve_ids(reader, request.saga_ids)))
+        return inspect.group_sagas(reader, request, by, now or utcnow())
+
+
 def show_saga(settings: Settings, saga_id: str) -> SagaRecord | SagaSummary:
-    """``show``: one saga with its history (a mapped table gives its row)."""
-    check_saga_id(saga_id, lookup=True)
-    with reader_for(settings) as reader, looking_up(saga_id):
-        return inspect.show_saga(reader, saga_id)
+    """``show``: one saga (by its ID or a unique prefix of it) with its history (a mapped
+    table gives its row)."""
+    return show_sagas(settings, [saga_id])[0]
+
+
+def show_sagas(settings: Settings, tokens: Sequence[str]) -> list[SagaRecord | SagaSummary]:
+    """``show ID...`` / ``show -``: each saga in turn, on one connection. Every ID is checked
+    before the store is opened; the first that finds nothing (or is ambiguous) stops it."""
+    for token in tokens:
+        check_saga_id(token, lookup=True)
+    shown: list[SagaRecord | SagaSummary] = []
+    with reader_for(settings) as reader:
+        for token in tokens:
+            saga_id = resolve_id(reader, token)
+            with looking_up(saga_id):
+                shown.append(inspect.show_saga(reader, saga_id))
+    return shown
 
 
 def follow_saga(

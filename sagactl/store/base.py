@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from sagactl.codec import escaped
@@ -61,11 +62,23 @@ class Claimed:
     lapsed: bool
 
 
+class SortKey(StrEnum):
+    """``list --sort``: oldest first (created_at), least recently updated first, or by type
+    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
+
+    AGE = "age"
+    UPDATED = "updated"
+    TYPE = "type"
+
+
 @dataclass(frozen=True, slots=True)
 class SagaQuery:
     """Filters for listing sagas. ``stuck`` needs ``now`` and ``idle_before``.
 
     stuck = non-terminal and (deadline_at < now, or no deadline and updated_at < idle_before).
+    ``saga_ids``: only these (exact IDs); ``created_from``/``created_before``: created in
+    [from, before); ``step``: the current step's name; ``error``: a literal substring of the
+    last error (case-sensitive; no wildcards); ``job``: sagas a bulk job wrote transitions for.
     """
 
     states: Sequence[SagaState] = ()
@@ -75,6 +88,13 @@ class SagaQuery:
     idle_before: datetime | None = None
     updated_before: datetime | None = None
     limit: int | None = None
+    saga_ids: Sequence[str] = ()
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+    step: str | None = None
+    error: str | None = None
+    job: str | None = None
+    sort: SortKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +148,20 @@ class SagaSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A bulk job (resume/abort/resolve over a selector): what it does, selected how, why, who
+    started it (user@host) and when; ``finished_at`` once it went through its whole plan."""
+
+    job_id: str
+    action: str
+    selector: dict[str, Any]
+    reason: str | None
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreInfo:
     """What a store is, for messages (never carries a password)."""
 
@@ -155,6 +189,12 @@ class SagaReader(Protocol):
     def stamp(self, saga_id: str) -> tuple[Any, ...] | None:
         """Values that change whenever the saga is written (None: no such saga), read from
         indexes only: what ``show --follow`` polls before it reads the saga again."""
+        ...
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` saga IDs that start with ``prefix`` (compared as code points), in that
+        order: an exact match comes first. An index range scan, never a table scan, on a saga
+        log (a mapped table: where its ID column's type and indexes allow)."""
         ...
 
     def detail(self, saga_id: str) -> SagaRecord | SagaSummary | None:
@@ -290,4 +330,20 @@ class Store(SagaReader, Protocol):
         """Delete in one short transaction those of ``saga_ids`` that are finished and still
         match ``query``, and their transitions (the counters follow by trigger); the IDs it
         deleted. A saga that is not completed or failed is never deleted."""
+        ...
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """The bulk job of this ID, or None."""
+        ...
+
+    def start_job(self, job: JobRecord) -> None:
+        """Record a new bulk job (nothing happens when its ID is recorded already)."""
+        ...
+
+    def finish_job(self, job_id: str, at: datetime) -> None:
+        """Mark the job as having gone through its whole plan."""
+        ...
+
+    def touched_by(self, job_id: str) -> set[str]:
+        """The sagas a job wrote at least one transition for (detail.job = ``job_id``)."""
         ...

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sagactl.store.sql import ACTIVE, SqlStore
+from sagactl.store.listing import ACTIVE
+from sagactl.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from sagactl.store.postgres import PostgresStore

@@ -26,7 +26,8 @@ from psycopg import sql
 from sagactl.config import TableMapping
 from sagactl.errors import UnavailableError, UsageError
 from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
-from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
+from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, SortKey, StateCount, StoreInfo
+from sagactl.store.listing import prefix_successor
 from sagactl.store.postgres import RETRY_HINT, connect, failed, first_line, masked
 
 log = logging.getLogger("sagactl.store")
@@ -41,6 +42,13 @@ OPTIONAL_COLUMNS = (
     "deadline_at",
     "last_error",
 )
+
+# Type OIDs of the ID column that decide how a prefix is looked up.
+UUID_OID = 2950
+TEXT_OIDS = frozenset({25, 1043, 1042, 19})  # text, varchar, bpchar, name
+UUID_LOW = "00000000-0000-0000-0000-000000000000"
+UUID_HIGH = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+HEX = frozenset("0123456789abcdef")
 
 _SELECT_KEYS = (
     "saga_id",
@@ -175,6 +183,123 @@ class MappedTableStore:
                 hint="check store.columns: times must be timestamp or timestamptz columns",
             ) from None
 
+    def _needs(self, key: str, option: str) -> sql.Composable:
+        if key not in self.columns:
+            raise UsageError(f"{option} needs store.columns.{key} in the config file")
+        return self._col(key)
+
+    def _id_kind(self) -> str:
+        """What the ID column is: "uuid", "text" (text, varchar...) or "other" (read as text)."""
+        known: str | None = self.__dict__.get("_kind")
+        if known is None:
+            statement = sql.SQL("SELECT {} FROM {} LIMIT 0").format(self._col("saga_id"), self.table)
+            with self._db("reading the ID column's type") as conn:
+                cursor = conn.execute(statement)
+                oid = cursor.description[0].type_code if cursor.description else 0
+            known = "uuid" if oid == UUID_OID else "text" if oid in TEXT_OIDS else "other"
+            self.__dict__["_kind"] = known
+        return known
+
+    def _ids_in(self, saga_ids: Sequence[str], params: list[Any]) -> sql.Composable:
+        """The ID column among ``saga_ids``, natively (its index serves it) where its type
+        allows; IDs a uuid column cannot hold match nothing."""
+        kind = self._id_kind()
+        column = self._col("saga_id")
+        if kind == "uuid":
+            saga_ids = [i for i in saga_ids if _as_uuid(i) is not None]
+        elif kind == "other":
+            column = sql.SQL("CAST({} AS text)").format(column)
+        if not saga_ids:
+            return sql.SQL("FALSE")
+        params.extend(saga_ids)
+        return sql.SQL("{} IN ({})").format(column, sql.SQL(", ").join(sql.Placeholder() for _ in saga_ids))
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """IDs starting with ``prefix``. A uuid column is read as the uuid range the prefix
+        spans (its own btree serves it); a text column as the range [prefix, successor) in the
+        "C" collation (served by an index in that collation); any other type is scanned."""
+        found = self._prefix_statement(prefix, limit)
+        if found is None:
+            return []  # no uuid's text starts with it
+        with self._db(f"looking up saga IDs starting {prefix}") as conn:
+            return [str(r[0]) for r in conn.execute(*found).fetchall()]
+
+    def explain_prefix(self, prefix: str, limit: int = 11) -> str:
+        """EXPLAIN of ``ids_with_prefix`` (proof of the index range scan)."""
+        found = self._prefix_statement(prefix, limit)
+        assert found is not None, "no uuid starts with that"
+        with self._db("explaining a query") as conn:
+            return "\n".join(str(r[0]) for r in conn.execute(sql.SQL("EXPLAIN ") + found[0], found[1]))
+
+    def _prefix_statement(self, prefix: str, limit: int) -> tuple[sql.Composed, list[Any]] | None:
+        kind = self._id_kind()
+        column = self._col("saga_id")
+        params: list[Any]
+        if kind == "uuid":
+            low = _uuid_bound(prefix, UUID_LOW)
+            if low is None:
+                return None
+            cond = sql.SQL("{c} BETWEEN %s AND %s").format(c=column)
+            params = [low, _uuid_bound(prefix, UUID_HIGH)]
+            ordered: sql.Composable = column
+        else:
+            text = column if kind == "text" else sql.SQL("CAST({} AS text)").format(column)
+            ordered = sql.SQL('{} COLLATE "C"').format(text)
+            cond = sql.SQL("{} >= %s").format(ordered)
+            params = [prefix]
+            upper = prefix_successor(prefix)
+            if upper is not None:
+                cond = sql.SQL("{} AND {} < %s").format(cond, ordered)
+                params.append(upper)
+        statement = sql.SQL("SELECT {c} FROM {t} WHERE {cond} ORDER BY {o} LIMIT %s").format(
+            c=column, t=self.table, cond=cond, o=ordered
+        )
+        return statement, [*params, int(limit)]
+
+    def _filters(self, query: SagaQuery, where: list[sql.Composable], params: list[Any]) -> None:
+        """The filters beyond state, type and stuckness (list --saga-id/--since/--until/--step/
+        --error), each on the column the config maps, refused when it maps none."""
+        if query.job is not None:
+            raise UsageError(
+                "--job reads what a bulk job recorded in a sagactl saga log: a mapped table has no jobs",
+                hint="point this command at the saga log with --dsn or another --context",
+            )
+        if query.saga_ids:
+            where.append(self._ids_in(query.saga_ids, params))
+        for value, op, option in ((query.created_from, ">=", "--since"), (query.created_before, "<", "--until")):
+            if value is not None:
+                where.append(sql.SQL("{} {} %s").format(self._needs("created_at", option), sql.SQL(op)))
+                params.append(value)
+        if query.step is not None:
+            if "current_step_name" in self.columns or "current_step" not in self.columns:
+                step = self._needs("current_step_name", "--step")
+            else:  # the other orchestrator records the step by name in its step column
+                step = self._col("current_step")
+            where.append(sql.SQL("CAST({} AS text) = %s").format(step))
+            params.append(query.step)
+        if query.error is not None:
+            error = self._needs("last_error", "--error")
+            where.append(sql.SQL("strpos(CAST({} AS text), %s) > 0").format(error))
+            params.append(query.error)
+
+    def _order(self, query: SagaQuery, params: list[Any]) -> sql.Composable:
+        updated, deadline = self._col("updated_at"), self._col("deadline_at")
+        created = self._col("created_at") if "created_at" in self.columns else updated
+        saga_id = self._col("saga_id")
+        if query.sort is SortKey.AGE:
+            return sql.SQL("{}, {}").format(created, saga_id)
+        if query.sort is SortKey.UPDATED:
+            return sql.SQL("{}, {}").format(updated, saga_id)
+        if query.sort is SortKey.TYPE:
+            return sql.SQL("{}, {}, {}").format(self._needs("saga_type", "--sort type"), created, saga_id)
+        params.append(self.values[SagaState.COMPENSATING])
+        age: sql.Composable
+        if query.stuck and "deadline_at" in self.columns:
+            age = sql.SQL("COALESCE({}, {})").format(deadline, updated)
+        else:
+            age = created if not query.stuck else updated
+        return sql.SQL("{} = %s DESC, {}, {}").format(self._state(), age, saga_id)
+
     # -- reads --------------------------------------------------------------------------
 
     def summaries(self, query: SagaQuery) -> list[SagaSummary]:
@@ -203,18 +328,9 @@ class MappedTableStore:
         if query.updated_before is not None:
             where.append(sql.SQL("{} < %s").format(updated))
             params.append(query.updated_before)
-        params.append(self.values[SagaState.COMPENSATING])
-        age: sql.Composable
-        if query.stuck and "deadline_at" in self.columns:
-            age = sql.SQL("COALESCE({}, {})").format(deadline, updated)
-        else:
-            age = self._col("created_at") if "created_at" in self.columns and not query.stuck else updated
-        statement = sql.SQL("{select} WHERE {where} ORDER BY {state} = %s DESC, {age}, {saga_id}").format(
-            select=self._select(),
-            where=sql.SQL(" AND ").join(where),
-            state=self._state(),
-            age=age,
-            saga_id=self._col("saga_id"),
+        self._filters(query, where, params)
+        statement = sql.SQL("{select} WHERE {where} ORDER BY {order}").format(
+            select=self._select(), where=sql.SQL(" AND ").join(where), order=self._order(query, params)
         )
         if query.limit is not None:
             statement = statement + sql.SQL(" LIMIT %s")
@@ -334,3 +450,25 @@ def _when(value: Any) -> datetime | None:
             f"mapped table value {str(value)[:40]!r} is not a timestamp",
             hint="map created_at/updated_at/deadline_at to timestamp or timestamptz columns",
         ) from None
+
+
+def _as_uuid(text: str) -> str | None:
+    """``text`` as PostgreSQL would read a uuid, or None when it is not one."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def _uuid_bound(prefix: str, fill: str) -> str | None:
+    """The uuid whose text starts with ``prefix`` (any case) and goes on as ``fill``; None when
+    no uuid's text starts with it."""
+    prefix = prefix.lower()
+    if len(prefix) > len(fill):
+        return None
+    for char, shape in zip(prefix, fill, strict=False):
+        if (shape == "-") != (char == "-") or (char != "-" and char not in HEX):
+            return None
+    return prefix + fill[len(prefix) :]

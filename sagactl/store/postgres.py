@@ -26,6 +26,7 @@ from sagactl.masking import MASK, MIN_SECRET_LENGTH, mask_dsn
 from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.history import LINK_RERUN, HistoryStore, Run
+from sagactl.store.listing import POSTGRES, prefix_statement
 from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row
 
@@ -163,6 +164,8 @@ class PostgresStore(HistoryStore):
     Read-only commands pass False and get UnavailableError naming ``sagactl db init`` instead:
     they never run DDL, and never answer "nothing found" from an uninitialised database.
     """
+
+    dialect = POSTGRES
 
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         self.dsn = dsn
@@ -375,9 +378,15 @@ class PostgresStore(HistoryStore):
 
     def explain_list(self, query: SagaQuery, *, analyze: bool = True) -> str:
         """EXPLAIN (ANALYZE, BUFFERS) of ``list_sagas(query)``: proof of the index scan."""
-        statement, params = self.list_statement(query)
+        return self._explain(*self.list_statement(query), analyze=analyze)
+
+    def explain_prefix(self, prefix: str, limit: int = 11) -> str:
+        """EXPLAIN (ANALYZE, BUFFERS) of ``ids_with_prefix``: proof of the index range scan."""
+        return self._explain(*prefix_statement(prefix, limit, self.dialect))
+
+    def _explain(self, statement: str, params: list[Any], *, analyze: bool = True) -> str:
         options = "ANALYZE, BUFFERS" if analyze else "COSTS"
-        rows = self._query(f"EXPLAIN ({options}) {statement}", params, "explaining the list query")
+        rows = self._query(f"EXPLAIN ({options}) {statement}", params, "explaining a query")
         return "\n".join(str(r[0]) for r in rows)
 
     def close(self) -> None:

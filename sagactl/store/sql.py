@@ -20,6 +20,7 @@ from sagactl.errors import UsageError
 from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
 from sagactl.store.base import (
     ActiveCount,
+    JobRecord,
     LeaseHolder,
     LeaseLostError,
     SagaExistsError,
@@ -29,6 +30,7 @@ from sagactl.store.base import (
     StoreInfo,
     UnreadableSagaError,
 )
+from sagactl.store.listing import ACTIVE, SQLITE, Dialect, list_statement, prefix_statement, touched_statement
 
 log = logging.getLogger("sagactl.store")
 
@@ -40,8 +42,6 @@ COLUMNS = (
 )
 # What a log at an older schema version gives in place of the columns later versions added.
 _ADDED = ((4, ", wake_at", ", NULL AS wake_at"), (6, ", rerun_of, rerun_as", ", NULL AS rerun_of, NULL AS rerun_as"))
-# Written literally (never as parameters) so the planners can prove the partial indexes apply.
-ACTIVE = "state NOT IN ('completed', 'failed')"
 KNOWN_STATES = ", ".join(state.value for state in SagaState)
 _FIX_ROWS = "fix the rows (states are stored lowercase) or upgrade sagactl"
 
@@ -82,53 +82,12 @@ _STAMP = (
     " (SELECT max(id) FROM saga_transitions WHERE saga_id = ?) FROM saga_log WHERE saga_id = ?"
 )
 _RELEASE = "UPDATE saga_log SET lease_owner = NULL, lease_expires_at = NULL WHERE saga_id = ? AND lease_owner = ?"
-
-
-def list_statement(query: SagaQuery, encode_time: Any, columns: str = COLUMNS) -> tuple[str, list[Any]]:
-    """The SELECT behind ``list_sagas(query)`` and its parameters; ``encode_time`` turns a
-    datetime into what the dialect stores, ``columns`` are what a row is read as."""
-    where: list[str] = []
-    params: list[Any] = []
-    if query.stuck:
-        now = query.now or utcnow()
-        where.append(ACTIVE)
-        where.append("(deadline_at < ? OR (deadline_at IS NULL AND updated_at < ?))")
-        params += [encode_time(now), encode_time(query.idle_before or now)]
-    if query.states:
-        where.append(f"state IN ({', '.join('?' for _ in query.states)})")
-        params += [s.value for s in query.states]
-    if query.saga_type is not None:
-        where.append("saga_type = ?")
-        params.append(query.saga_type)
-    if query.updated_before is not None:
-        where.append("updated_at < ?")
-        params.append(encode_time(query.updated_before))
-    if not query.stuck and query.limit is not None:
-        # Compensating sagas first, then the oldest: each part read in created_at order from an
-        # index (saga_log_state_created, saga_log_created), so a short listing never sorts the log.
-        limit = int(query.limit)
-
-        def part(state_test: str) -> str:
-            cond = " AND ".join([state_test, *where])
-            return f"SELECT * FROM (SELECT {columns} FROM saga_log WHERE {cond} ORDER BY created_at, saga_id LIMIT ?)"
-
-        first, rest = part("state = 'compensating'"), part("state <> 'compensating'")
-        statement = (
-            f"SELECT * FROM ({first} AS compensating UNION ALL {rest} AS others) AS listed"
-            " ORDER BY state = 'compensating' DESC, created_at, saga_id LIMIT ?"
-        )
-        return statement, [*params, limit, *params, limit, limit]
-    statement = f"SELECT {columns} FROM saga_log"
-    if where:
-        statement += " WHERE " + " AND ".join(where)
-    if query.stuck:
-        statement += " ORDER BY state = 'compensating' DESC, COALESCE(deadline_at, updated_at), saga_id"
-    else:
-        statement += " ORDER BY state = 'compensating' DESC, created_at, saga_id"
-    if query.limit is not None:
-        statement += " LIMIT ?"
-        params.append(int(query.limit))
-    return statement, params
+_JOB = "SELECT job_id, action, selector, reason, started_by, started_at, finished_at FROM saga_jobs WHERE job_id = ?"
+_START_JOB = (
+    "INSERT INTO saga_jobs (job_id, action, selector, reason, started_by, started_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING"
+)
+_FINISH_JOB = "UPDATE saga_jobs SET finished_at = ? WHERE job_id = ?"
 
 
 def idle_timeout(saga: SagaRecord) -> float | None:
@@ -169,6 +128,7 @@ class SqlStore:
 
     info: StoreInfo
     _warned: set[str]  # unknown states already warned about (each once per command)
+    dialect: Dialect = SQLITE
 
     def _columns(self) -> str:
         """COLUMNS as this log's schema can give them: a reader of a log older than version 4
@@ -185,7 +145,13 @@ class SqlStore:
             if version < added_in:
                 known = known.replace(columns, missing)
         self.__dict__["_known_columns"] = known
+        self.__dict__["_jobs"] = version >= 5
         return known
+
+    def _jobs_recorded(self) -> bool:
+        """Whether this log's schema holds bulk jobs (version 5 on): an older one has none."""
+        self._columns()
+        return bool(self.__dict__.get("_jobs"))
 
     def schema_version(self) -> int:
         raise NotImplementedError
@@ -387,7 +353,7 @@ class SqlStore:
 
     def list_statement(self, query: SagaQuery) -> tuple[str, list[Any]]:
         """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
-        return list_statement(query, self._encode_time, self._columns())
+        return list_statement(query, self._encode_time, self._columns(), self.dialect)
 
     def list_sagas(self, query: SagaQuery) -> list[SagaRecord]:
         """Matching sagas; rows this sagactl cannot read are left out with a warning."""
@@ -399,6 +365,10 @@ class SqlStore:
             except UnreadableSagaError as exc:
                 self._skip_unreadable(exc)
         return found
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        statement, params = prefix_statement(prefix, limit, self.dialect)
+        return [str(r[0]) for r in self._query(statement, params, f"looking up saga IDs starting {prefix}")]
 
     def counts(self) -> list[StateCount]:
         rows = self._query(_COUNTS, [], "reading the saga counters")
@@ -433,6 +403,45 @@ class SqlStore:
             run(_RECOUNT)
             after = run(_ALL_COUNTS)
         return counts(before), counts(after)
+
+    # -- bulk jobs ------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobRecord | None:
+        if not self._jobs_recorded():
+            return None
+        rows = self._query(_JOB, [job_id], f"reading job {job_id}")
+        if not rows:
+            return None
+        r = rows[0]
+        return JobRecord(
+            job_id=str(r[0]),
+            action=str(r[1]),
+            selector=self._decode_json(r[2]) or {},
+            reason=r[3],
+            started_by=str(r[4]),
+            started_at=self._decode_time(r[5]) or utcnow(),
+            finished_at=self._decode_time(r[6]),
+        )
+
+    def start_job(self, job: JobRecord) -> None:
+        params = [
+            job.job_id,
+            job.action,
+            self._encode_json(job.selector),
+            job.reason,
+            job.started_by,
+            self._encode_time(job.started_at),
+        ]
+        self._update(_START_JOB, params, f"recording job {job.job_id}")
+
+    def finish_job(self, job_id: str, at: datetime) -> None:
+        self._update(_FINISH_JOB, [self._encode_time(at), job_id], f"finishing job {job_id}")
+
+    def touched_by(self, job_id: str) -> set[str]:
+        if not self._jobs_recorded():
+            return set()
+        rows = self._query(touched_statement(self.dialect), [job_id], f"reading what job {job_id} touched")
+        return {str(r[0]) for r in rows}
 
     # -- leases ---------------------------------------------------------------------------
 

@@ -156,7 +156,7 @@ def test_a_usage_error_from_the_real_entry_point_is_one_line_exit_2(tmp_path: Pa
     ("args", "line"),
     [
         (["nosuch"], "no such command 'nosuch'; see 'sagactl --help'"),
-        (["show"], "missing argument 'saga_id'; see 'sagactl show --help'"),
+        (["show"], "missing argument 'saga_ids'; see 'sagactl show --help'"),
         (["run", "x.yaml", "--saga-id"], "option '--saga-id' requires an argument; see 'sagactl --help'"),
         (
             ["list", "--limit", "x"],

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -318,19 +319,29 @@ def test_abort_of_a_stuck_compensation_records_the_note(cli: Path, monkeypatch: 
 def test_resume_stuck_resumes_each_with_a_summary(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stuck(cli, monkeypatch, "c-1")
     run_stuck(cli, monkeypatch, "c-2")
-    code, out, err = invoke("resume", "--stuck", "-q")
+    code, out, err = invoke("resume", "--stuck", "-q")  # two sagas, no terminal: --yes needed
+    assert (code, out) == (2, "")
+    assert err.startswith("sagactl: error: this would resume 2 sagas as job-") and err.endswith(
+        ": pass --yes to go ahead; see the plan first with --dry-run\n"
+    )
+    code, out, err = invoke("resume", "--stuck", "--yes", "-q")
     assert (code, out) == (3, "c-1\nc-2\n")
     lines = err.splitlines()
     assert [line.split(" is compensating at charge: ")[0] for line in lines[:2]] == [
         "sagactl: saga c-1",
         "sagactl: saga c-2",
     ]
-    assert lines[2:] == ["sagactl: resumed 2 of 2 stuck sagas: 2 compensating"]
+    first_job = lines[2].split()[1]
+    assert len(lines) == 3 and first_job.startswith("job-")
+    who = f"alice@{socket.gethostname()}"
+    assert lines[2].startswith(f"sagactl: {first_job} ({who}): resumed 2 of 2 sagas: 2 compensating in ")
     monkeypatch.delenv("FAIL_COMPENSATION")
-    code, out, err = invoke("resume", "--stuck", "-o", "json")
+    code, out, err = invoke("resume", "--stuck", "--yes", "-o", "json")
     assert code == 1
     assert [d["state"] for d in json.loads(out)] == ["failed", "failed"]
-    assert err.splitlines()[-1] == "sagactl: resumed 2 of 2 stuck sagas: 2 failed"
+    # the first job went through its plan: the same command is a new job
+    assert f"-2 (alice@{socket.gethostname()}): resumed 2 of 2 sagas: 2 failed in " in err.splitlines()[-1]
+    assert err.splitlines()[-1].startswith(f"sagactl: {first_job}-2 ")
     assert invoke("resume", "--stuck", "-o", "json") == (0, "[]\n", "sagactl: no stuck sagas to resume\n")
 
 
@@ -345,17 +356,22 @@ def test_resume_stuck_skips_a_saga_another_process_drives(
         store.close()
     code, out, err = invoke("resume", "--stuck", "-q")
     assert (code, out) == (3, "")
-    assert err.startswith("sagactl: resumed 0 of 1 stuck sagas: none resumed; skipped 1: c-1 (saga c-1 is being")
-    assert "driven by elsewhere:1:abcd" in err
+    lines = err.splitlines()
+    assert lines[0].startswith("sagactl: error: saga c-1 is being driven by elsewhere:1:abcd")
+    assert "resumed 0 of 1 sagas: none resumed; failed 1" in lines[1]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["c-1", "--stuck"], "pass SAGA_IDs or --stuck, not both"),
-        (["c-1", "--older-than", "5m"], "--older-than and --type apply only with --stuck"),
-        ([], "name at least one SAGA_ID, or pass --stuck"),
+        (["c-1", "--stuck"], "pass saga IDs (or -) or selectors (--stuck, --state,"),
+        (["c-1", "--older-than", "5m"], "pass saga IDs (or -) or selectors (--stuck, --state,"),
+        ([], "name at least one SAGA_ID (or - for IDs on stdin), or select sagas with --stuck"),
         (["--stuck", "--older-than", "soon"], "invalid duration 'soon'"),
+        (["--group", "cd7ce307"], "--group KEY picks a failure group among the sagas the other selectors pick"),
+        (["--stuck", "--rate", "0"], "--rate must be above 0"),
+        (["--stuck", "--max", "0"], "--max must be 1 to 1000000000"),
+        (["--stuck", "--job", "a b"], "--job takes a job ID"),
     ],
 )
 def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> None:
@@ -519,7 +535,7 @@ def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.
     assert code == 1, err
     shown = json.loads(invoke("show", "c-1", "-o", "json")[1])
     assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
-    assert err.splitlines()[-1] == "sagactl: resumed 1 of 1 stuck sagas: 1 failed"
+    assert ": resumed 1 of 1 sagas: 1 failed in " in err.splitlines()[-1]
 
 
 @pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])

@@ -29,7 +29,7 @@ from sagactl.store.base import (
     StateCount,
 )
 
-# The schema version db init reaches: the last migration, schema/*/006_reruns.sql. A new
+# The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
 SCHEMA_VERSION = 6
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)

@@ -31,7 +31,7 @@ from tests.support.postgres import _as_url, _with_dbname, fresh_database
 from tests.support.processes import sagactl
 from tests.support.sagas import add, at, saga
 
-# The schema version db init reaches: the last migration, schema/*/006_reruns.sql. A new
+# The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
 SCHEMA_VERSION = 6
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
@@ -62,7 +62,7 @@ def pg(pg_dsn: str) -> Iterator[PostgresStore]:
 
 def truncate(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts RESTART IDENTITY")
+        conn.execute("TRUNCATE saga_log, saga_transitions, saga_counts, saga_jobs RESTART IDENTITY")
 
 
 def tables(dsn: str) -> set[str]:
