@@ -195,11 +195,7 @@ def _phase_totals(phase: str, tries: str, timeouts: str, end: str, ok: str, seco
 
 
 def _postgres_totals(store: Any, since: datetime, saga_type: str | None) -> list[StepTotals]:
-    inner = (
-        runs_statement("postgres", saga_type)
-        .replace("SELECT min(l.saga_type), t.step_name,", "SELECT min(l.saga_type) AS saga_type, t.step_name AS step_name,", 1)
-        .replace("?", "%s")
-    )
+    inner = runs_statement("postgres", saga_type).replace("?", "%s")  # its columns named by the CTE
     columns = "saga_type, step_name, a_tries, a_timeouts, a_end, a_seconds, c_tries, c_timeouts, c_end, c_seconds"
     action = _phase_totals(
         "action",
