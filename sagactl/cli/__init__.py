@@ -109,9 +109,10 @@ COMMANDS = (  # (group, name, command), in the order help lists them
     (config_app, "use-context", tools.config_use_context),
     (config_app, "view", tools.config_view),
 )
-GROUP_PATHS = {id(app): "", id(db_app): "db ", id(dlq_app): "dlq ", id(config_app): "config "}
+# each group's words before a command's name ("db "), for the command's Examples in its help
+_PREFIX = {id(info.typer_instance): f"{info.name} " for info in app.registered_groups} | {id(app): ""}
 for group, name, command in COMMANDS:
-    group.command(name, epilog=epilog(GROUP_PATHS[id(group)] + name, rich=_RICH))(command)
+    group.command(name, epilog=epilog(_PREFIX.get(id(group), "") + name, rich=_RICH))(command)
 
 def main() -> None:
     """Console entry point."""

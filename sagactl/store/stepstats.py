@@ -66,7 +66,7 @@ def runs_statement(kind: str, saga_type: str | None) -> str:
     c_end = "MAX(CASE WHEN t.new_state = 'compensated' THEN t.at END)"
     where = "l.created_at >= ? AND t.step_name IS NOT NULL" + (" AND l.saga_type = ?" if saga_type else "")
     return (
-        "SELECT l.saga_type, t.step_name,"
+        "SELECT min(l.saga_type), t.step_name,"
         " SUM(CASE WHEN t.new_state = 'executing' THEN 1 ELSE 0 END),"
         f" SUM(CASE WHEN t.new_state = 'executing' AND {after} = 'timeout' THEN 1 ELSE 0 END)"
         f" + MAX(CASE WHEN {act_end} AND {timed_out} = {true} THEN 1 ELSE 0 END),"
@@ -78,7 +78,7 @@ def runs_statement(kind: str, saga_type: str | None) -> str:
         f" {_seconds(kind, c_start, c_end)}"
         " FROM saga_log l JOIN saga_transitions t ON t.saga_id = l.saga_id"
         f" WHERE {where}"
-        " GROUP BY l.saga_type, t.saga_id, t.step_name"
+        " GROUP BY t.saga_id, t.step_name"  # one saga, one type: the narrowest key to group on
     )
 
 
@@ -182,22 +182,20 @@ def fold(runs: Iterable[StepRun]) -> list[StepTotals]:
 def _phase_totals(phase: str, tries: str, timeouts: str, end: str, ok: str, seconds: str, failed: str) -> str:
     """One phase's totals per (type, step) over the ``runs`` CTE (PostgreSQL)."""
     return (
-        f"SELECT saga_type, step_name, '{phase}', count(*), count(*) FILTER (WHERE {end} = {ok}),"
+        f'SELECT saga_type COLLATE "C", step_name COLLATE "C", \'{phase}\', count(*),'
+        f" count(*) FILTER (WHERE {end} = {ok}),"
         f" count(*) FILTER (WHERE {failed}), count(*) FILTER (WHERE {end} = 2), sum({tries}),"
         f" coalesce(sum({tries}) FILTER (WHERE {end} = {ok}), 0), sum({timeouts}),"
         f" coalesce(sum({timeouts}) FILTER (WHERE {end} = {ok}), 0),"
         f" percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {seconds})"
         f" FILTER (WHERE {end} = {ok} OR ({failed}))"
-        f" FROM runs WHERE {tries} > 0 OR {end} IS NOT NULL GROUP BY saga_type, step_name"
+        f" FROM runs WHERE {tries} > 0 OR {end} IS NOT NULL"
+        ' GROUP BY saga_type COLLATE "C", step_name COLLATE "C"'  # bytes compared: no collation cost
     )
 
 
 def _postgres_totals(store: Any, since: datetime, saga_type: str | None) -> list[StepTotals]:
-    inner = (
-        runs_statement("postgres", saga_type)
-        .replace("SELECT l.saga_type, t.step_name,", "SELECT l.saga_type AS saga_type, t.step_name AS step_name,", 1)
-        .replace("?", "%s")
-    )
+    inner = runs_statement("postgres", saga_type).replace("?", "%s")  # its columns named by the CTE
     columns = "saga_type, step_name, a_tries, a_timeouts, a_end, a_seconds, c_tries, c_timeouts, c_end, c_seconds"
     action = _phase_totals(
         "action",
@@ -212,7 +210,7 @@ def _postgres_totals(store: Any, since: datetime, saga_type: str | None) -> list
     statement = f"WITH runs ({columns}) AS ({inner}) {action} UNION ALL {compensation}"
     params: list[Any] = [since, *([saga_type] if saga_type else [])]
     with store._db("reading step transitions") as conn, conn.transaction():
-        conn.execute("SET LOCAL work_mem = '64MB'")  # the per-run grouping sorts in memory
+        conn.execute("SET LOCAL work_mem = '128MB'")  # the per-run grouping stays in memory (~1M transitions)
         conn.execute("SET LOCAL jit = off")  # compiling costs more than it saves here
         rows = conn.execute(statement.encode(), params).fetchall()
     found = []
