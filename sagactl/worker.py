@@ -42,7 +42,13 @@ from sagactl.transports.sqs import SqsTransport, read_reply
 log = logging.getLogger("sagactl.worker")
 
 REPLY_WAIT = 10  # seconds a listener long-polls (also how long stopping may wait for it)
-REPLY_HOLD = 60  # seconds a received reply stays hidden while a driver applies it
+# Seconds a received reply stays hidden while a driver applies it. Short, because a worker
+# killed with replies in hand cannot give them back: they reappear only when this runs out, and
+# a saga whose step times out first sends its command again. Replies wait in hand for at most
+# REPLY_BUFFER x concurrency of them to be applied; one that waits longer is received again
+# and applied once (the second copy finds nobody waiting and is deleted).
+REPLY_HOLD = 10
+REPLY_BUFFER = 2  # replies received and waiting for a driver, per driver thread
 BUSY_RETRY = 2  # seconds until a reply for a busy saga is visible again
 RECONNECT = 2.0  # seconds a driver thread waits before it connects again to a database that went away
 DISCOVER_EVERY = 5.0  # seconds between looks for new reply queues and dead holders on this host
@@ -84,7 +90,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
         self.work = threading.Event()  # set when there may be work: a reply came, a saga was put aside
-        self.replies: queue.Queue[_Reply] = queue.Queue(maxsize=10 * self.options.concurrency)
+        self.replies: queue.Queue[_Reply] = queue.Queue(maxsize=REPLY_BUFFER * self.options.concurrency)
         self.takeovers: queue.Queue[tuple[str, str]] = queue.Queue()
         self.listening: dict[Any, threading.Thread] = {}
         self.listening_lock = threading.Lock()
