@@ -197,6 +197,35 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
         store.close()
 
 
+def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> None:
+    """The first command of each step goes unanswered: its retry, sent by whichever driver
+    takes the saga up after the timeout, carries the next attempt's deduplication ID (from the
+    saga log), so SQS does not drop it as a duplicate and the saga completes."""
+    commands, replies = sqs.queue("commands", fifo=True), sqs.queue("replies")
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="1s")
+    seen: set[str] = set()
+
+    def second_time(body: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any] | None:
+        key = attributes["idempotency_key"]
+        if key not in seen:
+            seen.add(key)
+            return None  # lost: no answer
+        return answered(body, attributes)
+
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    try:
+        with (
+            Participant(sqs, commands, second_time) as participant,
+            running(build_worker(Settings(dsn=store_dsn), replace(FAST, concurrency=2))),
+        ):
+            wait_for(lambda: states(store, [saga_id]) == ["completed"], timeout=30)
+        dedup = [m["Attributes"]["MessageDeduplicationId"] for m in participant.seen]
+        assert dedup == [f"{saga_id}:{step}:action:{n}" for step in ("reserve", "charge") for n in (1, 2)]
+    finally:
+        store.close()
+
+
 def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
     store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
 ) -> None:
