@@ -37,6 +37,7 @@ from sagactl.lease import holder_is_dead, lease_until
 from sagactl.metrics import WorkerMetrics
 from sagactl.models import Phase, idempotency_key
 from sagactl.store.base import Store
+from sagactl.transports import TransportPool
 from sagactl.transports.sqs import SqsTransport, read_reply
 
 log = logging.getLogger("sagactl.worker")
@@ -158,9 +159,7 @@ class Worker:
                     busy = self._one_job(store, engine)
                 except UnavailableError as exc:
                     log.warning("%s; retrying in %gs", exc.one_line(), RECONNECT)
-                    if store is not None:
-                        with contextlib.suppress(Exception):
-                            store.close()
+                    _close(store, engine)
                     store = engine = None
                     self.stopping.wait(RECONNECT)
                     continue
@@ -174,8 +173,7 @@ class Worker:
                 self.work.clear()
                 idle = min(self.options.poll, idle * 2)
         finally:
-            if store is not None:
-                store.close()
+            _close(store, engine)
 
     def _one_job(self, store: Store, engine: Engine) -> bool:
         """Apply a reply, take over a dead holder's saga or claim one; False when there was
@@ -211,7 +209,7 @@ class Worker:
     def _drive(self, engine: Engine, saga_id: str) -> None:
         self.metrics.in_flight.inc()
         try:
-            result = engine.resume(saga_id)
+            result = engine.resume(saga_id, held=True)  # claimed or taken over: the lease is ours
             if result.saga.wake_at is not None:
                 self._listen_for(result.saga.definition)
                 self.work.set()
@@ -318,6 +316,15 @@ class Worker:
                     self.work.set()
         finally:
             transport.close()
+
+
+def _close(store: Store | None, engine: Engine | None) -> None:
+    """A driver thread's connections: its store's and the transports its engine kept open."""
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.close()
+    if engine is not None and isinstance(engine.transport_factory, TransportPool):
+        engine.transport_factory.close()
 
 
 def listeners_of(snapshot: dict[str, Any], open_endpoint: Callable[[Any, str], Any]) -> list[SqsTransport]:
