@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,6 +214,59 @@ def throughput(admin: str, quick: bool, tmp: Path) -> list[str]:
     return lines
 
 
+def step_latency(dsn: str) -> float:
+    """Median ms from a step's start (its write-ahead record) to its result."""
+    query = (
+        "SELECT saga_id, step_name, new_state, at FROM saga_transitions"
+        " WHERE step_name IS NOT NULL ORDER BY saga_id, id"
+    )
+    took, started = [], {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for saga_id, _, new, at in conn.execute(query):
+            if new == "executing":
+                started[saga_id] = at
+            elif new == "completed":
+                took.append((at - started[saga_id]).total_seconds() * 1000)
+    return statistics.median(took)
+
+
+def ratio(admin: str, rounds: int, tmp: Path) -> list[str]:
+    """One worker, 20 ms participant: --concurrency 1 and 16 in turn, ``rounds`` times."""
+    definition = tmp / "http.yaml"
+    definition.write_text(HTTP_SAGA)
+    rates: dict[int, list[float]] = {1: [], 16: []}
+    latency: dict[int, list[float]] = {1: [], 16: []}
+    loads = []
+    with shop(0.02) as url:
+        for _ in range(rounds):
+            for concurrency, count in ((1, 80), (16, 600)):
+                with scratch_database(admin, "bench_ratio") as dsn:
+                    env = env_for(dsn, BENCH_URL=url)
+                    submit(definition, count, env)
+                    with workers(1, concurrency, env):
+                        wait_done(dsn, count, timeout=600)
+                    rates[concurrency].append(steady_rate(dsn))
+                    latency[concurrency].append(step_latency(dsn))
+                    loads.append(os.getloadavg()[0])
+                    print(f"--concurrency {concurrency}: {rates[concurrency][-1]:.1f} sagas/s ({load()})", flush=True)
+    one, sixteen = statistics.median(rates[1]), statistics.median(rates[16])
+    return [
+        f"## --concurrency 16 against 1 (one worker, 20 ms participant, {rounds} rounds in turn)",
+        "",
+        "| --concurrency | sagas/s (each round) | median | median step time (start recorded -> result) |",
+        "|---|---|---|---|",
+        *(
+            f"| {c} | {', '.join(f'{r:.1f}' for r in rates[c])} | {statistics.median(rates[c]):.1f}"
+            f" | {statistics.median(latency[c]):.0f} ms |"
+            for c in (1, 16)
+        ),
+        "",
+        f"Ratio of the medians: {sixteen / one:.1f}x (1-minute load average during the rounds:"
+        f" {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} CPUs).",
+        "",
+    ]
+
+
 # -- claims --------------------------------------------------------------------------------
 
 
@@ -243,7 +297,7 @@ def claims(admin: str, quick: bool, tmp: Path) -> list[str]:
                 owner = make_owner()
                 while True:
                     now = datetime.now(UTC)
-                    got = stores[index].claim(owner, lease_until(now), now, 1)
+                    got = stores[index].claim(owner, lease_until(now, 3600), now, 1)  # no lease lapses meanwhile
                     if not got:
                         return
                     taken[index] += 1
@@ -428,13 +482,16 @@ def main() -> None:
     parser.add_argument("--pg", default=DEFAULT_PG, help="an admin DSN (scratch databases are made there)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the tables here")
     parser.add_argument("--quick", action="store_true", help="a third of the sagas per case")
-    parser.add_argument("--only", choices=("throughput", "claims", "sqs"), help="one part only")
+    parser.add_argument("--only", choices=("throughput", "ratio", "claims", "sqs"), help="one part only")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the concurrency 1 / 16 comparison")
     parser.add_argument("--sqs-sagas", type=int, default=1000, help="sagas waiting on SQS replies (default 1000)")
     args = parser.parse_args()
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         if args.only in (None, "throughput"):
             out += throughput(args.pg, args.quick, Path(tmp))
+        if args.only in (None, "ratio"):
+            out += ratio(args.pg, args.rounds, Path(tmp))
         if args.only in (None, "claims"):
             out += claims(args.pg, args.quick, Path(tmp))
         if args.only in (None, "sqs"):
