@@ -293,6 +293,11 @@ def run_scenario(s: Scenario) -> None:
             stack.enter_context(process(shipping, env, logs["sqs_service"]))
 
             began = time.monotonic()
+            # The workers start up while the sagas are recorded (they claim them as they come).
+            worker_argv = [sys.executable, "-m", "sagactl", "worker", "--concurrency", "4", "--poll", "100ms"]
+            workers = [stack.enter_context(process(worker_argv, env, logs["workers"])) for _ in range(s.workers)]
+            victim = workers[0]
+            victim_owner = f"{socket.gethostname()}:{victim.pid}:"
 
             def lap(what: str) -> None:  # where the time goes (shown with -s, and on failure)
                 print(f"{time.monotonic() - began:6.1f}s {what}")
@@ -317,11 +322,6 @@ def run_scenario(s: Scenario) -> None:
             assert len(ids) == s.sagas == len(set(ids))
             by_saga = dict(zip(ids, plans, strict=True))
             lap(f"{s.sagas} sagas recorded")
-
-            worker_argv = [sys.executable, "-m", "sagactl", "worker", "--concurrency", "4", "--poll", "100ms"]
-            workers = [stack.enter_context(process(worker_argv, env, logs["workers"])) for _ in range(s.workers)]
-            victim = workers[0]
-            victim_owner = f"{socket.gethostname()}:{victim.pid}:"
 
             def finished() -> int:
                 return sum(c.count for c in store.counts() if c.state.terminal)
@@ -348,10 +348,13 @@ def run_scenario(s: Scenario) -> None:
             lap("every saga ended")
             wait_for(lambda: s.sqs.counts(replies) == (0, 0), 60, "the reply queue to drain")
             lap("reply queue drained")
-            for worker in workers[1:]:
+            for worker in workers[1:]:  # they stop (up to 10 s: a reply long poll) while we check
                 worker.send_signal(signal.SIGTERM)
+            check_all(store, by_saga, victim_owner, killed_at, taken_over)
+            check_journals(by_saga, read_journal(shop_journal), read_journal(sqs_journal), taken_over)
             for worker in workers[1:]:
                 assert worker.wait(timeout=60) == 0
+            lap("checked; workers stopped")
         except BaseException:
             for log in logs.values():
                 log.flush()
@@ -359,21 +362,24 @@ def run_scenario(s: Scenario) -> None:
                 print(f"--- {name}\n{(s.tmp / f'{name}.log').read_text()[-20000:]}")
             raise
 
-        wrong: dict[str, list[str]] = {}
-        for saga_id, plan in by_saga.items():
-            saga = store.get(saga_id)
-            assert saga is not None
-            history = store.transitions(saga_id)
-            check_saga(saga, history, plan)
-            if found := interleavings(history, victim_owner):
-                wrong[saga_id] = found
-            by_victim = [t for t in history if owner(t).startswith(victim_owner)]
-            assert all(t.at <= killed_at for t in by_victim), saga_id  # nothing written after its death
-            if saga_id in taken_over:  # claimed by the victim (maybe nothing written yet), ended by another
-                assert not owner(history[-1]).startswith(victim_owner), saga_id
-        assert not wrong, wrong
 
-    check_journals(by_saga, read_journal(shop_journal), read_journal(sqs_journal), taken_over)
+def check_all(
+    store: Store, by_saga: dict[str, Plan], victim_owner: str, killed_at: datetime, taken_over: set[str]
+) -> None:
+    """Every saga's end, its compensations and its writers (see the module docstring)."""
+    wrong: dict[str, list[str]] = {}
+    for saga_id, plan in by_saga.items():
+        saga = store.get(saga_id)
+        assert saga is not None
+        history = store.transitions(saga_id)
+        check_saga(saga, history, plan)
+        if found := interleavings(history, victim_owner):
+            wrong[saga_id] = found
+        by_victim = [t for t in history if owner(t).startswith(victim_owner)]
+        assert all(t.at <= killed_at for t in by_victim), saga_id  # nothing written after its death
+        if saga_id in taken_over:  # claimed by the victim (maybe nothing written yet), ended by another
+            assert not owner(history[-1]).startswith(victim_owner), saga_id
+    assert not wrong, wrong
 
 
 @pytest.fixture

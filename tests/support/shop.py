@@ -49,9 +49,9 @@ class Shop:
         with self.lock:
             if key in self.given:
                 return self._log(call, "duplicate", self.given[key])
-            body = call.body if isinstance(call.body, dict) else {}
-            plan = body.get("plan") if isinstance(body.get("plan"), dict) else {}
-            what = str(plan.get(call.step if call.phase == "action" else f"{call.step}:{call.phase}") or "")
+            body: dict[str, Any] = call.body if isinstance(call.body, dict) else {}
+            plan: dict[str, Any] = body["plan"] if isinstance(body.get("plan"), dict) else {}
+            what = str(plan.get(str(call.step) if call.phase == "action" else f"{call.step}:{call.phase}") or "")
             sent = self.transient.get(key, 0)
             if what == "down" or (what.startswith("flaky ") and sent < int(what.split()[1])):
                 self.transient[key] = sent + 1
