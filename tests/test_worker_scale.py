@@ -55,7 +55,7 @@ endpoints:
   shop: {type: http, url: "${env.SHOP_URL}"}
   shipping: {type: sqs, queue: "${env.SHIPPING_QUEUE}", reply_queue: "${env.ORDER_REPLY_QUEUE}"}
 defaults:
-  timeout: 5s
+  timeout: 30s  # generous: a call that times out is sent again (a legitimate duplicate) on a loaded machine
   retry: {max_attempts: 3, initial_backoff: 10ms, max_backoff: 40ms}
   compensation_retry: {max_attempts: 3, initial_backoff: 10ms, max_backoff: 40ms}
 steps:
@@ -65,8 +65,8 @@ steps:
     compensation: {path: /reserve/undo, body: {order_id: "${input.order_id}", plan: "${input.plan}"}}
   - name: create_shipment
     endpoint: shipping
-    timeout: 40s
-    compensation_timeout: 40s
+    timeout: 60s
+    compensation_timeout: 60s
     action:
       command: ShippingService.CreateShipment
       body: {order_id: "${input.order_id}", address: "${input.address}"}
@@ -194,7 +194,11 @@ def check_saga(saga: SagaRecord, history: list[Transition], plan: Plan) -> None:
 
 
 def check_journals(
-    by_saga: dict[str, Plan], http: list[dict[str, Any]], sqs: list[dict[str, Any]], taken_over: set[str]
+    by_saga: dict[str, Plan],
+    http: list[dict[str, Any]],
+    sqs: list[dict[str, Any]],
+    taken_over: set[str],
+    describe: Callable[[str], str] = str,
 ) -> None:
     """Each key acted on at most once, exactly what each plan calls for; duplicates only where
     the killed worker died holding the saga (it may have sent the call in flight again)."""
@@ -230,7 +234,8 @@ def check_journals(
             for (step, phase), n in plan.transients().items():
                 assert transients[f"{saga_id}:{step}:{phase}"] == n, (saga_id, plan.name, step, phase)
     assert acted == expected
-    assert set(duplicates) <= taken_over, {s: n for s, n in duplicates.items() if s not in taken_over}
+    unexpected = [saga_id for saga_id in duplicates if saga_id not in taken_over]
+    assert not unexpected, "\n".join(describe(saga_id) for saga_id in unexpected)
     assert all(n == 1 for n in duplicates.values()), duplicates  # at most the one call in flight
 
 
@@ -351,7 +356,17 @@ def run_scenario(s: Scenario) -> None:
             for worker in workers[1:]:  # they stop (up to 10 s: a reply long poll) while we check
                 worker.send_signal(signal.SIGTERM)
             check_all(store, by_saga, victim_owner, killed_at, taken_over)
-            check_journals(by_saga, read_journal(shop_journal), read_journal(sqs_journal), taken_over)
+            http, shipping = read_journal(shop_journal), read_journal(sqs_journal)
+
+            def describe(saga_id: str) -> str:  # a saga's story, for a failure report
+                calls = [f"  {e['at']} {e['key']} {e['outcome']}" for e in http + shipping if saga_id in e["key"]]
+                history = [
+                    f"  {t.at:%H:%M:%S.%f} {t.step_name} {t.old_state}->{t.new_state} {t.detail}"
+                    for t in store.transitions(saga_id)
+                ]
+                return "\n".join([f"saga {saga_id} ({by_saga[saga_id].name}):", *history, *calls])
+
+            check_journals(by_saga, http, shipping, taken_over, describe)
             for worker in workers[1:]:
                 assert worker.wait(timeout=60) == 0
             lap("checked; workers stopped")
