@@ -79,9 +79,12 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
+CODE = {"dir": str(ROOT)}  # the sagactl checkout the worker processes run (--against)
+
+
 def env_for(dsn: str, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SAGACTL_")}
-    return {**environ, "PYTHONPATH": str(ROOT), "SAGACTL_DSN": dsn, "NO_COLOR": "1", **extra}
+    return {**environ, "PYTHONPATH": CODE["dir"], "SAGACTL_DSN": dsn, "NO_COLOR": "1", **extra}
 
 
 @contextmanager
@@ -493,7 +496,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("throughput", "ratio", "claims", "sqs"), help="one part only")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the concurrency 1 / 16 comparison")
     parser.add_argument("--sqs-sagas", type=int, default=1000, help="sagas waiting on SQS replies (default 1000)")
+    parser.add_argument("--against", metavar="DIR", help="run the workers from another checkout (before/after)")
     args = parser.parse_args()
+    if args.against:
+        CODE["dir"] = os.path.abspath(args.against)
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         if args.only in (None, "throughput"):
