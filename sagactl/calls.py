@@ -107,6 +107,7 @@ def build_request(
         spec=resolved,
         body=body,
         timeout=timeout,
+        attempt=record.attempts if phase is Phase.ACTION else record.compensation_attempts,
     )
 
 

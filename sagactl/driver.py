@@ -133,18 +133,22 @@ class Driver:
 
     # -- recording -------------------------------------------------------------------------
 
+    def transition(self, step: str | None, old: str | None, new: str, detail: dict[str, Any]) -> None:
+        """Queue a transition for the next commit. Its detail names the lease owner that writes
+        it: which driver did what, and proof that no two drivers ever interleaved one saga."""
+        detail.setdefault("owner", self.engine.owner)
+        self.pending.append(Transition(self.saga.saga_id, step, old, new, self.clock.now(), detail))
+
     def saga_to(self, state: SagaState, **detail: Any) -> None:
         if self.saga.state is state:
             return
-        self.pending.append(
-            Transition(self.saga.saga_id, None, self.saga.state.value, state.value, self.clock.now(), detail)
-        )
+        self.transition(None, self.saga.state.value, state.value, detail)
         self.saga.state = state
 
     def note(self, **detail: Any) -> None:
         """A transition row that records an operator action without a state change."""
         state = self.saga.state.value
-        self.pending.append(Transition(self.saga.saga_id, None, state, state, self.clock.now(), detail))
+        self.transition(None, state, state, detail)
 
     def touch(self, record: StepRecord) -> None:
         """``record`` changed: the next commit writes it."""
@@ -152,10 +156,7 @@ class Driver:
 
     def step_to(self, record: StepRecord, status: StepStatus, **detail: Any) -> None:
         self.touch(record)
-        old = record.status.value
-        self.pending.append(
-            Transition(self.saga.saga_id, record.name, old, status.value, self.clock.now(), detail)
-        )
+        self.transition(record.name, record.status.value, status.value, detail)
         record.status = status
 
     def flush(self, busy_for: float | None, *, release: bool = False, wake_at: datetime | None = None) -> None:
@@ -462,9 +463,7 @@ class Driver:
             detail: dict[str, Any] = {"attempt": attempt, "retry": True}
             if after is not None:
                 detail["after"] = after
-            self.pending.append(
-                Transition(self.saga.saga_id, record.name, busy.value, busy.value, self.clock.now(), detail)
-            )
+            self.transition(record.name, busy.value, busy.value, detail)
 
     def _delay(self, policy: RetryPolicy, tries: int, reply: Reply) -> float:
         delay = backoff_delay(policy, tries, self.engine.rng)

@@ -41,7 +41,7 @@ from sagactl.models import (
     exit_code_for,
 )
 from sagactl.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
-from sagactl.store.base import Store
+from sagactl.store.base import LeaseLostError, Store
 from sagactl.transports.base import Reply
 
 log = logging.getLogger("sagactl.engine")
@@ -232,13 +232,14 @@ class Engine:
         saga = self.start(definition, data, saga_id)
         return self._drive(saga, definition)
 
-    def resume(self, saga_id: str) -> RunResult:
-        """Continue a saga from the log with its stored definition snapshot.
+    def resume(self, saga_id: str, *, held: bool = False) -> RunResult:
+        """Continue a saga from the log with its stored definition snapshot. ``held``: this
+        engine's owner took the lease already (a worker's claim), so it is not taken again.
 
         Input and environment are checked against what is still to be sent before anything
         is touched: a shell that lacks a variable leaves the saga exactly as it was.
         """
-        with self._claimed(saga_id) as saga:
+        with self._claimed(saga_id, held=held) as saga:
             if saga.state.terminal:
                 self._release(saga)
                 return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
@@ -370,14 +371,20 @@ class Engine:
 
     # -- lease -----------------------------------------------------------------------------
 
-    def _claim(self, saga_id: str) -> SagaRecord:
-        """Load a saga and take its lease (from a dead holder on this host, too)."""
+    def _claim(self, saga_id: str, held: bool = False) -> SagaRecord:
+        """Load a saga and take its lease (from a dead holder on this host, too); ``held``:
+        only check that this engine's owner holds it already (one read, no write)."""
         saga = self.store.get(saga_id)
         if saga is None:
             raise NotFoundError(
                 f"saga {saga_id} not found in {self.store.info.location}",
                 hint="check the ID with 'sagactl list' and the store with --dsn",
             )
+        if held:
+            if saga.lease_owner != self.owner:
+                raise LeaseLostError(f"saga {saga_id} is held by {saga.lease_owner}, not by {self.owner}")
+            saga.transitions = []
+            return saga
         now = self.clock.now()
         until = lease_until(now)
         holder = self.store.acquire_lease(saga_id, self.owner, until, now)
@@ -400,10 +407,10 @@ class Engine:
         return claimed
 
     @contextmanager
-    def _claimed(self, saga_id: str) -> Iterator[SagaRecord]:
+    def _claimed(self, saga_id: str, *, held: bool = False) -> Iterator[SagaRecord]:
         """The saga with its lease taken; the lease is given back if the block raises (a
         check or preflight refused: nothing was written)."""
-        saga = self._claim(saga_id)
+        saga = self._claim(saga_id, held)
         try:
             yield saga
         except BaseException:

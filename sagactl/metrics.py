@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from sagactl.models import SagaRecord, StepStatus, Transition
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+TRACKED = 10_000  # compensations whose start this worker remembers (one that ends elsewhere is forgotten)
 
 
 class WorkerMetrics:
@@ -47,14 +48,18 @@ class WorkerMetrics:
         self._lock = threading.Lock()
 
     def observe(self, saga: SagaRecord, transition: Transition) -> None:
-        """Count step ends and time them (an engine observer)."""
+        """Count step ends and time them (an engine observer). An action is timed from its
+        recorded start, so also when another worker started it (a reply applied here); a
+        compensation from the start this worker saw, the latest TRACKED of them kept (the
+        others ended elsewhere: a long-running worker does not grow)."""
         if transition.step_name is None:
             return
         at = transition.at.timestamp()
-        if transition.new_state in ("executing", "compensating") and transition.old_state != transition.new_state:
-            phase = "compensation" if transition.new_state == "compensating" else "action"
+        if transition.new_state == "compensating" and transition.old_state != transition.new_state:
             with self._lock:
-                self._started[(saga.saga_id, transition.step_name, phase)] = at
+                self._started[(saga.saga_id, transition.step_name, "compensation")] = at
+                while len(self._started) > TRACKED:
+                    del self._started[next(iter(self._started))]  # the oldest
             return
         ends = {
             StepStatus.COMPLETED.value: ("action", "completed"),
@@ -65,8 +70,12 @@ class WorkerMetrics:
             return
         phase, outcome = ends[transition.new_state]
         self.steps.labels(phase, outcome).inc()
-        with self._lock:
-            started = self._started.pop((saga.saga_id, transition.step_name, phase), None)
+        if phase == "action":
+            record = next((s for s in saga.steps if s.name == transition.step_name), None)
+            started = record.started_at.timestamp() if record is not None and record.started_at else None
+        else:
+            with self._lock:
+                started = self._started.pop((saga.saga_id, transition.step_name, phase), None)
         if started is not None:
             self.step_seconds.labels(phase).observe(max(0.0, at - started))
 

@@ -59,9 +59,9 @@ def saga_document(saga: SagaRecord) -> Document:
                 "at": t["at"],
                 "step_name": t["step_name"] or "-",
                 "change": f"{t['old_state'] or 'none'} -> {t['new_state']}",
-                "detail": short(t["detail"]) if t["detail"] else "",
+                "detail": short(detail) if detail else "",
             }
-            for t in data["transitions"]
+            for t, detail in zip(data["transitions"], _shown_details(data["transitions"]), strict=True)
         ],
         title="Transitions",
     )
@@ -87,14 +87,23 @@ def saga_document(saga: SagaRecord) -> Document:
     )
 
 
+def _shown_details(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history table's details: every transition names its writer (``owner``), shown only
+    where the driver changes (the JSON keeps them all)."""
+    shown, previous = [], None
+    for t in transitions:
+        detail, owner = dict(t["detail"] or {}), (t["detail"] or {}).get("owner")
+        shown.append({k: v for k, v in detail.items() if k != "owner" or owner != previous})
+        previous = owner or previous
+    return shown
+
+
 STEP_FIELDS = ("saga_id", *StepRecord("").to_dict())
 
 
 def _step_rows(sagas: Sequence[dict[str, Any]]) -> Table:
     """csv/tsv of sagas: one row per step, the saga ID first, every field whole."""
-    return rows_table(
-        [{"saga_id": saga["saga_id"], **step} for saga in sagas for step in saga["steps"]], STEP_FIELDS
-    )
+    return rows_table([{"saga_id": saga["saga_id"], **step} for saga in sagas for step in saga["steps"]], STEP_FIELDS)
 
 
 def _errors(step: dict[str, Any]) -> str:

@@ -37,12 +37,19 @@ from sagactl.lease import holder_is_dead, lease_until
 from sagactl.metrics import WorkerMetrics
 from sagactl.models import Phase, idempotency_key
 from sagactl.store.base import Store
+from sagactl.transports import TransportPool
 from sagactl.transports.sqs import SqsTransport, read_reply
 
 log = logging.getLogger("sagactl.worker")
 
 REPLY_WAIT = 10  # seconds a listener long-polls (also how long stopping may wait for it)
-REPLY_HOLD = 60  # seconds a received reply stays hidden while a driver applies it
+# Seconds a received reply stays hidden while a driver applies it. Short, because a worker
+# killed with replies in hand cannot give them back: they reappear only when this runs out, and
+# a saga whose step times out first sends its command again. Replies wait in hand for at most
+# REPLY_BUFFER x concurrency of them to be applied; one that waits longer is received again
+# and applied once (the second copy finds nobody waiting and is deleted).
+REPLY_HOLD = 10
+REPLY_BUFFER = 2  # replies received and waiting for a driver, per driver thread
 BUSY_RETRY = 2  # seconds until a reply for a busy saga is visible again
 RECONNECT = 2.0  # seconds a driver thread waits before it connects again to a database that went away
 DISCOVER_EVERY = 5.0  # seconds between looks for new reply queues and dead holders on this host
@@ -84,7 +91,7 @@ class Worker:
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
         self.work = threading.Event()  # set when there may be work: a reply came, a saga was put aside
-        self.replies: queue.Queue[_Reply] = queue.Queue(maxsize=10 * self.options.concurrency)
+        self.replies: queue.Queue[_Reply] = queue.Queue(maxsize=REPLY_BUFFER * self.options.concurrency)
         self.takeovers: queue.Queue[tuple[str, str]] = queue.Queue()
         self.listening: dict[Any, threading.Thread] = {}
         self.listening_lock = threading.Lock()
@@ -152,9 +159,7 @@ class Worker:
                     busy = self._one_job(store, engine)
                 except UnavailableError as exc:
                     log.warning("%s; retrying in %gs", exc.one_line(), RECONNECT)
-                    if store is not None:
-                        with contextlib.suppress(Exception):
-                            store.close()
+                    _close(store, engine)
                     store = engine = None
                     self.stopping.wait(RECONNECT)
                     continue
@@ -168,8 +173,7 @@ class Worker:
                 self.work.clear()
                 idle = min(self.options.poll, idle * 2)
         finally:
-            if store is not None:
-                store.close()
+            _close(store, engine)
 
     def _one_job(self, store: Store, engine: Engine) -> bool:
         """Apply a reply, take over a dead holder's saga or claim one; False when there was
@@ -205,7 +209,7 @@ class Worker:
     def _drive(self, engine: Engine, saga_id: str) -> None:
         self.metrics.in_flight.inc()
         try:
-            result = engine.resume(saga_id)
+            result = engine.resume(saga_id, held=True)  # claimed or taken over: the lease is ours
             if result.saga.wake_at is not None:
                 self._listen_for(result.saga.definition)
                 self.work.set()
@@ -312,6 +316,15 @@ class Worker:
                     self.work.set()
         finally:
             transport.close()
+
+
+def _close(store: Store | None, engine: Engine | None) -> None:
+    """A driver thread's connections: its store's and the transports its engine kept open."""
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.close()
+    if engine is not None and isinstance(engine.transport_factory, TransportPool):
+        engine.transport_factory.close()
 
 
 def listeners_of(snapshot: dict[str, Any], open_endpoint: Callable[[Any, str], Any]) -> list[SqsTransport]:

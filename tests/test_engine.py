@@ -751,8 +751,9 @@ def crashing_factory(
 def test_resume_resends_the_in_flight_step_with_its_key_and_never_reruns_completed_ones(
     store: Store, env: dict[str, str], clock: FakeClock, definition: SagaDefinition, participants: Participants
 ) -> None:
+    crashed = make_engine(store, env, clock, crashing_factory(env, "ship"))
     with pytest.raises(Crash):
-        make_engine(store, env, clock, crashing_factory(env, "ship")).run(definition, INPUT, "crash-1")
+        crashed.run(definition, INPUT, "crash-1")
     stored = store.get("crash-1")
     assert stored is not None
     assert stored.state is SagaState.PENDING
@@ -768,9 +769,13 @@ def test_resume_resends_the_in_flight_step_with_its_key_and_never_reruns_complet
     with pytest.raises(LeaseHeldError):
         make_engine(store, env, clock).resume("crash-1")
     clock.advance(5 + 30 + 1)  # the step timeout plus the lease margin
-    result = make_engine(store, env, clock).resume("crash-1")
+    resumer = make_engine(store, env, clock)
+    result = resumer.resume("crash-1")
 
     check_result(result, store, SagaState.COMPLETED, ExitCode.OK)
+    # every transition names the driver that wrote it: the crashed one up to ship's send, then the resumer
+    owners = [t.detail["owner"] for t in store.transitions("crash-1")]
+    assert owners == [crashed.owner] * 7 + [resumer.owner] * 5 and crashed.owner != resumer.owner
     assert participants.sequence() == actions("reserve", "charge", "ship", "ship", "notify")
     assert [c.key for c in participants.calls_for("ship")] == [key("crash-1", "ship")] * 2
     assert [r for r in flow(store, "crash-1") if r[0] == "ship"] == [

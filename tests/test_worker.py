@@ -151,7 +151,9 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
     for an operator. The answer then comes (a redriven message was finally processed): the
     worker applies it and the saga ends failed, every completed step compensated once."""
     commands, replies = sqs_queues
-    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="1s")
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="30s")
+    # The actions are answered (a loaded machine may take seconds); the refund never is.
+    text = text.replace("  timeout: 30s\n", "  timeout: 30s\n  compensation_timeout: 1s\n")
 
     def participant(body: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any] | None:
         if attributes["command"] == "Pay.Charge":
@@ -205,6 +207,39 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
             "Stock.Release": {f"{saga_id}:reserve:compensation"},
         }
         assert [command for command, _ in sent].count("Stock.Release") == 2
+    finally:
+        store.close()
+
+
+def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> None:
+    """The first command of each step goes unanswered: its retry, sent by whichever driver
+    takes the saga up after the timeout, carries the next attempt's deduplication ID (from the
+    saga log), so SQS does not drop it as a duplicate and the saga completes."""
+    commands, replies = sqs.queue("commands", fifo=True), sqs.queue("replies")
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="2s")
+    text = text.replace("max_attempts: 2", "max_attempts: 5")  # an answer later than 2 s: one more try
+    seen: set[str] = set()
+
+    def second_time(body: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any] | None:
+        key = attributes["idempotency_key"]
+        if key not in seen:
+            seen.add(key)
+            return None  # lost: no answer
+        return answered(body, attributes)
+
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    try:
+        with (
+            Participant(sqs, commands, second_time) as participant,
+            running(build_worker(Settings(dsn=store_dsn), replace(FAST, concurrency=2))),
+        ):
+            wait_for(lambda: states(store, [saga_id]) == ["completed"], timeout=30)
+        for step in ("reserve", "charge"):
+            key = f"{saga_id}:{step}:action"
+            sent = [m for m in participant.seen if m["MessageAttributes"]["idempotency_key"]["StringValue"] == key]
+            dedup = [m["Attributes"]["MessageDeduplicationId"] for m in sent]
+            assert len(dedup) >= 2 and dedup == [f"{key}:{n}" for n in range(1, len(dedup) + 1)]
     finally:
         store.close()
 

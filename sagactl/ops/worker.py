@@ -14,7 +14,7 @@ from sagactl.definition import SagaDefinition
 from sagactl.metrics import WorkerMetrics, serve
 from sagactl.ops import make_engine, store_for
 from sagactl.store import Store, open_store
-from sagactl.transports import Transport, open_transport
+from sagactl.transports import Transport, TransportPool, open_transport
 from sagactl.worker import Worker, WorkerOptions, listeners_of
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def build_worker(settings: Settings, options: WorkerOptions) -> Worker:
     def engine_on(store: Store, metrics: WorkerMetrics, stop: threading.Event) -> Engine:
         engine = make_engine(store, settings, metrics.observe, env)
         engine.park, engine.stop = True, stop
+        engine.transport_factory = TransportPool(engine.transport_factory)  # connections kept between sagas
         return engine
 
     return Worker(

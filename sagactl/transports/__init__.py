@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 
 from sagactl.config import AwsSettings
-from sagactl.definition import Endpoint
+from sagactl.definition import Endpoint, SagaDefinition
 from sagactl.errors import UsageError
 from sagactl.placeholders import Context, resolve
-from sagactl.transports.base import Reply, Request, Status, Transport
+from sagactl.transports.base import AsyncTransport, Reply, Request, Status, Transport
 
 
 def open_transport(
@@ -33,4 +34,51 @@ def open_transport(
     raise UsageError(f"endpoint {endpoint.name}: unknown transport type '{endpoint.type}'")
 
 
-__all__ = ["Reply", "Request", "Status", "Transport", "open_transport"]
+class _Kept:
+    """A pooled transport as a driver sees it: its close() leaves it open for the next saga."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def call(self, request: Request) -> Reply:
+        return self.transport.call(request)
+
+    def close(self) -> None:
+        return None
+
+
+class _KeptAsync(_Kept):
+    def __init__(self, transport: AsyncTransport) -> None:
+        super().__init__(transport)
+        self.sends = transport
+
+    def send(self, request: Request) -> Reply | None:
+        return self.sends.send(request)
+
+
+class TransportPool:
+    """Transports kept open across the sagas one driver thread drives (a worker): one per
+    endpoint configuration (the same in every definition snapshot that names it), so its
+    connections are reused: an http keep-alive pool, an SQS client with its queue URLs. A
+    driver's close() of a pooled transport does nothing; ``close()`` here closes them all.
+    One per thread (transports are not shared between threads)."""
+
+    def __init__(self, open_one: Callable[[SagaDefinition, str], Transport]) -> None:
+        self.open_one = open_one
+        self.kept: dict[tuple[str, str, str], _Kept] = {}
+
+    def __call__(self, definition: SagaDefinition, endpoint: str) -> Transport:
+        found = definition.endpoints[endpoint]
+        key = (definition.base_dir, endpoint, json.dumps([found.type, found.config], sort_keys=True, default=str))
+        if key not in self.kept:
+            opened = self.open_one(definition, endpoint)
+            self.kept[key] = _KeptAsync(opened) if isinstance(opened, AsyncTransport) else _Kept(opened)
+        return self.kept[key]
+
+    def close(self) -> None:
+        for kept in self.kept.values():
+            kept.transport.close()
+        self.kept.clear()
+
+
+__all__ = ["Reply", "Request", "Status", "Transport", "TransportPool", "open_transport"]

@@ -26,6 +26,7 @@ class Request:
     spec: dict[str, Any]  # method/path/headers (http), command (sqs), args (exec)
     body: Any
     timeout: float
+    attempt: int = 0  # this attempt's number as the saga log counts them (0: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,4 +60,3 @@ class AsyncTransport(Transport, Protocol):
     def send(self, request: Request) -> Reply | None:
         """Send without waiting: None when sent (the answer comes later), else why not."""
         ...
-

@@ -165,9 +165,7 @@ class SqsTransport:
             return Reply(Status.TRANSIENT, error=f"{where}: {exc.one_line()}", delivered=False)
         except SagactlError as exc:  # the queue does not exist, bad settings: retrying will not help
             return Reply(Status.REFUSED, error=f"{where}: {exc.one_line()}", delivered=False)
-        attempt = self.attempts.get(request.idempotency_key, 0) + 1
-        self.attempts[request.idempotency_key] = attempt
-        sent = self._send(client, queue, reply_queue, request, attempt)
+        sent = self._send(client, queue, reply_queue, request, self._attempt(request))
         if sent is not None:
             return sent
         return self._await(client, reply_queue, request)
@@ -273,9 +271,17 @@ class SqsTransport:
             return Reply(Status.TRANSIENT, error=f"{where}: {exc.one_line()}", delivered=False)
         except SagactlError as exc:
             return Reply(Status.REFUSED, error=f"{where}: {exc.one_line()}", delivered=False)
+        return self._send(client, queue, reply_queue, request, self._attempt(request))
+
+    def _attempt(self, request: Request) -> int:
+        """The attempt number in a FIFO deduplication ID: the saga log's count, so a retry is a
+        new message also when another process (a worker, a resume) sends it; counted here for
+        a request that does not say."""
+        if request.attempt:
+            return request.attempt
         attempt = self.attempts.get(request.idempotency_key, 0) + 1
         self.attempts[request.idempotency_key] = attempt
-        return self._send(client, queue, reply_queue, request, attempt)
+        return attempt
 
     @property
     def reply_queue(self) -> tuple[AwsSettings, str]:

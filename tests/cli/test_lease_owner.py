@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app
-from sagactl.models import SagaState, iso, utcnow
+from sagactl.models import SagaState, Transition, iso, utcnow
 from sagactl.store import open_store
 from tests.support.sagas import add, at, saga
 
@@ -98,3 +98,30 @@ def test_show_says_who_drives_the_saga(sagas: None) -> None:
         details = invoke("show", saga_id).splitlines()
         assert [d.split(":", 1)[1].strip() for d in details if d.startswith("driver:")] == [line], saga_id
         assert details[4].startswith("driver:")  # after the current step, before the times
+
+
+def test_every_transition_names_its_writer_shown_where_the_driver_changes(store_dsn: str, sagas: None) -> None:
+    """A takeover: the JSON history gives the owner of every transition; the table shows it only
+    on the rows where another driver took over."""
+    store = open_store(store_dsn)
+    try:
+        taken = saga("taken", created=6)
+        writes = [
+            ("a", None, None, "started"),
+            ("a", None, "started", "pending"),
+            ("a", "reserve", "pending", "executing"),
+        ]
+        writes += [("b", "reserve", "executing", "completed"), ("b", "charge", "pending", "executing")]
+        store.create(
+            taken,
+            [
+                Transition("taken", step, old, new, at(n), {"owner": f"host-{o}:1:cafe"})
+                for n, (o, step, old, new) in enumerate(writes)
+            ],
+        )
+    finally:
+        store.close()
+    history = json.loads(invoke("show", "taken", "-o", "json"))["transitions"]
+    assert [t["detail"]["owner"] for t in history] == ["host-a:1:cafe"] * 3 + ["host-b:1:cafe"] * 2
+    table = invoke("show", "taken").split("TRANSITIONS", 1)[1]
+    assert [line.count('"owner":"host-') for line in table.splitlines() if "->" in line] == [1, 0, 0, 1, 0]

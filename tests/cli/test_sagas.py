@@ -26,6 +26,14 @@ from sagactl.output import cell
 from sagactl.store import open_store
 from tests.support.sagas import add, at, saga
 
+
+def this_process(owner: str) -> str:
+    """``owner`` when it is a lease owner of this process (``host:pid:nonce``), else a failure."""
+    host, pid, nonce = owner.split(":")
+    assert (host, pid, len(nonce)) == (socket.gethostname(), str(os.getpid()), 8), owner
+    return owner
+
+
 ROOT = Path(__file__).parent.parent.parent
 PARTICIPANTS = ROOT / "sample-configs" / "participants"
 runner = CliRunner()
@@ -227,7 +235,12 @@ def test_resolve_records_who_and_why_then_compensation_continues(cli: Path, monk
     assert [(t["step_name"], t["old_state"], t["new_state"]) for t in resolved] == [
         ("charge", "compensating", "compensated")
     ]
-    assert resolved[0]["detail"] == {"action": "resolve", "by": "alice", "reason": "refunded in the PSP console"}
+    assert resolved[0]["detail"] == {
+        "action": "resolve",
+        "by": "alice",
+        "reason": "refunded in the PSP console",
+        "owner": this_process(resolved[0]["detail"]["owner"]),  # the driver that wrote it
+    }
     assert "saga c-1 failed" in err
     assert invoke("list", "--stuck", "-q") == (0, "", "")
 
@@ -279,6 +292,7 @@ def test_resolve_refuses_a_step_out_of_reverse_order_unless_told(cli: Path, monk
         "reason": "released by hand",
         "out_of_order": True,
         "waiting": "charge",
+        "owner": this_process(resolved["detail"]["owner"]),
     }
     code, out, err = invoke("resolve", "c-1", "--step", "charge", "--reason", "refunded by hand", "-o", "json")
     assert code == 1, err
@@ -296,7 +310,16 @@ def test_abort_stops_forward_progress_and_compensates(cli: Path) -> None:
     assert data["state"] == "failed" and [s["status"] for s in data["steps"]] == ["pending"] * 3
     abort = [t for t in data["transitions"] if t["detail"].get("action") == "abort"]
     assert [(t["old_state"], t["new_state"], t["detail"]) for t in abort] == [
-        ("started", "compensating", {"action": "abort", "by": "alice", "reason": "customer cancelled"})
+        (
+            "started",
+            "compensating",
+            {
+                "action": "abort",
+                "by": "alice",
+                "reason": "customer cancelled",
+                "owner": this_process(abort[0]["detail"]["owner"]),
+            },
+        )
     ]
     code, out, err = invoke("abort", saga_id, "--reason", "again")
     assert (code, out) == (2, "") and "already failed; nothing to abort" in err
@@ -642,9 +665,7 @@ def mixed_case(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS legacy")
         conn.execute("DROP TABLE IF EXISTS legacy.mixed")
-        conn.execute(
-            "CREATE TABLE legacy.mixed (id text PRIMARY KEY, kind text, status text, modified_at timestamptz)"
-        )
+        conn.execute("CREATE TABLE legacy.mixed (id text PRIMARY KEY, kind text, status text, modified_at timestamptz)")
         conn.execute(
             "INSERT INTO legacy.mixed VALUES ('M-1', 'Order', 'Compensating', now() - interval '1 hour'),"
             " ('M-2', 'Order', 'COMPLETED', now()), ('M-3', 'Order', 'completed', now()),"

@@ -24,7 +24,7 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -137,7 +137,8 @@ def gate(then: Respond | Reset | None = None) -> Gate:
 class Participants:
     """The scripted participant server; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, decide: Callable[[Call], Behaviour] | None = None) -> None:
+        self.decide = decide  # answers every call instead of the scripts (a participant with a mind of its own)
         self.calls: list[Call] = []
         self._scripts: dict[tuple[str, str], list[Behaviour]] = {}
         self._defaults: dict[tuple[str, str], Behaviour] = {}
@@ -246,7 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
             client_port=int(self.client_address[1]),
         )
         participants._record(call)
-        behaviour, _ = participants._next(step or "", phase or "")
+        if participants.decide is not None:
+            behaviour = participants.decide(call)
+        else:
+            behaviour, _ = participants._next(step or "", phase or "")
         if isinstance(behaviour, Gate):
             behaviour.arrived.set()
             while not behaviour.released.wait(0.05):
