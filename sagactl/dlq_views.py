@@ -274,17 +274,9 @@ class _RedriveBar:
     """A rich progress bar on stderr, updated by the redrive's scanning thread."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from sagactl.live import progress_bar
 
-        self.bar = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
+        self.bar = progress_bar()
         self.task = self.bar.add_task("redrive", total=None)
 
     def __enter__(self) -> _RedriveBar:

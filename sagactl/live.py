@@ -128,3 +128,19 @@ class LiveScreen:
     @property
     def width(self) -> int:
         return int(self.console.width)
+
+
+def progress_bar() -> Any:
+    """A transient rich progress bar on stderr (description as plain text, never markup; done of
+    total; elapsed): redrive's and the bulk commands'."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

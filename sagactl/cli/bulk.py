@@ -97,18 +97,10 @@ class _Bar:
     """A rich progress bar on stderr (sagas done of those planned), shown once confirmed."""
 
     def __init__(self, action: BulkAction) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from sagactl.live import progress_bar
 
         self.action = action
-        self.bar = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
+        self.bar = progress_bar()
         self.task = self.bar.add_task(action.value, total=None)
         self.failed = 0
         self.started = False

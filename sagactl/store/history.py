@@ -119,17 +119,7 @@ class HistoryStore(SqlStore):
         for r in history:
             saga = found.get(r[1])
             if saga is not None:
-                saga.transitions.append(
-                    Transition(
-                        id=r[0],
-                        saga_id=r[1],
-                        step_name=r[2],
-                        old_state=r[3],
-                        new_state=r[4],
-                        detail=self._decode_json(r[5]) or {},
-                        at=self._decode_time(r[6]) or utcnow(),
-                    )
-                )
+                saga.transitions.append(self._transition(r))
         return [found[i] for i in saga_ids if i in found]
 
     def delete_finished(self, saga_ids: Sequence[str], query: PruneQuery) -> list[str]:

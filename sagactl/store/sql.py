@@ -338,18 +338,19 @@ class SqlStore:
 
     def transitions(self, saga_id: str) -> list[Transition]:
         rows = self._query(_TRANSITIONS, [saga_id], f"reading the history of saga {saga_id}")
-        return [
-            Transition(
-                id=r[0],
-                saga_id=r[1],
-                step_name=r[2],
-                old_state=r[3],
-                new_state=r[4],
-                detail=self._decode_json(r[5]) or {},
-                at=self._decode_time(r[6]) or utcnow(),
-            )
-            for r in rows
-        ]
+        return [self._transition(r) for r in rows]
+
+    def _transition(self, r: Sequence[Any]) -> Transition:
+        """A saga_transitions row (id, saga_id, step_name, old_state, new_state, detail, at)."""
+        return Transition(
+            id=r[0],
+            saga_id=r[1],
+            step_name=r[2],
+            old_state=r[3],
+            new_state=r[4],
+            detail=self._decode_json(r[5]) or {},
+            at=self._decode_time(r[6]) or utcnow(),
+        )
 
     def list_statement(self, query: SagaQuery) -> tuple[str, list[Any]]:
         """The SELECT ``list_sagas`` runs for ``query`` and its parameters (for EXPLAIN)."""
