@@ -197,16 +197,12 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
             (m["MessageAttributes"]["command"]["StringValue"], m["MessageAttributes"]["idempotency_key"]["StringValue"])
             for m in seen.seen
         ]
-        # An action answered after its 1 s timeout (a loaded machine) is sent again with its key:
-        # at-least-once. What must hold: the order, one key per step, the refund tried twice.
-        commands = [command for n, (command, _) in enumerate(sent) if n == 0 or sent[n - 1][0] != command]
-        assert commands == ["Stock.Reserve", "Pay.Charge", "Stock.Release"]
-        assert {command: {key for c, key in sent if c == command} for command, _ in sent} == {
-            "Stock.Reserve": {f"{saga_id}:reserve:action"},
-            "Pay.Charge": {f"{saga_id}:charge:action"},
-            "Stock.Release": {f"{saga_id}:reserve:compensation"},
-        }
-        assert [command for command, _ in sent].count("Stock.Release") == 2
+        assert sent == [
+            ("Stock.Reserve", f"{saga_id}:reserve:action"),
+            ("Pay.Charge", f"{saga_id}:charge:action"),
+            ("Stock.Release", f"{saga_id}:reserve:compensation"),
+            ("Stock.Release", f"{saga_id}:reserve:compensation"),
+        ]
     finally:
         store.close()
 
