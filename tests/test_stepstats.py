@@ -315,10 +315,11 @@ def test_the_engine_records_how_each_retried_attempt_ended(
     participants.script("a", "action", slow(1.0), transient(503))
     engine.run(definition, {}, "t-1")
     attempts = [t.detail for t in store.transitions("t-1") if t.step_name == "a" and t.new_state == "executing"]
+    owner = {"owner": engine.owner}  # every transition names the driver that wrote it
     assert attempts == [
-        {"attempt": 1},
-        {"attempt": 2, "retry": True, "after": "timeout"},
-        {"attempt": 3, "retry": True, "after": "error"},
+        {"attempt": 1, **owner},
+        {"attempt": 2, "retry": True, "after": "timeout", **owner},
+        {"attempt": 3, "retry": True, "after": "error", **owner},
     ]
     participants.script("a", "action", then=slow(1.0))
     engine.run(definition, {}, "t-2")

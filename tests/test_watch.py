@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from contextlib import closing
@@ -230,5 +231,5 @@ def test_following_a_saga_a_real_driver_runs(tmp_path: Path) -> None:
     rest = follower.stdout.read()
     assert follower.wait(timeout=60) == 0
     lines = [first.rstrip("\n"), *rest.splitlines()]
-    assert lines[-1].endswith("  -  pending -> completed")
+    assert re.search(r'  -  pending -> completed  \{"owner":"[^"]+"\}$', lines[-1]), lines[-1]
     assert sum("-> completed" in line for line in lines) == 5  # four steps and the saga, each once

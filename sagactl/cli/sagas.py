@@ -195,8 +195,10 @@ def _migrate(settings: Settings, saga_ids: list[str] | None, definition: str, op
     from sagactl.output import error_line
 
     selectors = [opts.more.get(name) for name in ("stuck", "state", "saga_type", "older_than", "error", "group")]
+    if opts.more.get("stuck"):
+        raise UsageError("--definition applies to SAGA_IDs, not --stuck", hint="name the sagas to move")
     if not saga_ids or "-" in saga_ids or any(value not in (None, False, []) for value in selectors):
-        raise UsageError("--definition moves the sagas named by SAGA_ID", hint="name the sagas to move")
+        raise UsageError("--definition applies to SAGA_IDs, not selectors", hint="name the sagas to move")
     ids = saga_ids
     report, live = opts.driven(lambda observer: resume_sagas(settings, ids, observer, definition=definition))
     code = opts.report(report.results, live=live, array=True)
