@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagactl.errors import NotFoundError, UsageError
-from sagactl.groups import FailureGroup, GroupBy, check_key, fold, keys_of
-from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, iso
-from sagactl.store.base import SagaQuery, SagaReader, SagaSummary, SortKey
+from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, SortKey, iso
+from sagactl.store.base import SagaQuery, SagaReader, SagaSummary
+
+if TYPE_CHECKING:  # groups.py (its regexes) loads only where a group is asked for
+    from sagactl.groups import FailureGroup, GroupBy
 
 DEFAULT_IDLE_SECONDS = 900.0  # 15m: the stuck threshold when nothing better is known
 DEFAULT_LIST_LIMIT = 1000  # plain `list` without --limit shows at most this many
@@ -152,6 +154,8 @@ def check_list_request(request: ListRequest, now: datetime | None = None) -> Non
     if since is not None and until is not None and since >= until:
         raise UsageError(f"--since ({iso(since)}) must be before --until ({iso(until)})")
     if request.group is not None:
+        from sagactl.groups import check_key
+
         check_key(request.group)
     for option, text in (("--step", request.step), ("--error", request.error), ("--job", request.job)):
         if text is not None and not text:
@@ -206,7 +210,11 @@ def list_sagas(reader: SagaReader, request: ListRequest, now: datetime, *, every
     older_than = parse_older_than(request.older_than)
     limit = None if request.limit == 0 else request.limit
     cap = DEFAULT_LIST_LIMIT if request.limit is None and not request.stuck and not everything else None
-    group = check_key(request.group) if request.group is not None else None
+    group = None
+    if request.group is not None:
+        from sagactl.groups import check_key
+
+        group = check_key(request.group)
     # a group is picked out of the rows read: read them all, then cut
     read = None if group is not None else cap + 1 if cap is not None else limit
     base = base_query(request, now)
@@ -218,6 +226,8 @@ def list_sagas(reader: SagaReader, request: ListRequest, now: datetime, *, every
         )
         sagas = [ListedSaga(r, stuck_for(r, now)) for r in reader.summaries(query)]
     if group is not None:
+        from sagactl.groups import keys_of
+
         sagas = [row for row in sagas if group in keys_of(row.saga)]
     truncated = cap if cap is not None and len(sagas) > cap else None
     shown = cap if cap is not None else limit
@@ -242,6 +252,8 @@ def group_sagas(
     """Every saga the filters match (no default cap), folded into failure groups."""
     limit = None if request.limit == 0 else request.limit
     listed = list_sagas(reader, replace(request, limit=0), now, everything=True).sagas
+    from sagactl.groups import fold
+
     groups = fold((row.saga for row in listed), by)
     return GroupResult(
         groups=groups[:limit] if limit is not None else groups,

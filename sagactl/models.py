@@ -126,6 +126,18 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
     return f"{saga_id}:{step}:{phase.value}"
 
 
+class SortKey(StrEnum):
+    """``list --sort``: oldest first (created_at), least recently updated first, or by type
+    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
+
+    AGE = "age"
+    UPDATED = "updated"
+    TYPE = "type"
+
+
+PRUNE_BATCH = 500  # sagas deleted per transaction by `prune` (writers wait one batch at most)
+
+
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """A step a worker put aside instead of holding a slot: its ``phase`` waits ``until`` a

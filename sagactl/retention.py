@@ -23,10 +23,10 @@ from typing import IO, Any
 
 from sagactl.codec import compact_json
 from sagactl.errors import UnavailableError, UsageError
-from sagactl.models import SagaState, iso
+from sagactl.models import PRUNE_BATCH, SagaState, iso
 from sagactl.store.base import PruneQuery, StateCount, Store
 
-DEFAULT_BATCH = 500
+DEFAULT_BATCH = PRUNE_BATCH
 MAX_BATCH = 10_000
 FINISHED = (SagaState.COMPLETED, SagaState.FAILED)
 

@@ -17,10 +17,10 @@ from sagactl.cli import app
 from sagactl.config import Settings
 from sagactl.errors import UsageError
 from sagactl.inspect import ListRequest, parse_time_bound
-from sagactl.models import SagaState
+from sagactl.models import SagaState, SortKey
 from sagactl.ops.sagas import list_sagas
 from sagactl.store import Store
-from sagactl.store.base import SagaQuery, SortKey
+from sagactl.store.base import SagaQuery
 from sagactl.store.postgres import PostgresStore
 from tests.support.sagas import T0, add, at, saga
 from tests.test_inspect import mapped, uid  # noqa: F401  (the mapped table fixture)

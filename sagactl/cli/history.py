@@ -12,7 +12,7 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, LOG, OUTPUT, QUIET, VERBOSE, SagaTypeOpt
 from sagactl.errors import ExitCode
-from sagactl.retention import DEFAULT_BATCH
+from sagactl.models import PRUNE_BATCH
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
@@ -107,7 +107,7 @@ def prune(
     batch: Annotated[
         int,
         typer.Option("--batch", metavar="N", help="Sagas deleted per transaction (writers wait one batch at most)."),
-    ] = DEFAULT_BATCH,
+    ] = PRUNE_BATCH,
     *,
     opts: Shared,
 ) -> int:

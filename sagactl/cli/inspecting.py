@@ -36,8 +36,8 @@ from sagactl.cli.options import (
     UntilOpt,
 )
 from sagactl.errors import ExitCode, UsageError
+from sagactl.models import SortKey
 from sagactl.output import Document, OutputFormat, emit, info_line
-from sagactl.store.base import SortKey
 
 if TYPE_CHECKING:
     from sagactl.inspect import ListRequest

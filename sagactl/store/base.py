@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
-from sagactl.models import SagaRecord, SagaState, Transition
+from sagactl.models import SagaRecord, SagaState, SortKey, Transition
 
 SCHEMA_VERSION = 6
 
@@ -60,15 +59,6 @@ class Claimed:
 
     saga_id: str
     lapsed: bool
-
-
-class SortKey(StrEnum):
-    """``list --sort``: oldest first (created_at), least recently updated first, or by type
-    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
-
-    AGE = "age"
-    UPDATED = "updated"
-    TYPE = "type"
 
 
 @dataclass(frozen=True, slots=True)

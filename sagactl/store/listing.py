@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sagactl.models import utcnow
-from sagactl.store.base import SagaQuery, SortKey
+from sagactl.models import SortKey, utcnow
+from sagactl.store.base import SagaQuery
 
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
 ACTIVE = "state NOT IN ('completed', 'failed')"

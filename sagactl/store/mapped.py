@@ -25,8 +25,8 @@ from psycopg import sql
 
 from sagactl.config import TableMapping
 from sagactl.errors import UnavailableError, UsageError
-from sagactl.models import ACTIVE_STATES, SagaState, parse_iso
-from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, SortKey, StateCount, StoreInfo
+from sagactl.models import ACTIVE_STATES, SagaState, SortKey, parse_iso
+from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
 from sagactl.store.listing import prefix_successor
 from sagactl.store.postgres import RETRY_HINT, connect, failed, first_line, masked
 
