@@ -24,7 +24,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "resume": (
         f"sagactl resume {ID}",
-        "sagactl resume --stuck --type OrderFulfillment",
+        "sagactl resume --stuck --type OrderFulfillment --dry-run",
+        "sagactl resume --stuck --type OrderFulfillment --reason \"payment-svc fixed\" --yes",
     ),
     "show": (
         f"sagactl show {ID}",
