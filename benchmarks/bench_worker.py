@@ -481,8 +481,8 @@ def sqs_waiting(admin: str, count: int, tmp: Path) -> list[str]:
         f"the worker started ({count / parked:.1f} sagas/s, worker start-up included); then a",
         f"participant answered them all: every saga completed {took:.0f} s later"
         f" ({count / took:.1f} replies applied/s,",
-        "bounded by moto: the participant's batched receive/send/delete and the worker's receive (10 at a",
-        "time) and delete (one call per reply) on queues",
+        "bounded by moto: the participant's and the worker's receives, sends and deletes (10 to a call)",
+        "on queues",
         f"{count} deep).",
         "",
     ]

@@ -50,6 +50,7 @@ REPLY_WAIT = 10  # seconds a listener long-polls (also how long stopping may wai
 # and applied once (the second copy finds nobody waiting and is deleted).
 REPLY_HOLD = 10
 REPLY_BUFFER = 2  # replies received and waiting for a driver, per driver thread
+DELETE_AFTER = 0.5  # seconds an applied reply may wait to be deleted with others (10 per call)
 BUSY_RETRY = 2  # seconds until a reply for a busy saga is visible again
 RECONNECT = 2.0  # seconds a driver thread waits before it connects again to a database that went away
 DISCOVER_EVERY = 5.0  # seconds between looks for new reply queues and dead holders on this host
@@ -95,6 +96,8 @@ class Worker:
         self.takeovers: queue.Queue[tuple[str, str]] = queue.Queue()
         self.listening: dict[Any, threading.Thread] = {}
         self.listening_lock = threading.Lock()
+        self.deletions: dict[Any, tuple[SqsTransport, list[tuple[float, Any]]]] = {}  # reply queue -> done replies
+        self.deletions_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
         self.host = socket.gethostname()
 
@@ -122,6 +125,7 @@ class Worker:
             remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             thread.join(remaining)
             self._hand_back()
+        self._delete_done(force=True)
         return not any(t.is_alive() for t in threads)
 
     def _hand_back(self) -> None:
@@ -166,6 +170,7 @@ class Worker:
                 except Exception:
                     log.exception("unexpected error while driving; going on with the next saga")
                     busy = False
+                self._delete_done()
                 if busy:
                     idle = 0.05
                     continue
@@ -234,7 +239,7 @@ class Worker:
                 result = engine.apply_reply(reply.saga_id, reply.step_name, phase, reply.as_reply(queue_name))
                 if result is not None:
                     self.metrics.replies.labels("applied").inc()
-                    item.transport.done(item.message)
+                    self._done(item)
                     state = result.saga.state.value
                     log.info("%s %s: %s applied (%s)", reply.saga_id, reply.step_name, reply.kind, state)
                     if result.saga.wake_at is not None:
@@ -255,7 +260,31 @@ class Worker:
     def _ignored(self, item: _Reply, why: str) -> None:
         self.metrics.replies.labels("ignored").inc()
         log.warning("reply ignored and deleted: %s", why)
-        item.transport.done(item.message)
+        self._done(item)
+
+    def _done(self, item: _Reply) -> None:
+        """Delete a reply soon, with others of its queue (10 in one call, or within DELETE_AFTER)."""
+        with self.deletions_lock:
+            _, pending = self.deletions.setdefault(item.transport.reply_queue, (item.transport, []))
+            pending.append((self.clock.monotonic(), item.message))
+            full = len(pending) >= 10
+        if full:
+            self._delete_done()
+
+    def _delete_done(self, *, force: bool = False) -> None:
+        """Delete the replies waiting to be: a queue's 10, one that waited DELETE_AFTER, or all."""
+        now = self.clock.monotonic()
+        due: list[tuple[SqsTransport, list[Any]]] = []
+        with self.deletions_lock:
+            for transport, pending in self.deletions.values():
+                if pending and (force or len(pending) >= 10 or now - pending[0][0] >= DELETE_AFTER):
+                    due.append((transport, [message for _, message in pending]))
+                    pending.clear()
+        for transport, messages in due:
+            try:
+                transport.done(*messages)
+            except SagactlError as exc:  # SQS unreachable: they come back after their hold
+                log.warning("%s", exc.one_line())
 
     # -- reply queues and dead holders -------------------------------------------------------
 

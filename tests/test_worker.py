@@ -28,7 +28,7 @@ from sagactl.store import Store, open_store
 from sagactl.validation import check_text
 from sagactl.worker import Worker, WorkerOptions
 from tests.support.participants import Participants, gate
-from tests.support.sqs import Queue, Sqs
+from tests.support.sqs import Queue, Sqs, SqsProxy
 from tests.transports.test_sqs import Participant
 
 HTTP_SAGA = """
@@ -144,6 +144,31 @@ def test_sagas_waiting_for_replies_hold_no_slot(store_dsn: str, sqs: Sqs, sqs_qu
         assert sqs.counts(replies) == (0, 0)  # every reply deleted once applied
     finally:
         store.close()
+
+
+def test_applied_replies_are_deleted_in_batches(
+    store_dsn: str, sqs: Sqs, sqs_proxy: SqsProxy, sqs_queues: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12 sagas wait for their first reply; the participant then answers them all at once: the
+    worker (its SQS calls counted by a proxy in front of moto) deletes what it applied 10 to a
+    call where it can, every reply exactly once, and leaves the reply queue empty."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
+    store = open_store(store_dsn)
+    ids = detach(store, text, 12, dict(os.environ))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_proxy.url)  # the worker's calls only
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), replace(FAST, concurrency=4))) as worker:
+            sent = lambda: sqs.counts(commands)[0]  # noqa: E731
+            wait_for(lambda: sent() == 12, timeout=60)  # every saga waits for its first reply
+            with Participant(sqs, commands, answered):
+                wait_for(lambda: states(store, ids) == ["completed"] * 12, timeout=60)
+                wait_for(lambda: sqs.counts(replies) == (0, 0))
+        assert worker.metrics.replies.labels("applied")._value.get() == 24
+    finally:
+        store.close()
+    deleted = [len(p["Entries"]) if op == "DeleteMessageBatch" else 1 for op, p in sqs_proxy.requests if "Delete" in op]
+    assert sum(deleted) == 24 and max(deleted) > 1, deleted  # each once; some together
 
 
 def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]) -> None:

@@ -305,10 +305,23 @@ class SqsTransport:
             )
         return list(answer.get("Messages", []))
 
-    def done(self, message: Any) -> None:
-        """Delete a reply that was applied or is of no use (a duplicate, a stale answer)."""
+    def done(self, *messages: Any) -> None:
+        """Delete replies that were applied or are of no use (duplicates, stale answers), up to
+        10 in one call. One that fails to go comes back after its hold and is deleted then."""
         client, _, reply_queue = self._open()
-        self._delete(client, reply_queue, str(message.get("ReceiptHandle", "")))
+        if len(messages) == 1:
+            self._delete(client, reply_queue, str(messages[0].get("ReceiptHandle", "")))
+            return
+        for start in range(0, len(messages), 10):
+            entries: Any = [
+                {"Id": str(n), "ReceiptHandle": str(m.get("ReceiptHandle", ""))}
+                for n, m in enumerate(messages[start : start + 10])
+            ]
+            try:
+                with sqs_errors(f"'{reply_queue.name}'", client):
+                    client.delete_message_batch(QueueUrl=reply_queue.url, Entries=entries)
+            except SagactlError:
+                pass  # they come back when their hold expires, are found of no use and deleted
 
     def later(self, message: Any, seconds: int) -> None:
         """Hand a reply back to the queue, visible again in ``seconds`` (its saga is busy)."""
