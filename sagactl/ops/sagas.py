@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sagactl import inspect, poll
+from sagactl import inspect
 from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable, storable_text, unreadable
 from sagactl.config import Settings
@@ -31,6 +31,7 @@ from sagactl.selectors import resolve_id, resolve_ids
 from sagactl.store.base import SagaSummary
 
 if TYPE_CHECKING:
+    from sagactl import poll
     from sagactl.definition import SagaDefinition
     from sagactl.driver import Observer
     from sagactl.engine import Engine
@@ -410,6 +411,8 @@ def follow_saga(
     settings: Settings, saga_id: str, seen: poll.Seen, *, interval: float, clock: Clock | None = None
 ) -> ExitCode:
     """``show --follow``: hand ``seen`` the saga as it changes; its exit code once it ends."""
+    from sagactl import poll  # only --follow polls
+
     check_saga_id(saga_id, lookup=True)
     with reader_for(settings) as reader, looking_up(saga_id):
         return poll.follow(reader, saga_id, seen, clock=clock or SystemClock(), interval=interval)
@@ -424,6 +427,8 @@ def watch_sagas(
     clock: Clock | None = None,
 ) -> None:
     """``list --watch``: hand ``frame`` the listing every ``interval`` seconds until interrupted."""
+    from sagactl import poll  # only --watch polls
+
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:
         poll.watch(reader, request, frame, clock=clock or SystemClock(), interval=interval)
