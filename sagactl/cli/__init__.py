@@ -122,10 +122,7 @@ def invoked(argv: list[str]) -> tuple[str, str] | None:
     for sagactl or a group, --version, an unknown command)."""
     if not argv:
         return None
-    if argv[0] in GROUPS:
-        wanted = (argv[0], argv[1]) if len(argv) > 1 else None
-    else:
-        wanted = ("", argv[0])
+    wanted = ("", argv[0]) if argv[0] not in GROUPS else (argv[0], argv[1]) if len(argv) > 1 else None
     return wanted if any((group, name) == wanted for group, name, _, _ in COMMANDS) else None
 
 
