@@ -125,11 +125,12 @@ def _index_node(node: Any, where: Location, pos: _Positions, dupes: list[tuple[L
 def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positions]]:
     import yaml
 
-    from sagactl.yamlsafe import BoundedLoader, YamlLimitError
+    from sagactl.yamlsafe import YamlLimitError, parsed
 
-    loader = BoundedLoader(text)
-    docs: list[tuple[Any, _Positions]] = []
-    try:
+    docs: list[tuple[Any, _Positions, list[tuple[Location, str]]]] = []
+
+    def read(loader: Any) -> None:
+        docs.clear()  # what an attempt read before its error is kept; a retry starts over
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -137,10 +138,10 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
             positions = _Positions()
             dupes: list[tuple[Location, str]] = []
             _index_node(node, (), positions, dupes)
-            for where, key in dupes:
-                line, col = positions.of(where, key=True)
-                report.problems.append(Problem(file, line, col, f"duplicate key '{key}'"))
-            docs.append((loader.construct_document(node), positions))
+            docs.append((loader.construct_document(node), positions, dupes))
+
+    try:
+        parsed(text, read)
     except YamlLimitError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -155,9 +156,11 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
         report.problems.append(Problem(file, line, col, f"YAML syntax: {what}"))
     except yaml.YAMLError as exc:
         report.problems.append(Problem(file, 1, 1, f"YAML: {' '.join(str(exc).split())}"))
-    finally:
-        loader.dispose()
-    return docs
+    for _, positions, dupes in docs:
+        for where, key in dupes:
+            line, col = positions.of(where, key=True)
+            report.problems.append(Problem(file, line, col, f"duplicate key '{key}'"))
+    return [(value, positions) for value, positions, _ in docs]
 
 
 # -- schema errors -> messages ------------------------------------------------------------
@@ -318,7 +321,10 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
 
     _check_durations(doc.get("defaults"), ("defaults",), add)
     seen_steps: dict[str, int] = {}
+    earlier: set[str] = set()  # names of the steps before this one (built as the loop goes)
     for index, step in enumerate(steps):
+        if index and isinstance(steps[index - 1], dict):
+            earlier.add(str(steps[index - 1].get("name")))
         if not isinstance(step, dict):
             continue
         here: Location = ("steps", index)
@@ -340,7 +346,6 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
             elif isinstance(endpoints[ep], dict) and isinstance(endpoints[ep].get("type"), str):
                 ep_type = endpoints[ep].get("type")
         _check_durations(step, here, add)
-        earlier = {str(s.get("name")) for s in steps[:index] if isinstance(s, dict)}
         for phase in ("action", "compensation"):
             call = step.get(phase)
             if not isinstance(call, dict):
@@ -361,7 +366,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                         (*here, phase),
                         f"step '{name}' {phase}: sqs needs 'command' (the message's command attribute)",
                     )
-            visible = earlier | ({name} if phase == "compensation" and isinstance(name, str) else set())
+            own = name if phase == "compensation" and isinstance(name, str) else None
             for where, expr, offset in references(call):
                 ref_where = (*here, phase, *where)
                 step_ref = _check_ref(
@@ -369,7 +374,7 @@ def _semantic_problems(doc: dict[str, Any], pos: _Positions, file: str) -> list[
                 )
                 if step_ref is None:
                     continue
-                if step_ref not in visible:
+                if step_ref not in earlier and step_ref != own:
                     later = step_ref in names
                     why = "a later step (only earlier steps' results exist yet)" if later else "no such step"
                     if step_ref == name and phase == "action":

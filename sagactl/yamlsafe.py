@@ -14,36 +14,39 @@ which callers import only when they read YAML).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
+from yaml.composer import Composer
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 MAX_ALIASES = 100
 MAX_NODES = 20_000
 MAX_DEPTH = 64
+T = TypeVar("T")
 
 
 class YamlLimitError(yaml.MarkedYAMLError):
     """The document crosses one of the limits above; ``problem`` says which."""
 
 
-class BoundedLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that counts alias uses, expanded nodes and depth while composing."""
+class _Bounded(Composer):
+    """Counts alias uses, expanded nodes and depth while composing (PyYAML's Composer, above
+    either parser)."""
 
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
+    anchors: dict[Any, Node]
+
+    if TYPE_CHECKING:  # the parser's, whichever the loader has
+
+        def check_event(self, *choices: Any) -> bool: ...
+        def peek_event(self) -> Any: ...
+
+    def _bound(self) -> None:
         self._aliases = 0
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
-
-    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
-        # The scanner keeps a possible simple key per open [ or { and rescans them all for each
-        # token: quadratic in the depth. Refuse before the composer would (it reads ahead).
-        if self.flow_level >= MAX_DEPTH:
-            raise YamlLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
-        super().fetch_flow_collection_start(TokenClass)
 
     def compose_document(self) -> Node | None:
         self._sizes = {}
@@ -51,7 +54,7 @@ class BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()
             anchored = self.anchors.get(event.anchor)
             if anchored is not None:
                 if id(anchored) not in self._sizes:
@@ -64,7 +67,7 @@ class BoundedLoader(yaml.SafeLoader):
                         None, None, f"more than {MAX_ALIASES} aliases (*name) in one file", event.start_mark
                     )
             return super().compose_node(parent, index)
-        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        mark = self.peek_event().start_mark
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise YamlLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
@@ -87,6 +90,70 @@ class BoundedLoader(yaml.SafeLoader):
         return node
 
 
+class BoundedLoader(_Bounded, yaml.SafeLoader):
+    """yaml.SafeLoader within the limits: the pure-Python reference, whose messages and marks
+    sagactl reports for every file it refuses."""
+
+    def __init__(self, stream: Any) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._bound()
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # The scanner keeps a possible simple key per open [ or { and rescans them all for each
+        # token: quadratic in the depth. Refuse before the composer would (it reads ahead).
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlLimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+
+FastLoader: type | None = None
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    class _FastLoader(_Bounded, CParser, SafeConstructor, Resolver):
+        """libyaml's scanner and parser (C, ~15x faster on a long definition) under PyYAML's
+        Composer, so the same limits hold as nodes are composed: never libyaml's own composer,
+        which recurses in C and crashes on a deeply nested file."""
+
+        def __init__(self, stream: Any) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._bound()
+
+    FastLoader = _FastLoader
+
+
+# Where libyaml and PyYAML's own parser read the same text differently, the reference decides:
+# libyaml takes a tab after a token ("key: 1<TAB>") that PyYAML refuses, and reads a lone "!"
+# (the non-specific tag) as "" where PyYAML reads null.
+_REFERENCE_ONLY = ("\t", "!")
+
+
+def parsed(text: str, read: Callable[[Any], T]) -> T:
+    """``read(loader)`` over ``text`` with the libyaml loader where PyYAML has it; when that
+    raises anything (a syntax error, a limit crossed), again with the pure-Python reference, so
+    a refused file is reported exactly as without libyaml. Every file the reference reads is
+    read to the same data (tests/test_yamlsafe.py). ``read`` must not act on what it reads
+    before it returns."""
+    if FastLoader is not None and not any(c in text for c in _REFERENCE_ONLY):
+        fast = FastLoader(text)
+        try:
+            return read(fast)
+        except (yaml.YAMLError, ValueError):
+            pass
+        finally:
+            fast.dispose()
+    loader = BoundedLoader(text)
+    try:
+        return read(loader)
+    finally:
+        loader.dispose()
+
+
 def load(text: str) -> Any:
     """The one document in ``text`` as Python data (safe types), within the limits."""
-    return yaml.load(text, Loader=BoundedLoader)
+    return parsed(text, lambda loader: loader.get_single_data())

@@ -320,12 +320,12 @@ class SqliteStore(HistoryStore):
     def _rewrite(self, row: Row, patch: dict[int, Any], transitions: Sequence[Transition], owner: str) -> bool:
         params: dict[str, Any] = {**row, "owner": owner}
         sets = [f"{name} = :{name}" for name in row if name != "saga_id"]
-        if patch:
-            steps = "steps"
+        if patch:  # one json_set for every changed record: SQLite parses the whole array once
+            pairs = []
             for n, (index, record) in enumerate(patch.items()):
-                steps = f"json_set({steps}, :path{n}, json(:step{n}))"
+                pairs.append(f":path{n}, json(:step{n})")
                 params[f"path{n}"], params[f"step{n}"] = f"$[{index}]", record
-            sets.append(f"steps = {steps}")
+            sets.append(f"steps = json_set(steps, {', '.join(pairs)})")
         with self._write() as conn:
             cursor = conn.execute(
                 f"UPDATE saga_log SET {', '.join(sets)} WHERE saga_id = :saga_id AND lease_owner = :owner", params

@@ -33,7 +33,7 @@ from tests.support.sagas import add, at, saga
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
 VERSION_TABLE = "sagactl_schema_migrations"
 
@@ -339,6 +339,29 @@ def test_a_commit_sends_the_same_bytes_whatever_the_sagas_length(pg: PostgresSto
         assert loaded is not None and loaded.steps[index].status is StepStatus.EXECUTING
     assert sizes[4] < 1500
     assert abs(sizes[400] - sizes[4]) <= 32  # only the digits of the step index and names differ
+
+
+def test_steps_are_stored_with_lz4_where_the_server_has_it(pg: PostgresStore, pg_dsn: str) -> None:
+    """Every commit recompresses the whole steps array inside the server: lz4 (v7) where the
+    server was built with it, pglz (the default) elsewhere. The stored value reads the same."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        choices = conn.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'").fetchone()
+        method = conn.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'saga_log'::regclass AND attname = 'steps'"
+        ).fetchone()
+    assert choices is not None and method is not None
+    assert method[0] == ("l" if "lz4" in choices[0] else "")
+    record = saga("big", state=SagaState.PENDING)
+    record.steps = [StepRecord(name=f"step-{i}", result={"text": f"result {i} " * 20}) for i in range(300)]
+    record.lease_owner = "me"
+    pg.create(record, [])
+    record.steps[7].status = StepStatus.EXECUTING
+    pg.save(record, [], owner="me", steps=[7])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT pg_column_compression(steps), steps->7->>'status' FROM saga_log WHERE saga_id = 'big'"
+        ).fetchone()
+    assert stored == ("lz4" if "lz4" in choices[0] else "pglz", "executing")
 
 
 def test_column_types_and_lowercase_states(pg: PostgresStore, pg_dsn: str) -> None:

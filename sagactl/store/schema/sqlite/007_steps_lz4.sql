@@ -1,0 +1,3 @@
+-- sagactl saga_log schema v7 (SQLite): nothing to change. Schema versions are shared by both
+-- dialects; v7 compresses PostgreSQL's steps column with lz4, which SQLite has no use for (it
+-- stores JSON as text, uncompressed).
