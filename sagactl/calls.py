@@ -6,7 +6,7 @@ it (a result it cannot hold named)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,14 +87,35 @@ def definition_secrets(definition: SagaDefinition, env: Mapping[str, str]) -> li
     return found
 
 
+class _Results(Mapping[str, Any]):
+    """Earlier steps' results by name, found when a placeholder asks: building the whole map
+    for every call cost each step time in proportion to the saga's length."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Sequence[StepRecord]) -> None:
+        self._steps = steps
+
+    def __getitem__(self, name: str) -> Any:
+        for record in self._steps:
+            if record.name == name and record.result is not None:
+                return record.result
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (r.name for r in self._steps if r.result is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for r in self._steps if r.result is not None)
+
+
 def build_request(
     saga: SagaRecord, step: StepDef, record: StepRecord, phase: Phase, timeout: float, env: Mapping[str, str]
 ) -> Request:
     """``phase`` of ``step`` as sent, placeholders resolved against the saga (MissingValueError
     when one has no value); values substituted into an http ``path`` never change the route."""
     spec = step.action if phase is Phase.ACTION else (step.compensation or {})
-    results = {r.name: r.result for r in saga.steps if r.result is not None}
-    ctx = Context(saga_id=saga.saga_id, input=saga.data, results=results, env=env)
+    ctx = Context(saga_id=saga.saga_id, input=saga.data, results=_Results(saga.steps), env=env)
     resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
     if isinstance(spec.get("path"), str):
         resolved["path"] = resolve_url_path(spec["path"], ctx)
