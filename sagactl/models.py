@@ -211,6 +211,32 @@ class StepRecord:
             "waiting": self.waiting.to_dict() if self.waiting else None,
         }
 
+    def to_stored(self) -> dict[str, Any]:
+        """The record as saga_log.steps keeps it: the fields of DESIGN section 4 always, the
+        others only when set. Every commit rewrites the whole array inside the database, so its
+        size is paid on each step; a pending step is 7 keys instead of 12. Read by ``from_dict``
+        (compensation_error rides with compensation_attempts: its absence marks a legacy record)."""
+        stored = {
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+        if self.outcome is not None:
+            stored["outcome"] = self.outcome.value
+        if self.compensation_attempts:
+            stored["compensation_attempts"] = self.compensation_attempts
+        if self.compensation_attempts or self.compensation_error is not None:
+            stored["compensation_error"] = self.compensation_error
+        if self.compensated_at is not None:
+            stored["compensated_at"] = iso(self.compensated_at)
+        if self.waiting is not None:
+            stored["waiting"] = self.waiting.to_dict()
+        return stored
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StepRecord:
         outcome = raw.get("outcome")

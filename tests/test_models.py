@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sagactl.models import (
     Outcome,
@@ -12,6 +16,7 @@ from sagactl.models import (
     StepRecord,
     StepStatus,
     Transition,
+    Waiting,
     idempotency_key,
     iso,
     parse_iso,
@@ -122,3 +127,48 @@ def test_idempotency_key_and_times() -> None:
     assert parse_iso(iso(T0)) == T0
     assert parse_iso("2026-11-26T08:00:00") == datetime(2026, 11, 26, 8, tzinfo=UTC)
     assert SagaState.FAILED.terminal and not SagaState.COMPENSATING.terminal
+
+
+_TIMES = st.one_of(st.none(), st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC)))
+_TEXT = st.one_of(st.none(), st.text(max_size=20))
+STEP_RECORDS = st.builds(
+    StepRecord,
+    name=st.text(min_size=1, max_size=10),
+    status=st.sampled_from(list(StepStatus)),
+    attempts=st.integers(0, 5),
+    result=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)),
+    error=_TEXT,
+    started_at=_TIMES,
+    finished_at=_TIMES,
+    outcome=st.one_of(st.none(), st.sampled_from(list(Outcome))),
+    compensation_attempts=st.integers(0, 5),
+    compensated_at=_TIMES,
+    compensation_error=_TEXT,
+    waiting=st.one_of(
+        st.none(),
+        st.builds(
+            Waiting,
+            st.sampled_from(list(Phase)),
+            st.sampled_from(["reply", "retry"]),
+            st.integers(1, 5),
+            st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC)),
+            st.one_of(st.none(), st.sampled_from(["timeout", "error"])),
+        ),
+    ),
+)
+
+
+@given(STEP_RECORDS)
+def test_a_stored_step_record_reads_back_as_it_was(record: StepRecord) -> None:
+    """saga_log.steps keeps set fields only (to_stored); nothing is lost or misread as legacy."""
+    stored = record.to_stored()
+    assert {"name", "status", "attempts", "result", "error", "started_at", "finished_at"} <= set(stored)
+    assert StepRecord.from_dict(json.loads(json.dumps(stored))) == StepRecord.from_dict(record.to_dict())
+    assert StepRecord.from_dict(stored).to_dict() == record.to_dict()
+
+
+def test_a_pending_step_is_stored_with_the_design_fields_only() -> None:
+    assert StepRecord(name="a").to_stored() == {
+        "name": "a", "status": "pending", "attempts": 0, "result": None, "error": None,
+        "started_at": None, "finished_at": None,
+    }  # fmt: skip

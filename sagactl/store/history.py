@@ -56,7 +56,7 @@ class HistoryStore(SqlStore):
         row = {
             "saga_id": saga.saga_id,
             **self._moving(saga),
-            "steps": self._encode_json([s.to_dict() for s in saga.steps]),
+            "steps": self._encode_json([s.to_stored() for s in saga.steps]),
             "definition": self._encode_json(saga.definition),
         }
         if not self._rewrite(row, {}, transitions, owner):

@@ -208,7 +208,7 @@ class SqlStore:
             "data": json(saga.data),
             "definition": json(saga.definition),
             "created_at": time(saga.created_at),
-            "steps": json([s.to_dict() for s in saga.steps]),
+            "steps": json([s.to_stored() for s in saga.steps]),
             "rerun_of": saga.rerun_of,
             **self._moving(saga),
         }
@@ -320,9 +320,9 @@ class SqlStore:
         row = {"saga_id": saga.saga_id, **self._moving(saga)}
         patch: dict[int, Any] = {}
         if steps is None:
-            row["steps"] = self._encode_json([s.to_dict() for s in saga.steps])
+            row["steps"] = self._encode_json([s.to_stored() for s in saga.steps])
         else:
-            patch = {i: self._encode_json(saga.steps[i].to_dict()) for i in sorted(set(steps))}
+            patch = {i: self._encode_json(saga.steps[i].to_stored()) for i in sorted(set(steps))}
         if not self._rewrite(row, patch, transitions, owner):
             raise LeaseLostError(
                 f"lost the lease on saga {saga.saga_id}: another process is driving it",

@@ -117,7 +117,7 @@ def test_saving_some_steps_keeps_the_steps_array_exact(store: Store, store_dsn: 
     with raw(store_dsn) as conn:
         stored = conn.execute("SELECT steps, data, definition FROM saga_log WHERE saga_id = 's-1'").fetchone()
     steps, data, definition = (json.loads(v) if isinstance(v, str) else v for v in stored)
-    assert steps == [s.to_dict() for s in saga.steps]  # the column as operators query it by hand
+    assert steps == [s.to_stored() for s in saga.steps]  # the column as operators query it by hand
     assert data == saga.data and definition == saga.definition
     loaded = store.get("s-1")
     assert loaded is not None and [s.to_dict() for s in loaded.steps] == [s.to_dict() for s in saga.steps]
