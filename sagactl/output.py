@@ -13,7 +13,6 @@ the data exact; csv/tsv keep values whole and exact except on a terminal.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import re
@@ -208,6 +207,8 @@ def _write_delimited(table: Table, out: TextIO, fmt: OutputFormat, headers: bool
     safe = terminal_safe if stream_is_tty(out) else str
     buffer = io.StringIO()
     delimiter = "," if fmt is OutputFormat.CSV else "\t"
+    import csv
+
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     if headers:
         writer.writerow([safe(key) for key, _ in table.columns])

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -175,6 +174,8 @@ class Selector:
         if self.ids:
             shown = " ".join(self.ids[:5]) + (f" (+{len(self.ids) - 5} more)" if len(self.ids) > 5 else "")
             return f"- ({len(self.ids)} IDs from stdin: {shown})" if self.from_stdin else shown
+        from shlex import quote
+
         parts = []
         for key, value in self.to_dict().items():
             flag = "--" + key.replace("_", "-")
@@ -183,7 +184,7 @@ class Selector:
             elif isinstance(value, list):
                 parts.extend(f"--state {v}" for v in value)
             else:
-                parts.append(f"{flag} {shlex.quote(str(value))}")
+                parts.append(f"{flag} {quote(str(value))}")
         return " ".join(parts)
 
 

@@ -132,13 +132,10 @@ def _documents(text: str, file: str, report: Report) -> list[tuple[Any, _Positio
     def read(loader: Any) -> None:
         docs.clear()  # what an attempt read before its error is kept; a retry starts over
         while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            positions = _Positions()
-            dupes: list[tuple[Location, str]] = []
-            _index_node(node, (), positions, dupes)
-            docs.append((loader.construct_document(node), positions, dupes))
+            if (node := loader.get_node()) is not None:
+                positions, dupes = _Positions(), list[tuple[Location, str]]()
+                _index_node(node, (), positions, dupes)
+                docs.append((loader.construct_document(node), positions, dupes))
 
     try:
         parsed(text, read)

@@ -27,7 +27,6 @@ from sagactl.models import Transition, iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, SagaQuery, StoreInfo
 from sagactl.store.history import LINK_RERUN, HistoryStore, Run
 from sagactl.store.listing import POSTGRES, prefix_statement
-from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row
 
 VERSION_TABLE = "sagactl_schema_migrations"
@@ -209,6 +208,8 @@ class PostgresStore(HistoryStore):
             )
             row = self._conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()
             current = int(row[0]) if row else 0
+            from sagactl.store.migrations import migrations  # writers only
+
             for migration in migrations("postgres"):
                 if migration.version <= current:
                     continue

@@ -17,7 +17,6 @@ from sagactl.errors import UnavailableError
 from sagactl.models import Transition, iso, parse_iso
 from sagactl.store.base import SCHEMA_VERSION, Claimed, StoreInfo
 from sagactl.store.history import LINK_RERUN, HistoryStore, Run
-from sagactl.store.migrations import migrations
 from sagactl.store.sql import Row
 
 
@@ -200,6 +199,8 @@ class SqliteStore(HistoryStore):
     def init_schema(self) -> int:
         with self._write("creating the schema") as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            from sagactl.store.migrations import migrations  # writers only
+
             for migration in migrations("sqlite"):
                 if migration.version <= current:
                     continue
