@@ -195,7 +195,8 @@ class StepRecord:
             return True
         return self.status is StepStatus.FAILED and self.outcome is Outcome.UNKNOWN
 
-    def to_dict(self) -> dict[str, Any]:
+    def _design_fields(self) -> dict[str, Any]:
+        """The fields DESIGN section 4 promises for every step, in its order."""
         return {
             "name": self.name,
             "status": self.status.value,
@@ -204,6 +205,10 @@ class StepRecord:
             "error": self.error,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._design_fields() | {
             "outcome": self.outcome.value if self.outcome else None,
             "compensation_attempts": self.compensation_attempts,
             "compensated_at": iso(self.compensated_at),
@@ -216,15 +221,7 @@ class StepRecord:
         others only when set. Every commit rewrites the whole array inside the database, so its
         size is paid on each step; a pending step is 7 keys instead of 12. Read by ``from_dict``
         (compensation_error rides with compensation_attempts: its absence marks a legacy record)."""
-        stored = {
-            "name": self.name,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "result": self.result,
-            "error": self.error,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-        }
+        stored = self._design_fields()
         if self.outcome is not None:
             stored["outcome"] = self.outcome.value
         if self.compensation_attempts:
