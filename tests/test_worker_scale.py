@@ -1,7 +1,8 @@
 """Workers at scale (issue 9's proof), real processes only: sagas recorded with one
 `sagactl run FILE --inputs -`, driven by several `sagactl worker` processes (--concurrency 4),
-one of them killed with SIGKILL mid-way; an HTTP participant process (tests/support/shop.py)
-and a shipping service over SQS on moto. PostgreSQL: 200 sagas, 3 workers, the shipping
+one of them killed with SIGKILL while it holds sagas (frozen first, so what it holds is
+known); an HTTP participant process (tests/support/shop.py) and a shipping service over SQS on
+moto. PostgreSQL: 200 sagas, 3 workers, the shipping
 service of tests/support/sqs_shop.py (it answers in batches: fewer moto calls); SQLite (one
 machine): 40 sagas, 2 workers, the sample service (sample-configs/participants/sqs_service.py).
 On a 2-CPU machine at load ~2 they take ~35 s and ~29 s, 10 s of each the surviving workers'
@@ -137,6 +138,20 @@ PLANS = [
     Plan("ok", {}, "completed", DONE),
     Plan("reserve flaky twice", {"reserve": "flaky 2"}, "completed", DONE),
 ]
+
+
+def stopped_holding(worker: subprocess.Popen[Any], held: Callable[[], set[str]]) -> bool:
+    """Freeze ``worker``; True (left frozen) when it then holds a saga, else it runs on. The
+    holdings are read twice, 50 ms apart, and must agree: a statement it had sent to the
+    database before the freeze lands in between (nothing more is sent)."""
+    worker.send_signal(signal.SIGSTOP)
+    time.sleep(0.05)
+    first = held()
+    time.sleep(0.05)
+    if first and held() == first:
+        return True
+    worker.send_signal(signal.SIGCONT)
+    return False
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -340,8 +355,11 @@ def run_scenario(s: Scenario) -> None:
             # Mid-way, while it holds sagas: SIGKILL, no chance to put anything aside.
             wait_for(lambda: finished() > 0, 120, "the workers to start")
             lap("first saga ended")
-            wait_for(lambda: finished() >= s.sagas // 3, 120, "a third of the sagas to end")
-            wait_for(lambda: bool(held_by_victim()), 60, "the victim to hold a saga")
+            # Frozen (SIGSTOP) before looking, so what it holds cannot change between the look and
+            # the kill: a saga's step takes milliseconds, and one seen held a moment before the
+            # kill could be released by then. Early, while every worker is busy with sagas still to
+            # start (later most wait for SQS replies, held by no one, and a look rarely finds one).
+            wait_for(lambda: stopped_holding(victim, held_by_victim), 60, "the victim to hold a saga")
             victim.kill()
             killed_at = datetime.now(UTC)
             victim.wait()
