@@ -25,6 +25,9 @@ FOLLOW_INTERVAL = 1.0  # seconds between two looks at a followed saga
 WATCH_INTERVAL = 5.0  # seconds between two frames of a watched listing
 
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 3600.0
+# How long a saga may sit past its driver's lease or its wake-up time, unclaimed, before following
+# it stops with exit 3: a worker claims it within its --poll (1 s by default, 60 s at most).
+UNCLAIMED_FOR = 90.0
 
 Seen = Callable[[SagaRecord | SagaSummary, bool, datetime], None]
 
@@ -44,11 +47,12 @@ def parse_interval(value: str | None, default: float) -> float:
     return seconds
 
 
-def verdict(saga: SagaRecord | SagaSummary) -> ExitCode | None:
+def verdict(saga: SagaRecord | SagaSummary, now: datetime | None = None) -> ExitCode | None:
     """The exit code of a followed saga once following it can stop, else None: completed 0,
     failed 1 (4 when a step's endpoint was unreachable), and 3 (needs attention) for a saga
     nothing will move on: no driver holds it and nothing is due (a compensation that could not
-    finish, a run that was interrupted). A mapped table tells only its terminal states."""
+    finish, a run that was interrupted), or it is ``unclaimed`` at ``now``. A mapped table tells
+    only its terminal states."""
     if isinstance(saga, SagaSummary):
         if saga.state is SagaState.COMPLETED:
             return ExitCode.OK
@@ -57,7 +61,16 @@ def verdict(saga: SagaRecord | SagaSummary) -> ExitCode | None:
         return exit_code_for(saga)
     if saga.lease_owner is None and saga.wake_at is None:
         return ExitCode.ATTENTION
-    return None
+    return ExitCode.ATTENTION if now is not None and unclaimed(saga, now) else None
+
+
+def unclaimed(saga: SagaRecord, now: datetime) -> datetime | None:
+    """When the driver's lease lapsed, or the saga's wake-up came, if that is more than
+    UNCLAIMED_FOR ago and nobody took it since (its driver died and no worker runs); else None."""
+    due = saga.lease_expires_at if saga.lease_owner is not None else saga.wake_at
+    if saga.state.terminal or due is None or (now - due).total_seconds() <= UNCLAIMED_FOR:
+        return None
+    return due
 
 
 def follow(
@@ -69,7 +82,7 @@ def follow(
     stamp = reader.stamp(saga_id)  # before the read: a write in between shows as a change next time
     saga = inspect.show_saga(reader, saga_id)
     seen(saga, True, clock.now())
-    while (code := verdict(saga)) is None:
+    while (code := verdict(saga, clock.now())) is None:
         clock.sleep(interval)
         now_stamp = reader.stamp(saga_id)
         if now_stamp is None:

@@ -22,7 +22,7 @@ from sagactl.errors import ExitCode, UsageError
 from sagactl.masking import mask_value
 from sagactl.models import SagaRecord, Transition, iso
 from sagactl.output import OutputFormat, cell, emit, info_line, json_safe, rich_parts, stream_is_tty, terminal_safe
-from sagactl.poll import Seen
+from sagactl.poll import Seen, unclaimed
 from sagactl.store.base import SagaSummary
 
 FOLLOW_FORMATS = (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.JSONL)
@@ -81,9 +81,10 @@ def follow(
         )
     stream = sys.stdout if out is None else out
     last: list[SagaRecord | SagaSummary] = []
+    when: list[datetime] = []
 
     def keep(saga: SagaRecord | SagaSummary, changed: bool, now: datetime) -> None:
-        last[:] = [saga]
+        last[:], when[:] = [saga], [now]
 
     if quiet or fmt is OutputFormat.JSON:
         code = run(keep)
@@ -109,6 +110,16 @@ def follow(
     if quiet or fmt is OutputFormat.JSON:
         emit(show_document(saga), fmt, quiet=quiet, stream=stream)
     summary = run_summary_line(saga) if isinstance(saga, SagaRecord) else None
+    if isinstance(saga, SagaRecord) and (since := unclaimed(saga, when[0])) is not None:
+        why = (
+            f"its driver {saga.lease_owner} stopped renewing its lease (lapsed at {iso(since)})"
+            if saga.lease_owner
+            else f"it was due at {iso(since)} (a retry, or a reply's deadline)"
+        )
+        summary = (
+            f"saga {saga.saga_id} is {saga.state.value} and nothing drives it: {why} and no worker"
+            f" took it; 'sagactl resume {saga.saga_id}', or start 'sagactl worker'"
+        )
     info_line(f"sagactl: {summary or f'saga {saga.saga_id} {saga.state.value}'}")
     return code
 

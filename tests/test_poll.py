@@ -140,6 +140,30 @@ def test_a_saga_waiting_for_its_retry_is_followed_on(store: Store) -> None:
     assert code is ExitCode.OK and [s[0] for s in seen] == ["pending", "pending", "pending", "completed"]
 
 
+def test_a_saga_whose_driver_died_and_nobody_took_is_attention_not_forever(store: Store) -> None:
+    """Its lease lapsed at 60 s (running_saga) and no worker claimed it: following stops with
+    exit 3 once it has sat UNCLAIMED_FOR past that, instead of waiting forever."""
+    code, seen, reader = follow(store, [None] * 200)
+    assert code is ExitCode.ATTENTION
+    assert seen[-1][:2] == ("pending", False)
+    stopped_at = 30 + 2 * (len(seen) - 1)  # the Player's clock starts at 30 s; a look every 2 s
+    assert 60 + poll.UNCLAIMED_FOR < stopped_at <= 60 + poll.UNCLAIMED_FOR + 2
+    assert reader.reads["detail"] == 1  # time alone decided: the saga was read once
+
+
+def test_a_lapsed_lease_taken_over_is_followed_on(store: Store) -> None:
+    plays = progress(running_saga())
+    waits = int((60 + poll.UNCLAIMED_FOR - 30) // 2) - 1  # just before it would count as unclaimed
+    code, seen, _ = follow(store, [None] * waits + [plays["charge_done"], plays["completed"]])
+    assert code is ExitCode.OK and seen[-1][0] == "completed"
+
+
+def test_a_parked_saga_no_worker_wakes_is_attention(store: Store) -> None:
+    code, seen, _ = follow(store, [progress(running_saga())["parked"]] + [None] * 200)
+    assert code is ExitCode.ATTENTION  # due at 40 s, nobody took it by 40 s + UNCLAIMED_FOR
+    assert 40 + poll.UNCLAIMED_FOR < 30 + 2 * (len(seen) - 1) <= 40 + poll.UNCLAIMED_FOR + 2
+
+
 def test_follow_of_an_unknown_or_vanished_saga(store: Store, store_dsn: str) -> None:
     with pytest.raises(NotFoundError):
         follow_saga(Settings(dsn=store_dsn), "nope", lambda *_: None, interval=1.0, clock=FakeClock())
@@ -147,7 +171,7 @@ def test_follow_of_an_unknown_or_vanished_saga(store: Store, store_dsn: str) -> 
     gone.lease_owner, gone.lease_expires_at = OWNER, at(60)  # driven: followed on
     add(store, gone)
 
-    clock = FakeClock()
+    clock = FakeClock(at(30))  # its lease runs until 60 s
     clock.sleep = lambda seconds: delete_saga(store_dsn, "gone")  # type: ignore[method-assign]
     with pytest.raises(NotFoundError, match="saga gone is no longer in"):
         follow_saga(Settings(dsn=store_dsn), "gone", lambda *_: None, interval=1.0, clock=clock)

@@ -70,6 +70,19 @@ def test_follow_in_a_pipe_prints_each_transition_once_and_exits_with_the_saga(
     assert capsys.readouterr().err == f"sagactl: saga {running_saga().saga_id} completed\n"
 
 
+def test_follow_says_why_a_saga_nobody_drives_needs_attention(
+    store: Store, store_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    assert watch.follow(followed(store, store_dsn, [None] * 200), OutputFormat.TABLE, out=out) is ExitCode.ATTENTION
+    saga_id = running_saga().saga_id
+    assert capsys.readouterr().err == (
+        f"sagactl: saga {saga_id} is pending and nothing drives it: its driver {OWNER} stopped renewing its"
+        f" lease (lapsed at 2026-11-26T08:01:00.000000Z) and no worker took it; 'sagactl resume {saga_id}',"
+        " or start 'sagactl worker'\n"
+    )
+
+
 def test_follow_jsonl_json_and_quiet(store: Store, store_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     plays = progress(running_saga())
     out = io.StringIO()
