@@ -72,7 +72,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         what = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         raise UsageError(f"{path}: cannot read config: {what}{where}") from exc
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeError, yaml.YAMLError) as exc:  # UnicodeError: a file not in UTF-8
         raise UsageError(f"{path}: cannot read config: {' '.join(str(exc).split())}") from exc
     if loaded is None:
         return {}

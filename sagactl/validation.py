@@ -10,9 +10,7 @@ steps, and keys that do not apply to a step's transport. Valid documents become
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -194,7 +192,9 @@ def _what(where: Location) -> str:
 
 
 def _schema_problems(doc: Any, pos: _Positions, file: str) -> list[Problem]:
-    marker = _valid_marker(doc)
+    from sagactl.schemacache import valid_marker
+
+    marker = valid_marker(doc, json.dumps(schema(), sort_keys=True))
     if marker is not None and marker.exists():
         return []  # this exact document passed this exact schema before: jsonschema costs ~100 ms to load
     from jsonschema import Draft202012Validator
@@ -216,21 +216,6 @@ def _schema_problems(doc: Any, pos: _Positions, file: str) -> list[Problem]:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
     return problems
-
-
-def _valid_marker(doc: Any) -> Path | None:
-    """Where the cache records that ``doc`` passed the JSON Schema: a file named by the digest
-    of the document, sagactl's version and the schema, in $XDG_CACHE_HOME/sagactl/valid (None
-    when there is no home to cache in)."""
-    from sagactl import __version__
-
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.path.expanduser("~"), ".cache"))
-    if not base or base.startswith("~"):
-        return None
-    digest = hashlib.sha256()
-    for part in (__version__, json.dumps(schema(), sort_keys=True), json.dumps(doc, sort_keys=True, default=repr)):
-        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-    return Path(base, "sagactl", "valid", digest.hexdigest())
 
 
 def _leaves(error: Any) -> list[Any]:

@@ -140,14 +140,18 @@ def parsed(text: str, read: Callable[[Any], T]) -> T:
     read to the same data (tests/test_yamlsafe.py). ``read`` must not act on what it reads
     before it returns."""
     if FastLoader is not None and not any(c in text for c in _REFERENCE_ONLY):
-        fast = FastLoader(text)
         try:
-            return read(fast)
-        except (yaml.YAMLError, ValueError):
-            pass
-        finally:
-            fast.dispose()
-    loader = BoundedLoader(text)
+            fast = FastLoader(text)  # text libyaml cannot take (a lone surrogate) fails right here
+        except ValueError:
+            fast = None
+        if fast is not None:
+            try:
+                return read(fast)
+            except (yaml.YAMLError, ValueError):
+                pass
+            finally:
+                fast.dispose()
+    loader = BoundedLoader(text)  # the reference: a ReaderError (a YAMLError) for such text
     try:
         return read(loader)
     finally:

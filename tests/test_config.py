@@ -88,14 +88,19 @@ def test_missing_config_file() -> None:
         resolve_settings(config="/nonexistent.yaml", env={})
 
 
-def test_broken_config_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"store: [unclosed\n", b"store:\n  dsn: \xff\xfe\n", b"store:\n  dsn: \xed\xa0\x80\n", b"a: \x00\n", b"1: a\n"],
+    ids=["unclosed", "not-utf8", "surrogate-bytes", "nul", "int-key"],
+)
+def test_broken_config_is_one_line(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("store: [unclosed\n")
+    path.write_bytes(content)
     with pytest.raises(UsageError) as info:
         resolve_settings(config=str(path), env={})
     line = info.value.one_line()
     assert "\n" not in line
-    assert line.startswith(f"{path}: cannot read config: ")
+    assert line.startswith(f"{path}: ")
 
 
 @pytest.mark.parametrize("text", [BILLION_LAUGHS, SELF_ALIAS, DEEP], ids=["billion-laughs", "self-alias", "deep"])

@@ -139,3 +139,25 @@ def test_every_file_the_reference_reads_is_read_to_the_same_data(text: str) -> N
         assert ours == reference
     else:
         assert ours in (reference, ("ok", ours[1]))
+
+
+@pytest.mark.parametrize("text", ["a: \ud800", "\ud800", "steps: [\udfff]", "a: \x00", "a: \x85\ufffe"])
+def test_text_neither_parser_takes_is_a_yaml_error_not_a_crash(text: str) -> None:
+    """A lone surrogate (a file read with surrogateescape) makes libyaml's constructor raise
+    UnicodeEncodeError: the reference reads it and refuses it as every other bad character."""
+    with pytest.raises(yaml.YAMLError):
+        load(text)
+    assert result_of(lambda: parsed(text, documents)) == outcome(text, BoundedLoader)
+
+
+ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_any_text_is_read_as_the_reference_reads_it_or_refused_never_a_crash(text: str) -> None:
+    """Any code point (lone surrogates, NUL, C1 controls): a YAMLError or the reference's data,
+    never another exception."""
+    reference = outcome(text, BoundedLoader)
+    ours = result_of(lambda: parsed(text, documents))  # anything but a YAMLError propagates: fails
+    assert ours == reference or (reference[0] == "error" and ours[0] == "ok")
