@@ -18,7 +18,7 @@ from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, SortKey, Transition
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class SagaExistsError(UsageError):

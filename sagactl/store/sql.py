@@ -49,8 +49,10 @@ _TRANSITIONS = (
     "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
     " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
 )
-_COUNTS = "SELECT saga_type, state, n FROM saga_counts WHERE n > 0 ORDER BY saga_type, state"
-_ALL_COUNTS = "SELECT saga_type, state, n FROM saga_counts ORDER BY saga_type, state"
+# PostgreSQL keeps up to 16 rows per (type, state) since v8 (one per writing connection): sum them.
+_SUMMED = "SELECT saga_type, state, CAST(sum(n) AS bigint) FROM saga_counts GROUP BY saga_type, state"
+_COUNTS = f"{_SUMMED} HAVING sum(n) > 0 ORDER BY saga_type, state"
+_ALL_COUNTS = f"{_SUMMED} ORDER BY saga_type, state"
 _RECOUNT = (
     "INSERT INTO saga_counts (saga_type, state, n)"
     " SELECT saga_type, state, count(*) FROM saga_log GROUP BY saga_type, state"

@@ -33,7 +33,7 @@ from tests.support.sagas import add, at, saga
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
 VERSION_TABLE = "sagactl_schema_migrations"
 
@@ -173,6 +173,68 @@ def test_newer_schema_is_refused(fresh_db: str) -> None:
         conn.execute(f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (99, '099_future.sql')")
     with pytest.raises(UnavailableError, match="version 99, newer than this sagactl supports"):
         PostgresStore(fresh_db)
+
+
+def test_v7_counters_carry_over_to_v8_slots(fresh_db: str) -> None:
+    """A log at v7 (one counter row per type and state) upgraded to v8 keeps its counts."""
+    store = PostgresStore(fresh_db)
+    try:
+        for n in range(3):
+            add(store, saga(f"s{n}", state=SagaState.COMPLETED if n else SagaState.FAILED))
+    finally:
+        store.close()
+    with psycopg.connect(fresh_db, autocommit=True) as conn:  # back to v7's counters
+        conn.execute("ALTER TABLE saga_counts DROP CONSTRAINT saga_counts_pkey")
+        conn.execute("DELETE FROM saga_counts")
+        conn.execute("ALTER TABLE saga_counts DROP COLUMN slot")
+        conn.execute("ALTER TABLE saga_counts ADD PRIMARY KEY (saga_type, state)")
+        conn.execute("INSERT INTO saga_counts (saga_type, state, n) SELECT saga_type, state, count(*) FROM saga_log"
+                     " GROUP BY saga_type, state")  # fmt: skip
+        conn.execute(f"DELETE FROM {VERSION_TABLE} WHERE version > 7")
+        for statement in migrations("postgres")[6].statements:  # v7's functions
+            conn.execute(statement)
+    store = PostgresStore(fresh_db)  # a writer upgrades
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert {(c.state.value, c.count) for c in store.counts()} == {("completed", 2), ("failed", 1)}
+        add(store, saga("s9", state=SagaState.FAILED))
+        assert {(c.state.value, c.count) for c in store.counts()} == {("completed", 2), ("failed", 2)}
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_count_in_their_own_rows_and_the_sums_are_exact(pg: PostgresStore, pg_dsn: str) -> None:
+    """v8: each connection counts in its own row (no queue on one row per type and state);
+    stats reads the sums, `db recount` folds them back into one row each, changing nothing."""
+
+    def writer(k: int) -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            for n in range(25):
+                saga_id = f"w{k}-{n}"
+                conn.execute(
+                    "INSERT INTO saga_log (saga_id, saga_type, state, steps, definition, created_at, updated_at)"
+                    " VALUES (%s, 'Load', 'pending', '[]', '{}', now(), now())",
+                    [saga_id],
+                )
+                if n % 2:
+                    conn.execute("UPDATE saga_log SET state = 'failed' WHERE saga_id = %s", [saga_id])
+            conn.execute("DELETE FROM saga_log WHERE saga_id = %s", [f"w{k}-0"])  # a statement-level delete
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    expected = {("Load", "pending"): 8 * 12, ("Load", "failed"): 8 * 12}
+    assert {(c.saga_type, c.state.value): c.count for c in pg.counts()} == expected
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        slots = conn.execute("SELECT count(DISTINCT slot) FROM saga_counts WHERE saga_type = 'Load'").fetchone()
+    assert slots is not None and slots[0] > 1
+    before, after = pg.recount()
+    assert {(c.saga_type, c.state.value): c.count for c in before} == expected
+    assert {(c.saga_type, c.state.value): c.count for c in after} == expected
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM saga_counts WHERE saga_type = 'Load'").fetchone() == (2,)
 
 
 # -- missing schema ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ runner = CliRunner()
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -
     writer = SqliteStore(path)
     writer.create(make_saga("old"), [])
     writer.close()
-    with sqlite3.connect(path) as conn:  # back to v1: what versions 2 to 7 added is gone
+    with sqlite3.connect(path) as conn:  # back to v1: what versions 2 to 8 added is gone
         for index in ("saga_log_created", "saga_log_wake", "saga_log_lease"):
             conn.execute(f"DROP INDEX {index}")
         for column in ("wake_at", "rerun_of", "rerun_as"):

@@ -1,0 +1,3 @@
+-- sagactl saga_log schema v8 (SQLite): nothing to change. v8 spreads PostgreSQL's counters over
+-- 16 rows per (type, state) so concurrent writers do not queue on one row; SQLite has one writer
+-- at a time, and its one row per (type, state) reads the same through the summing queries.
