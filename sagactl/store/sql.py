@@ -49,10 +49,8 @@ _TRANSITIONS = (
     "SELECT id, saga_id, step_name, old_state, new_state, detail, at"
     " FROM saga_transitions WHERE saga_id = ? ORDER BY id"
 )
-# PostgreSQL keeps up to 16 rows per (type, state) since v8 (one per writing connection): sum them.
-_SUMMED = "SELECT saga_type, state, CAST(sum(n) AS bigint) FROM saga_counts GROUP BY saga_type, state"
-_COUNTS = f"{_SUMMED} HAVING sum(n) > 0 ORDER BY saga_type, state"
-_ALL_COUNTS = f"{_SUMMED} ORDER BY saga_type, state"
+_SUMMED = "SELECT saga_type, state, CAST(sum(n) AS bigint) FROM saga_counts GROUP BY saga_type, state"  # v8: slots
+_COUNTS, _ALL_COUNTS = f"{_SUMMED} HAVING sum(n) > 0 ORDER BY 1, 2", f"{_SUMMED} ORDER BY 1, 2"
 _RECOUNT = (
     "INSERT INTO saga_counts (saga_type, state, n)"
     " SELECT saga_type, state, count(*) FROM saga_log GROUP BY saga_type, state"
