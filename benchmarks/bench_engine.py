@@ -34,11 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sagactl.definition import SagaDefinition
-from sagactl.engine import Engine
+from sagactl.definitions.model import SagaDefinition
+from sagactl.definitions.validation import check_text
+from sagactl.engine.control import Engine
 from sagactl.store import Store, open_store
 from sagactl.transports import Transport, open_transport
-from sagactl.validation import check_text
 
 STEPS = 20
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

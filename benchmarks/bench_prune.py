@@ -14,7 +14,7 @@ A writer thread then drives sagas the way the engine does, through PostgresStore
 connection: create (leased), three saves, the last one completing the saga; of the same types
 as the pruned ones, so its counter updates meet the prune's. It paces itself at --writer-rate
 commits/s and times every commit. First --baseline seconds without prune, then
-``sagactl.retention.prune(older_than=30d)`` runs on another connection, then the writer stops.
+``sagactl.tools.retention.prune(older_than=30d)`` runs on another connection, then the writer stops.
 
 Reported: the prune's elapsed time and rate; the writer's commit latency (median, p99, worst)
 without and during the prune; the load average before and after; that the counters `stats`
@@ -44,8 +44,8 @@ from psycopg.types.json import Jsonb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sagactl.models import SagaRecord, SagaState, StepRecord, StepStatus, Transition, utcnow
-from sagactl.retention import PruneRequest, prune
 from sagactl.store.postgres import PostgresStore
+from sagactl.tools.retention import PruneRequest, prune
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ["OrderFulfillment", "Refund", "Subscription", "Transfer"]

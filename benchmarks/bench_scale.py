@@ -142,8 +142,8 @@ def trace_commits(pg: str, url: str) -> dict[str, float]:
     from psycopg.pq import Trace
 
     from sagactl.config import Settings
+    from sagactl.definitions.validation import check_text
     from sagactl.ops import make_engine, store_for
-    from sagactl.validation import check_text
 
     definition = check_text(saga_yaml(200), "bench.yaml", ".").definitions[0]
     with tempfile.TemporaryFile("w+") as trace, store_for(Settings(dsn=pg)) as store:

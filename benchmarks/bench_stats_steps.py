@@ -45,11 +45,11 @@ from psycopg.types.json import Jsonb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sagactl.config import Settings
+from sagactl.definitions.validation import check_text
 from sagactl.models import utcnow
 from sagactl.ops.tools import step_stats
 from sagactl.store.postgres import PostgresStore
-from sagactl.store.stepstats import runs_statement, step_runs, step_totals
-from sagactl.validation import check_text
+from sagactl.store.stepruns import runs_statement, step_runs, step_totals
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ["OrderFulfillment", "Refund", "Subscription", "Transfer"]

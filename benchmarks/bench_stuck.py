@@ -13,9 +13,9 @@ saga_counts counters to match, then VACUUM ANALYZE (what autovacuum leaves behin
 
 Times, per database (median of --runs, after a warm-up):
   query   PostgresStore.list_sagas(stuck) on an open connection: the SQL alone;
-  core    sagactl.inspect.list_sagas / sagactl.inspect.stats (connect, query, build rows);
+  core    sagactl.tools.inspect.list_sagas / sagactl.tools.inspect.stats (connect, query, build rows);
   cli     the installed `sagactl list --stuck -o json` / `sagactl stats -o json` (a process each);
-  list    sagactl.inspect.list_sagas without filters (plain `list`: the first 1000 sagas);
+  list    sagactl.tools.inspect.list_sagas without filters (plain `list`: the first 1000 sagas);
 and prints EXPLAIN (ANALYZE, BUFFERS) of the stuck query and of the active-count query on the
 big database, plus what a GROUP BY over the whole table (what `stats` avoids) costs there.
 Targets: stuck within 1.3x of the small database, stats within 2x.
@@ -45,12 +45,12 @@ from psycopg.types.json import Jsonb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sagactl.config import Settings
-from sagactl.inspect import ListRequest
+from sagactl.definitions.validation import check_text
 from sagactl.models import utcnow
 from sagactl.ops.sagas import list_sagas, stats
 from sagactl.store.base import SagaQuery
 from sagactl.store.postgres import PostgresStore
-from sagactl.validation import check_text
+from sagactl.tools.inspect import ListRequest
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TYPES = ["OrderFulfillment", "Refund", "Subscription", "Transfer"]

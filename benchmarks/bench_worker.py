@@ -277,11 +277,11 @@ def claims(admin: str, quick: bool, tmp: Path) -> list[str]:
     from psycopg.pq import Trace
 
     from sagactl.config import Settings
-    from sagactl.lease import lease_until, make_owner
+    from sagactl.definitions.validation import check_text
+    from sagactl.engine.lease import lease_until, make_owner
     from sagactl.ops import make_engine
     from sagactl.store import open_store
     from sagactl.store.postgres import PostgresStore
-    from sagactl.validation import check_text
 
     definition = check_text(HTTP_SAGA, "bench.yaml", ".").definitions[0]
     count = 600 if quick else 3000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,31 @@ from sagactl.errors import UsageError
 
 DEFAULT_DSN = "sqlite:///.sagactl/saga_log.db"
 CONFIG_NAMES = ("sagactl.yaml", "sagactl.yml")
+
+
+@dataclass(frozen=True)  # no slots: created on every command's start, half the cost
+class Flags:
+    """The store and AWS options a command was given (None: not given; the environment, then
+    sagactl.yaml, then the defaults decide). The command line's options and doctor's request
+    both are these."""
+
+    dsn: str | None = None
+    config: str | None = None
+    context: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+    def given(self) -> dict[str, str | None]:
+        """The flags by name, as Flags (and what extends it) and resolve_settings take them."""
+        return {name: getattr(self, name) for name in FLAG_NAMES}
+
+    def settings(self, env: Mapping[str, str] | None = None) -> Settings:
+        """The resolved settings: flag > env > sagactl.yaml > default."""
+        return resolve_settings(**self.given(), env=env)
+
+
+FLAG_NAMES = tuple(f.name for f in fields(Flags))
 
 
 @dataclass(frozen=True, slots=True)

@@ -368,3 +368,47 @@ def exit_code_for(saga: SagaRecord) -> ExitCode:
             return ExitCode.UNAVAILABLE
         return ExitCode.SAGA_FAILED
     return ExitCode.ATTENTION
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    saga_type: str
+    state: SagaState
+    count: int
+
+
+# A saga's list row as the saga log keeps it: list's first JSON fields (DESIGN section 7), in
+# order, and what a mapped table is read for.
+SUMMARY_FIELDS = (
+    "saga_id",
+    "saga_type",
+    "state",
+    "current_step",
+    "current_step_name",
+    "created_at",
+    "updated_at",
+    "deadline_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SagaSummary:
+    """One saga as ``list`` shows it; what a read-only mapped table can tell about a saga.
+
+    ``idle_timeout``: seconds the current step may take per the stored definition (None when
+    unknown); decides when a saga without a deadline counts as stuck. ``lease_owner`` and
+    ``lease_expires_at``: who drives the saga now (None in a mapped table: it has no lease).
+    """
+
+    saga_id: str
+    saga_type: str
+    state: SagaState
+    current_step: int | None = None
+    current_step_name: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deadline_at: datetime | None = None
+    last_error: str | None = None
+    idle_timeout: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from typer.main import get_command
 
 from sagactl.cli import app
-from sagactl.definition import parse_duration
+from sagactl.definitions.model import parse_duration
 
 DEPLOY = Path(__file__).parent.parent / "sample-configs" / "deploy"
 

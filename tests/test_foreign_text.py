@@ -29,8 +29,8 @@ from sagactl.cli import app
 from sagactl.codec import storable
 from sagactl.masking import mask_value
 from sagactl.models import SagaState
-from sagactl.output import json_safe, terminal_safe
 from sagactl.store import open_store
+from sagactl.views.output import json_safe, terminal_safe
 from tests.support.participants import Participants, Respond, ok
 from tests.support.pty import call_on_pty, run_on_pty, strip_escapes
 from tests.support.sagas import add, saga

@@ -1,17 +1,24 @@
 """The command line: thin Typer commands over sagactl.ops.
 
-    options.py  the shared options, defined once
-    common.py   the error funnel, settings, the live view, reporting driven sagas
-    sagas.py    validate, run, resume, resolve, abort
-    inspecting.py show, list, stats
-    history.py  rerun, prune
-    dlq.py      dlq list, redrive
-    admin.py    db init, schema, completion
-    tools.py    graph, doctor, config
+    options.py     the shared options, defined once
+    common.py      the error funnel, settings, the live view, reporting driven sagas
+    sagas.py       validate, run, resume, resolve, abort
+    bulk.py        what the commands acting on many sagas share (selector, confirmation, progress)
+    inspecting.py  show, list, stats
+    history.py     rerun, prune
+    dlq.py         dlq list, redrive
+    admin.py       db init, db recount, schema, completion
+    tools.py       graph, doctor, config
+    worker.py      worker
+    complete.py    shell completion callbacks (saga IDs, step names, contexts)
+    examples.py    the examples at the end of every command's --help
 
 Each command parses its options, calls one core function and hands the result to
 ``output.emit``. Every failure goes through ``common.funnel``: one masked line on stderr and the
 documented exit code; a traceback only with ``-v``. Heavy modules load inside commands.
+
+May import: anything of sagactl (it is the top); the commands call sagactl.ops and render with
+sagactl.views.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import CONFIG, DSN, OUTPUT, VERBOSE, Shell
 from sagactl.errors import ExitCode
-from sagactl.output import OutputFormat, emit, info_line
+from sagactl.views.output import OutputFormat, emit, info_line
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
@@ -20,7 +20,7 @@ def db_init(*, opts: Shared) -> int:
     """Create or upgrade the saga_log schema (safe to run twice). Says so on stderr; with -o
     other than table, {store, schema_version} on stdout instead."""
     from sagactl.ops.admin import init_db
-    from sagactl.views import db_init_document
+    from sagactl.views.sagas import db_init_document
 
     where, version = init_db(opts.settings())
     if opts.output is OutputFormat.TABLE:
@@ -35,7 +35,7 @@ def db_recount(*, opts: Shared) -> int:
     """Rebuild the per-type/state counters 'stats' reads from saga_log (writers wait meanwhile;
     triggers keep them exact, this repairs what they could not see, e.g. a restore)."""
     from sagactl.ops.admin import recount
-    from sagactl.views import recount_document
+    from sagactl.views.sagas import recount_document
 
     result = recount(opts.settings())
     emit(recount_document(result), opts.output)
@@ -48,7 +48,7 @@ def db_recount(*, opts: Shared) -> int:
 def schema(*, opts: Shared) -> int:
     """Print the JSON Schema of the saga definition language."""
     from sagactl.codec import to_json
-    from sagactl.validation import schema as load_schema
+    from sagactl.definitions.validation import schema as load_schema
 
     sys.stdout.write(to_json(load_schema()) + "\n")
     return ExitCode.OK

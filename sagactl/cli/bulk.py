@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING
 
 from sagactl.cli.common import Shared, mask_secrets
 from sagactl.errors import ExitCode, UsageError
-from sagactl.output import emit, error_line, info_line, stream_is_tty, terminal_safe
+from sagactl.views.output import emit, error_line, info_line, stream_is_tty, terminal_safe
 
 if TYPE_CHECKING:
-    from sagactl.bulk import BulkAction, PlanItem
-    from sagactl.inspect import ListRequest
     from sagactl.models import RunResult
-    from sagactl.ops.bulk import BulkPlan, BulkRequest
-    from sagactl.selectors import Selector
+    from sagactl.ops.bulk import BulkRequest
+    from sagactl.tools.bulk import BulkAction, BulkPlan, PlanItem
+    from sagactl.tools.inspect import ListRequest
+    from sagactl.tools.selectors import Selector
 
 
 def selector_of(ids: Sequence[str] | None, request: ListRequest) -> Selector:
     """The selector of a command's IDs (``-`` read from stdin) and list filters."""
-    from sagactl.selectors import Selector, check_tokens, expand_stdin
+    from sagactl.tools.selectors import Selector, check_tokens, expand_stdin
 
     check_tokens(t for t in ids or () if t != "-")
     tokens, from_stdin = expand_stdin(ids or ())
@@ -39,9 +39,9 @@ def bulk_request(
 ) -> BulkRequest | None:
     """The bulk run a command's options ask for, or None when they name one saga by its ID
     (or prefix) and nothing else: that saga is driven as before, under the live view."""
-    from sagactl.bulk import BulkAction
-    from sagactl.inspect import ListRequest
     from sagactl.ops.bulk import BulkRequest
+    from sagactl.tools.bulk import BulkAction
+    from sagactl.tools.inspect import ListRequest
 
     more = opts.more
     request = ListRequest(
@@ -97,7 +97,7 @@ class _Bar:
     """A rich progress bar on stderr (sagas done of those planned), shown once confirmed."""
 
     def __init__(self, action: BulkAction) -> None:
-        from sagactl.live import progress_bar
+        from sagactl.views.live import progress_bar
 
         self.action = action
         self.bar = progress_bar()
@@ -126,8 +126,8 @@ class _Bar:
 def run_bulk_command(request: BulkRequest, opts: Shared) -> int:
     """Plan, confirm, act, report: the plan (dry run) or the sagas on stdout, a summary line
     (and one per saga that failed) on stderr; the worst exit code."""
-    from sagactl.bulk_views import bulk_summary_line, plan_document
     from sagactl.ops.bulk import run_bulk
+    from sagactl.views.bulk import bulk_summary_line, plan_document
 
     confirm = _confirm(request.action, bool(opts.more.get("yes")), request.selector)
     bar = _Bar(request.action) if not request.dry_run and not opts.quiet and stream_is_tty(sys.stderr) else None

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from sagactl.cli.options import Group, LogFormat
 from sagactl.errors import DefinitionError, ExitCode, SagactlError
-from sagactl.output import (
+from sagactl.views.output import (
     Document,
     OutputFormat,
     emit,
@@ -28,8 +28,8 @@ from sagactl.output import (
 )
 
 if TYPE_CHECKING:
-    from sagactl.config import Settings
-    from sagactl.driver import Observer
+    from sagactl.config import Flags, Settings
+    from sagactl.engine.driver import Observer
     from sagactl.models import RunResult
 
 T = TypeVar("T")
@@ -58,14 +58,10 @@ def masked_traceback(exc: BaseException, dsn: str | None = None) -> str:
 @dataclass(frozen=True, slots=True)
 class Shared:
     """The shared options of one command run; those the command does not take keep these
-    defaults."""
+    defaults. ``flags``: the store and AWS options as given (config.py resolves them; it loads
+    when the command runs, never for --help)."""
 
-    dsn: str | None = None
-    config: str | None = None
-    context: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
+    flags: Flags
     output: OutputFormat = OutputFormat.TABLE
     quiet: bool = False
     verbose: bool = False
@@ -74,24 +70,21 @@ class Shared:
     # resume, abort and resolve), by parameter name
     more: dict[str, Any] = field(default_factory=dict)
 
+    def settings(self) -> Settings:
+        """The resolved settings: flag > env > sagactl.yaml > default."""
+        return self.flags.settings()
+
     @property
     def logging_on(self) -> bool:
         """Transitions are logged on stderr (-v or --log-format)."""
         return self.verbose or self.log_format is not None
-
-    def settings(self) -> Settings:
-        """The resolved settings: flag > env > sagactl.yaml > default."""
-        from sagactl.config import resolve_settings
-
-        flags = ("dsn", "config", "context", "region", "profile", "endpoint_url")
-        return resolve_settings(**{name: getattr(self, name) for name in flags})
 
     def driven(self, work: Callable[[Observer | None], T]) -> tuple[T, bool]:
         """``work`` run under the live view (a step table on stderr when it is a terminal and
         nothing else writes there); its result, and whether the view was drawn."""
         if self.quiet or self.logging_on or not stream_is_tty(sys.stderr):
             return work(None), False
-        from sagactl.live import LiveView
+        from sagactl.views.live import LiveView
 
         with LiveView() as view:
             return work(view), True
@@ -104,7 +97,7 @@ class Shared:
         one summary line per saga that did not complete on stderr; the worst exit code. The
         table is left out only where the live view already drew it: stdout being the very
         terminal the view drew on (stderr's), not a pipe or a file."""
-        from sagactl.views import run_summary_line, sagas_document
+        from sagactl.views.sagas import run_summary_line, sagas_document
 
         drawn = live and self.output is OutputFormat.TABLE and same_terminal(sys.stdout, sys.stderr)
         if self.quiet or ids_only:  # IDs only: no saga document to build (its cost grows with the saga)
@@ -150,8 +143,11 @@ def command(*groups: Group) -> Callable[[Callable[..., int]], Callable[..., None
             values = {name: kwargs.pop(name) for name in shared}
             if "output" in values:  # -o's choices differ per command; one format type inside
                 values["output"] = OutputFormat(values["output"])
+            from sagactl.config import FLAG_NAMES, Flags
+
+            flags = Flags(**{name: values.pop(name) for name in FLAG_NAMES if name in values})
             more = {name: values.pop(name) for name in list(values) if name not in _SHARED_FIELDS}
-            _run(fn, Shared(**values, more=more), args, kwargs)
+            _run(fn, Shared(flags, **values, more=more), args, kwargs)
 
         wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
         return wrapper
@@ -163,7 +159,7 @@ _SHARED_FIELDS = frozenset(f.name for f in fields(Shared))
 
 
 def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    from sagactl.logs import configure_logging
+    from sagactl.views.logs import configure_logging
 
     configure_logging(opts.logging_on, opts.log_format is LogFormat.JSON)
     try:
@@ -174,7 +170,7 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:
-            sys.stderr.write(masked_traceback(exc, opts.dsn))
+            sys.stderr.write(masked_traceback(exc, opts.flags.dsn))
         error_line(mask_secrets(exc.one_line()))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from sagactl.cli.options import (
     read_ids,
 )
 from sagactl.errors import ExitCode
-from sagactl.output import OutputFormat, emit, error_line, info_line, stream_is_tty
+from sagactl.views.output import OutputFormat, emit, error_line, info_line, stream_is_tty
 
 
 @command(AWS_OPTIONS, CONFIG, OUTPUT, QUIET, VERBOSE)
@@ -53,9 +53,9 @@ def dlq_list(
     and body of each message. Every message is visible again as soon as the listing ends."""
     from sagactl.dlq.messages import GroupBy, MessageFilter
     from sagactl.dlq.peek import PEEK_HOLD, PeekRequest
-    from sagactl.dlq_views import dlq_groups_document, dlq_messages_document
     from sagactl.ops.dlq import list_dlq
-    from sagactl.output import warning_line
+    from sagactl.views.dlq import dlq_groups_document, dlq_messages_document
+    from sagactl.views.output import warning_line
 
     request = PeekRequest(
         queue=queue,
@@ -186,8 +186,8 @@ def redrive(
 
     from sagactl.dlq.messages import MessageFilter
     from sagactl.dlq.outcomes import DEFAULT_HOLD, RedriveRequest
-    from sagactl.dlq_views import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
     from sagactl.ops import dlq as ops
+    from sagactl.views.dlq import move_task_document, move_tasks_document, redrive_document, redrive_summary_line
 
     filters = {
         "--saga-id": bool(saga_id),
@@ -227,19 +227,15 @@ def redrive(
     )
     bar: Any = nullcontext(None)
     if stream_is_tty(sys.stderr) and not opts.quiet:
-        from sagactl.dlq_views import redrive_progress
+        from sagactl.views.dlq import redrive_progress
 
         bar = redrive_progress()
     plan = None
     if canary is not None:
-        from sagactl.definition import parse_duration
+        from sagactl.definitions.model import duration_option
         from sagactl.dlq.canary import DEFAULT_POLL, CanaryPlan
-        from sagactl.errors import UsageError
 
-        try:
-            wait = parse_duration(canary_wait)
-        except UsageError as exc:
-            raise UsageError(f"--canary-wait: {exc.message}", hint=exc.hint) from None
+        wait = duration_option(canary_wait, "--canary-wait")
         plan = CanaryPlan(size=canary, wait=wait, poll=min(DEFAULT_POLL, wait))
     with bar as progress:
         result = ops.redrive_dlq(settings, request, progress, canary=plan)

@@ -54,7 +54,7 @@ def rerun(
     input, linked both ways (show: rerun of / rerun as). Exit as run does for the new saga; a saga
     that did not end failed, or was rerun already, is refused (exit 2). -o json prints an array."""
     from sagactl.ops.history import RerunRequest, rerun_sagas
-    from sagactl.output import error_line
+    from sagactl.views.output import error_line
 
     settings = opts.settings()
     request = RerunRequest(saga_ids=saga_ids, definition=definition, input_patch=input_patch, detach=detach)
@@ -116,11 +116,11 @@ def prune(
     pruned stays pruned)."""
     from datetime import timedelta
 
-    from sagactl.history_views import prune_document, prune_summary_line
-    from sagactl.inspect import parse_older_than
     from sagactl.ops.history import prune_log
-    from sagactl.output import emit, info_line
-    from sagactl.retention import PruneRequest, parse_states
+    from sagactl.tools.inspect import parse_older_than
+    from sagactl.tools.retention import PruneRequest, parse_states
+    from sagactl.views.history import prune_document, prune_summary_line
+    from sagactl.views.output import emit, info_line
 
     seconds = parse_older_than(older_than)
     assert seconds is not None

@@ -37,10 +37,10 @@ from sagactl.cli.options import (
 )
 from sagactl.errors import ExitCode, UsageError
 from sagactl.models import SortKey
-from sagactl.output import Document, OutputFormat, emit, info_line
+from sagactl.views.output import Document, OutputFormat, emit, info_line
 
 if TYPE_CHECKING:
-    from sagactl.inspect import ListRequest
+    from sagactl.tools.inspect import ListRequest
 
 
 @command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
@@ -73,14 +73,14 @@ def show(
     step, history. Unknown ID: exit 2; an ambiguous prefix: exit 2 with the candidates. Several
     sagas (or -): one after the other; -o json prints an array."""
     from sagactl.ops.sagas import follow_saga, show_sagas
-    from sagactl.selectors import check_tokens, expand_stdin
-    from sagactl.views import show_document
+    from sagactl.tools.selectors import check_tokens, expand_stdin
+    from sagactl.views.sagas import show_document
 
     check_tokens(t for t in saga_ids if t != "-")
     settings = opts.settings()
     if follow:
-        from sagactl import watch
-        from sagactl.poll import FOLLOW_INTERVAL, parse_interval
+        from sagactl.tools.poll import FOLLOW_INTERVAL, parse_interval
+        from sagactl.views import watch
 
         if len(saga_ids) != 1 or saga_ids[0] == "-":
             raise UsageError("--follow follows one saga: give one SAGA_ID")
@@ -168,10 +168,10 @@ def list_(
     """List sagas (compensating first, then oldest first), or with --stuck the wedged ones. On a
     terminal with their AGE, IDs whole; -o wide adds every field. Filters combine (AND);
     --saga-id takes IDs or unique prefixes."""
-    from sagactl.inspect import ListRequest
     from sagactl.ops.sagas import list_sagas, watch_sagas
-    from sagactl.selectors import check_tokens, expand_stdin
-    from sagactl.views import list_document, list_truncated_line
+    from sagactl.tools.inspect import ListRequest
+    from sagactl.tools.selectors import check_tokens, expand_stdin
+    from sagactl.views.sagas import list_document, list_truncated_line
 
     check_tokens(t for t in saga_id or () if t != "-")
     ids, _ = expand_stdin(saga_id or ())
@@ -198,8 +198,8 @@ def list_(
             raise UsageError("--group-by and --watch do not combine")
         return _list_groups(request, group_by, exit_code, opts)
     if watch:
-        from sagactl import watch as watching
-        from sagactl.poll import WATCH_INTERVAL, parse_interval
+        from sagactl.tools.poll import WATCH_INTERVAL, parse_interval
+        from sagactl.views import watch as watching
 
         if opts.quiet or exit_code:
             raise UsageError("--watch draws the listing again and again: -q and --exit-code do not apply")
@@ -223,9 +223,9 @@ def list_(
 
 def _list_groups(request: ListRequest, group_by: list[str], exit_code: bool, opts: Shared) -> int:
     """`list --group-by`: the failure groups, a count line on stderr under a table."""
-    from sagactl.bulk_views import groups_document, groups_summary_line
-    from sagactl.groups import parse_group_by
     from sagactl.ops.sagas import list_groups
+    from sagactl.tools.groups import parse_group_by
+    from sagactl.views.bulk import groups_document, groups_summary_line
 
     by = parse_group_by(group_by)
     result = list_groups(opts.settings(), request, by)
@@ -262,7 +262,7 @@ def stats(
     with --steps, how each step behaves (reads the transitions of the window)."""
     if steps:
         from sagactl.ops.tools import step_stats
-        from sagactl.tool_views import step_stats_document
+        from sagactl.views.tools import step_stats_document
 
         report = step_stats(opts.settings(), since=since or "24h", saga_type=saga_type)
         emit(step_stats_document(report), opts.output)
@@ -272,7 +272,7 @@ def stats(
 
         raise UsageError("--type and --since apply only with --steps")
     from sagactl.ops.sagas import stats as compute_stats
-    from sagactl.views import stats_document
+    from sagactl.views.sagas import stats_document
 
     emit(stats_document(compute_stats(opts.settings())), opts.output)
     return ExitCode.OK

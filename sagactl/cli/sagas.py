@@ -27,7 +27,7 @@ from sagactl.cli.options import (
     ReasonOpt,
 )
 from sagactl.errors import ExitCode, UsageError
-from sagactl.output import OutputFormat, emit, info_line, terminal_safe
+from sagactl.views.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
@@ -41,7 +41,7 @@ def validate(
 ) -> int:
     """Check saga definitions; each problem as FILE:LINE:COL: message. Exit 2 on any error."""
     from sagactl.ops.admin import validate_files
-    from sagactl.views import validation_document
+    from sagactl.views.sagas import validation_document
 
     reports = validate_files(files)
     doc = validation_document(reports, files)
@@ -172,9 +172,9 @@ def resume(
     --type, --step, --error, --group, --older-than) run as one job: --dry-run shows the plan, more
     than one selected saga needs --yes, --rate/--max bound it. -o json prints an array, one saga
     per saga resumed."""
-    from sagactl.bulk import BulkAction
     from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import resume_sagas
+    from sagactl.tools.bulk import BulkAction
 
     settings = opts.settings()
     if definition is not None:
@@ -192,7 +192,7 @@ def _migrate(settings: Settings, saga_ids: list[str] | None, definition: str, op
     """`resume ID... --definition FILE`: each named saga moved to the new definition, then resumed;
     one that cannot move does not stop the others (worst exit code)."""
     from sagactl.ops.sagas import resume_sagas
-    from sagactl.output import error_line
+    from sagactl.views.output import error_line
 
     selectors = [opts.more.get(name) for name in ("stuck", "state", "saga_type", "older_than", "error", "group")]
     if opts.more.get("stuck"):
@@ -241,9 +241,9 @@ def resolve(
 ) -> int:
     """Mark a compensation done by hand (who and why are recorded), then continue compensating.
     Several sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
-    from sagactl.bulk import BulkAction
     from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import resolve_compensation
+    from sagactl.tools.bulk import BulkAction
 
     bulk = bulk_request(BulkAction.RESOLVE, saga_ids, opts, reason=reason, step=step, out_of_order=out_of_order)
     if bulk is not None:
@@ -273,9 +273,9 @@ def abort(
 ) -> int:
     """Stop a saga's forward progress and compensate now (who and why are recorded). Several
     sagas (IDs, -, or selectors as in list) run as one job, as for resume."""
-    from sagactl.bulk import BulkAction
     from sagactl.cli.bulk import bulk_request, run_bulk_command
     from sagactl.ops.sagas import abort_saga
+    from sagactl.tools.bulk import BulkAction
 
     bulk = bulk_request(BulkAction.ABORT, saga_ids, opts, reason=reason)
     if bulk is not None:

@@ -11,7 +11,7 @@ import typer
 from sagactl.cli.common import Shared, command
 from sagactl.cli.options import AWS_OPTIONS, CONFIG, CONFIG_FILE, DSN, OUTPUT, VERBOSE
 from sagactl.errors import ExitCode
-from sagactl.output import emit, info_line, terminal_safe
+from sagactl.views.output import emit, info_line, terminal_safe
 
 
 class GraphFormat(StrEnum):
@@ -63,17 +63,9 @@ def doctor(
     changing nothing. Exit 0 when nothing failed, 2 for an invalid definition or config, else 4."""
     from sagactl.ops.doctor import DoctorRequest
     from sagactl.ops.doctor import doctor as run_doctor
-    from sagactl.tool_views import doctor_document
+    from sagactl.views.tools import doctor_document
 
-    request = DoctorRequest(
-        files=tuple(files or ()),
-        dsn=opts.dsn,
-        config=opts.config,
-        context=opts.context,
-        region=opts.region,
-        profile=opts.profile,
-        endpoint_url=opts.endpoint_url,
-    )
+    request = DoctorRequest(**opts.flags.given(), files=tuple(files or ()))
     report = run_doctor(request)
     for problem in report.problems:
         sys.stderr.write(terminal_safe(problem) + "\n")
@@ -86,9 +78,9 @@ def config_contexts(*, opts: Shared) -> int:
     """List the contexts of the config file, the one in effect marked * (--context /
     SAGACTL_CONTEXT, else the file's current_context); passwords masked."""
     from sagactl.ops.contexts import list_contexts
-    from sagactl.tool_views import contexts_document
+    from sagactl.views.tools import contexts_document
 
-    emit(contexts_document(list_contexts(opts.config, opts.context)), opts.output)
+    emit(contexts_document(list_contexts(opts.flags.config, opts.flags.context)), opts.output)
     return ExitCode.OK
 
 
@@ -103,7 +95,7 @@ def config_use_context(
     unknown NAME is exit 2, listing the known ones."""
     from sagactl.ops.contexts import use_context
 
-    path = use_context(name, opts.config)
+    path = use_context(name, opts.flags.config)
     info_line(f"sagactl: switched to context '{name}' ({path})")
     return ExitCode.OK
 
@@ -120,9 +112,9 @@ def config_view(
     stderr)."""
     from sagactl.codec import to_json
     from sagactl.ops.contexts import view
-    from sagactl.output import json_safe
+    from sagactl.views.output import json_safe
 
-    path, doc = view(opts.config)
+    path, doc = view(opts.flags.config)
     info_line(f"# {path}" if path else "sagactl: no config file found (./sagactl.yaml, ~/.config/sagactl/config.yaml)")
     if output is ViewFormat.JSON:
         sys.stdout.write(json_safe(to_json(doc)) + "\n")

@@ -9,7 +9,7 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, LOG, VERBOSE
 from sagactl.errors import ExitCode, UsageError
-from sagactl.output import info_line
+from sagactl.views.output import info_line
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, VERBOSE, LOG)
@@ -50,11 +50,11 @@ def worker(
     """Drive sagas from the saga log until stopped: detached ones, ones whose driver died,
     retries and SQS replies that are due. Run any number on any number of machines against one
     PostgreSQL. SIGTERM puts sagas in hand aside within --grace and exits 0."""
-    from sagactl.definition import parse_duration
+    from sagactl.definitions.model import duration_option
+    from sagactl.engine.worker import WorkerOptions
     from sagactl.ops.worker import Started, run_worker
-    from sagactl.worker import WorkerOptions
 
-    grace_s, poll_s = parse_duration(grace), parse_duration(poll)
+    grace_s, poll_s = duration_option(grace, "--grace"), duration_option(poll, "--poll")
     if not 0 < poll_s <= 60:
         raise UsageError(f"--poll must be above 0 and at most 60s, not {poll}")
     options = WorkerOptions(concurrency=concurrency, types=tuple(saga_type or ()), grace=grace_s, poll=poll_s)

@@ -4,6 +4,21 @@ nothing here knows about Typer or output formats.
 
 This package is the only place that opens saga stores, SQS clients and transports: the
 helpers below are how.
+
+    sagas.py     run, resume, resolve, abort, list, show, stats
+    bulk.py      resume, abort, resolve --step over many sagas: select, plan, confirm, act
+    history.py   rerun, prune
+    dlq.py       dlq list, redrive
+    admin.py     db init, db recount, validate
+    tools.py     graph, stats --steps
+    doctor.py    doctor: every dependency tried without changing anything
+    reach.py     whether a definition's endpoints can be reached (doctor)
+    contexts.py  config contexts, use-context, view
+    complete.py  what shell completion offers
+    worker.py    worker
+
+May import: everything below it (engine, tools, views, store, transports, dlq, definitions,
+the root leaves); never sagactl.cli.
 """
 
 from __future__ import annotations
@@ -20,9 +35,9 @@ from sagactl.store import SagaReader, Store, open_reader, open_store
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from sagactl.definition import SagaDefinition
-    from sagactl.driver import Observer
-    from sagactl.engine import Engine
+    from sagactl.definitions.model import SagaDefinition
+    from sagactl.engine.control import Engine
+    from sagactl.engine.driver import Observer
     from sagactl.transports import Transport
 
 
@@ -63,7 +78,7 @@ def make_engine(
 ) -> Engine:
     """An engine on ``store`` whose transports get the resolved settings (AWS included).
     (The engine loads here, not with this package: list, show and stats never need it.)"""
-    from sagactl.engine import Engine
+    from sagactl.engine.control import Engine
     from sagactl.transports import open_transport
 
     environ = dict(os.environ if env is None else env)

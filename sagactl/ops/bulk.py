@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sagactl.bulk import (
+from sagactl.clock import Clock, SystemClock
+from sagactl.config import Settings
+from sagactl.errors import Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
+from sagactl.models import RunResult
+from sagactl.ops import make_engine, store_for
+from sagactl.ops.sagas import operator_name, recorded_reason
+from sagactl.store.base import JobRecord, Store
+from sagactl.tools.bulk import (
     BulkAction,
+    BulkPlan,
+    BulkReport,
     Pacer,
     PlanItem,
     check_job_id,
@@ -19,14 +28,7 @@ from sagactl.bulk import (
     plan_item,
     tags,
 )
-from sagactl.clock import Clock, SystemClock
-from sagactl.config import Settings
-from sagactl.errors import Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
-from sagactl.models import RunResult
-from sagactl.ops import make_engine, store_for
-from sagactl.ops.sagas import operator_name, recorded_reason
-from sagactl.selectors import Selector, select
-from sagactl.store.base import JobRecord, Store
+from sagactl.tools.selectors import Selector, select
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,38 +45,6 @@ class BulkRequest:
     rate: float | None = None
     max_sagas: int | None = None
     job: str | None = None
-
-
-@dataclass(slots=True)
-class BulkPlan:
-    """The job and what it will do to each selected saga; ``later``: left for the job's next run
-    by ``--max``; ``missing``: IDs that named no saga."""
-
-    job: JobRecord
-    continuing: bool
-    selector_text: str
-    items: list[PlanItem]
-    later: list[PlanItem] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def to_act(self) -> list[PlanItem]:
-        return [item for item in self.items if item.will is not None]
-
-
-@dataclass(slots=True)
-class BulkReport:
-    """What a bulk run did: the plan, each saga's result or error, and how it ended."""
-
-    action: BulkAction
-    plan: BulkPlan
-    dry_run: bool = False
-    declined: bool = False
-    results: list[RunResult] = field(default_factory=list)
-    failures: list[tuple[str, SagactlError]] = field(default_factory=list)
-    stopped: SagactlError | None = None  # interrupted, or the database went away
-    finished: bool = False
-    elapsed: float = 0.0
 
 
 Confirm = Callable[[BulkPlan], bool]

@@ -44,6 +44,6 @@ def step_names(settings: Settings, saga_id: str) -> list[str]:
 
 def context_names(config: str | None, env: Mapping[str, str]) -> list[str]:
     """The contexts the config file defines."""
-    from sagactl.contexts import list_contexts
+    from sagactl.tools.contexts import list_contexts
 
     return [c.name for c in list_contexts(config, None, env).contexts]

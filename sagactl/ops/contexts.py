@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sagactl import contexts
+from sagactl.tools import contexts
 
 
 def list_contexts(config: str | None, context: str | None, env: Mapping[str, str] | None = None) -> contexts.Contexts:

@@ -11,9 +11,9 @@ from sagactl.dlq.peek import PeekRequest, PeekResult, peek
 from sagactl.dlq.redrive import redrive
 from sagactl.dlq.tasks import MoveTask, cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import UsageError
-from sagactl.models import SagaState, StepStatus
+from sagactl.models import SagaState, SagaSummary, StepStatus
 from sagactl.ops import reader_for, sqs_for
-from sagactl.store.base import SagaReader, SagaSummary
+from sagactl.store.base import SagaReader
 
 
 def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:

@@ -12,29 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sagactl.doctor import Checks, Status, definition_changes
+from sagactl.config import Flags
 from sagactl.errors import SagactlError, UnavailableError, UsageError
 from sagactl.masking import mask_dsn
+from sagactl.tools.doctor import Checks, Status, definition_changes
 
 if TYPE_CHECKING:
     from sagactl.config import Settings
-    from sagactl.definition import SagaDefinition
+    from sagactl.definitions.model import SagaDefinition
+    from sagactl.definitions.validation import Report
     from sagactl.ops.reach import QueueProber
     from sagactl.store.health import InFlight
-    from sagactl.validation import Report
 
 
 @dataclass(frozen=True, slots=True)
-class DoctorRequest:
+class DoctorRequest(Flags):
     """The definition files to check and the flags (or their environment variables) given."""
 
     files: Sequence[str] = ()
-    dsn: str | None = None
-    config: str | None = None
-    context: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -45,23 +40,14 @@ class DoctorReport:
 
 def doctor(request: DoctorRequest, env: Mapping[str, str] | None = None) -> DoctorReport:
     """Every check, in order; never raises for what it checks."""
-    from sagactl.config import resolve_settings
+    from sagactl.definitions.validation import check_file
     from sagactl.ops.reach import QueueProber
-    from sagactl.validation import check_file
 
     env = os.environ if env is None else env
     report = DoctorReport(Checks())
     checks = report.checks
     try:
-        settings = resolve_settings(
-            dsn=request.dsn,
-            config=request.config,
-            context=request.context,
-            region=request.region,
-            profile=request.profile,
-            endpoint_url=request.endpoint_url,
-            env=env,
-        )
+        settings = request.settings(env)
     except UsageError as exc:
         checks.add("config", Status.FAIL, exc.one_line(), usage=True)
         return report

@@ -16,11 +16,11 @@ from sagactl.ops import make_engine, store_for
 from sagactl.ops.sagas import ResumeReport, definition_for, definitions_in, looking_up, operator_name, read_input
 
 if TYPE_CHECKING:
-    from sagactl.definition import SagaDefinition
-    from sagactl.driver import Observer
-    from sagactl.engine import Engine
-    from sagactl.retention import Progress as PruneProgress
-    from sagactl.retention import PruneRequest, PruneResult
+    from sagactl.definitions.model import SagaDefinition
+    from sagactl.engine.control import Engine
+    from sagactl.engine.driver import Observer
+    from sagactl.tools.retention import Progress as PruneProgress
+    from sagactl.tools.retention import PruneRequest, PruneResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def prune_log(
 ) -> PruneResult:
     """``prune``: delete (or count, dry run) finished sagas older than the cutoff in batches,
     archiving each batch first when asked. The request is checked before the log is opened."""
-    from sagactl.retention import prune
+    from sagactl.tools.retention import prune
 
     request.validate()
     with store_for(settings) as store:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sagactl.config import AwsSettings
-from sagactl.definition import Endpoint
+from sagactl.definitions.model import Endpoint
 from sagactl.errors import NotFoundError, SagactlError, UnavailableError
 from sagactl.masking import mask_secrets
 
@@ -34,7 +34,7 @@ class Probe:
 
 def resolved(endpoint: Endpoint, env: Mapping[str, str]) -> dict[str, Any]:
     """The endpoint's settings with ``${env.…}`` resolved (MissingValueError when unset)."""
-    from sagactl.placeholders import Context, resolve
+    from sagactl.definitions.placeholders import Context, resolve
 
     config: dict[str, Any] = resolve(endpoint.config, Context(saga_id="", input=None, env=env))
     return config

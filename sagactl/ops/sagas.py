@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sagactl import inspect
 from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable, storable_text, unreadable
 from sagactl.config import Settings
@@ -25,17 +24,17 @@ from sagactl.errors import (
     UnavailableError,
     UsageError,
 )
-from sagactl.models import RunResult, SagaRecord, check_saga_id, saga_id_problem, utcnow
+from sagactl.models import RunResult, SagaRecord, SagaSummary, check_saga_id, saga_id_problem, utcnow
 from sagactl.ops import make_engine, reader_for, store_for
-from sagactl.selectors import resolve_id, resolve_ids
-from sagactl.store.base import SagaSummary
+from sagactl.tools import inspect
+from sagactl.tools.selectors import resolve_id, resolve_ids
 
 if TYPE_CHECKING:
-    from sagactl import poll
-    from sagactl.definition import SagaDefinition
-    from sagactl.driver import Observer
-    from sagactl.engine import Engine
-    from sagactl.groups import GroupBy
+    from sagactl.definitions.model import SagaDefinition
+    from sagactl.engine.control import Engine
+    from sagactl.engine.driver import Observer
+    from sagactl.tools import poll
+    from sagactl.tools.groups import GroupBy
 
 
 def read_input(value: str | None, stdin: TextIO | None = None, *, source: str = "--input") -> Any:
@@ -103,8 +102,8 @@ class RunRequest:
 
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
-    from sagactl import validation
-    from sagactl.engine import check_input
+    from sagactl.definitions import validation
+    from sagactl.engine.control import check_input
 
     if request.saga_id is not None:
         check_saga_id(request.saga_id)
@@ -182,8 +181,8 @@ def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable
     store connection, one commit per saga; ``recorded`` hears each ID once it is committed.
     Every line is checked first (a JSON object with what the definition reads from it): any
     problem raises before anything is recorded. Returns how many sagas were recorded."""
-    from sagactl import validation
-    from sagactl.engine import preflight
+    from sagactl.definitions import validation
+    from sagactl.engine.control import preflight
 
     defn = validation.load(request.file, request.saga)
     source, inputs = read_inputs(request.inputs)
@@ -204,7 +203,7 @@ def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable
 
 def definitions_in(path: str) -> list[SagaDefinition]:
     """Every saga a definition file holds, validated (DefinitionError lists each problem)."""
-    from sagactl.validation import check_file
+    from sagactl.definitions.validation import check_file
 
     report = check_file(path)
     if report.errors:
@@ -411,7 +410,7 @@ def follow_saga(
     settings: Settings, saga_id: str, seen: poll.Seen, *, interval: float, clock: Clock | None = None
 ) -> ExitCode:
     """``show --follow``: hand ``seen`` the saga as it changes; its exit code once it ends."""
-    from sagactl import poll  # only --follow polls
+    from sagactl.tools import poll  # only --follow polls
 
     check_saga_id(saga_id, lookup=True)
     with reader_for(settings) as reader, looking_up(saga_id):
@@ -427,7 +426,7 @@ def watch_sagas(
     clock: Clock | None = None,
 ) -> None:
     """``list --watch``: hand ``frame`` the listing every ``interval`` seconds until interrupted."""
-    from sagactl import poll  # only --watch polls
+    from sagactl.tools import poll  # only --watch polls
 
     inspect.check_list_request(request)  # before anything is opened: a usage error is exit 2
     with reader_for(settings) as reader:

@@ -12,27 +12,25 @@ from sagactl.errors import UsageError
 from sagactl.ops import reader_for
 
 if TYPE_CHECKING:
-    from sagactl.definition import Endpoint
-    from sagactl.stepstats import Retention, StepStatsReport
+    from sagactl.definitions.model import Endpoint
+    from sagactl.tools.stepstats import Retention, StepStatsReport
 
 
 def graph_file(file: str, saga: str | None, fmt: str) -> str:
     """``graph``: the definition in ``file`` (``saga`` picks among several) as Mermaid or DOT
     text. An invalid file raises DefinitionError (exit 2) listing every problem."""
-    from sagactl import graph, validation
+    from sagactl.definitions import validation
+    from sagactl.views import graph
 
     return graph.render(validation.load(file, saga), fmt)
 
 
 def parse_since(value: str) -> float:
     """``--since`` in seconds: above zero, at most 3650d."""
-    from sagactl.definition import parse_duration
-    from sagactl.inspect import MAX_AGE
+    from sagactl.definitions.model import duration_option
+    from sagactl.tools.inspect import MAX_AGE
 
-    try:
-        seconds = parse_duration(value)
-    except UsageError as exc:
-        raise UsageError(f"--since: {exc.message}", hint=exc.hint) from None
+    seconds = duration_option(value, "--since")
     if not 0 < seconds <= MAX_AGE:
         raise UsageError(f"--since must be above 0 and at most 3650d (10 years), got '{value[:40]}'")
     return seconds
@@ -49,10 +47,10 @@ def step_stats(
     """``stats --steps``: per step of the sagas created in the last ``since`` (of ``saga_type``),
     durations, attempts, failure and timeout rates, and flags against each type's newest
     definition snapshot (SQS retention asked of SQS once per queue; unknown when unreachable)."""
-    from sagactl import stepstats
     from sagactl.models import iso, utcnow
     from sagactl.store.sql import SqlStore
-    from sagactl.store.stepstats import latest_definitions, step_totals
+    from sagactl.store.stepruns import latest_definitions, step_totals
+    from sagactl.tools import stepstats
 
     window = parse_since(since)
     env = os.environ if env is None else env
@@ -73,9 +71,9 @@ def step_stats(
 def _retention(settings: Settings, env: Mapping[str, str]) -> Callable[[Endpoint], Retention]:
     """Each sqs endpoint's command queue retention, asked once per queue; None with why when
     the queue cannot be asked (SQS unreachable, no credentials, a placeholder not set)."""
+    from sagactl.definitions.placeholders import MissingValueError
     from sagactl.ops.reach import QueueProber, resolved, sqs_settings
-    from sagactl.placeholders import MissingValueError
-    from sagactl.stepstats import Retention
+    from sagactl.tools.stepstats import Retention
 
     prober = QueueProber(env)
     unreachable: dict[AwsSettings, str] = {}

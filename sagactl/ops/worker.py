@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sagactl.config import Settings
-from sagactl.definition import SagaDefinition
-from sagactl.metrics import WorkerMetrics, serve
+from sagactl.definitions.model import SagaDefinition
+from sagactl.engine.metrics import WorkerMetrics, serve
+from sagactl.engine.worker import Worker, WorkerOptions, listeners_of
 from sagactl.ops import make_engine, store_for
 from sagactl.store import Store, open_store
 from sagactl.transports import Transport, TransportPool, open_transport
-from sagactl.worker import Worker, WorkerOptions, listeners_of
 
 if TYPE_CHECKING:
-    from sagactl.engine import Engine
+    from sagactl.engine.control import Engine
 
-log = logging.getLogger("sagactl.worker")
+log = logging.getLogger("sagactl.engine.worker")
 
 
 @dataclass(frozen=True, slots=True)

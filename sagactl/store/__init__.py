@@ -1,11 +1,18 @@
 """Saga log stores, picked by DSN. A module per dialect, each loaded only when asked for.
 
-    base.py      the Store (writer) and SagaReader protocols and the records they speak
-    sql.py       the queries both dialects share
-    history.py   reruns, migrations, retention (prune)
-    sqlite.py    the embedded log (one file)
-    postgres.py  the team log (one statement per write)
-    mapped.py    another orchestrator's table, read-only
+    base.py        the Store (writer) and SagaReader protocols and the records they speak
+    sql.py         the queries both dialects share
+    listing.py     the SELECTs behind list and saga ID prefixes
+    history.py     reruns, migrations, retention (prune)
+    stepruns.py    the reads behind stats --steps: one row per step execution
+    complete.py    the reads behind shell completion
+    health.py      the reads behind doctor (writable, in flight)
+    migrations.py  the versioned schema files in schema/<dialect>/
+    sqlite.py      the embedded log (one file)
+    postgres.py    the team log (one statement per write)
+    mapped.py      another orchestrator's table, read-only
+
+May import: the root leaves and sagactl.definitions. SQL lives here and nowhere else.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
-from sagactl.models import SagaRecord, SagaState, SortKey, Transition
+from sagactl.models import SagaRecord, SagaState, SagaSummary, SortKey, StateCount, Transition
 
 SCHEMA_VERSION = 8
 
@@ -98,13 +98,6 @@ class PruneQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class StateCount:
-    saga_type: str
-    state: SagaState
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class ActiveCount:
     """Exact count of active sagas of one type and state, and when the oldest one started."""
 
@@ -112,29 +105,6 @@ class ActiveCount:
     state: SagaState
     count: int
     oldest_created_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SagaSummary:
-    """One saga as ``list`` shows it; what a read-only mapped table can tell about a saga.
-
-    ``idle_timeout``: seconds the current step may take per the stored definition (None when
-    unknown); decides when a saga without a deadline counts as stuck. ``lease_owner`` and
-    ``lease_expires_at``: who drives the saga now (None in a mapped table: it has no lease).
-    """
-
-    saga_id: str
-    saga_type: str
-    state: SagaState
-    current_step: int | None = None
-    current_step_name: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    deadline_at: datetime | None = None
-    last_error: str | None = None
-    idle_timeout: float | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sagactl.models import SagaRecord, SagaState, Transition, utcnow
-from sagactl.store.base import LeaseLostError, PruneQuery, SagaExistsError, StateCount
+from sagactl.models import SagaRecord, SagaState, StateCount, Transition, utcnow
+from sagactl.store.base import LeaseLostError, PruneQuery, SagaExistsError
 from sagactl.store.sql import Row, SqlStore
 
 # A failed saga is linked to its rerun once: the condition is what makes two reruns exclusive.

@@ -25,8 +25,8 @@ from psycopg import sql
 
 from sagactl.config import TableMapping
 from sagactl.errors import UnavailableError, UsageError
-from sagactl.models import ACTIVE_STATES, SagaState, SortKey, parse_iso
-from sagactl.store.base import ActiveCount, SagaQuery, SagaSummary, StateCount, StoreInfo
+from sagactl.models import ACTIVE_STATES, SUMMARY_FIELDS, SagaState, SagaSummary, SortKey, StateCount, parse_iso
+from sagactl.store.base import ActiveCount, SagaQuery, StoreInfo
 from sagactl.store.listing import prefix_successor
 from sagactl.store.postgres import RETRY_HINT, connect, failed, first_line, masked
 
@@ -50,17 +50,7 @@ UUID_LOW = "00000000-0000-0000-0000-000000000000"
 UUID_HIGH = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 HEX = frozenset("0123456789abcdef")
 
-_SELECT_KEYS = (
-    "saga_id",
-    "saga_type",
-    "state",
-    "current_step",
-    "current_step_name",
-    "created_at",
-    "updated_at",
-    "deadline_at",
-    "last_error",
-)
+_SELECT_KEYS = (*SUMMARY_FIELDS, "last_error")
 
 
 def _split_table(name: str) -> tuple[str, ...]:

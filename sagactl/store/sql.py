@@ -17,7 +17,7 @@ from typing import Any
 
 from sagactl.codec import escaped
 from sagactl.errors import UsageError
-from sagactl.models import SagaRecord, SagaState, StepRecord, Transition, utcnow
+from sagactl.models import SagaRecord, SagaState, SagaSummary, StateCount, StepRecord, Transition, utcnow
 from sagactl.store.base import (
     ActiveCount,
     JobRecord,
@@ -25,8 +25,6 @@ from sagactl.store.base import (
     LeaseLostError,
     SagaExistsError,
     SagaQuery,
-    SagaSummary,
-    StateCount,
     StoreInfo,
     UnreadableSagaError,
 )
@@ -94,7 +92,7 @@ def idle_timeout(saga: SagaRecord) -> float | None:
     """Seconds the current step may take per the saga's stored definition, or None."""
     if saga.current_step is None or not saga.definition:
         return None
-    from sagactl.definition import from_snapshot
+    from sagactl.definitions.model import from_snapshot
 
     try:
         step = from_snapshot(saga.definition).steps[saga.current_step]

@@ -1,4 +1,12 @@
-"""Transports by endpoint type; each module (and its library) loads only when a step uses it."""
+"""Transports by endpoint type; each module (and its library) loads only when a step uses it.
+
+    base.py  the Transport protocol: how the engine talks to participants, whatever the wire
+    http.py  JSON over http (httpx)
+    sqs.py   a command on a queue, the answer on a reply queue (boto3)
+    exec.py  a program per call, command JSON on stdin, result JSON on stdout
+
+May import: the root leaves and sagactl.definitions.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,9 @@ import json
 from collections.abc import Callable, Mapping
 
 from sagactl.config import AwsSettings
-from sagactl.definition import Endpoint, SagaDefinition
+from sagactl.definitions.model import Endpoint, SagaDefinition
+from sagactl.definitions.placeholders import Context, resolve
 from sagactl.errors import UsageError
-from sagactl.placeholders import Context, resolve
 from sagactl.transports.base import AsyncTransport, Reply, Request, Status, Transport
 
 

@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sagactl.cli import app, completion_script
-from sagactl.output import cell
 from sagactl.store import open_store
+from sagactl.views.output import cell
 
 ROOT = Path(__file__).parent.parent.parent
 SAMPLE = ROOT / "sample-configs" / "order.yaml"
@@ -105,7 +105,7 @@ def test_completion_answers_the_shell(env: dict[str, str]) -> None:
 
 
 def test_schema_prints_the_shipped_json_schema() -> None:
-    from sagactl.validation import schema
+    from sagactl.definitions.validation import schema
 
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from sagactl.cli import app
 from sagactl.codec import escaped
 from sagactl.models import SagaState
-from sagactl.output import cell
 from sagactl.store import open_store
+from sagactl.views.output import cell
 from tests.support.sagas import add, at, saga
 
 

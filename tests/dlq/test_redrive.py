@@ -738,7 +738,7 @@ def test_only_open_without_a_store_lookup_is_refused(aws_env: Mapping[str, str])
 
 
 def test_progress_bar_follows_the_run(sqs: Sqs) -> None:
-    from sagactl.dlq_views import redrive_progress
+    from sagactl.views.dlq import redrive_progress
 
     dlq, _ = sqs.dlq_pair()
     fill(sqs, dlq, 12)

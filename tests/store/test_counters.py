@@ -14,9 +14,8 @@ import psycopg
 from typer.testing import CliRunner
 
 from sagactl.cli import app
-from sagactl.models import SagaState, StepRecord, StepStatus, Transition
+from sagactl.models import SagaState, StateCount, StepRecord, StepStatus, Transition
 from sagactl.store import Store
-from sagactl.store.base import StateCount
 from tests.store.test_contract import ME, add, at, make_saga
 
 runner = CliRunner()

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from sagactl.cli import app
 from sagactl.errors import UnavailableError
-from sagactl.models import SagaState, StepRecord, StepStatus, Transition
+from sagactl.models import SagaState, StateCount, StepRecord, StepStatus, Transition
 from sagactl.store import open_store
-from sagactl.store.base import SagaQuery, StateCount
+from sagactl.store.base import SagaQuery
 from sagactl.store.migrations import migrations
 from sagactl.store.postgres import PostgresStore
 from tests.support.postgres import _as_url, _with_dbname, fresh_database

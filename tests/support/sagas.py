@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sagactl.definitions.validation import check_text
 from sagactl.models import SagaRecord, SagaState, StepRecord, StepStatus, Transition
 from sagactl.store import Store
-from sagactl.validation import check_text
 
 T0 = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
 

@@ -1,0 +1,132 @@
+"""prune on SQLite and PostgreSQL: only finished sagas older than the cutoff go, with their
+transitions, in batches; active ones never; the counters stay exact; the archive holds each
+pruned saga whole, written before its batch is deleted."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from sagactl.errors import UnavailableError, UsageError
+from sagactl.models import SagaState, StateCount, Transition
+from sagactl.store import Store
+from sagactl.store.base import PruneQuery
+from sagactl.tools.retention import PruneRequest, parse_states, prune
+from tests.support.sagas import at, saga
+
+DAY = 86400.0
+NOW = at(40 * DAY)
+
+
+@pytest.fixture
+def population(store: Store) -> Store:
+    """Finished 35 days ago: 5 completed and 3 failed of Order, 2 completed of Refund; finished
+    yesterday: 2 (one of them created long ago); active, idle for 35 days: 3. Each saga has two
+    transitions."""
+    old = at(5 * DAY)
+    records = [saga(f"old-c{n}", state=SagaState.COMPLETED, step=None, created=n, updated=5 * DAY) for n in range(5)]
+    records += [saga(f"old-f{n}", state=SagaState.FAILED, step=None, created=10 + n) for n in range(3)]
+    records += [
+        saga(f"old-r{n}", state=SagaState.COMPLETED, step=None, saga_type="Refund", created=20 + n) for n in range(2)
+    ]
+    records += [saga("new-c", state=SagaState.COMPLETED, step=None, created=30, updated=39 * DAY)]
+    records += [saga("new-f", state=SagaState.FAILED, step=None, created=39 * DAY)]
+    records += [saga(f"active-{s.value}", state=s, step=1, created=40 + n) for n, s in enumerate(
+        (SagaState.STARTED, SagaState.PENDING, SagaState.COMPENSATING)
+    )]  # fmt: skip
+    for record in records:
+        if record.saga_id.startswith(("old-", "active-")):
+            record.updated_at = old
+        history = [
+            Transition(record.saga_id, None, None, record.state.value, record.created_at),
+            Transition(record.saga_id, "reserve", "pending", "executing", record.created_at),
+        ]
+        store.create(record, history)
+    return store
+
+
+def remaining(store: Store) -> set[str]:
+    from sagactl.store.base import SagaQuery
+
+    return {s.saga_id for s in store.list_sagas(SagaQuery())}
+
+
+def request(**given: object) -> PruneRequest:
+    return PruneRequest(older_than=timedelta(days=30), **given)  # type: ignore[arg-type]
+
+
+def exact(store: Store) -> None:
+    """The counters stats reads agree with a full recount."""
+    before, after = store.recount()
+    assert [c for c in before if c.count] == after  # a type whose sagas are all gone keeps a 0 row
+
+
+def test_prune_deletes_only_finished_sagas_older_than_the_cutoff_in_batches(population: Store) -> None:
+    result = prune(population, request(batch=3), NOW)
+    assert result.pruned == 10 and result.batches == 4  # completed: 3+3+1, failed: 3
+    assert remaining(population) == {"new-c", "new-f", "active-started", "active-pending", "active-compensating"}
+    assert population.transitions("old-c0") == [] and population.transitions("old-f2") == []
+    assert len(population.transitions("active-pending")) == 2
+    assert result.counts == [
+        StateCount("Order", SagaState.COMPLETED, 5),
+        StateCount("Order", SagaState.FAILED, 3),
+        StateCount("Refund", SagaState.COMPLETED, 2),
+    ]
+    exact(population)
+    assert prune(population, request(), NOW).pruned == 0  # nothing left to do
+
+
+def test_prune_by_state_and_type(population: Store) -> None:
+    assert prune(population, request(states=(SagaState.FAILED,)), NOW).pruned == 3
+    assert prune(population, request(saga_type="Refund"), NOW).pruned == 2
+    assert {s for s in remaining(population) if s.startswith("old-")} == {f"old-c{n}" for n in range(5)}
+    exact(population)
+
+
+def test_a_dry_run_counts_and_deletes_nothing(population: Store) -> None:
+    result = prune(population, request(dry_run=True), NOW)
+    assert result.to_dict()["matched"] == 10 and result.pruned == 0
+    assert len(remaining(population)) == 15
+    assert result.counts[0] == StateCount("Order", SagaState.COMPLETED, 5)
+
+
+def test_active_sagas_are_never_deleted_whatever_is_asked(population: Store) -> None:
+    active = ["active-started", "active-pending", "active-compensating"]
+    every = tuple(SagaState)
+    assert population.delete_finished(active, PruneQuery(before=NOW, states=every)) == []
+    assert population.prunable(PruneQuery(before=NOW, states=every), SagaState.PENDING, None, 10) == []
+    assert set(active) <= remaining(population)
+    with pytest.raises(UsageError, match="active sagas are never pruned"):
+        parse_states(["completed,pending"])
+    assert parse_states(["Completed, failed", "failed"]) == (SagaState.COMPLETED, SagaState.FAILED)
+
+
+def test_the_archive_holds_each_pruned_saga_whole_and_is_appended_to(population: Store, tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    first = prune(population, request(archive=str(path), batch=4, states=(SagaState.FAILED,)), NOW)
+    second = prune(population, request(archive=str(path), batch=4), NOW)
+    assert (first.archived, second.archived) == (3, 7)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(d["saga_id"] for d in lines) == sorted(
+        [f"old-c{n}" for n in range(5)] + [f"old-f{n}" for n in range(3)] + ["old-r0", "old-r1"]
+    )
+    doc = next(d for d in lines if d["saga_id"] == "old-f1")
+    assert doc["state"] == "failed" and doc["data"] == {"order_id": "old-f1"}
+    assert doc["definition"]["document"]["saga"] == "Order"
+    history = [(t["old_state"], t["new_state"]) for t in doc["transitions"]]
+    assert history == [(None, "failed"), ("pending", "executing")]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_archive_that_cannot_be_written_deletes_nothing(population: Store) -> None:
+    if not os.path.exists("/dev/full"):  # pragma: no cover - Linux has it
+        pytest.fail("this test needs /dev/full")
+    with pytest.raises(UnavailableError, match=r"writing archive /dev/full failed.*not deleted"):
+        prune(population, request(archive="/dev/full"), NOW)
+    assert len(remaining(population)) == 15
+    exact(population)
