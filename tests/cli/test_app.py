@@ -613,7 +613,7 @@ def test_readme_quick_start_command_runs(env: dict[str, str]) -> None:
 
 def test_exit_codes_are_the_documented_numbers() -> None:
     """Tests elsewhere compare with ExitCode members; this pins the members to the numbers
-    DESIGN section 7 and the README's table promise."""
+    DESIGN section 7 and the docs' table (docs/errors.md) promise."""
     from sagactl.errors import ExitCode
 
     assert {code.name: int(code) for code in ExitCode} == {
@@ -624,7 +624,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "UNAVAILABLE": 4,
         "INTERRUPTED": 130,
     }
-    section = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n\n")[1]  # the table
+    section = (ROOT / "docs" / "errors.md").read_text().split("## Exit codes", 1)[1].split("\n\n")[1]  # the table
     assert [row.split("|")[1].strip() for row in section.splitlines()[2:]] == ["0", "1", "2", "3", "4", "130"]
 
 
