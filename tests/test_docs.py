@@ -112,3 +112,22 @@ def test_the_readme_is_short_and_links_into_the_docs() -> None:
     assert len(text.splitlines()) < 250
     for link in ("docs/index.md", "docs/commands/index.md", "docs/troubleshooting.md"):
         assert f"({link}" in text, link
+
+
+def test_output_is_shown_only_where_a_test_checks_it() -> None:
+    """A transcript (``$ sagactl …`` followed by what it prints) is a console block, which the
+    test above runs; a terminal rendering is a snapshot file a test writes, included with
+    ``--8<--``. Any other block that shows a prompt is output nothing checks."""
+    unchecked = [
+        block.where
+        for page in docs.pages()
+        for block in docs.blocks(page)
+        if block.info != "console" and any(line.startswith("$ sagactl") for line in block.lines)
+    ]
+    assert unchecked == []
+    for page in docs.pages():
+        for block in docs.blocks(page):
+            for line in block.lines:
+                if line.startswith("--8<--"):
+                    included = docs.ROOT / line.split('"')[1]
+                    assert included.parent == docs.ROOT / "tests" / "snapshots" and included.exists(), block.where
