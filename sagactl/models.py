@@ -1,6 +1,6 @@
 """Saga and step records as stored in saga_log, their states, and their JSON shapes.
 
-The JSON produced by ``to_dict`` is a contract (README "JSON fields"): fields are
+The JSON produced by ``to_dict`` is a contract (docs/output.md): fields are
 added, never renamed; times are ISO 8601 UTC with a trailing ``Z``; nulls are explicit.
 """
 

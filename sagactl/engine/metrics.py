@@ -1,6 +1,6 @@
 """A worker's Prometheus metrics and its HTTP endpoint (``/metrics``, ``/healthz``).
 
-Names (README "Workers"): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
+Names (docs/workers.md): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
 sagactl_worker_steps_total{phase, outcome}, sagactl_worker_step_seconds (histogram, by phase),
 sagactl_worker_lease_takeovers_total, sagactl_worker_replies_total{result="applied|ignored|retried"},
 sagactl_worker_sagas_in_flight, sagactl_worker_up.

@@ -16,7 +16,7 @@ from sagactl.views.sagas import short
 BODY_PREVIEW = 60  # characters of a message body in a terminal table
 MOVED_ROWS = 50  # a redrive table lists moved messages only when there are at most this many
 
-# csv/tsv columns: the JSON fields (README), every value whole
+# csv/tsv columns: the JSON fields (docs/dlq.md), every value whole
 MESSAGE_FIELDS = (
     "message_id",
     "saga_id",

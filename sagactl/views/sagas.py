@@ -340,7 +340,7 @@ def _summary_document(saga: SagaSummary) -> Document:
 
 def stats_document(stats: Stats) -> Document:
     """`stats`: JSON with totals and per type/state rows; a table of the non-zero rows;
-    ``-o prometheus`` renders the gauges named in the README."""
+    ``-o prometheus`` renders the gauges named in docs/inspecting.md."""
     data = stats.to_dict()
     totals = data["totals"]
     table = Table(
