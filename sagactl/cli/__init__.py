@@ -105,7 +105,6 @@ def build(only: tuple[str, str] | None = None, *, rich: bool | None = None) -> t
         cls=SagactlGroup,
         rich_markup_mode=mode,
         help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
-        epilog=epilog("", rich=rich),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

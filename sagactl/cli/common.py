@@ -184,7 +184,16 @@ class SagactlGroup(TyperGroup):
     """The top-level command group: the usage errors Click finds itself (an unknown option or
     command, a value not among the choices, a missing argument) leave as the same one line as
     every other error, ``sagactl: error: …``, exit 2, instead of Click's usage block. Help
-    (asked for, or for no command at all) is printed as usual."""
+    (asked for, or for no command at all) is printed as usual; sagactl's own is one 80x24
+    screen (examples.overview), plain on a terminal too."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        if ctx.parent is not None:
+            super().format_help(ctx, formatter)
+            return
+        from sagactl.cli.examples import overview
+
+        formatter.write(overview(self.get_usage(ctx), " ".join((self.help or "").split())))
 
     def main(
         self,

@@ -10,22 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagactl.cli.examples import EXAMPLES
+from sagactl.cli.examples import EXAMPLES, SECTIONS
 
 WIDTH = 88  # the help as a terminal this wide prints it (the site's code blocks hold that)
-
-# The top-level help's groups, in its order: (title, commands by path). Every command is in one.
-GROUPED: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Run and drive", ("run", "resume", "resolve", "abort", "rerun", "worker")),
-    ("Inspect", ("list", "show", "stats", "graph", "validate")),
-    ("Dead letters", ("dlq list", "redrive")),
-    (
-        "Admin and config",
-        ("doctor", "db init", "db recount", "prune", "config contexts", "config use-context", "config view",
-         "schema", "completion"),
-    ),
-)
-
 
 def page_name(path: str) -> str:
     """The file of a command's page: ``dlq list`` -> ``dlq-list.md``."""
@@ -64,17 +51,18 @@ def pages() -> dict[str, str]:
     """Every page of the reference, by file name."""
     commands = _commands()
     leaves = [path for path in commands if path and not hasattr(commands[path], "commands")]
-    grouped = [path for _, paths in GROUPED for path in paths]
-    assert sorted(grouped) == sorted(leaves), f"a command is missing from GROUPED: {set(leaves) ^ set(grouped)}"
+    grouped = [path for _, paths in SECTIONS for path in paths]
+    assert sorted(grouped) == sorted(leaves), f"a command is missing from examples.SECTIONS: {set(leaves) ^ set(grouped)}"
     out = {"index.md": _index(commands)}
     for path in leaves:
         out[page_name(path)] = _page(path, commands)
     return out
 
 
-def _summary(command: Any) -> str:
+def _summary(command: Any, *, first_sentence: bool = False) -> str:
     text: str = command.help or ""
-    return " ".join(text.split("\n\n")[0].split())
+    summary = " ".join(text.split("\n\n")[0].split())
+    return summary.split(". ")[0].rstrip(".") + "." if first_sentence else summary
 
 
 def _index(commands: dict[str, Any]) -> str:
@@ -89,10 +77,10 @@ def _index(commands: dict[str, Any]) -> str:
         "the AWS options) are described in [The command line](../cli.md).",
         "",
     ]
-    for title, paths in GROUPED:
-        lines += [f"## {title}", "", "| command | what it does |", "| --- | --- |"]
+    for title, paths in SECTIONS:
+        lines += [f"## {title.capitalize()}", "", "| command | what it does |", "| --- | --- |"]
         for path in paths:
-            summary = _summary(commands[path]).replace("|", "\\|")
+            summary = _summary(commands[path], first_sentence=True).replace("|", "\\|")
             lines.append(f"| [`sagactl {path}`]({page_name(path)}) | {summary} |")
         lines.append("")
     lines += ["## sagactl --help", "", "```text", help_text("", commands), "```", ""]
