@@ -21,8 +21,10 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dead letters", ("dlq list", "redrive")),
     (
         "admin and config",
-        ("doctor", "db init", "db recount", "prune", "config contexts", "config use-context", "config view")
-        + ("schema", "completion"),
+        (
+            *("doctor", "db init", "db recount", "prune"),
+            *("config contexts", "config use-context", "config view", "schema", "completion"),
+        ),
     ),
 )
 

@@ -52,7 +52,8 @@ def pages() -> dict[str, str]:
     commands = _commands()
     leaves = [path for path in commands if path and not hasattr(commands[path], "commands")]
     grouped = [path for _, paths in SECTIONS for path in paths]
-    assert sorted(grouped) == sorted(leaves), f"a command is missing from examples.SECTIONS: {set(leaves) ^ set(grouped)}"
+    missing = set(leaves) ^ set(grouped)
+    assert sorted(grouped) == sorted(leaves), f"a command is missing from examples.SECTIONS: {missing}"
     out = {"index.md": _index(commands)}
     for path in leaves:
         out[page_name(path)] = _page(path, commands)
