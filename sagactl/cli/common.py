@@ -187,7 +187,7 @@ class SagactlGroup(TyperGroup):
     (asked for, or for no command at all) is printed as usual; sagactl's own is one 80x24
     screen (examples.overview), plain on a terminal too."""
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         if ctx.parent is not None:
             super().format_help(ctx, formatter)
             return
