@@ -50,6 +50,8 @@ def groups_document(result: GroupResult) -> Document:
             ("example", "EXAMPLE"),
         ],
         rows=rows,
+        folding=("error",),
+        droppable=("newest", "oldest", "example"),
     )
     flat = [{k: v for k, v in row.items() if k != "saga_ids"} for row in data]
     return Document(
@@ -98,6 +100,8 @@ def plan_document(plan: BulkPlan) -> Document:
     table = Table(
         columns=[("saga_id", "SAGA"), ("saga_type", "TYPE"), ("state", "STATE"), ("step", "STEP"), ("plan", "PLAN")],
         rows=rows,
+        folding=("plan",),
+        droppable=("saga_type", "step", "state"),
     )
     details = [
         ("job", f"{data['job']} (continuing)" if plan.continuing else data["job"]),

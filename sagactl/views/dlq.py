@@ -94,6 +94,8 @@ def dlq_messages_document(result: PeekResult, *, truncate: bool = True) -> Docum
             }
             for d in data
         ],
+        folding=("body",),
+        droppable=("command", "age", "message_id", "receive_count", "step_name"),  # IDs stay whole
     )
     return Document(
         data=data,
@@ -143,6 +145,8 @@ def dlq_groups_document(result: PeekResult, by: GroupBy) -> Document:
             }
             for d in data
         ],
+        folding=("other", "key") if key == "error" else ("other",),
+        droppable=("oldest_sent_at", "max_receive_count"),
     )
     return Document(
         data=data,
@@ -182,6 +186,8 @@ def redrive_document(result: RedriveResult, *, truncate: bool = True) -> Documen
         ],
         rows=rows,
         title="Messages",
+        folding=("reason",),
+        droppable=("destination", "message_id", "step_name"),
     )
     route = f"{result.dlq.name} -> {result.destination.name if result.destination else '?'}"
     details = [("redrive", route + (" (dry run)" if result.dry_run else ""))]
@@ -244,6 +250,8 @@ def move_tasks_document(tasks: Sequence[MoveTask]) -> Document:
             ("failure_reason", "FAILURE"),
         ],
         rows=data,
+        folding=("failure_reason",),
+        droppable=("started_at", "max_messages_per_second", "approximate_messages_to_move"),
     )
     return Document(
         data=data,

@@ -155,6 +155,7 @@ class Frames:
                 ("mark", *table.whole),
                 table.droppable,
                 table.folding,
+                table.shorter,
             )
             setattr(doc, view, [marked, *tables[1:]])
         doc.empty_message = None  # an empty frame still shows its header line

@@ -49,19 +49,27 @@ def saga_document(saga: SagaRecord) -> Document:
             for s, step in zip(data["steps"], saga.steps, strict=True)
         ],
         title="Steps",
+        folding=("result", "error"),
+        droppable=STEPS_DROP,
     )
     history = Table(
         columns=[("at", "AT"), ("step_name", "STEP"), ("change", "CHANGE"), ("detail", "DETAIL")],
         rows=[
             {
                 "at": t["at"],
+                "at_offset": _offset(transition.at, saga.created_at),
                 "step_name": t["step_name"] or "-",
                 "change": f"{t['old_state'] or 'none'} -> {t['new_state']}",
                 "detail": short(detail) if detail else "",
             }
-            for t, detail in zip(data["transitions"], _shown_details(data["transitions"]), strict=True)
+            for t, detail, transition in zip(
+                data["transitions"], _shown_details(data["transitions"]), saga.transitions, strict=True
+            )
         ],
         title="Transitions",
+        folding=("detail",),
+        droppable=TRANSITIONS_DROP,
+        shorter=(("at", "at_offset"),),
     )
     details = [
         ("saga", saga.saga_id),
@@ -83,6 +91,21 @@ def saga_document(saga: SagaRecord) -> Document:
         ids=[saga.saga_id],
         delimited=_step_rows([data]),
     )
+
+
+# What show's tables give up on a narrow terminal, in order, before a cell is split: the
+# steps' RESULT (it is in -o json), TOOK and ATTEMPTS; the transitions' AT becomes the time
+# since the saga was created (+1.234s), then DETAIL goes. ERROR and DETAIL fold meanwhile.
+STEPS_DROP = ("result", "duration", "attempts")
+TRANSITIONS_DROP = ("at", "detail")
+
+
+def _offset(at: datetime | None, created: datetime | None) -> str:
+    """A transition's time as the time since the saga was created: ``+0.103s``, ``+2m3s``."""
+    if at is None or created is None:
+        return ""
+    seconds = max(0.0, (at - created).total_seconds())
+    return f"+{seconds:.3f}s" if seconds < 60 else f"+{humanize_seconds(seconds)}"
 
 
 def _shown_details(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -129,6 +152,9 @@ def sagas_document(sagas: Sequence[SagaRecord], *, array: bool = False) -> Docum
             ("last_error", "LAST ERROR"),
         ],
         rows=[{k: d.data[k] for k in ("saga_id", "saga_type", "state", "last_error")} for d in docs],
+        whole=("saga_id",),
+        folding=("last_error",),
+        droppable=("saga_type",),
     )
     return Document(
         data=[d.data for d in docs],
