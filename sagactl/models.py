@@ -71,6 +71,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun as English has it: ``1 step``, ``2 steps``, ``0 sagas``."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 UTC with microseconds and a trailing Z (lexicographically sortable)."""
     if value is None:

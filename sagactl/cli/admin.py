@@ -10,6 +10,7 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import CONFIG, DSN, OUTPUT, VERBOSE, Shell
 from sagactl.errors import ExitCode
+from sagactl.models import counted
 from sagactl.views.output import OutputFormat, emit, info_line
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
@@ -40,7 +41,7 @@ def db_recount(*, opts: Shared) -> int:
     result = recount(opts.settings())
     emit(recount_document(result), opts.output)
     corrected = result.to_dict()["corrected"]
-    info_line(f"sagactl: recounted {mask_secrets(result.location)}: {corrected} counters corrected")
+    info_line(f"sagactl: recounted {mask_secrets(result.location)}: {counted(corrected, 'counter')} corrected")
     return ExitCode.OK
 
 

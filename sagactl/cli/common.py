@@ -24,7 +24,6 @@ from sagactl.views.output import (
     info_line,
     same_terminal,
     stream_is_tty,
-    terminal_safe,
 )
 
 if TYPE_CHECKING:
@@ -165,8 +164,8 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
     try:
         code = fn(*args, opts=opts, **kwargs)
     except DefinitionError as exc:
-        for problem in exc.problems:
-            sys.stderr.write(terminal_safe(mask_secrets(problem)) + "\n")
+        for problem in exc.problems:  # FILE:LINE:COL: what, each as an error line
+            error_line(mask_secrets(problem))
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:

@@ -27,6 +27,7 @@ from sagactl.cli.options import (
     ReasonOpt,
 )
 from sagactl.errors import ExitCode, UsageError
+from sagactl.models import counted
 from sagactl.views.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def _submit(
         sys.stdout.flush()  # a script reading the IDs sees each one as soon as it is committed
 
     count = submit_inputs(settings, SubmitRequest(file=file, inputs=inputs, saga=saga), recorded)
-    info_line(f"sagactl: recorded {count} sagas (started); 'sagactl worker' drives them")
+    info_line(f"sagactl: recorded {counted(count, 'saga')} (started); 'sagactl worker' drives them")
     return ExitCode.OK
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, iso, utcnow
+from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, counted, iso, utcnow
 from sagactl.views.output import Document, Table, cell, humanize_seconds, rows_table
 
 if TYPE_CHECKING:
@@ -319,7 +319,10 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
     doc.lead, doc.extras = [Headline(saga)], [TimelineView(build(saga, now))]  # a terminal's only
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
-            (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
+            (
+                f"{step['phase']} error at {step['name']}",
+                f"{step['error']} (after {counted(step['attempts'], 'attempt')})",
+            )
         )
     return doc
 
@@ -485,6 +488,6 @@ def recount_document(recount: Recount) -> Document:
     details = [
         ("store", data["store"]),
         ("sagas", str(data["sagas"])),
-        ("corrected", f"{data['corrected']} counters"),
+        ("corrected", counted(data["corrected"], "counter")),
     ]
     return Document(data=data, tables=[table], details=details, empty_message="no sagas recorded")

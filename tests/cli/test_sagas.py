@@ -381,7 +381,7 @@ def test_resume_stuck_skips_a_saga_another_process_drives(
     assert (code, out) == (3, "")
     lines = err.splitlines()
     assert lines[0].startswith("sagactl: error: saga c-1 is being driven by elsewhere:1:abcd")
-    assert "resumed 0 of 1 sagas: none resumed; failed 1" in lines[1]
+    assert "resumed 0 of 1 saga: none resumed; failed 1" in lines[1]
 
 
 @pytest.mark.parametrize(
@@ -558,7 +558,7 @@ def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.
     assert code == 1, err
     shown = json.loads(invoke("show", "c-1", "-o", "json")[1])
     assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
-    assert ": resumed 1 of 1 sagas: 1 failed in " in err.splitlines()[-1]
+    assert ": resumed 1 of 1 saga: 1 failed in " in err.splitlines()[-1]
 
 
 @pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])

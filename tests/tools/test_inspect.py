@@ -241,7 +241,7 @@ def test_show_reports_the_last_error_of_each_failing_step(store: Store, settings
     ]
     assert [s["error"] for s in doc.data["steps"]] == ["refused: out of stock", None, None]
     assert [s["compensation_error"] for s in doc.data["steps"]] == [None, "HTTP 500 boom", None]
-    assert ("action error at reserve", "refused: out of stock (after 1 attempts)") in doc.details
+    assert ("action error at reserve", "refused: out of stock (after 1 attempt)") in doc.details
     assert ("compensation error at charge", "HTTP 500 boom (after 4 attempts)") in doc.details
     assert [t["new_state"] for t in doc.data["transitions"]] == ["compensating"]
 
