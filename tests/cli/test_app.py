@@ -680,3 +680,24 @@ def test_help_imports_no_heavy_module(tmp_path: Path) -> None:
     assert completed.returncode == 0 and "Usage: sagactl" in completed.stdout
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
     assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "yaml", "jsonschema"} == set()
+
+
+def test_a_definition_that_is_not_there_is_one_error_line(tmp_path: Path) -> None:
+    """`run nope.yaml`: the problem as every error reads, `sagactl: error: …`, exit 2."""
+    missing = tmp_path / "nope.yaml"
+    result = runner.invoke(app, ["run", str(missing), "--dsn", f"sqlite:///{tmp_path}/log.db"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"sagactl: error: {missing}:1:1: file not found\n"
+
+
+def test_a_context_without_a_config_file_reads_as_english(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SAGACTL_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = runner.invoke(app, ["list", "--context", "prod"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "sagactl: error: context 'prod' not found: there is no config file to define it (looked for ./sagactl.yaml"
+        " and ~/.config/sagactl/config.yaml); pass --config FILE, or unset --context / SAGACTL_CONTEXT\n"
+    )
+    assert "in no config file" not in result.stderr
