@@ -369,11 +369,17 @@ def test_bulk_abort_of_a_failure_group_and_bulk_resolve(env: Settings, monkeypat
 # -- a terminal: the confirmation prompt and the progress bar ----------------------------------------
 
 
-def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+QUIET_OR_JSON = {True: ["-q"], False: ["-o", "json"]}
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["json", "-q"])
+def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
+    """The bar is on stderr, so -q (IDs on stdout) shows it too; it counts the sagas that
+    ended failed (both here: their compensations ran), not errors."""
     stuck(env, monkeypatch, "s-1", "s-2")
     master, slave = pty.openpty()
     child = subprocess.Popen(
-        [sys.executable, "-m", "sagactl", "resume", "--stuck", "--older-than", "1ms", "-o", "json"],
+        [sys.executable, "-m", "sagactl", "resume", "--stuck", "--older-than", "1ms", *QUIET_OR_JSON[quiet]],
         stdin=slave,
         stderr=slave,
         stdout=subprocess.PIPE,
@@ -401,5 +407,7 @@ def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: p
     text = seen.decode()
     assert "sagactl: resume 2 sagas as job-" in text and "? [y/N]" in text
     assert "/2" in text  # the progress bar: sagas done of 2
+    assert "failed 2" in text and "errors" not in text  # the bar's count of sagas that ended failed
     assert "resumed 2 of 2 sagas: 2 failed" in text
-    assert [d["saga_id"] for d in json.loads(out)] == ["s-1", "s-2"]
+    ids = out.decode().split() if quiet else [d["saga_id"] for d in json.loads(out)]
+    assert ids == ["s-1", "s-2"]
