@@ -701,3 +701,20 @@ def test_a_context_without_a_config_file_reads_as_english(tmp_path: Path, monkey
         " and ~/.config/sagactl/config.yaml); pass --config FILE, or unset --context / SAGACTL_CONTEXT\n"
     )
     assert "in no config file" not in result.stderr
+
+
+def test_db_init_on_a_terminal_says_which_migration_runs(tmp_path: Path) -> None:
+    """A migration can take minutes on a big log (an index, a recount): a terminal is told which."""
+    from sagactl.store.migrations import migrations
+    from tests.support.pty import run_on_pty, strip_escapes
+
+    latest = migrations("sqlite")[-1]
+    code, tty, _, _ = run_on_pty(
+        [sys.executable, "-m", "sagactl", "db", "init", "--dsn", f"sqlite:///{tmp_path}/log.db"],
+        tty={"stderr"},
+        cwd=tmp_path,
+    )
+    assert code == 0
+    shown = strip_escapes(tty)
+    assert f"applying schema version {latest.version} ({latest.name})" in shown
+    assert f"is at schema version {latest.version}" in shown
