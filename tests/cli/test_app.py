@@ -527,7 +527,7 @@ def test_definition_error_lists_problems_exit_2(env: dict[str, str]) -> None:
     broken = ROOT / "tests" / "corpus" / "broken" / "duplicate_step.yaml"
     result = runner.invoke(app, ["run", str(broken)])
     assert result.exit_code == 2
-    assert result.stderr == f"{broken}:7:11: duplicate step name 'charge' (first defined as step 1)\n"
+    assert result.stderr == f"sagactl: error: {broken}:7:11: duplicate step name 'charge' (first defined as step 1)\n"
 
 
 def _unreachable_saga(tmp_path: Path) -> Path:
