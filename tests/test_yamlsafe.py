@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from sagactl import yamlsafe
 from sagactl.yamlsafe import BoundedLoader, FastLoader, YamlLimitError, load, parsed
+from tests.support.samples import shipped
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = sorted(ROOT.glob("sample-configs/**/*.yaml"))
+SAMPLES = shipped("**/*.yaml")
 
 
 
