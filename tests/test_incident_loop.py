@@ -68,6 +68,7 @@ def saga_log(pg_admin_dsn: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.mark.slow
 def test_the_incident_loop(sqs: Sqs, aws_env: dict[str, str], saga_log: str, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     names = {

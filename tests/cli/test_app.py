@@ -211,6 +211,7 @@ def test_every_command_that_prints_takes_o_and_q_as_the_readme_says() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv", "tsv", "markdown"])
+@pytest.mark.slow
 def test_every_advertised_format_works(env: dict[str, str], fmt: str) -> None:
     """Each command over the saga log in each format it offers: exit 0, something on stdout."""
     base = ["run", str(SAMPLE), "--input", f"@{SAMPLE_INPUT}"]
@@ -382,6 +383,7 @@ def test_run_failure_compensates_in_reverse_exit_1(env: dict[str, str]) -> None:
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.slow
 def test_failed_compensation_exit_3_then_resume(env: dict[str, str]) -> None:
     stuck = run_sample(
         "-o", "json", "--saga-id", "c-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment"
@@ -649,6 +651,7 @@ def test_a_command_error_reaches_the_process_exit_code(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) -> None:
     stuck = run_sample("-q", "--saga-id", "m-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
     assert stuck.returncode == 3
@@ -659,6 +662,7 @@ def test_resume_several_keeps_going_past_one_that_cannot(env: dict[str, str]) ->
     assert "sagactl: error: saga nope not found in " in result.stderr
 
 
+@pytest.mark.slow
 def test_failed_saga_keeps_why_it_failed_as_last_error(env: dict[str, str]) -> None:
     stuck = run_sample("-q", "--saga-id", "le-1", FAIL_STEP="create_shipment", FAIL_COMPENSATION="charge_payment")
     assert stuck.returncode == 3, stuck.stderr

@@ -481,6 +481,7 @@ def test_mapped_identifiers_with_case_spaces_and_quotes(pg_dsn: str) -> None:
     "saga_type",
     ["Order' OR '1'='1", "Order'; DROP TABLE saga_log; --", "%s", "%(x)s", '"; SELECT 1; --', "Order\\"],
 )
+@pytest.mark.slow
 def test_type_values_are_parameters(store: Store, settings: Settings, saga_type: str) -> None:
     add(store, saga("a", updated=0, deadline=1))
     assert stuck_ids(settings, 100, saga_type=saga_type) == []

@@ -85,6 +85,7 @@ def test_stats_steps(width: int) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("kind", ["failed", "stuck"])
+@pytest.mark.slow
 def test_show_steps_and_transitions(width: int, kind: str) -> None:
     record, now = (failed_saga(), at(40)) if kind == "failed" else (stuck_saga(), at(20))
     from sagactl.views.sagas import show_document

@@ -216,6 +216,7 @@ def test_watch_in_a_pipe_prints_a_frame_per_interval(store: Store, store_dsn: st
             assert [line.split()[:2] for line in blocks[1].splitlines()[1:]] == [["a", "Order"], ["+", "b"]]
 
 
+@pytest.mark.slow
 def test_the_commands_end_to_end(tmp_path: Path) -> None:
     """As an operator types them (on SQLite: the stores are compared above): a followed saga
     that has ended, in a pipe; a watch on a terminal interrupted with Ctrl-C; the option mistakes."""
@@ -246,6 +247,7 @@ def test_the_commands_end_to_end(tmp_path: Path) -> None:
     assert "every 100ms: sagactl list" in strip_escapes(tty) and record.saga_id in strip_escapes(tty)
 
 
+@pytest.mark.slow
 def test_following_a_saga_a_real_driver_runs(tmp_path: Path) -> None:
     """`show --follow` in a pipe while `sagactl resume` drives a detached sample saga to its end in
     another process: every transition arrives, then exit 0."""
