@@ -7,13 +7,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagactl.clock import Clock, SystemClock
 from sagactl.config import Settings
 from sagactl.errors import Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
 from sagactl.models import RunResult
-from sagactl.ops import make_engine, store_for
+from sagactl.ops import make_engine, store_for, traced
 from sagactl.ops.sagas import operator_name, recorded_reason
 from sagactl.store.base import JobRecord, Store
 from sagactl.tools.bulk import (
@@ -29,6 +29,9 @@ from sagactl.tools.bulk import (
     tags,
 )
 from sagactl.tools.selectors import Selector, select
+
+if TYPE_CHECKING:
+    from sagactl.engine.control import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +164,21 @@ def _act(
     clock: Clock,
     progress: Progress | None,
 ) -> None:
-    engine = make_engine(store, settings)
+    job = {"job": plan.job.job_id, "sagas": len(plan.to_act)}
+    with traced(settings) as tracer, tracer.action(f"{request.action.value} (bulk)", **job):
+        _each(make_engine(store, settings, tracer=tracer), store, request, plan, report, clock, progress)
+
+
+def _each(
+    engine: Engine,
+    store: Store,
+    request: BulkRequest,
+    plan: BulkPlan,
+    report: BulkReport,
+    clock: Clock,
+    progress: Progress | None,
+) -> None:
+    """``_act`` with its engine (the saga spans of a job: children of the job's span)."""
     engine.tags = tags(plan.job, plan.selector_text)
     who, reason = plan.job.started_by, plan.job.reason or ""
     pacer = Pacer(request.rate, clock)
