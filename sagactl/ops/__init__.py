@@ -79,7 +79,8 @@ def traced(settings: Settings, *, traceparent: str | None = None, timeout: float
     """Tracing as the environment and the config's ``tracing:`` block ask for it (NOOP when
     off: nothing of OpenTelemetry loaded); its spans flushed on the way out, within ``timeout``
     seconds (a command's one second by default), whatever happened inside."""
-    from sagactl.tracing import FLUSH_TIMEOUT, open_tracing
+    from sagactl.tracing import FLUSH_TIMEOUT
+    from sagactl.tracing.start import open_tracing
 
     where = str(settings.config_path or "sagactl.yaml")
     tracer = open_tracing(settings.tracing, os.environ, traceparent=traceparent, where=where)

@@ -1,6 +1,7 @@
 """Tracing: a saga is one OpenTelemetry trace across every participant (DESIGN section 8,
 docs/tracing.md).
 
+    start.py     open_tracing: NOOP, or OpenTelemetry when the settings turn it on
     settings.py  what turns tracing on: the standard OTEL_* environment over sagactl.yaml's
                  ``tracing:`` block; nothing of OpenTelemetry imported
     context.py   W3C trace context as text: ``traceparent`` checked, the carrier of the
@@ -106,35 +107,4 @@ class Tracing:
 NOOP = Tracing()
 
 
-def open_tracing(
-    config: Mapping[str, Any] | None,
-    env: Mapping[str, str],
-    *,
-    traceparent: str | None = None,
-    where: str = "sagactl.yaml",
-) -> Tracing:
-    """Tracing as the environment and ``config`` (sagactl.yaml's ``tracing:`` block, read from
-    ``where``) ask for it: NOOP unless they turn it on. ``traceparent``: the parent of the
-    sagas recorded (``run --traceparent``), over the environment's TRACEPARENT. Turned on
-    without the ``otel`` extra: one warning, and NOOP (UsageError only for a wrong block)."""
-    from sagactl.tracing.settings import resolve
-
-    chosen = resolve(config, env, where=where)
-    if chosen is None:
-        if traceparent is not None:
-            log.warning("--traceparent has no effect: tracing is off (set OTEL_EXPORTER_OTLP_ENDPOINT, see docs)")
-        return NOOP
-    try:
-        from sagactl.tracing.otel import OtelTracing
-    except ImportError as exc:
-        log.warning(
-            "tracing is asked for (%s) but OpenTelemetry is not installed (%s): pip install 'sagactl[otel]';"
-            " running without tracing",
-            chosen.why,
-            exc.name or exc,
-        )
-        return NOOP
-    return OtelTracing(chosen, env, traceparent=traceparent)
-
-
-__all__ = ["FLUSH_TIMEOUT", "NOOP", "NOSPAN", "Carrier", "Span", "Tracing", "open_tracing"]
+__all__ = ["FLUSH_TIMEOUT", "NOOP", "NOSPAN", "WORKER_FLUSH_TIMEOUT", "Carrier", "Span", "Tracing"]
