@@ -26,9 +26,29 @@ from sagactl.tracing.settings import TracingSettings
 log = logging.getLogger("sagactl.tracing")
 
 
+_CAUSES = (  # what OpenTelemetry's exporters log, as a reason an operator reads at a glance
+    ("refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("timeout", "timed out"),
+    ("unavailable", "unavailable"),
+    ("name or service not known", "unknown host"),
+    ("deadline_exceeded", "timed out"),
+)
+
+
+def cause(message: str) -> str:
+    """A short reason for an export failure OpenTelemetry logged (its own words, cut, when
+    none of the usual causes is named)."""
+    lowered = message.lower()
+    for needle, reason in _CAUSES:
+        if needle in lowered:
+            return reason
+    return " ".join(message.split())[:120]
+
+
 class _LastWords(logging.Handler):
-    """Keeps the last thing OpenTelemetry's exporters logged (why an export failed), instead
-    of letting it reach the terminal."""
+    """Keeps why OpenTelemetry's exporters last failed (their log lines), instead of letting
+    them reach the terminal; "shutdown in progress" is how a failure ends, never its cause."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -36,9 +56,11 @@ class _LastWords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.last = record.getMessage()
+            message = record.getMessage()
         except Exception:  # a message that cannot be formatted says nothing useful
-            self.last = None
+            return
+        if record.levelno >= logging.WARNING and "shutdown" not in message.lower():
+            self.last = cause(message)
 
 
 def _quiet_opentelemetry() -> _LastWords:
@@ -70,7 +92,7 @@ class Watched(SpanExporter):
         try:
             result = self.inner.export(spans)
         except Exception as exc:  # an exporter bug must not reach the batch thread's log
-            self.words.last = f"{type(exc).__name__}: {exc}"
+            self.words.last = cause(f"{type(exc).__name__}: {exc}")
             result = SpanExportResult.FAILURE
         with self.lock:
             if result is SpanExportResult.SUCCESS:
@@ -84,7 +106,7 @@ class Watched(SpanExporter):
         return result
 
     def warn(self, what: str) -> None:
-        why = f" ({' '.join(self.words.last.split())[:200]})" if self.words.last else ""
+        why = f" ({self.words.last})" if self.words.last else ""
         log.warning("tracing: %s to %s%s; sagas are not affected", what, mask_secrets(self.where), mask_secrets(why))
 
     def shutdown(self) -> None:
