@@ -68,9 +68,14 @@ class ReceivedSpan:
     end_ns: int
 
     @property
-    def traceparent(self) -> str:
-        """The W3C traceparent naming this span (a participant's parent)."""
-        return f"00-{self.trace_id}-{self.span_id}-01"
+    def context(self) -> str:
+        """The W3C traceparent naming this span, without its flags (a participant's parent)."""
+        return f"00-{self.trace_id}-{self.span_id}"
+
+
+def parent_in(traceparent: str) -> str:
+    """A traceparent a participant got, without its flags (sampled, random: the SDK's say)."""
+    return traceparent.rsplit("-", 1)[0]
 
 
 def decode(payload: bytes) -> list[ReceivedSpan]:
@@ -90,7 +95,9 @@ def decode(payload: bytes) -> list[ReceivedSpan]:
                         kind=KINDS.get(span.kind, str(span.kind)),
                         attributes=_attributes(span.attributes),
                         events=[(e.name, _attributes(e.attributes)) for e in span.events],
-                        links=[Link(lk.trace_id.hex(), lk.span_id.hex(), _attributes(lk.attributes)) for lk in span.links],
+                        links=[
+                            Link(lk.trace_id.hex(), lk.span_id.hex(), _attributes(lk.attributes)) for lk in span.links
+                        ],
                         status=int(span.status.code),
                         status_message=span.status.message,
                         resource=resource,
@@ -193,7 +200,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+    def Export(self, request: Any, context: Any) -> Any:
         self.collector.add(request.SerializeToString())
         return trace_service_pb2.ExportTraceServiceResponse()
 

@@ -40,7 +40,11 @@ def test_grpc_takes_the_endpoint_as_it_is_and_the_traces_endpoint_wins() -> None
     both = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:9/x"}
     chosen = resolve(None, both)
     assert chosen is not None and chosen.endpoint == "http://t:9/x"
-    traces_protocol = {**both, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    traces_protocol = {
+        **both,
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
     chosen = resolve(None, traces_protocol)
     assert chosen is not None and chosen.protocol == "grpc"
 
@@ -76,7 +80,8 @@ def test_the_file_block_turns_it_on_and_the_environment_wins() -> None:
     }
     chosen = resolve(block, {})
     assert chosen is not None
-    assert (chosen.protocol, chosen.endpoint, chosen.why) == ("grpc", "http://file:4317", "tracing.endpoint in sagactl.yaml")
+    why = "tracing.endpoint in sagactl.yaml"
+    assert (chosen.protocol, chosen.endpoint, chosen.why) == ("grpc", "http://file:4317", why)
     assert chosen.resource == {"deployment.environment": "prod", "service.name": "orders-sagas"}
     assert (chosen.sampler, chosen.sampler_arg, chosen.headers) == (
         "parentbased_traceidratio",
@@ -111,7 +116,8 @@ def test_a_wrong_block_is_a_usage_error(block: dict[str, object], message: str) 
 
 def test_a_wrong_environment_value_is_warned_about_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="sagactl.tracing"):
-        chosen = resolve(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+        chosen = resolve(None, env)
     assert chosen is not None and chosen.protocol == "http/protobuf"
     assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported" in caplog.text
 
