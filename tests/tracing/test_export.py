@@ -1,0 +1,87 @@
+"""Spans reach the collector before a command exits, and a collector that cannot be reached
+costs at most a second at exit, one warning line, and never the exit code (issue 21, point 6).
+"Hung": a listener that accepts and never answers; "closed": a port that refuses."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sagactl.models import SagaRecord, SagaState, utcnow
+from sagactl.tracing.start import open_tracing
+from tests.support.otlp import otlp_http
+from tests.support.processes import sagactl
+
+ONE_STEP = """saga: One
+endpoints:
+  local: {type: exec, command: [/bin/true]}
+steps:
+  - name: only
+    endpoint: local
+    action: {args: [go]}
+"""
+
+
+@pytest.fixture(params=["closed", "hung"])
+def unreachable(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where no collector answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    if request.param == "hung":
+        sock.listen(64)  # the kernel accepts; nobody reads or answers
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def a_saga() -> SagaRecord:
+    now = utcnow()
+    return SagaRecord("s-1", "One", SagaState.STARTED, {}, [], {}, now, now)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_close_is_bounded_and_warns_once(
+    unreachable: str, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": unreachable, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    tracer = open_tracing(None, env)
+    assert tracer.enabled
+    for _ in range(20):
+        tracer.saga(a_saga()).end("completed")
+    with caplog.at_level(logging.WARNING, logger="sagactl"):
+        started = time.monotonic()
+        tracer.close(1.0)
+        took = time.monotonic() - started
+        time.sleep(1.5)  # an export that fails after the close says nothing more
+    assert took < 1.5, f"close took {took:.2f}s"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("tracing: ") and unreachable in warnings[0]
+    assert warnings[0].endswith("sagas are not affected")
+
+
+def test_a_run_with_an_unreachable_collector_keeps_its_exit_code_and_says_so_once(
+    unreachable: str, tmp_path: Path
+) -> None:
+    (tmp_path / "one.yaml").write_text(ONE_STEP)
+    base = {"SAGACTL_DSN": f"sqlite:///{tmp_path}/log.db", "OTEL_EXPORTER_OTLP_TIMEOUT": "30"}
+    with otlp_http() as otlp:
+        started = time.monotonic()
+        reached = sagactl("run", "one.yaml", "-q", cwd=tmp_path, env={**base, **otlp.env})
+        reachable = time.monotonic() - started
+        assert (reached.returncode, reached.stderr) == (0, "")
+        assert otlp.wait_for(lambda s: len(s) == 2, timeout=1)  # sent before it exited
+    started = time.monotonic()
+    done = sagactl("run", "one.yaml", "-q", cwd=tmp_path, env={**base, "OTEL_EXPORTER_OTLP_ENDPOINT": unreachable})
+    took = time.monotonic() - started
+    assert done.returncode == 0
+    [line] = done.stderr.splitlines()
+    assert line.startswith("sagactl: warning: tracing: ") and line.endswith("sagas are not affected")
+    # an exporter left to itself would wait 30 s (its timeout) and retry; the exit waits one
+    assert took - reachable < 3.0, f"{took:.1f}s with no collector, {reachable:.1f}s with one"
