@@ -148,7 +148,9 @@ def run_bulk(
             report.declined = True
             return report
         store.start_job(job)
-        _act(store, settings, request, plan, report, clock, progress)
+        # one span for the job, each saga's action a child of it (tracing on)
+        with traced(settings) as tracer, tracer.action(f"{request.action.value} (bulk)", job=job.job_id):
+            _act(store, make_engine(store, settings, tracer=tracer), request, plan, report, clock, progress)
         if report.stopped is None and not plan.later:
             store.finish_job(job.job_id, clock.now())
             report.finished = True
@@ -157,28 +159,13 @@ def run_bulk(
 
 def _act(
     store: Store,
-    settings: Settings,
-    request: BulkRequest,
-    plan: BulkPlan,
-    report: BulkReport,
-    clock: Clock,
-    progress: Progress | None,
-) -> None:
-    job = {"job": plan.job.job_id, "sagas": len(plan.to_act)}
-    with traced(settings) as tracer, tracer.action(f"{request.action.value} (bulk)", **job):
-        _each(make_engine(store, settings, tracer=tracer), store, request, plan, report, clock, progress)
-
-
-def _each(
     engine: Engine,
-    store: Store,
     request: BulkRequest,
     plan: BulkPlan,
     report: BulkReport,
     clock: Clock,
     progress: Progress | None,
 ) -> None:
-    """``_act`` with its engine (the saga spans of a job: children of the job's span)."""
     engine.tags = tags(plan.job, plan.selector_text)
     who, reason = plan.job.started_by, plan.job.reason or ""
     pacer = Pacer(request.rate, clock)

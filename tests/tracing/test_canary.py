@@ -4,9 +4,9 @@ received over OTLP from a redrive with a canary against moto and a real saga log
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,12 +14,9 @@ from sagactl.config import resolve_settings
 from sagactl.dlq.canary import CanaryPlan
 from sagactl.dlq.outcomes import RedriveRequest
 from sagactl.errors import ExitCode
-from sagactl.models import SagaState
 from sagactl.ops.dlq import redrive_dlq
-from sagactl.store import open_store
-from tests.dlq.test_canary import SAGAS, Participant
+from tests.dlq.test_canary import SAGAS, Participant, open_incident
 from tests.support.otlp import Collector, otlp_http
-from tests.support.sagas import saga
 from tests.support.sqs import Queue, Sqs
 
 
@@ -39,27 +36,12 @@ def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
 @pytest.fixture
 def incident(sqs: Sqs, tmp_path: Path) -> tuple[Queue, Queue, str]:
     """(DLQ, source queue, DSN): a traced refund command per compensating saga in the DLQ."""
-    dlq = sqs.queue("dlq")
-    policy = json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 1})
-    url = sqs.client.create_queue(QueueName=f"src-{dlq.name[4:]}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
-    source = Queue(url=url, name=url.rsplit("/", 1)[1], arn="")
-    sqs.send(
-        dlq,
-        [json.dumps({"saga_id": s, "step_name": "charge"}) for s in SAGAS],
-        attributes=lambda i: {
-            "saga_id": {"DataType": "String", "StringValue": SAGAS[i]},
-            "step_name": {"DataType": "String", "StringValue": "charge"},
-            "traceparent": {"DataType": "String", "StringValue": context_of(i)},
-        },
-    )
     dsn = f"sqlite:///{tmp_path}/log.db"
-    store = open_store(dsn)
-    try:
-        for saga_id in SAGAS:
-            store.create(saga(saga_id, state=SagaState.COMPENSATING, step=1), [])
-    finally:
-        store.close()
-    return dlq, source, dsn
+
+    def traced(index: int) -> dict[str, Any]:
+        return {"traceparent": {"DataType": "String", "StringValue": context_of(index)}}
+
+    return (*open_incident(sqs, dsn, traced), dsn)
 
 
 def test_the_redrive_and_the_canary_watch_link_to_the_sagas(

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.test_crash import wait_in_flight
 from tests.support.otlp import Collector, ReceivedSpan, otlp_http, parent_in
-from tests.support.participants import Gate, Participants, gate
+from tests.support.participants import Participants, gate
 
 SAGA = """saga: Order
 endpoints:
@@ -78,13 +79,6 @@ def cli(tmp_path: Path, store_dsn: str, participants: Participants, otlp: Collec
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
-
-
-def wait_in_flight(held: Gate, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while not held.arrived.wait(0.05):
-        assert proc.poll() is None, f"sagactl ended ({proc.returncode}) before the call"
-        assert time.monotonic() < deadline, "the call never reached the participant"
 
 
 def kill_mid_reserve(cli: Cli, participants: Participants, saga_id: str) -> str:
