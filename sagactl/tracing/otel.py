@@ -121,7 +121,8 @@ class OtelTracing(Tracing):
         given = {"traceparent": traceparent} if traceparent else env_carrier(env)
         self.parent = _extract(given.get("traceparent"), given.get("tracestate"))
         if given and self.parent is None:
-            log.warning("TRACEPARENT '%s' is not a W3C traceparent: sagas start traces of their own", given)
+            shown = mask_secrets(given.get("traceparent", ""))[:80]
+            log.warning("TRACEPARENT '%s' is not a W3C traceparent: sagas start traces of their own", shown)
 
     def _current(self) -> Context | None:
         """The parent of a new root: the operator action in progress, else the caller's."""

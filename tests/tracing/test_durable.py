@@ -19,7 +19,7 @@ import pytest
 
 from tests.engine.test_crash import wait_in_flight
 from tests.support.otlp import Collector, ReceivedSpan, otlp_http, parent_in
-from tests.support.participants import Participants, gate
+from tests.support.participants import Participants, gate, refuse
 
 SAGA = """saga: Order
 endpoints:
@@ -175,3 +175,23 @@ def test_abort_is_an_operator_span_linked_to_the_saga(cli: Cli, participants: Pa
     assert [(lk.trace_id, lk.span_id) for lk in action.links] == [(trace_id, root.span_id)]
     assert action.attributes["sagactl.reason"] == "customer cancelled; password=*** was typed here"
     assert "hunter22" not in json.dumps([s.attributes for s in spans])
+
+
+def test_rerun_is_an_operator_span_and_the_new_saga_its_child(
+    cli: Cli, participants: Participants, otlp: Collector
+) -> None:
+    participants.script("ship", "action", refuse(422))
+    failed = cli.run("run", "order.yaml", "--saga-id", "order-5", "-q")
+    assert failed.returncode == 1, failed.stderr
+    old_trace = cli.show("order-5")["trace_id"]
+    participants.script("ship", "action")  # fixed
+    done = cli.run("rerun", "order-5", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    new = json.loads(done.stdout)
+    new = new[0] if isinstance(new, list) else new
+    spans = otlp.wait_for(lambda s: any(x.name == "sagactl rerun" for x in s))
+    [action] = [s for s in spans if s.name == "sagactl rerun"]
+    old_root = next(s for s in spans if s.name == "saga Order" and s.trace_id == old_trace)
+    assert [(lk.trace_id, lk.span_id) for lk in action.links] == [(old_trace, old_root.span_id)]
+    new_root = next(s for s in spans if s.name == "saga Order" and s.trace_id == new["trace_id"])
+    assert (new_root.trace_id, new_root.parent_id) == (action.trace_id, action.span_id)
