@@ -85,3 +85,16 @@ def test_a_run_with_an_unreachable_collector_keeps_its_exit_code_and_says_so_onc
     assert line.startswith("sagactl: warning: tracing: ") and line.endswith("sagas are not affected")
     # an exporter left to itself would wait 30 s (its timeout) and retry; the exit waits one
     assert took - reachable < 3.0, f"{took:.1f}s with no collector, {reachable:.1f}s with one"
+
+
+def test_an_invalid_traceparent_in_the_environment_starts_a_trace_of_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    with otlp_http() as otlp, caplog.at_level(logging.WARNING, logger="sagactl"):
+        tracer = open_tracing(None, {**otlp.env, "TRACEPARENT": "00-not-a-context"})
+        saga = a_saga()
+        tracer.saga(saga).end("started")
+        tracer.close(1.0)
+        [root] = otlp.wait_for(lambda s: len(s) == 1, timeout=5)
+    assert root.parent_id == "" and saga.trace_id == root.trace_id
+    assert [r.getMessage() for r in caplog.records] == [
+        "TRACEPARENT '00-not-a-context' is not a W3C traceparent: sagas start traces of their own"
+    ]
