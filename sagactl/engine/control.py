@@ -169,7 +169,12 @@ class Engine:
             failed_id, None, SagaState.FAILED.value, SagaState.FAILED.value, first.at,
             {"action": "rerun", "rerun_as": saga.saga_id, "by": user},
         )  # fmt: skip
-        if not self.store.create_rerun(saga, [first], note):
+        try:
+            linked = self.store.create_rerun(saga, [first], note)
+        except BaseException:
+            root.end("not_recorded")
+            raise
+        if not linked:
             root.end("not_recorded")
             now = self.store.get(failed_id)
             if now is None:
