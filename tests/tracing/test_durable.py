@@ -195,3 +195,35 @@ def test_rerun_is_an_operator_span_and_the_new_saga_its_child(
     assert [(lk.trace_id, lk.span_id) for lk in action.links] == [(old_trace, old_root.span_id)]
     new_root = next(s for s in spans if s.name == "saga Order" and s.trace_id == new["trace_id"])
     assert (new_root.trace_id, new_root.parent_id) == (action.trace_id, action.span_id)
+
+
+def test_a_bulk_abort_is_one_span_with_a_linked_child_per_saga(
+    cli: Cli, participants: Participants, otlp: Collector
+) -> None:
+    for saga_id in ("bulk-1", "bulk-2"):
+        recorded = cli.run("run", "order.yaml", "--detach", "--saga-id", saga_id)
+        assert recorded.returncode == 0, recorded.stderr
+    traces = {saga_id: cli.show(saga_id)["trace_id"] for saga_id in ("bulk-1", "bulk-2")}
+    done = cli.run("abort", "--state", "started", "--reason", "incident 42", "--yes")
+    assert done.returncode == 1, done.stderr  # both compensated (nothing to undo): failed
+    spans = otlp.wait_for(lambda s: sum(x.name == "sagactl abort" for x in s) == 2)
+    [job] = [s for s in spans if s.name == "sagactl abort (bulk)"]
+    each = [s for s in spans if s.name == "sagactl abort"]
+    assert {(s.trace_id, s.parent_id) for s in each} == {(job.trace_id, job.span_id)}
+    assert {s.attributes["sagactl.saga_id"]: s.links[0].trace_id for s in each} == traces
+    assert {s.attributes["sagactl.job"] for s in each} == {job.attributes["sagactl.job"]}
+
+
+def test_resolve_is_an_operator_span_linked_to_the_saga(cli: Cli, participants: Participants, otlp: Collector) -> None:
+    participants.script("ship", "action", refuse(422))
+    participants.script("reserve", "compensation", refuse(409))  # cannot be undone: an operator must
+    stuck = cli.run("run", "order.yaml", "--saga-id", "order-6", "-q")
+    assert stuck.returncode == 3, stuck.stderr
+    trace_id = cli.show("order-6")["trace_id"]
+    done = cli.run("resolve", "order-6", "--step", "reserve", "--reason", "released by hand")
+    assert done.returncode == 1, done.stderr
+    spans = otlp.wait_for(lambda s: any(x.name == "sagactl resolve" for x in s))
+    [action] = [s for s in spans if s.name == "sagactl resolve"]
+    root = next(s for s in spans if s.name == "saga Order")
+    assert [(lk.trace_id, lk.span_id) for lk in action.links] == [(trace_id, root.span_id)]
+    assert (action.attributes["sagactl.step"], action.attributes["sagactl.reason"]) == ("reserve", "released by hand")
