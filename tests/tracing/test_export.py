@@ -98,3 +98,30 @@ def test_an_invalid_traceparent_in_the_environment_starts_a_trace_of_its_own(cap
     assert [r.getMessage() for r in caplog.records] == [
         "TRACEPARENT '00-not-a-context' is not a W3C traceparent: sagas start traces of their own"
     ]
+
+
+def test_asked_for_without_the_otel_extra_one_warning_and_the_run_goes_on(tmp_path: Path) -> None:
+    """OpenTelemetry made unimportable (as without ``pip install 'sagactl[otel]'``)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "one.yaml").write_text(ONE_STEP)
+    probe = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # not installed\n"
+        "sys.argv = ['sagactl', 'run', 'one.yaml', '-q']\n"
+        "from sagactl.__main__ import main\n"
+        "main()\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SAGACTL_"))},
+        "SAGACTL_DSN": f"sqlite:///{tmp_path}/log.db",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stderr == (
+        "sagactl: warning: tracing is asked for (OTEL_EXPORTER_OTLP_ENDPOINT) but OpenTelemetry is not installed"
+        " (opentelemetry): pip install 'sagactl[otel]'; running without tracing\n"
+    )
