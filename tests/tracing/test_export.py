@@ -4,7 +4,6 @@ costs at most a second at exit, one warning line, and never the exit code (issue
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from sagactl.models import SagaRecord, SagaState, utcnow
 from sagactl.tracing.start import open_tracing
 from tests.support.otlp import otlp_http
 from tests.support.processes import sagactl
+from tests.tracing.conftest import Caught
 
 ONE_STEP = """saga: One
 endpoints:
@@ -47,20 +47,19 @@ def a_saga() -> SagaRecord:
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_close_is_bounded_and_warns_once(
-    unreachable: str, protocol: str, caplog: pytest.LogCaptureFixture
+    unreachable: str, protocol: str, tracing_log: Caught
 ) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": unreachable, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
     tracer = open_tracing(None, env)
     assert tracer.enabled
     for _ in range(20):
         tracer.saga(a_saga()).end("completed")
-    with caplog.at_level(logging.WARNING, logger="sagactl"):
-        started = time.monotonic()
-        tracer.close(1.0)
-        took = time.monotonic() - started
-        time.sleep(1.5)  # an export that fails after the close says nothing more
+    started = time.monotonic()
+    tracer.close(1.0)
+    took = time.monotonic() - started
+    time.sleep(1.5)  # an export that fails after the close says nothing more
     assert took < 1.5, f"close took {took:.2f}s"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = tracing_log.warnings
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("tracing: ") and unreachable in warnings[0]
     assert warnings[0].endswith("sagas are not affected")
@@ -87,15 +86,15 @@ def test_a_run_with_an_unreachable_collector_keeps_its_exit_code_and_says_so_onc
     assert took - reachable < 3.0, f"{took:.1f}s with no collector, {reachable:.1f}s with one"
 
 
-def test_an_invalid_traceparent_in_the_environment_starts_a_trace_of_its_own(caplog: pytest.LogCaptureFixture) -> None:
-    with otlp_http() as otlp, caplog.at_level(logging.WARNING, logger="sagactl"):
+def test_an_invalid_traceparent_in_the_environment_starts_a_trace_of_its_own(tracing_log: Caught) -> None:
+    with otlp_http() as otlp:
         tracer = open_tracing(None, {**otlp.env, "TRACEPARENT": "00-not-a-context"})
         saga = a_saga()
         tracer.saga(saga).end("started")
         tracer.close(1.0)
         [root] = otlp.wait_for(lambda s: len(s) == 1, timeout=5)
     assert root.parent_id == "" and saga.trace_id == root.trace_id
-    assert [r.getMessage() for r in caplog.records] == [
+    assert tracing_log.warnings == [
         "TRACEPARENT '00-not-a-context' is not a W3C traceparent: sagas start traces of their own"
     ]
 

@@ -3,7 +3,6 @@ sagactl.yaml's ``tracing:`` block, and a traceparent checked as W3C says."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from sagactl.errors import UsageError
 from sagactl.tracing.context import check_traceparent, env_carrier, valid_traceparent
 from sagactl.tracing.settings import resolve
 from tests.support.processes import sagactl
+from tests.tracing.conftest import Caught
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -114,12 +114,13 @@ def test_a_wrong_block_is_a_usage_error(block: dict[str, object], message: str) 
         resolve(block, {})
 
 
-def test_a_wrong_environment_value_is_warned_about_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="sagactl.tracing"):
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
-        chosen = resolve(None, env)
+def test_a_wrong_environment_value_is_warned_about_and_ignored(tracing_log: Caught) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    chosen = resolve(None, env)
     assert chosen is not None and chosen.protocol == "http/protobuf"
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported" in caplog.text
+    assert tracing_log.warnings == [
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported (use one of: http/protobuf, grpc); ignored"
+    ]
 
 
 def test_sagactl_yaml_takes_a_tracing_block_at_the_top_and_per_context(tmp_path: Path) -> None:
