@@ -25,7 +25,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "tools": {ROOT, "definitions", "store"},
     "views": {ROOT, "definitions", "tools", "dlq"},
     "ops": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views"},
-    "cli": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops"},
+    "cli": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops", "ui"},
+    "ui": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops"},
 }
 MAX_ROOT_MODULES = 12
 LEAVES = ("sagactl.errors", "sagactl.masking", "sagactl.clock", "sagactl.codec", "sagactl.yamlsafe")

@@ -9,6 +9,7 @@
     dlq.py         dlq list, redrive
     admin.py       db init, db recount, schema, completion
     tools.py       graph, doctor, config
+    ui.py          ui (the terminal UI, sagactl.ui)
     worker.py      worker
     complete.py    shell completion callbacks (saga IDs, step names, contexts)
     examples.py    the examples at the end of every command's --help
@@ -66,6 +67,7 @@ COMMANDS = (  # (group, name, module in sagactl.cli, function), in the order hel
     ("config", "contexts", "tools", "config_contexts"),
     ("config", "use-context", "tools", "config_use_context"),
     ("config", "view", "tools", "config_view"),
+    ("", "ui", "ui", "ui"),
 )
 
 

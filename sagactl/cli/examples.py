@@ -95,6 +95,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "config contexts": ("sagactl config contexts", "sagactl config contexts -o json"),
     "config use-context": ("sagactl config use-context staging", "sagactl config use-context local"),
     "config view": ("sagactl config view", "sagactl config view -o json"),
+    "ui": ("sagactl ui", "sagactl ui --context staging --interval 5s", "sagactl ui --allow-actions"),
 }
 
 

@@ -123,8 +123,8 @@ def list_(
             "--sort",
             case_sensitive=False,
             show_default=False,
-            help="age (oldest first), updated (least recently updated first) or type (then oldest first)"
-            " [default: compensating first, then oldest; with --stuck the longest stuck].",
+            help="age (oldest first), updated (least recently updated first), type (then oldest first) or"
+            " newest (newest first) [default: compensating first, then oldest; with --stuck the longest stuck].",
         ),
     ] = None,
     limit: Annotated[

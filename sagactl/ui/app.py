@@ -1,0 +1,559 @@
+"""``sagactl ui``: the sagas (stuck first, then active, then recent) refreshed on their own, a
+saga as ``show`` draws it, failure groups, the dead-letter queues, and, with
+``--allow-actions``, resume / abort / resolve on a saga or a group behind a confirmation that
+shows the plan and asks why.
+
+Keys as k9s and lazygit have them: arrows or j/k, Enter to open, Escape back, / to filter, g
+groups, d dead-letter queues, ? help, q (or Ctrl-C) to quit. Foreign text (IDs, errors, message
+bodies) is shown as text, never as markup, control characters escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from sagactl.models import SagaRecord, SagaSummary, iso
+from sagactl.tools.bulk import BulkAction
+from sagactl.ui.source import ACTIONS, Overview, Row, Source, Target, matches
+from sagactl.views.output import cell, humanize_seconds, rich_parts, terminal_safe
+
+NAV: list[BindingType] = [
+    Binding("j", "cursor_down", "down", show=False),
+    Binding("k", "cursor_up", "up", show=False),
+]
+COLUMNS = ("SAGA", "TYPE", "STATE", "STEP", "AGE", "STUCK FOR", "LAST ERROR")
+STATE_STYLE = {"compensating": "bold red", "failed": "red", "completed": "green", "pending": "cyan", "started": "cyan"}
+
+
+def text(value: Any, style: str = "") -> Text:
+    """Foreign text as a cell: never markup, control characters escaped."""
+    return Text(terminal_safe(cell(value)), style=style)
+
+
+class Table(DataTable[Text]):
+    """A row-cursor table with j/k."""
+
+    BINDINGS: ClassVar[list[BindingType]] = NAV
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+
+
+def saga_cells(row: Row, now: Any) -> list[Text]:
+    from sagactl.views.listing import age, step_label
+
+    saga = row.saga
+    stuck = humanize_seconds(row.listed.stuck_for_seconds) if row.listed.stuck_for_seconds is not None else ""
+    error = (saga.last_error or "").replace("\n", " ")
+    return [
+        text(saga.saga_id),
+        text(saga.saga_type),
+        text(saga.state.value, STATE_STYLE.get(saga.state.value, "")),
+        text(step_label(saga.current_step, saga.current_step_name)),
+        text(age(iso(saga.created_at), now)),
+        text(stuck, "yellow" if stuck else ""),
+        text(error[:200]),
+    ]
+
+
+def fill(table: Table, rows: Sequence[Row], now: Any) -> None:
+    """Replace ``table``'s rows, keeping the cursor on the same saga where it still is."""
+    current = None
+    if table.row_count and table.cursor_row < table.row_count:
+        current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+    table.clear()
+    if not table.columns:
+        table.add_columns(*COLUMNS)
+    for row in rows:
+        table.add_row(*saga_cells(row, now), key=row.saga.saga_id)
+    if current is not None:
+        keys = [row.saga.saga_id for row in rows]
+        if current in keys:
+            table.move_cursor(row=keys.index(current))
+
+
+def selected(table: Table) -> str | None:
+    if not table.row_count:
+        return None
+    return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+
+class SagasScreen(Screen[None]):
+    """The main screen: a header with the counts, the sagas, a filter line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "open"),
+        Binding("slash", "filter", "filter"),
+        Binding("g", "groups", "groups"),
+        Binding("d", "dlq", "DLQ"),
+        Binding("question_mark", "help", "help"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+        *[Binding(key, f"act('{action.value}')", action.value, show=False) for key, action in ACTIONS.items()],
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        yield Table(id="sagas")
+        yield Input(placeholder="filter: ID prefix, type, state, step or error text", id="filter")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(Table).focus()
+
+    @property
+    def ui(self) -> SagactlUi:
+        app = self.app
+        assert isinstance(app, SagactlUi)
+        return app
+
+    def show(self, overview: Overview) -> None:
+        ui = self.ui
+        totals = overview.stats.totals()
+        parts = [
+            ("sagactl ui ", "bold"),
+            (terminal_safe(ui.where), ""),
+            ("  active ", "dim"),
+            (str(totals["active"]), "bold"),
+            ("  stuck ", "dim"),
+            (str(totals["stuck"]), "bold yellow" if totals["stuck"] else "bold"),
+            ("  compensating ", "dim"),
+            (str(totals["compensating"]), "bold red" if totals["compensating"] else "bold"),
+            ("  failed ", "dim"),
+            (str(totals["failed"]), "bold"),
+            ("  completed ", "dim"),
+            (str(totals["completed"]), "bold"),
+        ]
+        if ui.filter_text:
+            parts.append((f"  filter: {terminal_safe(ui.filter_text)}", "bold magenta"))
+        parts.append(("  actions on" if ui.allow_actions else "  read-only", "dim"))
+        self.query_one("#header", Static).update(Text.assemble(*parts))
+        rows = [row for row in overview.rows if matches(row, ui.filter_text)]
+        fill(self.query_one(Table), rows, ui.source.clock.now())
+        status = f"{len(rows)} sagas shown; refreshed every {humanize_seconds(ui.interval)}"
+        if overview.error:
+            status = f"refresh failed: {overview.error} (showing the last good one)"
+        self.query_one("#status", Static).update(Text(terminal_safe(status), style="red" if overview.error else "dim"))
+
+    def action_open(self) -> None:
+        saga_id = selected(self.query_one(Table))
+        if saga_id is not None:
+            self.app.push_screen(SagaScreen(saga_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.ui.filter_text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.ui.filter_text = event.value.strip()
+        event.input.display = False
+        self.query_one(Table).focus()
+        if self.ui.overview is not None:
+            self.show(self.ui.overview)
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = False
+        self.ui.filter_text = ""
+        self.query_one(Table).focus()
+        if self.ui.overview is not None:
+            self.show(self.ui.overview)
+
+    def action_groups(self) -> None:
+        self.app.push_screen(GroupsScreen())
+
+    def action_dlq(self) -> None:
+        self.app.push_screen(DlqScreen())
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_act(self, action: str) -> None:
+        saga_id = selected(self.query_one(Table))
+        if saga_id is not None:
+            self.ui.ask(BulkAction(action), Target(saga_id=saga_id))
+
+
+class SagaScreen(Screen[None]):
+    """One saga as ``show`` draws it on a terminal: why it failed, details, the timeline."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("j", "scroll('down')", "down", show=False),
+        Binding("k", "scroll('up')", "up", show=False),
+        Binding("question_mark", "app.help", "help"),
+        *[Binding(key, f"act('{action.value}')", action.value, show=False) for key, action in ACTIONS.items()],
+    ]
+
+    def __init__(self, saga_id: str) -> None:
+        super().__init__()
+        self.saga_id = saga_id
+        self.saga: SagaRecord | SagaSummary | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail"):
+            yield Static(id="body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        from sagactl.views.sagas import show_document
+
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        body = self.query_one("#body", Static)
+        try:
+            self.saga = ui.source.saga(self.saga_id)
+        except Exception as exc:  # a one-line reason, as the CLI gives it
+            body.update(Text(terminal_safe(_one_line(exc)), style="red"))
+            return
+        width = max(40, self.size.width - 2 if self.size.width else ui.size.width - 2)
+        parts = rich_parts(show_document(self.saga, ui.source.clock.now()), width)
+        from rich.console import Group
+
+        body.update(Group(*parts))
+
+    def action_scroll(self, where: str) -> None:
+        scroll = self.query_one("#detail", VerticalScroll)
+        scroll.scroll_down() if where == "down" else scroll.scroll_up()
+
+    def action_act(self, action: str) -> None:
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        step = None
+        if BulkAction(action) is BulkAction.RESOLVE and isinstance(self.saga, SagaRecord):
+            step = self.saga.current_step_name
+        ui.ask(BulkAction(action), Target(saga_id=self.saga_id, step=step))
+
+
+class GroupsScreen(Screen[None]):
+    """Failure groups (of the stuck sagas; of the failed ones when none is stuck)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("enter", "open", "open group"),
+        Binding("question_mark", "app.help", "help"),
+        *[Binding(key, f"act('{action.value}')", action.value, show=False) for key, action in ACTIONS.items()],
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Table(id="groups")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        try:
+            self.result = ui.source.groups()
+        except Exception as exc:
+            self.query_one("#title", Static).update(Text(terminal_safe(_one_line(exc)), style="red"))
+            return
+        what = "stuck sagas" if self.result.stuck else "failed sagas"
+        self.query_one("#title", Static).update(
+            Text.assemble(("Failure groups ", "bold"), (f"of the {what} by step and error", "dim"))
+        )
+        table = self.query_one(Table)
+        table.add_columns("GROUP", "SAGAS", "STEP", "ERROR SIGNATURE", "OLDEST")
+        now = ui.source.clock.now()
+        for group in self.result.groups:
+            oldest = "" if group.oldest is None else humanize_seconds(max(0.0, (now - group.oldest).total_seconds()))
+            table.add_row(
+                text(group.key),
+                text(group.count),
+                text(group.fields.get("step") or ""),
+                text((group.fields.get("error") or "")[:120]),
+                text(oldest),
+                key=group.key,
+            )
+        table.focus()
+
+    def action_open(self) -> None:
+        key = selected(self.query_one(Table))
+        if key is not None:
+            self.app.push_screen(GroupSagasScreen(key, self.result.stuck))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_act(self, action: str) -> None:
+        key = selected(self.query_one(Table))
+        ui = self.app
+        if key is not None and isinstance(ui, SagactlUi):
+            ui.ask(BulkAction(action), Target(group=key, stuck=self.result.stuck))
+
+
+class GroupSagasScreen(Screen[None]):
+    """The sagas of one failure group."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("enter", "open", "open"),
+        Binding("question_mark", "app.help", "help"),
+    ]
+
+    def __init__(self, key: str, stuck: bool) -> None:
+        super().__init__()
+        self.key, self.stuck = key, stuck
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("Group ", "bold"), (self.key, "")), id="title")
+        yield Table(id="members")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        fill(self.query_one(Table), ui.source.group_rows(self.key, self.stuck), ui.source.clock.now())
+        self.query_one(Table).focus()
+
+    def action_open(self) -> None:
+        saga_id = selected(self.query_one(Table))
+        if saga_id is not None:
+            self.app.push_screen(SagaScreen(saga_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+
+class DlqScreen(Screen[None]):
+    """The dead-letter queues of aws.dlqs, peeked: every message visible again at once."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("question_mark", "app.help", "help"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(id="queues")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from rich.console import Group
+
+        from sagactl.views.dlq import dlq_messages_document
+
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        queues = ui.source.dlqs()
+        parts: list[Any] = []
+        if not queues:
+            parts.append(Text("no dead-letter queues configured: name them in sagactl.yaml, aws.dlqs: [QUEUE, ...]"))
+        for name, peeked in queues:
+            parts.append(Text.assemble(("queue ", "bold"), (terminal_safe(name), "bold")))
+            if isinstance(peeked, str):
+                parts.append(Text(terminal_safe(peeked), style="red"))
+                continue
+            parts.extend(rich_parts(dlq_messages_document(peeked), max(40, ui.size.width - 2)))
+        self.query_one("#queues", Static).update(Group(*parts))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "close"),
+        Binding("question_mark", "app.pop_screen", "close", show=False),
+        Binding("q", "app.pop_screen", "close", show=False),
+    ]
+    KEYS: ClassVar[list[tuple[str, str]]] = [
+        ("↑ ↓  j k", "move"),
+        ("Enter", "open the saga (or the group)"),
+        ("Escape", "back; clear the filter"),
+        ("/", "filter: ID prefix, type, state, step or error text"),
+        ("g", "failure groups (Enter lists a group's sagas)"),
+        ("d", "dead-letter queues (peeked, never consumed)"),
+        ("r  a  v", "resume, abort, resolve the current step (with --allow-actions)"),
+        ("?", "this help"),
+        ("q  Ctrl-C", "quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        lines = [Text.assemble((f"{key:<12}", "bold"), what) for key, what in self.KEYS]
+        yield Static(Text("\n").join(lines), id="help")
+
+
+class ConfirmScreen(ModalScreen[None]):
+    """An action's plan (the dry run the CLI prints), a reason, then the run's progress."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "cancel")]
+
+    def __init__(self, action: BulkAction, target: Target, plan: Any) -> None:
+        super().__init__()
+        self.action, self.target, self.plan = action, target, plan
+        self.done = False
+
+    def compose(self) -> ComposeResult:
+        from rich.console import Group
+
+        from sagactl.views.bulk import plan_document
+
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        with VerticalScroll(id="confirm"):
+            title = f"{self.action.value} {self.target.describe()}"
+            yield Static(Text.assemble(("Plan: ", "bold"), terminal_safe(title)))
+            yield Static(Group(*rich_parts(plan_document(self.plan), max(40, ui.size.width - 6))))
+            yield Static(id="progress")
+        reason = "why (recorded with your name in each saga)" + (" — optional" if self.action is BulkAction.RESUME else "")
+        yield Input(placeholder=reason, id="reason")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.done:
+            self.app.pop_screen()
+            return
+        reason = event.value.strip() or None
+        if reason is None and self.action is not BulkAction.RESUME:
+            self.query_one("#progress", Static).update(Text(f"{self.action.value} needs a reason", style="red"))
+            return
+        event.input.disabled = True
+        self.run(reason)
+
+    @work(thread=True, exclusive=True)
+    def run(self, reason: str | None) -> None:
+        ui = self.app
+        assert isinstance(ui, SagactlUi)
+        lines: list[Text] = []
+
+        def report(item: Any, result: Any, error: Any) -> None:
+            outcome = _one_line(error) if error is not None else result.saga.state.value if result else "done"
+            lines.append(Text(terminal_safe(f"{item.saga.saga_id}: {outcome}")))
+            ui.call_from_thread(self._progress, lines)
+
+        try:
+            from sagactl.views.bulk import bulk_summary_line
+
+            summary = bulk_summary_line(ui.source.act(self.action, self.target, reason, report))
+        except Exception as exc:
+            summary = _one_line(exc)
+        lines.append(Text(terminal_safe(summary), style="bold"))
+        lines.append(Text("Enter or Escape to close", style="dim"))
+        ui.call_from_thread(self._finished, lines)
+
+    def _progress(self, lines: Iterable[Text]) -> None:
+        self.query_one("#progress", Static).update(Text("\n").join(lines))
+
+    def _finished(self, lines: Iterable[Text]) -> None:
+        self.done = True
+        self._progress(lines)
+        box = self.query_one("#reason", Input)
+        box.disabled = False
+        box.focus()
+        ui = self.app
+        if isinstance(ui, SagactlUi):
+            ui.load()
+
+
+def _one_line(exc: BaseException) -> str:
+    from sagactl.errors import SagactlError
+    from sagactl.masking import mask_secrets
+
+    text = exc.one_line() if isinstance(exc, SagactlError) else f"{type(exc).__name__}: {exc}"
+    return mask_secrets(" ".join(text.split()))
+
+
+class SagactlUi(App[int]):
+    """The application: refreshes the main screen every ``interval`` seconds."""
+
+    TITLE = "sagactl"
+    CSS = """
+    #header { height: 1; padding: 0 1; background: $boost; }
+    #status { height: 1; padding: 0 1; }
+    #filter { dock: bottom; }
+    Table { height: 1fr; }
+    #help { width: 72; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    HelpScreen { align: center middle; }
+    ConfirmScreen { align: center middle; }
+    #confirm { width: 90%; height: 80%; border: round $warning; padding: 0 1; background: $surface; }
+    #reason { width: 90%; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(self, source: Source, *, interval: float = 2.0, allow_actions: bool = False, where: str = "") -> None:
+        super().__init__()
+        self.source, self.interval, self.allow_actions, self.where = source, interval, allow_actions, where
+        self.filter_text = ""
+        self.overview: Overview | None = None
+        self.loads = 0  # refreshes shown (tests wait on it)
+
+    def on_mount(self) -> None:
+        self.push_screen(SagasScreen())
+        self.load()
+        if self.interval > 0:
+            self.set_interval(self.interval, self.load)
+
+    @work(thread=True, exclusive=True, group="load")
+    def load(self) -> None:
+        try:
+            overview = self.source.overview()
+        except Exception as exc:
+            last = self.overview
+            overview = Overview(last.stats, last.rows, _one_line(exc)) if last else None
+            if overview is None:
+                from sagactl.tools.inspect import Stats
+
+                overview = Overview(Stats(self.source.clock.now(), self.where), [], _one_line(exc))
+        self.call_from_thread(self._shown, overview)
+
+    def _shown(self, overview: Overview) -> None:
+        if overview.error is None:
+            self.overview = overview
+        for screen in self.screen_stack:
+            if isinstance(screen, SagasScreen):
+                screen.show(overview)
+        self.loads += 1
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def ask(self, action: BulkAction, target: Target) -> None:
+        """Plan ``action`` on ``target`` and ask for confirmation and a reason; refused with a
+        note when actions are off (the default) or the log is a foreign table."""
+        if not self.allow_actions:
+            self.notify("read-only: start sagactl ui with --allow-actions to act", severity="warning")
+            return
+        if self.source.read_only:
+            self.notify("a foreign table is read-only", severity="warning")
+            return
+        if action is BulkAction.RESOLVE and not target.step and target.saga_id:
+            self.notify("resolve needs the step whose compensation was done by hand: open the saga", severity="warning")
+            return
+        try:
+            plan = self.source.plan(action, target)
+        except Exception as exc:
+            self.notify(_one_line(exc), severity="error")
+            return
+        self.push_screen(ConfirmScreen(action, target, plan))
+
+
+def run_ui(source: Source, *, interval: float, allow_actions: bool, where: str) -> int:
+    """Run the UI until q or Ctrl-C; the terminal is restored whatever happens (Textual's own
+    driver puts it back, on a crash of the view too). The exit code: 0."""
+    app = SagactlUi(source, interval=interval, allow_actions=allow_actions, where=where)
+    try:
+        app.run()
+    finally:
+        source.close()
+    return int(app.return_code or 0)
