@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "store": {ROOT, "definitions"},
     "transports": {ROOT, "definitions"},
     "engine": {ROOT, "definitions", "store", "transports"},
-    "tools": {ROOT, "definitions", "store"},
+    "tools": {ROOT, "definitions", "store", "dlq"},
     "views": {ROOT, "definitions", "tools", "dlq"},
     "ops": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views"},
     "cli": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops", "ui"},

@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.coordinate import Coordinate
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -69,7 +70,7 @@ def fill(table: Table, rows: Sequence[Row], now: Any) -> None:
     """Replace ``table``'s rows, keeping the cursor on the same saga where it still is."""
     current = None
     if table.row_count and table.cursor_row < table.row_count:
-        current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        current = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
     table.clear()
     if not table.columns:
         table.add_columns(*COLUMNS)
@@ -84,7 +85,7 @@ def fill(table: Table, rows: Sequence[Row], now: Any) -> None:
 def selected(table: Table) -> str | None:
     if not table.row_count:
         return None
-    return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+    return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
 
 
 class SagasScreen(Screen[None]):
@@ -411,8 +412,8 @@ class ConfirmScreen(ModalScreen[None]):
             yield Static(Text.assemble(("Plan: ", "bold"), terminal_safe(title)))
             yield Static(Group(*rich_parts(plan_document(self.plan), max(40, ui.size.width - 6))))
             yield Static(id="progress")
-        reason = "why (recorded with your name in each saga)" + (" — optional" if self.action is BulkAction.RESUME else "")
-        yield Input(placeholder=reason, id="reason")
+        optional = " (optional)" if self.action is BulkAction.RESUME else ""
+        yield Input(placeholder=f"why{optional}: recorded with your name in each saga; Enter runs it", id="reason")
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()
@@ -509,12 +510,11 @@ class SagactlUi(App[int]):
         try:
             overview = self.source.overview()
         except Exception as exc:
-            last = self.overview
-            overview = Overview(last.stats, last.rows, _one_line(exc)) if last else None
-            if overview is None:
-                from sagactl.tools.inspect import Stats
+            from sagactl.tools.inspect import Stats
 
-                overview = Overview(Stats(self.source.clock.now(), self.where), [], _one_line(exc))
+            last = self.overview
+            stats = last.stats if last else Stats(self.source.clock.now(), self.where)
+            overview = Overview(stats, last.rows if last else [], _one_line(exc))
         self.call_from_thread(self._shown, overview)
 
     def _shown(self, overview: Overview) -> None:
