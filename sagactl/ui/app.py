@@ -31,7 +31,17 @@ NAV: list[BindingType] = [
     Binding("j", "cursor_down", "down", show=False),
     Binding("k", "cursor_up", "up", show=False),
 ]
-COLUMNS = ("SAGA", "TYPE", "STATE", "STEP", "AGE", "STUCK FOR", "LAST ERROR")
+COLUMNS = (  # (key, header); the last error takes what width is left
+    ("saga_id", "SAGA"),
+    ("saga_type", "TYPE"),
+    ("state", "STATE"),
+    ("step", "STEP"),
+    ("age", "AGE"),
+    ("stuck_for", "STUCK FOR"),
+    ("last_error", "LAST ERROR"),
+)
+DROP_ORDER = ("saga_type", "stuck_for", "step", "last_error", "age")  # as list leaves them out
+ELASTIC, ELASTIC_MIN = "last_error", 12
 STATE_STYLE = {"compensating": "bold red", "failed": "red", "completed": "green", "pending": "cyan", "started": "cyan"}
 
 
@@ -49,33 +59,63 @@ class Table(DataTable[Text]):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
 
 
-def saga_cells(row: Row, now: Any) -> list[Text]:
+def saga_cells(row: Row, now: Any) -> dict[str, Text]:
     from sagactl.views.listing import age, step_label
 
     saga = row.saga
     stuck = humanize_seconds(row.listed.stuck_for_seconds) if row.listed.stuck_for_seconds is not None else ""
-    error = (saga.last_error or "").replace("\n", " ")
-    return [
-        text(saga.saga_id),
-        text(saga.saga_type),
-        text(saga.state.value, STATE_STYLE.get(saga.state.value, "")),
-        text(step_label(saga.current_step, saga.current_step_name)),
-        text(age(iso(saga.created_at), now)),
-        text(stuck, "yellow" if stuck else ""),
-        text(error[:200]),
-    ]
+    return {
+        "saga_id": text(saga.saga_id),
+        "saga_type": text(saga.saga_type),
+        "state": text(saga.state.value, STATE_STYLE.get(saga.state.value, "")),
+        "step": text(step_label(saga.current_step, saga.current_step_name)),
+        "age": text(age(iso(saga.created_at), now)),
+        "stuck_for": text(stuck, "yellow" if stuck else ""),
+        "last_error": text(" ".join((saga.last_error or "").split())[:500]),
+    }
 
 
-def fill(table: Table, rows: Sequence[Row], now: Any) -> None:
-    """Replace ``table``'s rows, keeping the cursor on the same saga where it still is."""
-    current = None
-    if table.row_count and table.cursor_row < table.row_count:
-        current = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-    table.clear()
-    if not table.columns:
-        table.add_columns(*COLUMNS)
-    for row in rows:
-        table.add_row(*saga_cells(row, now), key=row.saga.saga_id)
+def fitted(cells: Sequence[dict[str, Text]], width: int) -> list[tuple[str, str, int]]:
+    """The columns that fit ``width`` (key, header, width): whole IDs, states, steps and times
+    never fold; columns are left out in list's order, and the last error takes what is left."""
+    widths = {key: max([len(header), *(c[key].cell_len for c in cells)]) for key, header in COLUMNS}
+    shown = [key for key, _ in COLUMNS]
+
+    def needed() -> int:
+        fixed = sum(widths[k] for k in shown if k != ELASTIC)
+        return fixed + (ELASTIC_MIN if ELASTIC in shown else 0) + 2 * len(shown)  # a cell's padding: 1 each side
+
+    for key in DROP_ORDER:
+        if needed() <= width:
+            break
+        shown.remove(key)
+    headers = dict(COLUMNS)
+    found = [(k, headers[k], widths[k]) for k in shown if k != ELASTIC]
+    if ELASTIC in shown:
+        left = max(ELASTIC_MIN, width - sum(w for _, _, w in found) - 2 * len(shown))
+        found.append((ELASTIC, headers[ELASTIC], min(left, widths[ELASTIC])))
+    return found
+
+
+def fill(table: Table, rows: Sequence[Row], now: Any, width: int) -> None:
+    """Replace ``table``'s rows and columns (fitted to ``width``), keeping the cursor on the
+    same saga where it still is."""
+    current = selected(table)
+    cells = [saga_cells(row, now) for row in rows]
+    columns = fitted(cells, width)
+    table.clear(columns=True)
+    for key, header, size in columns:
+        table.add_column(Text(header, style="bold"), width=size, key=key)
+    for row, shown in zip(rows, cells, strict=True):
+        values = []
+        for key, _, size in columns:
+            value = shown[key]
+            if value.cell_len > size:
+                value = value.copy()
+                value.truncate(size - 1)
+                value.append("…")
+            values.append(value)
+        table.add_row(*values, key=row.saga.saga_id)
     if current is not None:
         keys = [row.saga.saga_id for row in rows]
         if current in keys:
@@ -101,6 +141,8 @@ class SagasScreen(Screen[None]):
         *[Binding(key, f"act('{action.value}')", action.value, show=False) for key, action in ACTIONS.items()],
     ]
 
+    rows: list[Row] | None = None
+
     def compose(self) -> ComposeResult:
         yield Static(id="header")
         yield Table(id="sagas")
@@ -121,30 +163,33 @@ class SagasScreen(Screen[None]):
     def show(self, overview: Overview) -> None:
         ui = self.ui
         totals = overview.stats.totals()
-        parts = [
-            ("sagactl ui ", "bold"),
-            (terminal_safe(ui.where), ""),
-            ("  active ", "dim"),
-            (str(totals["active"]), "bold"),
-            ("  stuck ", "dim"),
-            (str(totals["stuck"]), "bold yellow" if totals["stuck"] else "bold"),
-            ("  compensating ", "dim"),
-            (str(totals["compensating"]), "bold red" if totals["compensating"] else "bold"),
-            ("  failed ", "dim"),
-            (str(totals["failed"]), "bold"),
-            ("  completed ", "dim"),
-            (str(totals["completed"]), "bold"),
-        ]
+        parts: list[tuple[str, str]] = [("sagactl", "bold")]
+        counts = (
+            ("active", totals["active"], "bold"),
+            ("stuck", totals["stuck"], "bold yellow" if totals["stuck"] else "bold"),
+            ("compensating", totals["compensating"], "bold red" if totals["compensating"] else "bold"),
+            ("failed", totals["failed"], "bold"),
+            ("completed", totals["completed"], "bold"),
+        )
+        for label, count, style in counts:
+            parts += [(" · ", "dim"), (str(count), style), (f" {label}", "dim")]
+        parts.append((" · actions on" if ui.allow_actions else " · read-only", "bold" if ui.allow_actions else "dim"))
         if ui.filter_text:
-            parts.append((f"  filter: {terminal_safe(ui.filter_text)}", "bold magenta"))
-        parts.append(("  actions on" if ui.allow_actions else "  read-only", "dim"))
+            parts.append((f" · filter: {terminal_safe(ui.filter_text)}", "bold magenta"))
+        parts.append((f" · {terminal_safe(ui.where)}", "dim"))
         self.query_one("#header", Static).update(Text.assemble(*parts))
         rows = [row for row in overview.rows if matches(row, ui.filter_text)]
-        fill(self.query_one(Table), rows, ui.source.clock.now())
-        status = f"{len(rows)} sagas shown; refreshed every {humanize_seconds(ui.interval)}"
+        self.rows = rows
+        fill(self.query_one(Table), rows, ui.source.clock.now(), self.size.width or ui.size.width)
+        every = f"refreshed every {humanize_seconds(ui.interval)}" if ui.interval else "refresh with F5"
+        status = f"{len(rows)} saga{'' if len(rows) == 1 else 's'} shown; {every}"
         if overview.error:
             status = f"refresh failed: {overview.error} (showing the last good one)"
         self.query_one("#status", Static).update(Text(terminal_safe(status), style="red" if overview.error else "dim"))
+
+    def on_resize(self) -> None:
+        if self.rows is not None:
+            fill(self.query_one(Table), self.rows, self.ui.source.clock.now(), self.size.width)
 
     def action_open(self) -> None:
         saga_id = selected(self.query_one(Table))
@@ -205,6 +250,7 @@ class SagaScreen(Screen[None]):
         super().__init__()
         self.saga_id = saga_id
         self.saga: SagaRecord | SagaSummary | None = None
+        self.body: Any = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
@@ -229,7 +275,8 @@ class SagaScreen(Screen[None]):
         parts = rich_parts(show_document(self.saga, ui.source.clock.now()), width)
         from rich.console import Group
 
-        body.update(Group(*parts))
+        self.body = Group(*parts)
+        body.update(self.body)
 
     def action_scroll(self, where: str) -> None:
         scroll = self.query_one("#detail", VerticalScroll)
@@ -322,7 +369,7 @@ class GroupSagasScreen(Screen[None]):
     def on_mount(self) -> None:
         ui = self.app
         assert isinstance(ui, SagactlUi)
-        fill(self.query_one(Table), ui.source.group_rows(self.key, self.stuck), ui.source.clock.now())
+        fill(self.query_one(Table), ui.source.group_rows(self.key, self.stuck), ui.source.clock.now(), ui.size.width)
         self.query_one(Table).focus()
 
     def action_open(self) -> None:
@@ -336,6 +383,8 @@ class GroupSagasScreen(Screen[None]):
 
 class DlqScreen(Screen[None]):
     """The dead-letter queues of aws.dlqs, peeked: every message visible again at once."""
+
+    body: Any = None
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
@@ -364,7 +413,8 @@ class DlqScreen(Screen[None]):
                 parts.append(Text(terminal_safe(peeked), style="red"))
                 continue
             parts.extend(rich_parts(dlq_messages_document(peeked), max(40, ui.size.width - 2)))
-        self.query_one("#queues", Static).update(Group(*parts))
+        self.body = Group(*parts)
+        self.query_one("#queues", Static).update(self.body)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -381,6 +431,7 @@ class HelpScreen(ModalScreen[None]):
         ("g", "failure groups (Enter lists a group's sagas)"),
         ("d", "dead-letter queues (peeked, never consumed)"),
         ("r  a  v", "resume, abort, resolve the current step (with --allow-actions)"),
+        ("F5", "refresh now (it also refreshes on its own, --interval)"),
         ("?", "this help"),
         ("q  Ctrl-C", "quit"),
     ]
@@ -476,6 +527,7 @@ class SagactlUi(App[int]):
     """The application: refreshes the main screen every ``interval`` seconds."""
 
     TITLE = "sagactl"
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #header { height: 1; padding: 0 1; background: $boost; }
     #status { height: 1; padding: 0 1; }
@@ -489,6 +541,7 @@ class SagactlUi(App[int]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
+        Binding("f5", "reload", "refresh", show=False),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -527,6 +580,9 @@ class SagactlUi(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def action_reload(self) -> None:
+        self.load()
 
     def ask(self, action: BulkAction, target: Target) -> None:
         """Plan ``action`` on ``target`` and ask for confirmation and a reason; refused with a
