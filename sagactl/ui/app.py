@@ -10,7 +10,7 @@ bodies) is shown as text, never as markup, control characters escaped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -382,16 +382,18 @@ class GroupSagasScreen(Screen[None]):
 
 
 class DlqScreen(Screen[None]):
-    """The dead-letter queues of aws.dlqs, peeked: every message visible again at once."""
-
-    body: Any = None
+    """The dead-letter queues of aws.dlqs, peeked: every message visible again at once. With
+    --allow-actions, R redrives the queue under the cursor (its plan first)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "back"),
+        Binding("R", "redrive", "redrive", show=False),
         Binding("question_mark", "app.help", "help"),
     ]
+    body: Any = None
 
     def compose(self) -> ComposeResult:
+        yield Table(id="dlqs")
         with VerticalScroll():
             yield Static(id="queues")
         yield Footer()
@@ -404,17 +406,29 @@ class DlqScreen(Screen[None]):
         ui = self.app
         assert isinstance(ui, SagactlUi)
         queues = ui.source.dlqs()
+        table = self.query_one(Table)
+        table.add_columns("QUEUE", "MESSAGES", "")
         parts: list[Any] = []
         if not queues:
             parts.append(Text("no dead-letter queues configured: name them in sagactl.yaml, aws.dlqs: [QUEUE, ...]"))
         for name, peeked in queues:
+            count = "?" if isinstance(peeked, str) else str(len(peeked.messages))
+            table.add_row(text(name), text(count), text(peeked if isinstance(peeked, str) else ""), key=name)
             parts.append(Text.assemble(("queue ", "bold"), (terminal_safe(name), "bold")))
             if isinstance(peeked, str):
                 parts.append(Text(terminal_safe(peeked), style="red"))
                 continue
             parts.extend(rich_parts(dlq_messages_document(peeked), max(40, ui.size.width - 2)))
+        table.styles.height = len(queues) + 2
         self.body = Group(*parts)
         self.query_one("#queues", Static).update(self.body)
+        table.focus()
+
+    def action_redrive(self) -> None:
+        queue = selected(self.query_one(Table))
+        ui = self.app
+        if queue is not None and isinstance(ui, SagactlUi):
+            ui.ask_redrive(queue)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -431,6 +445,7 @@ class HelpScreen(ModalScreen[None]):
         ("g", "failure groups (Enter lists a group's sagas)"),
         ("d", "dead-letter queues (peeked, never consumed)"),
         ("r  a  v", "resume, abort, resolve the current step (with --allow-actions)"),
+        ("R", "on the DLQ screen: redrive the queue (with --allow-actions)"),
         ("F5", "refresh now (it also refreshes on its own, --interval)"),
         ("?", "this help"),
         ("q  Ctrl-C", "quit"),
@@ -441,30 +456,35 @@ class HelpScreen(ModalScreen[None]):
         yield Static(Text("\n").join(lines), id="help")
 
 
+Runner = Callable[[str | None, Callable[[str], None]], str]
+"""An action once confirmed: (reason, a line of progress) -> its summary line."""
+
+
 class ConfirmScreen(ModalScreen[None]):
-    """An action's plan (the dry run the CLI prints), a reason, then the run's progress."""
+    """An action's plan (the dry run the CLI prints), a reason when it records one, then the
+    run's progress and its summary."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "cancel")]
 
-    def __init__(self, action: BulkAction, target: Target, plan: Any) -> None:
+    def __init__(self, title: str, plan: list[Any], runner: Runner, reason: str) -> None:
         super().__init__()
-        self.action, self.target, self.plan = action, target, plan
+        self.title_text, self.plan, self.runner = title, plan, runner
+        self.reason_rule = reason  # required | optional | none
         self.done = False
 
     def compose(self) -> ComposeResult:
         from rich.console import Group
 
-        from sagactl.views.bulk import plan_document
-
-        ui = self.app
-        assert isinstance(ui, SagactlUi)
         with VerticalScroll(id="confirm"):
-            title = f"{self.action.value} {self.target.describe()}"
-            yield Static(Text.assemble(("Plan: ", "bold"), terminal_safe(title)))
-            yield Static(Group(*rich_parts(plan_document(self.plan), max(40, ui.size.width - 6))))
+            yield Static(Text.assemble(("Plan: ", "bold"), terminal_safe(self.title_text)))
+            yield Static(Group(*self.plan), id="plan")
             yield Static(id="progress")
-        optional = " (optional)" if self.action is BulkAction.RESUME else ""
-        yield Input(placeholder=f"why{optional}: recorded with your name in each saga; Enter runs it", id="reason")
+        if self.reason_rule == "none":
+            hint = "Enter runs it, Escape cancels"
+        else:
+            optional = " (optional)" if self.reason_rule == "optional" else ""
+            hint = f"why{optional}: recorded with your name in each saga; Enter runs it, Escape cancels"
+        yield Input(placeholder=hint, id="reason")
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()
@@ -474,32 +494,28 @@ class ConfirmScreen(ModalScreen[None]):
             self.app.pop_screen()
             return
         reason = event.value.strip() or None
-        if reason is None and self.action is not BulkAction.RESUME:
-            self.query_one("#progress", Static).update(Text(f"{self.action.value} needs a reason", style="red"))
+        if reason is None and self.reason_rule == "required":
+            self.query_one("#progress", Static).update(Text("give a reason: it is recorded in each saga", style="red"))
             return
         event.input.disabled = True
-        self.run(reason)
+        self.run(reason if self.reason_rule != "none" else None)
 
     @work(thread=True, exclusive=True)
     def run(self, reason: str | None) -> None:
         ui = self.app
-        assert isinstance(ui, SagactlUi)
         lines: list[Text] = []
 
-        def report(item: Any, result: Any, error: Any) -> None:
-            outcome = _one_line(error) if error is not None else result.saga.state.value if result else "done"
-            lines.append(Text(terminal_safe(f"{item.saga.saga_id}: {outcome}")))
-            ui.call_from_thread(self._progress, lines)
+        def line(message: str) -> None:
+            lines.append(Text(terminal_safe(message)))
+            ui.call_from_thread(self._progress, lines[-20:])
 
         try:
-            from sagactl.views.bulk import bulk_summary_line
-
-            summary = bulk_summary_line(ui.source.act(self.action, self.target, reason, report))
+            summary = self.runner(reason, line)
         except Exception as exc:
             summary = _one_line(exc)
         lines.append(Text(terminal_safe(summary), style="bold"))
         lines.append(Text("Enter or Escape to close", style="dim"))
-        ui.call_from_thread(self._finished, lines)
+        ui.call_from_thread(self._finished, lines[-22:])
 
     def _progress(self, lines: Iterable[Text]) -> None:
         self.query_one("#progress", Static).update(Text("\n").join(lines))
@@ -596,12 +612,46 @@ class SagactlUi(App[int]):
         if action is BulkAction.RESOLVE and not target.step and target.saga_id:
             self.notify("resolve needs the step whose compensation was done by hand: open the saga", severity="warning")
             return
+        from sagactl.views.bulk import bulk_summary_line, plan_document
+
         try:
             plan = self.source.plan(action, target)
         except Exception as exc:
             self.notify(_one_line(exc), severity="error")
             return
-        self.push_screen(ConfirmScreen(action, target, plan))
+
+        def runner(reason: str | None, line: Callable[[str], None]) -> str:
+            def report(item: Any, result: Any, error: Any) -> None:
+                outcome = _one_line(error) if error is not None else result.saga.state.value if result else "done"
+                line(f"{item.saga.saga_id}: {outcome}")
+
+            return bulk_summary_line(self.source.act(action, target, reason, report))
+
+        parts = rich_parts(plan_document(plan), max(40, self.size.width - 6))
+        rule = "optional" if action is BulkAction.RESUME else "required"
+        self.push_screen(ConfirmScreen(f"{action.value} {target.describe()}", parts, runner, rule))
+
+    def ask_redrive(self, queue: str) -> None:
+        """Plan a redrive of ``queue`` (the CLI's --dry-run), then run it on Enter."""
+        if not self.allow_actions:
+            self.notify("read-only: start sagactl ui with --allow-actions to act", severity="warning")
+            return
+        from sagactl.views.dlq import redrive_document, redrive_summary_line
+
+        try:
+            plan = self.source.redrive(queue, dry_run=True)
+        except Exception as exc:
+            self.notify(_one_line(exc), severity="error")
+            return
+
+        def runner(reason: str | None, line: Callable[[str], None]) -> str:
+            def progress(result: Any, total: int | None) -> None:
+                line(redrive_summary_line(result))
+
+            return redrive_summary_line(self.source.redrive(queue, progress=progress))
+
+        parts = rich_parts(redrive_document(plan), max(40, self.size.width - 6))
+        self.push_screen(ConfirmScreen(f"redrive --dlq {queue}", parts, runner, "none"))
 
 
 def run_ui(source: Source, *, interval: float, allow_actions: bool, where: str) -> int:

@@ -178,6 +178,14 @@ class Source:
 
     # -- acting ----------------------------------------------------------------------------
 
+    def redrive(self, queue: str, *, dry_run: bool = False, progress: Any = None) -> Any:
+        """``redrive --dlq QUEUE`` (its source queue found by SQS, as the CLI finds it), or its
+        plan with ``dry_run``: the same code, the same result."""
+        from sagactl.dlq.outcomes import RedriveRequest
+        from sagactl.ops.dlq import redrive_dlq
+
+        return redrive_dlq(self.settings, RedriveRequest(dlq=queue, dry_run=dry_run), progress)
+
     def plan(self, action: BulkAction, target: Target) -> BulkPlan:
         """What ``action`` would do to ``target``: the dry run the CLI prints."""
         from sagactl.ops.bulk import run_bulk

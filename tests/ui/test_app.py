@@ -254,8 +254,10 @@ def test_an_action_shows_the_plan_asks_why_and_runs_as_the_cli_does(tmp_path: Pa
             await pilot.press("r")
             await pilot.pause()
             assert isinstance(app.screen, ConfirmScreen)
-            plan = str(app.screen.query_one("#confirm").render()) + repr(app.screen.plan)
-            assert saga_id in plan
+            from rich.console import Group
+
+            plan = plain(Group(*app.screen.plan))
+            assert saga_id in plan and "resume" in plan
             await pilot.press(*"refund service fixed", "enter")
             for _ in range(600):
                 await pilot.pause(0.05)
@@ -295,6 +297,48 @@ def test_the_dlq_view_peeks_and_consumes_nothing(tmp_path: Path, sqs: Sqs, aws_e
     run(go())
     visible = sqs.client.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=["ApproximateNumberOfMessages"])
     assert visible["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+def depth(sqs: Sqs, url: str) -> int:
+    found = sqs.client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(found["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_a_dlq_is_redriven_from_the_ui_after_its_plan(
+    tmp_path: Path, sqs: Sqs, aws_env: dict[str, str], log: str
+) -> None:
+    dlq, source = sqs.dlq_pair()
+    sqs.send(dlq, [json.dumps({"saga_id": STUCK, "step_name": "charge"})])
+    (tmp_path / "sagactl.yaml").write_text(f"aws:\n  dlqs: [{dlq.name}]\n")
+
+    async def go(allow: bool) -> None:
+        settings = resolve_settings(dsn=log, config=str(tmp_path / "sagactl.yaml"))
+        app = SagactlUi(Source(settings, FakeClock(at(20))), interval=0, where="log", allow_actions=allow)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await loaded(app, pilot)
+            await pilot.press("d")
+            await pilot.pause()
+            await pilot.press("R")
+            await pilot.pause()
+            if not allow:
+                assert isinstance(app.screen, DlqScreen)  # read-only: nothing asked, nothing moved
+                return
+            assert isinstance(app.screen, ConfirmScreen)
+            from rich.console import Group
+
+            assert "dry run" in plain(Group(*app.screen.plan)).lower()
+            assert depth(sqs, dlq.url) == 1  # the plan moved nothing
+            await pilot.press("enter")
+            for _ in range(600):
+                await pilot.pause(0.05)
+                if app.screen.done:
+                    break
+            assert app.screen.done
+
+    run(go(False))
+    assert (depth(sqs, dlq.url), depth(sqs, source.url)) == (1, 0)
+    run(go(True))
+    assert (depth(sqs, dlq.url), depth(sqs, source.url)) == (0, 1)
 
 
 def test_a_crash_of_the_view_ends_the_app(log: str, monkeypatch: pytest.MonkeyPatch) -> None:
