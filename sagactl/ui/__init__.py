@@ -3,7 +3,9 @@
     source.py  what the UI shows and does, without Textual: the sagas through the queries
                ``list`` uses, a saga as ``show`` draws it, failure groups, the DLQs peeked,
                and the actions planned and run through sagactl.ops.bulk
-    app.py     the Textual application: screens, keys, refresh, confirmations
+    app.py     the Textual application and its main screen: keys, refresh, the actions asked
+    screens.py the screens it opens: a saga, failure groups, the DLQs, help, confirmations
+    widgets.py what the screens share: saga tables fitted to the width, foreign text as cells
 
 Nothing here is imported unless ``sagactl ui`` runs: no other command loads Textual.
 

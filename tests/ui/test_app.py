@@ -25,7 +25,8 @@ from textual.widgets import DataTable
 from sagactl.config import resolve_settings
 from sagactl.models import SagaRecord, SagaState
 from sagactl.store import Store, open_store
-from sagactl.ui.app import ConfirmScreen, DlqScreen, GroupSagasScreen, GroupsScreen, HelpScreen, SagactlUi, SagaScreen
+from sagactl.ui.app import SagactlUi
+from sagactl.ui.screens import ConfirmScreen, DlqScreen, GroupSagasScreen, GroupsScreen, HelpScreen, SagaScreen
 from sagactl.ui.source import Source
 from tests.support.clock import FakeClock
 from tests.support.histories import failed_saga, running_saga, stuck_saga
@@ -344,7 +345,7 @@ def test_a_dlq_is_redriven_from_the_ui_after_its_plan(
 def test_a_crash_of_the_view_ends_the_app(log: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in a view ends the app with its traceback and exit code 1 (Textual's driver puts
     the terminal back on the way out), never a hang on a half-drawn screen."""
-    from sagactl.ui import app as ui_app
+    from sagactl.ui import app as ui_app  # the main screen lives there
 
     def broken(self: Any, overview: Any) -> None:
         raise RuntimeError("a bug in a view")
