@@ -69,13 +69,23 @@ def run_worker(
     """Run a worker until interrupted (KeyboardInterrupt: SIGTERM or Ctrl-C), then stop it
     within ``options.grace`` seconds; its last spans are flushed then (a few seconds at most)."""
     with traced(settings, timeout=WORKER_FLUSH_TIMEOUT) as tracer:
-        _run(build_worker(settings, options, tracer), options, metrics_port, announce)
+        _run(build_worker(settings, options, tracer), settings, options, metrics_port, announce)
 
 
 def _run(
-    worker: Worker, options: WorkerOptions, metrics_port: int | None, announce: Callable[[Started], None] | None
+    worker: Worker,
+    settings: Settings,
+    options: WorkerOptions,
+    metrics_port: int | None,
+    announce: Callable[[Started], None] | None,
 ) -> None:
-    server = serve(worker.metrics, metrics_port, worker.healthy) if metrics_port is not None else None
+    server = None
+    if metrics_port is not None:
+        from sagactl.ops.monitoring import LogCollector
+
+        collector = LogCollector(settings)
+        worker.metrics.registry.register(collector)
+        server = serve(worker.metrics, metrics_port, worker.healthy)
     worker.start()
     if announce is not None:
         announce(Started(worker.location, f"{worker.host}:{os.getpid()}", metrics_port))
@@ -90,3 +100,4 @@ def _run(
             log.warning("grace period over with sagas still in hand; their leases lapse and another worker takes over")
         if server is not None:
             server.shutdown()
+            collector.close()
