@@ -69,6 +69,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     config_path: Path | None = None
     context: str | None = None
+    tracing: Mapping[str, Any] | None = None  # sagactl.yaml's tracing: block (sagactl.tracing.settings reads it)
 
 
 def find_config(explicit: str | None, env: Mapping[str, str]) -> Path | None:
@@ -109,10 +110,20 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 # The keys sagactl.yaml may hold, per section. Anything else is a typo that would otherwise
 # fall back to a default without a word: an error naming the key, the file and these.
-TOP_KEYS = ("store", "aws", "contexts", "current_context")
+TOP_KEYS = ("store", "aws", "tracing", "contexts", "current_context")
 STORE_KEYS = ("dsn", "table", "columns", "states")
 AWS_KEYS = ("region", "profile", "endpoint_url", "dlqs")
-CONTEXT_KEYS = ("store", "aws")
+CONTEXT_KEYS = ("store", "aws", "tracing")
+TRACING_KEYS = (
+    "exporter",
+    "endpoint",
+    "protocol",
+    "headers",
+    "service_name",
+    "resource_attributes",
+    "sampler",
+    "sampler_arg",
+)
 _STRINGS = {"dsn", "table", "region", "profile", "endpoint_url"}
 _LISTS = {"dlqs"}
 
@@ -170,6 +181,7 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     contexts = _section(doc, "contexts", "", path)
     _check_keys(store, STORE_KEYS, "store.", path)
     _check_keys(aws, AWS_KEYS, "aws.", path)
+    _check_keys(_section(doc, "tracing", "", path), TRACING_KEYS, "tracing.", path)
     for name, ctx in contexts.items():
         if ctx is None:
             continue  # a context that only names itself: the top-level settings
@@ -178,6 +190,9 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         _check_keys(ctx, CONTEXT_KEYS, f"contexts.{name}.", path)
         _check_keys(_section(ctx, "store", f"contexts.{name}.", path), STORE_KEYS, f"contexts.{name}.store.", path)
         _check_keys(_section(ctx, "aws", f"contexts.{name}.", path), AWS_KEYS, f"contexts.{name}.aws.", path)
+        _check_keys(
+            _section(ctx, "tracing", f"contexts.{name}.", path), TRACING_KEYS, f"contexts.{name}.tracing.", path
+        )
     current = doc.get("current_context")
     if current is not None and (not isinstance(current, str) or not current.strip()):
         raise UsageError(f"{path}: 'current_context' must name a context", hint="remove it to use no context")
@@ -213,9 +228,10 @@ def resolve_settings(
     store: dict[str, Any] = {}
     aws: dict[str, Any] = {}
     contexts: dict[str, Any] = {}
+    tracing: dict[str, Any] = {}
     if path:
         doc, top_store, top_aws, contexts = _load_config(path)
-        store, aws = dict(top_store), dict(top_aws)
+        store, aws, tracing = dict(top_store), dict(top_aws), dict(doc.get("tracing") or {})
     chosen = context or doc.get("current_context")
     if chosen:
         if chosen not in contexts:
@@ -225,6 +241,7 @@ def resolve_settings(
         ctx = contexts[chosen] or {}
         store.update(ctx.get("store") or {})
         aws.update(ctx.get("aws") or {})
+        tracing.update(ctx.get("tracing") or {})
     mapping = None
     if store.get("table"):
         mapping = TableMapping(
@@ -248,4 +265,5 @@ def resolve_settings(
         ),
         config_path=path,
         context=chosen,
+        tracing=tracing or None,
     )

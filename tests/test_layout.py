@@ -18,14 +18,15 @@ ROOT = "sagactl (root modules)"
 MAY_IMPORT: dict[str, set[str]] = {
     ROOT: set(),
     "definitions": {ROOT},
-    "dlq": {ROOT},
+    "tracing": {ROOT},
+    "dlq": {ROOT, "tracing"},
     "store": {ROOT, "definitions"},
     "transports": {ROOT, "definitions"},
-    "engine": {ROOT, "definitions", "store", "transports"},
+    "engine": {ROOT, "definitions", "store", "transports", "tracing"},
     "tools": {ROOT, "definitions", "store", "dlq"},
     "views": {ROOT, "definitions", "tools", "dlq"},
-    "ops": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views"},
-    "cli": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops", "ui"},
+    "ops": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "tracing"},
+    "cli": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops", "ui", "tracing"},
     "ui": {ROOT, "definitions", "dlq", "store", "transports", "engine", "tools", "views", "ops"},
 }
 MAX_ROOT_MODULES = 12

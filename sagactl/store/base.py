@@ -18,7 +18,7 @@ from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, SagaSummary, SortKey, StateCount, Transition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10  # v9 is absent on this branch (another change adds it); 010 applies after 008
 
 
 class SagaExistsError(UsageError):

@@ -74,6 +74,8 @@ def saga_document(saga: SagaRecord) -> Document:
     if saga.deadline_at and not saga.state.terminal:
         details.append(("deadline", iso(saga.deadline_at) or ""))
     details += [(label, link) for label, link in (("rerun of", saga.rerun_of), ("rerun as", saga.rerun_as)) if link]
+    if saga.trace_id:  # look the saga up in Jaeger, Tempo...: one trace across every participant
+        details.append(("trace", saga.trace_id))
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
     return Document(
@@ -318,6 +320,7 @@ def _summary_document(saga: SagaSummary) -> Document:
             "wake_at": None,
             "rerun_of": None,
             "rerun_as": None,
+            "trace_id": None,
             "steps": [],
             "transitions": [],
         }

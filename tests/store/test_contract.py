@@ -31,7 +31,7 @@ from sagactl.store.base import (
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"
