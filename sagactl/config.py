@@ -57,6 +57,7 @@ class AwsSettings:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    dlqs: tuple[str, ...] = ()  # aws.dlqs: the dead-letter queues a worker's /metrics watches
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     config_path: Path | None = None
     context: str | None = None
+    tracing: Mapping[str, Any] | None = None  # sagactl.yaml's tracing: block (sagactl.tracing.settings reads it)
 
 
 def find_config(explicit: str | None, env: Mapping[str, str]) -> Path | None:
@@ -108,11 +110,22 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 # The keys sagactl.yaml may hold, per section. Anything else is a typo that would otherwise
 # fall back to a default without a word: an error naming the key, the file and these.
-TOP_KEYS = ("store", "aws", "contexts", "current_context")
+TOP_KEYS = ("store", "aws", "tracing", "contexts", "current_context")
 STORE_KEYS = ("dsn", "table", "columns", "states")
-AWS_KEYS = ("region", "profile", "endpoint_url")
-CONTEXT_KEYS = ("store", "aws")
+AWS_KEYS = ("region", "profile", "endpoint_url", "dlqs")
+CONTEXT_KEYS = ("store", "aws", "tracing")
+TRACING_KEYS = (
+    "exporter",
+    "endpoint",
+    "protocol",
+    "headers",
+    "service_name",
+    "resource_attributes",
+    "sampler",
+    "sampler_arg",
+)
 _STRINGS = {"dsn", "table", "region", "profile", "endpoint_url"}
+_LISTS = {"dlqs"}
 
 
 def _section(doc: Mapping[str, Any], key: str, where: str, path: Path) -> dict[str, Any]:
@@ -141,6 +154,13 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
         if key in _STRINGS and not (isinstance(value, str) and value.strip()):
             what = "empty" if value is None or isinstance(value, str) else f"a {type(value).__name__}"
             raise UsageError(f"{path}: '{where}{key}' is {what}", hint="give it a text value, or remove the key")
+        if key in _LISTS and not (
+            isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
+        ):
+            raise UsageError(
+                f"{path}: '{where}{key}' must be a list of queue names, URLs or ARNs",
+                hint="e.g. dlqs: [payment-dlq, shipping-dlq]",
+            )
 
 
 def _given(flag: str | None, name: str, variable: str, env: Mapping[str, str]) -> str | None:
@@ -161,6 +181,7 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     contexts = _section(doc, "contexts", "", path)
     _check_keys(store, STORE_KEYS, "store.", path)
     _check_keys(aws, AWS_KEYS, "aws.", path)
+    _check_keys(_section(doc, "tracing", "", path), TRACING_KEYS, "tracing.", path)
     for name, ctx in contexts.items():
         if ctx is None:
             continue  # a context that only names itself: the top-level settings
@@ -169,6 +190,9 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         _check_keys(ctx, CONTEXT_KEYS, f"contexts.{name}.", path)
         _check_keys(_section(ctx, "store", f"contexts.{name}.", path), STORE_KEYS, f"contexts.{name}.store.", path)
         _check_keys(_section(ctx, "aws", f"contexts.{name}.", path), AWS_KEYS, f"contexts.{name}.aws.", path)
+        _check_keys(
+            _section(ctx, "tracing", f"contexts.{name}.", path), TRACING_KEYS, f"contexts.{name}.tracing.", path
+        )
     current = doc.get("current_context")
     if current is not None and (not isinstance(current, str) or not current.strip()):
         raise UsageError(f"{path}: 'current_context' must name a context", hint="remove it to use no context")
@@ -204,9 +228,10 @@ def resolve_settings(
     store: dict[str, Any] = {}
     aws: dict[str, Any] = {}
     contexts: dict[str, Any] = {}
+    tracing: dict[str, Any] = {}
     if path:
         doc, top_store, top_aws, contexts = _load_config(path)
-        store, aws = dict(top_store), dict(top_aws)
+        store, aws, tracing = dict(top_store), dict(top_aws), dict(doc.get("tracing") or {})
     chosen = context or doc.get("current_context")
     if chosen:
         if chosen not in contexts:
@@ -221,6 +246,7 @@ def resolve_settings(
         ctx = contexts[chosen] or {}
         store.update(ctx.get("store") or {})
         aws.update(ctx.get("aws") or {})
+        tracing.update(ctx.get("tracing") or {})
     mapping = None
     if store.get("table"):
         mapping = TableMapping(
@@ -240,7 +266,9 @@ def resolve_settings(
             or env.get("AWS_ENDPOINT_URL_SQS")
             or env.get("AWS_ENDPOINT_URL")
             or aws.get("endpoint_url"),
+            dlqs=tuple(str(q).strip() for q in aws.get("dlqs") or ()),
         ),
         config_path=path,
         context=chosen,
+        tracing=tracing or None,
     )

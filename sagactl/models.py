@@ -132,12 +132,14 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
 
 
 class SortKey(StrEnum):
-    """``list --sort``: oldest first (created_at), least recently updated first, or by type
-    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
+    """``list --sort``: oldest first (created_at), least recently updated first, by type (then
+    oldest first), or newest first. Without it: compensating first, then oldest (or longest
+    stuck)."""
 
     AGE = "age"
     UPDATED = "updated"
     TYPE = "type"
+    NEWEST = "newest"
 
 
 PRUNE_BATCH = 500  # sagas deleted per transaction by `prune` (writers wait one batch at most)
@@ -193,6 +195,7 @@ class StepRecord:
     compensated_at: datetime | None = None
     compensation_error: str | None = None
     waiting: Waiting | None = None
+    trace_span: str | None = None  # span ID of its latest attempt (tracing on): the next one links to it
 
     def needs_compensation(self) -> bool:
         """True when the action happened or may have happened and is not yet undone."""
@@ -237,6 +240,8 @@ class StepRecord:
             stored["compensated_at"] = iso(self.compensated_at)
         if self.waiting is not None:
             stored["waiting"] = self.waiting.to_dict()
+        if self.trace_span is not None:
+            stored["trace_span"] = self.trace_span
         return stored
 
     @classmethod
@@ -261,6 +266,7 @@ class StepRecord:
             compensated_at=parse_iso(raw.get("compensated_at")),
             compensation_error=compensation_error,
             waiting=Waiting.from_dict(raw.get("waiting")),
+            trace_span=raw.get("trace_span") or None,
         )
 
 
@@ -308,7 +314,15 @@ class SagaRecord:
     last_error: str | None = None
     rerun_of: str | None = None  # the failed saga this one reruns (sagactl rerun)
     rerun_as: str | None = None  # the saga that reruns this failed one
+    traceparent: str | None = None  # W3C context of the saga's root span (tracing on when it was recorded)
+    tracestate: str | None = None
     transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The OpenTelemetry trace the saga is (32 hex digits), or None: traced it was not."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) >= 4 and len(parts[1]) == 32 else None
 
     @property
     def current_step_name(self) -> str | None:
@@ -350,6 +364,7 @@ class SagaRecord:
             "wake_at": iso(self.wake_at),
             "rerun_of": self.rerun_of,
             "rerun_as": self.rerun_as,
+            "trace_id": self.trace_id,
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }

@@ -65,6 +65,7 @@ def test_saga_json_golden() -> None:
         "wake_at": None,
         "rerun_of": None,
         "rerun_as": None,
+        "trace_id": None,
         "steps": [
             {
                 "name": "charge",

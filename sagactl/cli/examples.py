@@ -17,12 +17,12 @@ AT_3AM = (
 # The sections of `sagactl --help` and of the docs' command reference: every command in one.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("run and drive", ("run", "resume", "resolve", "abort", "rerun", "worker")),
-    ("inspect", ("list", "show", "stats", "graph", "validate")),
+    ("inspect", ("list", "show", "stats", "graph", "validate", "ui")),
     ("dead letters", ("dlq list", "redrive")),
     (
         "admin and config",
         (
-            *("doctor", "db init", "db recount", "prune"),
+            *("doctor", "db init", "db recount", "prune", "monitoring rules", "monitoring dashboard"),
             *("config contexts", "config use-context", "config view", "schema", "completion"),
         ),
     ),
@@ -112,6 +112,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "config contexts": ("sagactl config contexts", "sagactl config contexts -o json"),
     "config use-context": ("sagactl config use-context staging", "sagactl config use-context local"),
     "config view": ("sagactl config view", "sagactl config view -o json"),
+    "ui": ("sagactl ui", "sagactl ui --context staging --interval 5s", "sagactl ui --allow-actions"),
+    "monitoring": ("sagactl monitoring rules > sagactl-rules.yml", "sagactl monitoring dashboard > sagactl.json"),
+    "monitoring rules": (
+        "sagactl monitoring rules > /etc/prometheus/rules/sagactl.yml",
+        "sagactl monitoring rules --runbook-base https://docs.example.com/sagactl/monitoring/",
+    ),
+    "monitoring dashboard": (
+        "sagactl monitoring dashboard > /var/lib/grafana/dashboards/sagactl.json",
+        "sagactl monitoring dashboard | jq -r '.panels[].title'",
+    ),
 }
 
 
@@ -126,8 +136,9 @@ def overview(usage: str, summary: str) -> str:
     lines += ["", "Commands (sagactl COMMAND --help: its options and examples):"]
     for title, paths in SECTIONS:
         names: list[str] = []
-        for path in paths:  # a group's commands are named once, by the group: `db`, `config`
-            name = path.split()[0] if path.split()[0] in ("db", "config") else path
+        groups = [path.split()[0] for path in paths if " " in path]
+        for path in paths:  # a group of several commands is named once: `db`, `config`
+            name = path.split()[0] if groups.count(path.split()[0]) > 1 else path
             if name not in names:
                 names.append(name)
         lines.append(f"  {title:<18}{'  '.join(names)}")

@@ -110,10 +110,17 @@ class _Results(Mapping[str, Any]):
 
 
 def build_request(
-    saga: SagaRecord, step: StepDef, record: StepRecord, phase: Phase, timeout: float, env: Mapping[str, str]
+    saga: SagaRecord,
+    step: StepDef,
+    record: StepRecord,
+    phase: Phase,
+    timeout: float,
+    env: Mapping[str, str],
+    trace: Mapping[str, str] | None = None,
 ) -> Request:
     """``phase`` of ``step`` as sent, placeholders resolved against the saga (MissingValueError
-    when one has no value); values substituted into an http ``path`` never change the route."""
+    when one has no value); values substituted into an http ``path`` never change the route.
+    ``trace``: the W3C context of the attempt's span, sent along (tracing on)."""
     spec = step.action if phase is Phase.ACTION else (step.compensation or {})
     ctx = Context(saga_id=saga.saga_id, input=saga.data, results=_Results(saga.steps), env=env)
     resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
@@ -129,6 +136,7 @@ def build_request(
         body=body,
         timeout=timeout,
         attempt=record.attempts if phase is Phase.ACTION else record.compensation_attempts,
+        trace=trace or {},
     )
 
 

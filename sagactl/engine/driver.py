@@ -21,6 +21,7 @@ from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef
 from sagactl.definitions.placeholders import MissingValueError
 from sagactl.engine.calls import backoff_delay, build_request, definition_secrets, result_problem, send
 from sagactl.engine.lease import lease_until
+from sagactl.engine.traced import attempt_span, finish
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
 from sagactl.masking import Masker
 from sagactl.models import (
@@ -36,6 +37,7 @@ from sagactl.models import (
     exit_code_for,
 )
 from sagactl.store.base import LeaseLostError, Store
+from sagactl.tracing import NOSPAN, Tracing
 from sagactl.transports.base import AsyncTransport, Reply, Status, Transport
 
 log = logging.getLogger("sagactl.engine")
@@ -49,24 +51,22 @@ class DriverHost(Protocol):
 
     @property
     def store(self) -> Store: ...
-
     @property
     def transport_factory(self) -> TransportFactory: ...
-
     @property
     def clock(self) -> Clock: ...
-
     @property
     def observer(self) -> Observer | None: ...
-
     @property
     def env(self) -> Mapping[str, str]: ...
-
     @property
     def rng(self) -> random.Random: ...
-
     @property
     def owner(self) -> str: ...
+    @property
+    def tracer(self) -> Tracing:
+        """Spans of the saga's attempts (NOOP: tracing off)."""
+        ...
 
     @property
     def park(self) -> bool:
@@ -182,20 +182,15 @@ class Driver:
         written, self.pending = self.pending, []
         saga.transitions.extend(written)
         for t in written:
-            log.info(
-                "%s %s %s -> %s",
-                t.saga_id,
-                t.step_name or "-",
-                t.old_state or "none",
-                t.new_state,
-                extra=log_extra(t),
-            )
+            old, step = t.old_state or "none", t.step_name or "-"
+            log.info("%s %s %s -> %s", t.saga_id, step, old, t.new_state, extra=log_extra(t))
             if self.engine.observer:
                 self.engine.observer(saga, t)
 
     # -- driving ---------------------------------------------------------------------------
 
     def drive(self) -> RunResult:
+        root = self.engine.tracer.saga(self.saga) if self.saga.traceparent is None else NOSPAN
         try:
             return self._drive()
         except Parked as parked:
@@ -225,6 +220,7 @@ class Driver:
             self._save_and_release()
             raise
         finally:
+            root.end(self.saga.state.value)
             for transport in self.transports.values():
                 transport.close()
 
@@ -274,12 +270,14 @@ class Driver:
             self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
         return self.transports[step.endpoint]
 
-    def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply | None:
-        """One attempt; the reply's error masked (the one place errors enter the record). None
-        when a worker sent it over SQS and the answer comes on the reply queue (the saga is put
-        aside meanwhile)."""
+    def _call(
+        self, step: StepDef, record: StepRecord, phase: Phase, timeout: float, trace: Mapping[str, str]
+    ) -> Reply | None:
+        """One attempt (``trace``: its span's W3C context); the reply's error masked (the one
+        place errors enter the record). None when a worker sent it over SQS and the answer comes
+        on the reply queue (the saga is put aside meanwhile)."""
         try:
-            request = build_request(self.saga, step, record, phase, timeout, self.engine.env)
+            request = build_request(self.saga, step, record, phase, timeout, self.engine.env, trace)
         except MissingValueError as exc:
             return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
         transport = self._transport(step)
@@ -397,8 +395,14 @@ class Driver:
             if reply is None:
                 tries += 1
                 self._record_attempt(record, phase, busy, after)
-                self.flush(timeout)
-                reply = self._call(step, record, phase, timeout)
+                span = attempt_span(self.engine.tracer, self.saga, self.definition, step, record, phase, after=after)
+                try:
+                    self.flush(timeout)
+                    reply = self._call(step, record, phase, timeout, span.carrier)
+                except BaseException:
+                    span.end("interrupted")
+                    raise
+                finish(span, reply)
                 if reply is None:  # sent over SQS by a worker: the answer comes on the reply queue
                     until = self.clock.now() + timedelta(seconds=timeout)
                     record.waiting = Waiting(phase, "reply", tries, until)
@@ -440,6 +444,9 @@ class Driver:
             return waiting.tries, None, waiting.after  # the backoff is over: the next attempt
         arrived = self.masked(self.arrived.pop((record.name, phase), None))
         if arrived is not None:
+            step = self.definition.steps[self.index[record.name]]
+            span = attempt_span(self.engine.tracer, self.saga, self.definition, step, record, phase, received=True)
+            finish(span, arrived)
             return waiting.tries, arrived, None
         if waiting.until <= self.clock.now():
             return waiting.tries, Reply(Status.TRANSIENT, error=f"no reply within {timeout:g}s", timed_out=True), None

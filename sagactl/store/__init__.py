@@ -2,7 +2,7 @@
 
     base.py        the Store (writer) and SagaReader protocols and the records they speak
     sql.py         the queries both dialects share
-    listing.py     the SELECTs behind list and saga ID prefixes
+    listing.py     the SELECTs behind list and saga ID prefixes, and the list rows
     history.py     reruns, migrations, retention (prune)
     stepruns.py    the reads behind stats --steps: one row per step execution
     complete.py    the reads behind shell completion

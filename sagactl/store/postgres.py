@@ -48,10 +48,11 @@ _CREATE: LiteralString = (
 WITH ins AS (
     INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
                           definition, deadline_at, lease_owner, lease_expires_at, last_error,
-                          created_at, updated_at, wake_at, rerun_of)
+                          created_at, updated_at, wake_at, rerun_of, traceparent, tracestate)
     VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
-            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s, %(rerun_of)s)
+            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s, %(rerun_of)s, %(traceparent)s,
+            %(tracestate)s)
     ON CONFLICT (saga_id) DO NOTHING
     RETURNING 1
 ), logged AS ("""
@@ -206,12 +207,14 @@ class PostgresStore(HistoryStore):
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
                 " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            row = self._conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()
-            current = int(row[0]) if row else 0
+            # Every version not recorded yet, in order: one that joined below the highest applied
+            # (two changes numbered side by side, merged later) is applied too.
+            done = {int(r[0]) for r in self._conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall()}
+            current = max(done, default=0)
             from sagactl.store.migrations import migrations  # writers only
 
             for migration in migrations("postgres"):
-                if migration.version <= current:
+                if migration.version in done:
                     continue
                 if progress is not None:
                     progress(migration.version, migration.name)
@@ -221,7 +224,7 @@ class PostgresStore(HistoryStore):
                     f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (%s, %s)",
                     [migration.version, migration.name],
                 )
-                current = migration.version
+                current = max(current, migration.version)
         self._note_version(current)
         return current
 

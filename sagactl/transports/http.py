@@ -104,6 +104,8 @@ class HttpTransport:
             "X-Saga-Phase": request.phase.value,
             "Content-Type": "application/json",
         }
+        if request.trace:  # the attempt's span is the participant's parent, whatever a header says
+            headers = {k: v for k, v in headers.items() if k.lower() not in request.trace} | dict(request.trace)
         content = compact_json(request.body).encode()
         where = f"{method} {url}"
         try:

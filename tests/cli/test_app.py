@@ -262,7 +262,7 @@ def test_show_quiet_and_db_init_json(env: dict[str, str], tmp_path: Path) -> Non
     assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "s-1\n", "")
     init = runner.invoke(app, ["db", "init", "-o", "json"])
     assert (init.exit_code, init.stderr) == (0, "")
-    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 8}
+    assert json.loads(init.stdout) == {"store": str(tmp_path / "log.db"), "schema_version": 10}
 
 
 # -- validate ----------------------------------------------------------------------------------

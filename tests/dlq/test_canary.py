@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +79,11 @@ class Participant:
 @pytest.fixture
 def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
     """(DLQ, source queue): one refund command per saga in the DLQ; the sagas compensating."""
+    return open_incident(sqs, store_dsn)
+
+
+def open_incident(sqs: Sqs, dsn: str, more: Callable[[int], dict[str, Any]] | None = None) -> tuple[Queue, Queue]:
+    """``incident`` on the saga log ``dsn``; ``more``: further attributes of message ``i``."""
     dlq = sqs.queue("dlq")
     policy = json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 1})
     url = sqs.client.create_queue(QueueName=f"src-{dlq.name[4:]}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
@@ -89,9 +94,10 @@ def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
         attributes=lambda i: {
             "saga_id": {"DataType": "String", "StringValue": SAGAS[i]},
             "step_name": {"DataType": "String", "StringValue": "charge"},
+            **(more(i) if more else {}),
         },
     )
-    store = open_store(store_dsn)
+    store = open_store(dsn)
     try:
         for saga_id in SAGAS:
             store.create(saga(saga_id, state=SagaState.COMPENSATING, step=1), [])
