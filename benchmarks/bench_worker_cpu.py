@@ -60,7 +60,7 @@ DEFAULT_DBOS_VENV = ROOT / ".venv-dbos"
 DBOS_VERSION = "3.4.0"
 TICK = os.sysconf("SC_CLK_TCK")
 
-DBOS_APP = '''
+DBOS_APP = """
 import json, signal, sys, threading
 import urllib3
 from dbos import DBOS
@@ -123,7 +123,7 @@ else:
     DBOS.register_queue("bench", worker_concurrency=concurrency, polling_interval_sec=0.1)
     stopping.wait()
     DBOS.destroy()
-'''
+"""
 
 SAGACTL_ENDED = "SELECT coalesce(sum(n), 0) FROM saga_counts WHERE state IN ('completed', 'failed')"
 SAGACTL_DONE = "SELECT coalesce(sum(n), 0) FROM saga_counts WHERE state = 'completed'"
@@ -373,7 +373,8 @@ def main() -> None:
                         variant.results.setdefault((delay, concurrency), []).append(figures)
                         loads.append(os.getloadavg()[0])
                         print(
-                            f"round {round_no + 1} | {'20 ms' if delay else 'at once'} | {concurrency} | {variant.label}"
+                            f"round {round_no + 1} | {'20 ms' if delay else 'at once'} | {concurrency}"
+                            f" | {variant.label}"
                             f" | {count} sagas | {figures.rate:.1f}/s | worker {figures.cpu_ms:.2f} ms/saga"
                             f" | pg {figures.pg_ms:.2f} ms/saga | {load()}",
                             flush=True,

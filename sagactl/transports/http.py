@@ -121,7 +121,7 @@ def _tls_context() -> ssl.SSLContext:
 def _proxy_for(target: Url) -> Url | None:
     """The proxy the *_PROXY variables name for ``target`` (None: direct, or NO_PROXY)."""
     proxies = urllib.request.getproxies_environment()
-    if not proxies or urllib.request.proxy_bypass_environment(target.host or "", proxies):
+    if not proxies or urllib.request.proxy_bypass(target.host or ""):
         return None
     found = proxies.get(target.scheme or "http") or proxies.get("all")
     if not found:
@@ -319,7 +319,8 @@ def _exchange(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _NoAnswer(began=True)
-            sock.settimeout(left)
+            if sock.fileno() != -1:  # -1: the answer is complete and its socket closed (Connection: close)
+                sock.settimeout(left)
             chunk = response.read1(_CHUNK)
             if not chunk:
                 return response.status, response, b"".join(chunks), False
