@@ -26,6 +26,8 @@ PostgreSQL, in one run.
   (utime + stime of all its threads, /proc/PID/stat) per saga, and the CPU time of the
   PostgreSQL backends serving that database per saga (what the engine makes the database do).
   CPU time, not wall time, is the figure that holds on a shared machine.
+- Then, every saga ended, the worker's CPU over 3 s with nothing to do (its polling for work):
+  the idle column, ms of CPU per second.
 - Round-robin: every round runs each case (participant x concurrency) for every variant in turn,
   the variants' order rotating per round; medians over rounds. The load average is printed
   with every row.
@@ -59,6 +61,7 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DBOS_VENV = ROOT / ".venv-dbos"
 DBOS_VERSION = "3.4.0"
 TICK = os.sysconf("SC_CLK_TCK")
+IDLE = 3.0  # seconds the worker is watched with nothing left to do
 
 DBOS_APP = """
 import json, signal, sys, threading
@@ -164,6 +167,7 @@ class Figures:
     seconds: float
     worker_cpu: float
     pg_cpu: float
+    idle_cpu: float = 0.0  # worker CPU seconds per second once every saga ended (polling for work)
 
     @property
     def rate(self) -> float:
@@ -205,6 +209,9 @@ def measure(dsn: str, worker: subprocess.Popen[bytes], count: int, ended: str, d
                 raise SystemExit(f"not every one of {count} sagas ended within {timeout:g}s")
             time.sleep(0.1)
         completed = int((conn.execute(done).fetchone() or (0,))[0])
+    before = cpu_seconds(worker.pid)
+    time.sleep(IDLE)
+    figures.idle_cpu = (cpu_seconds(worker.pid) - before) / IDLE
     if completed != count:
         raise SystemExit(f"{count - completed} of {count} sagas did not complete (the participant refused?)")
     return figures
@@ -295,15 +302,19 @@ DELAYS = (0.0, 0.02)
 CONCURRENCY = (1, 4, 16)
 
 
-def count_for(concurrency: int, quick: bool) -> int:
-    return max(60, 30 * concurrency) // (2 if quick else 1)
+COUNTS = {(0.0, 1): 200, (0.0, 4): 400, (0.0, 16): 800, (0.02, 1): 100, (0.02, 4): 200, (0.02, 16): 600}
+
+
+def count_for(delay: float, concurrency: int, quick: bool) -> int:
+    """Sagas per case: a window of a few seconds at the fastest variant's rate."""
+    return COUNTS[(delay, concurrency)] // (2 if quick else 1)
 
 
 def table(variants: list[Variant], loads: list[float]) -> list[str]:
     lines = [
         "| participant | --concurrency | variant | sagas/s | worker CPU ms/saga | sagas per worker CPU s"
-        " | PostgreSQL CPU ms/saga |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        " | PostgreSQL CPU ms/saga | idle worker CPU ms/s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     ratios = []
     for delay in DELAYS:
@@ -316,11 +327,12 @@ def table(variants: list[Variant], loads: list[float]) -> list[str]:
                 rate = statistics.median(f.rate for f in runs)
                 cpu = statistics.median(f.cpu_ms for f in runs)
                 pg = statistics.median(f.pg_ms for f in runs)
+                idle = statistics.median(f.idle_cpu for f in runs) * 1000
                 per[variant.label] = 1000 / cpu
                 each = ", ".join(f"{f.cpu_ms:.1f}" for f in runs)
                 lines.append(
                     f"| {'20 ms' if delay else 'at once'} | {concurrency} | {variant.label} | {rate:.1f}"
-                    f" | {cpu:.2f} ({each}) | {1000 / cpu:.0f} | {pg:.2f} |"
+                    f" | {cpu:.2f} ({each}) | {1000 / cpu:.0f} | {pg:.2f} | {idle:.0f} |"
                 )
             dbos = next((v for k, v in per.items() if k.startswith("DBOS")), None)
             ours = per.get(variants[-1].label) if variants[-1].label.startswith("sagactl") else None
@@ -366,7 +378,7 @@ def main() -> None:
             order = variants[round_no % len(variants) :] + variants[: round_no % len(variants)]
             for delay in delays:
                 for concurrency in levels:
-                    count = count_for(concurrency, args.quick)
+                    count = count_for(delay, concurrency, args.quick)
                     for variant in order:
                         with scratch_database(args.pg, "bench_wcpu") as dsn:
                             figures = variant.run(dsn, urls[delay], concurrency, count, tmp)
@@ -376,7 +388,7 @@ def main() -> None:
                             f"round {round_no + 1} | {'20 ms' if delay else 'at once'} | {concurrency}"
                             f" | {variant.label}"
                             f" | {count} sagas | {figures.rate:.1f}/s | worker {figures.cpu_ms:.2f} ms/saga"
-                            f" | pg {figures.pg_ms:.2f} ms/saga | {load()}",
+                            f" | pg {figures.pg_ms:.2f} ms/saga | idle {figures.idle_cpu * 1000:.0f} ms/s | {load()}",
                             flush=True,
                         )
     out = [f"## Worker CPU per saga ({started}, {args.rounds} rounds)", "", *table(variants, loads)]
