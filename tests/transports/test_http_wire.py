@@ -18,26 +18,14 @@ from typing import Any
 import pytest
 import trustme
 
-from sagactl.models import Phase
 from sagactl.transports import http as http_transport
 from sagactl.transports.base import Request, Status
 from sagactl.transports.http import MAX_BODY, HttpTransport
 from tests.support.participants import Participants
 from tests.support.rawhttp import ForwardProxy, RawServer, reply
+from tests.transports.test_http import request
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def request(phase: Phase = Phase.ACTION, timeout: float = 5.0, **spec: Any) -> Request:
-    return Request(
-        saga_id="s-1",
-        step_name="charge",
-        phase=phase,
-        idempotency_key=f"s-1:charge:{phase.value}",
-        spec={"method": "POST", "path": "/charges", **spec},
-        body={"amount": 1},
-        timeout=timeout,
-    )
 
 
 def called(url: str, req: Request | None = None, **config: Any) -> Any:
