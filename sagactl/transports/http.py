@@ -22,6 +22,7 @@ import email.utils
 import functools
 import json
 import os
+import re
 import ssl
 import time
 import urllib.request
@@ -57,8 +58,10 @@ DEFAULT_HEADERS = {
     "User-Agent": f"sagactl/{__version__}",
     "Accept": "*/*",
     "Accept-Encoding": "gzip, deflate",
-    "Connection": "keep-alive",
 }
+# A request target parse_url would leave as it is (RFC 3986 characters, upper-case escapes, no
+# dot segment, no fragment): sent without parsing the URL again.
+_PLAIN_TARGET = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{2})*")
 
 
 def _snippet(text: str, limit: int = 200) -> str:
@@ -129,18 +132,26 @@ def _proxy_for(target: Url) -> Url | None:
     return parse_url(found if "://" in found else "http://" + found)
 
 
+def _plain(path: str) -> bool:
+    return _PLAIN_TARGET.fullmatch(path) is not None and "/." not in path
+
+
 def _basic(userinfo: str) -> str:
     user, _, password = userinfo.partition(":")
     return "Basic " + base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
 
 
-def _layer(headers: dict[str, str], more: dict[Any, Any]) -> None:
-    """Set ``more`` over ``headers``, names compared without case (the later one wins)."""
+def _layer(headers: dict[str, str], names: dict[str, str], more: dict[Any, Any]) -> None:
+    """Set ``more`` over ``headers``, names compared without case (the later one wins);
+    ``names``: each lower-case name in ``headers`` as it is written there."""
     for name, value in more.items():
-        low = str(name).lower()
-        for old in [k for k in headers if k.lower() == low]:
+        name = str(name)
+        low = name.lower()
+        old = names.get(low)
+        if old is not None:
             del headers[old]
-        headers[str(name)] = str(value)
+        headers[name] = str(value)
+        names[low] = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +218,20 @@ class HttpTransport:
             self._problem = str(exc)
         # Userinfo in the URL is sent as Basic credentials, unless the endpoint configures its
         # own Authorization header (an explicit header wins).
-        self._base = dict(DEFAULT_HEADERS)
-        userinfo = None if self._problem else parse_url(self.url).auth
-        if userinfo is not None:
-            self._base["Authorization"] = _basic(userinfo)
+        self._base: dict[str, str] = {}
+        self._names: dict[str, str] = {}
+        _layer(self._base, self._names, DEFAULT_HEADERS)
+        parsed = None if self._problem else parse_url(self.url)
+        if parsed is not None and parsed.auth is not None:
+            _layer(self._base, self._names, {"Authorization": _basic(parsed.auth)})
         if self._route is not None and self._route.forwarded:
-            self._base.update(self._route.proxy_headers)
-        _layer(self._base, self.headers)
+            _layer(self._base, self._names, self._route.proxy_headers)
+        _layer(self._base, self._names, self.headers)
+        # The endpoint's own path, when requests to it need no parsing (see _target).
+        route, base = self._route, (parsed.path or "") if parsed is not None else ""
+        direct = route is not None and not route.forwarded
+        plain = direct and parsed is not None and not parsed.query and not parsed.fragment
+        self._base_path = base if plain else None
 
     def call(self, request: Request) -> Reply:
         spec = request.spec
@@ -225,10 +243,11 @@ class HttpTransport:
         if route is None:
             # A configuration error: nothing was sent and no retry can help.
             return Reply(Status.REFUSED, error=f"{where}: invalid URL: {self._problem}", delivered=False)
-        headers = dict(self._base)
-        _layer(headers, spec.get("headers") or {})
+        headers, names = dict(self._base), dict(self._names)
+        _layer(headers, names, spec.get("headers") or {})
         _layer(
             headers,
+            names,
             {
                 "Idempotency-Key": request.idempotency_key,
                 "X-Saga-Id": request.saga_id,
@@ -238,11 +257,9 @@ class HttpTransport:
             },
         )
         try:
-            target = parse_url(url)
+            sent_to = self._target(url, path, route)
         except LocationParseError as exc:
             return Reply(Status.REFUSED, error=f"{where}: invalid URL: {exc}", delivered=False)
-        # Through a proxy without a tunnel the request line carries the whole URL, less userinfo.
-        sent_to = target._replace(auth=None).url if route.forwarded else target.request_uri
         content = compact_json(request.body).encode()
         deadline = time.monotonic() + request.timeout
         try:
@@ -270,6 +287,16 @@ class HttpTransport:
             else:
                 self.close()
         return _classify(request, where, status, response, body, cut)
+
+    def _target(self, url: str, path: str, route: _Route) -> str:
+        """The request line's target: the path and query (percent-encoded where they need it, dot
+        segments resolved); through a proxy without a tunnel, the whole URL less userinfo."""
+        if self._base_path is not None:
+            joined = self._base_path + (path if not path or path.startswith("/") else "/" + path)
+            if _plain(joined):
+                return joined or "/"
+        target = parse_url(url)
+        return target._replace(auth=None).url if route.forwarded else target.request_uri
 
     def _connected(self, route: _Route, deadline: float) -> HTTPConnection:
         """The kept connection if the server has not closed it, else a new one (the connect,

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import trustme
+from hypothesis import given
+from hypothesis import strategies as st
+from urllib3.util import parse_url
 
 from sagactl.transports import http as http_transport
 from sagactl.transports.base import Request, Status
@@ -340,3 +343,19 @@ def test_an_unsupported_proxy_scheme_is_refused(participants: Participants, monk
     reply_ = called(participants.url)
     assert (reply_.status, reply_.delivered) == (Status.REFUSED, False)
     assert "unsupported proxy scheme 'socks5'" in (reply_.error or "")
+
+
+# -- the request target ----------------------------------------------------------------------
+
+TARGET_CHARS = st.sampled_from([*"az09-._~!$&'()*+,;=:@/?%#[] é\\", "%2F", "%2f", "/./", "/../", "%C3%A9"])
+BASES = st.sampled_from(["", "/api", "/a b", "/v1/", "/x?k=1", "/./y"])
+
+
+@given(base=BASES, path=st.lists(TARGET_CHARS, max_size=12).map("".join))
+def test_the_request_target_is_what_parsing_the_url_gives(base: str, path: str) -> None:
+    """Paths sent without parsing the URL again are sent exactly as parsing would send them."""
+    http = HttpTransport("target", {"url": "http://user:pw@127.0.0.1:9" + base})
+    url = http.url + (path if not path or path.startswith("/") else "/" + path)
+    route = http._route
+    assert route is not None
+    assert http._target(url, path, route) == parse_url(url).request_uri
