@@ -290,13 +290,14 @@ class HttpTransport:
 
     def _target(self, url: str, path: str, route: _Route) -> str:
         """The request line's target: the path and query (percent-encoded where they need it, dot
-        segments resolved); through a proxy without a tunnel, the whole URL less userinfo."""
+        segments resolved); through a proxy without a tunnel, the whole URL less userinfo and
+        fragment."""
         if self._base_path is not None:
             joined = self._base_path + (path if not path or path.startswith("/") else "/" + path)
             if _plain(joined):
                 return joined or "/"
         target = parse_url(url)
-        return target._replace(auth=None).url if route.forwarded else target.request_uri
+        return target._replace(auth=None, fragment=None).url if route.forwarded else target.request_uri
 
     def _connected(self, route: _Route, deadline: float) -> HTTPConnection:
         """The kept connection if the server has not closed it, else a new one (the connect,
