@@ -57,6 +57,7 @@ class AwsSettings:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    dlqs: tuple[str, ...] = ()  # aws.dlqs: the dead-letter queues a worker's /metrics watches
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +111,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 # fall back to a default without a word: an error naming the key, the file and these.
 TOP_KEYS = ("store", "aws", "contexts", "current_context")
 STORE_KEYS = ("dsn", "table", "columns", "states")
-AWS_KEYS = ("region", "profile", "endpoint_url")
+AWS_KEYS = ("region", "profile", "endpoint_url", "dlqs")
 CONTEXT_KEYS = ("store", "aws")
 _STRINGS = {"dsn", "table", "region", "profile", "endpoint_url"}
+_LISTS = {"dlqs"}
 
 
 def _section(doc: Mapping[str, Any], key: str, where: str, path: Path) -> dict[str, Any]:
@@ -141,6 +143,13 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
         if key in _STRINGS and not (isinstance(value, str) and value.strip()):
             what = "empty" if value is None or isinstance(value, str) else f"a {type(value).__name__}"
             raise UsageError(f"{path}: '{where}{key}' is {what}", hint="give it a text value, or remove the key")
+        if key in _LISTS and not (
+            isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
+        ):
+            raise UsageError(
+                f"{path}: '{where}{key}' must be a list of queue names, URLs or ARNs",
+                hint="e.g. dlqs: [payment-dlq, shipping-dlq]",
+            )
 
 
 def _given(flag: str | None, name: str, variable: str, env: Mapping[str, str]) -> str | None:
@@ -235,6 +244,7 @@ def resolve_settings(
             or env.get("AWS_ENDPOINT_URL_SQS")
             or env.get("AWS_ENDPOINT_URL")
             or aws.get("endpoint_url"),
+            dlqs=tuple(str(q).strip() for q in aws.get("dlqs") or ()),
         ),
         config_path=path,
         context=chosen,

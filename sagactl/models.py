@@ -129,12 +129,14 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
 
 
 class SortKey(StrEnum):
-    """``list --sort``: oldest first (created_at), least recently updated first, or by type
-    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
+    """``list --sort``: oldest first (created_at), least recently updated first, by type (then
+    oldest first), or newest first. Without it: compensating first, then oldest (or longest
+    stuck)."""
 
     AGE = "age"
     UPDATED = "updated"
     TYPE = "type"
+    NEWEST = "newest"
 
 
 PRUNE_BATCH = 500  # sagas deleted per transaction by `prune` (writers wait one batch at most)

@@ -136,13 +136,13 @@ def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
         ("store: {dns: sqlite:///x.db}\n", "unknown key 'dns' in store; did you mean 'dsn'? allowed there: dsn,"
          " table, columns, states"),
         ("aws: {regoin: eu-west-1}\n", "unknown key 'regoin' in aws; did you mean 'region'? allowed there:"
-         " region, profile, endpoint_url"),
+         " region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {stor: {dsn: 'sqlite:///s.db'}}}\n", "unknown key 'stor' in contexts.staging;"
          " did you mean 'store'? allowed there: store, aws"),
         ("contexts: {staging: {store: {dsn: 'sqlite:///s.db', tabel: t}}}\n", "unknown key 'tabel' in"
          " contexts.staging.store; did you mean 'table'? allowed there: dsn, table, columns, states"),
         ("contexts: {staging: {aws: {profil: p}}}\n", "unknown key 'profil' in contexts.staging.aws; did you mean"
-         " 'profile'? allowed there: region, profile, endpoint_url"),
+         " 'profile'? allowed there: region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {dsn: 'sqlite:///s.db'}}\n", "unknown key 'dsn' in contexts.staging; allowed there:"
          " store, aws"),
         ("contexts: {staging: sqlite:///s.db}\n", "'contexts.staging' must be a mapping, not str"),

@@ -9,6 +9,7 @@
     dlq.py         dlq list, redrive
     admin.py       db init, db recount, schema, completion
     tools.py       graph, doctor, config
+    ui.py          ui (the terminal UI, sagactl.ui)
     worker.py      worker
     complete.py    shell completion callbacks (saga IDs, step names, contexts)
     examples.py    the examples at the end of every command's --help
@@ -42,6 +43,7 @@ GROUPS = {  # the sub-command groups, in the order help lists them: name -> help
     "db": "Manage the saga log database.",
     "dlq": "Inspect dead-letter queues (SQS) without consuming their messages.",
     "config": "The contexts of sagactl.yaml: list them, switch the current one, view the file (secrets masked).",
+    "monitoring": "Prometheus alert rules and a Grafana dashboard for sagactl's metrics.",
 }
 COMMANDS = (  # (group, name, module in sagactl.cli, function), in the order help lists them
     ("", "validate", "sagas", "validate"),
@@ -66,6 +68,9 @@ COMMANDS = (  # (group, name, module in sagactl.cli, function), in the order hel
     ("config", "contexts", "tools", "config_contexts"),
     ("config", "use-context", "tools", "config_use_context"),
     ("config", "view", "tools", "config_view"),
+    ("", "ui", "ui", "ui"),
+    ("monitoring", "rules", "tools", "monitoring_rules"),
+    ("monitoring", "dashboard", "tools", "monitoring_dashboard"),
 )
 
 

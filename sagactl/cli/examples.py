@@ -95,6 +95,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "config contexts": ("sagactl config contexts", "sagactl config contexts -o json"),
     "config use-context": ("sagactl config use-context staging", "sagactl config use-context local"),
     "config view": ("sagactl config view", "sagactl config view -o json"),
+    "ui": ("sagactl ui", "sagactl ui --context staging --interval 5s", "sagactl ui --allow-actions"),
+    "monitoring": ("sagactl monitoring rules > sagactl-rules.yml", "sagactl monitoring dashboard > sagactl.json"),
+    "monitoring rules": (
+        "sagactl monitoring rules > /etc/prometheus/rules/sagactl.yml",
+        "sagactl monitoring rules --runbook-base https://docs.example.com/sagactl/monitoring/",
+    ),
+    "monitoring dashboard": (
+        "sagactl monitoring dashboard > /var/lib/grafana/dashboards/sagactl.json",
+        "sagactl monitoring dashboard | jq -r '.panels[].title'",
+    ),
 }
 
 

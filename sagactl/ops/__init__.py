@@ -16,6 +16,7 @@ helpers below are how.
     contexts.py  config contexts, use-context, view
     complete.py  what shell completion offers
     worker.py    worker
+    monitoring.py  the log's metrics for stats -o prometheus and /metrics; the shipped rules
 
 May import: everything below it (engine, tools, views, store, transports, dlq, definitions,
 the root leaves); never sagactl.cli.

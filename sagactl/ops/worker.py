@@ -67,7 +67,13 @@ def run_worker(
     """Run a worker until interrupted (KeyboardInterrupt: SIGTERM or Ctrl-C), then stop it
     within ``options.grace`` seconds."""
     worker = build_worker(settings, options)
-    server = serve(worker.metrics, metrics_port, worker.healthy) if metrics_port is not None else None
+    server = None
+    if metrics_port is not None:
+        from sagactl.ops.monitoring import LogCollector
+
+        collector = LogCollector(settings)
+        worker.metrics.registry.register(collector)
+        server = serve(worker.metrics, metrics_port, worker.healthy)
     worker.start()
     if announce is not None:
         announce(Started(worker.location, f"{worker.host}:{os.getpid()}", metrics_port))
@@ -82,3 +88,4 @@ def run_worker(
             log.warning("grace period over with sagas still in hand; their leases lapse and another worker takes over")
         if server is not None:
             server.shutdown()
+            collector.close()

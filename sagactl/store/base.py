@@ -99,12 +99,16 @@ class PruneQuery:
 
 @dataclass(frozen=True, slots=True)
 class ActiveCount:
-    """Exact count of active sagas of one type and state, and when the oldest one started."""
+    """Exact count of active sagas of one type and state, and when the oldest one started;
+    ``exhausted``: of those compensating, the ones nothing will drive again until an operator
+    acts (a compensation's retries ran out or it was refused: no lease, no wake-up); None where
+    the log cannot tell (a foreign table)."""
 
     saga_type: str
     state: SagaState
     count: int
     oldest_created_at: datetime | None
+    exhausted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ _ORDER = {
     SortKey.AGE: "created_at, saga_id",
     SortKey.UPDATED: "updated_at, saga_id",
     SortKey.TYPE: "saga_type, created_at, saga_id",
+    SortKey.NEWEST: "created_at DESC, saga_id DESC",  # saga_log_created read backwards
 }
 
 

@@ -282,6 +282,8 @@ class MappedTableStore:
             return sql.SQL("{}, {}").format(updated, saga_id)
         if query.sort is SortKey.TYPE:
             return sql.SQL("{}, {}, {}").format(self._needs("saga_type", "--sort type"), created, saga_id)
+        if query.sort is SortKey.NEWEST:
+            return sql.SQL("{} DESC, {} DESC").format(created, saga_id)
         params.append(self.values[SagaState.COMPENSATING])
         age: sql.Composable
         if query.stuck and "deadline_at" in self.columns:

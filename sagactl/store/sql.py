@@ -54,8 +54,8 @@ _RECOUNT = (
     " SELECT saga_type, state, count(*) FROM saga_log GROUP BY saga_type, state"
 )
 _ACTIVE_COUNTS = (
-    f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {ACTIVE}"
-    " GROUP BY saga_type, state ORDER BY saga_type, state"
+    f"SELECT saga_type, state, count(*), min(created_at), sum(CASE WHEN state = 'compensating' AND lease_owner IS NULL"
+    f" AND wake_at IS NULL THEN 1 ELSE 0 END) FROM saga_log WHERE {ACTIVE} GROUP BY saga_type, state ORDER BY 1, 2"
 )
 _ACQUIRE = (
     "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ?"
@@ -380,7 +380,7 @@ class SqlStore:
     def active_counts(self) -> list[ActiveCount]:
         rows = self._query(_ACTIVE_COUNTS, [], "counting active sagas")
         return [
-            ActiveCount(saga_type=r[0], state=state, count=int(r[2]), oldest_created_at=self._decode_time(r[3]))
+            ActiveCount(r[0], state, int(r[2]), self._decode_time(r[3]), exhausted=int(r[4] or 0))
             for r in rows
             if (state := self._state_or_skip(r[0], r[1], int(r[2]))) is not None
         ]

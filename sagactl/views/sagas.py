@@ -387,39 +387,12 @@ def stats_document(stats: Stats) -> Document:
 
 
 def stats_prometheus(stats: Stats) -> str:
-    """Text exposition (node_exporter textfile collector) via prometheus_client."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    """Text exposition (node_exporter textfile collector): the log's metrics of ``stats`` alone
+    (``stats -o prometheus`` adds budgets and dead-letter queues through sagactl.views.metrics)."""
+    from sagactl.tools.monitoring import LogSnapshot
+    from sagactl.views.metrics import log_exposition
 
-    registry = CollectorRegistry()
-    sagas = Gauge(
-        "sagactl_sagas",
-        "Sagas in the saga log by type and state.",
-        ["saga_type", "state"],
-        registry=registry,
-    )
-    stuck = Gauge(
-        "sagactl_sagas_stuck",
-        "Stuck sagas (as sagactl list --stuck finds them) by type and state.",
-        ["saga_type", "state"],
-        registry=registry,
-    )
-    oldest = Gauge(
-        "sagactl_oldest_active_saga_age_seconds",
-        "Age of the oldest non-terminal saga of each type.",
-        ["saga_type"],
-        registry=registry,
-    )
-    ages: dict[str, float] = {}
-    for row in stats.rows:
-        sagas.labels(row.saga_type, row.state.value).set(row.count)
-        if not row.state.terminal:
-            stuck.labels(row.saga_type, row.state.value).set(row.stuck)
-        age = stats.age_of(row)
-        if age is not None:
-            ages[row.saga_type] = max(age, ages.get(row.saga_type, 0.0))
-    for saga_type, age in ages.items():
-        oldest.labels(saga_type).set(age)
-    return generate_latest(registry).decode("utf-8")
+    return log_exposition(LogSnapshot(stats))
 
 
 def db_init_document(store: str, version: int) -> Document:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from sagactl.cli import app
 from sagactl.errors import UnavailableError
-from sagactl.models import SagaState, StateCount, StepRecord, StepStatus, Transition
+from sagactl.models import SagaState, SortKey, StateCount, StepRecord, StepStatus, Transition
 from sagactl.store import open_store
 from sagactl.store.base import SagaQuery
 from sagactl.store.migrations import migrations
@@ -628,3 +628,24 @@ def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fres
     assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "w-1\n", "")
     shown = json.loads(runner.invoke(app, ["show", "w-1", "-o", "json", "--dsn", fresh_db]).stdout)
     assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed", "completed"])
+
+
+def test_the_newest_finished_sagas_are_read_backwards_from_an_index(pg: PostgresStore, pg_dsn: str) -> None:
+    """``list --sort newest`` (the UI's recent sagas): with 30k finished sagas a short listing
+    reads the created_at index backwards and stops, never sorting the log."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO saga_log (saga_id, saga_type, state, steps, definition, created_at, updated_at)"
+            " SELECT 'done-' || i, 'Order', CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'completed' END,"
+            " '[]', '{}',"
+            " %s::timestamptz - i * interval '1 second', %s::timestamptz - i * interval '1 second'"
+            " FROM generate_series(1, 30000) AS i",
+            [at(0), at(0)],
+        )
+        conn.execute("ANALYZE saga_log")
+    query = SagaQuery(states=(SagaState.COMPLETED, SagaState.FAILED), limit=100, sort=SortKey.NEWEST)
+    plan = pg.explain_list(query)
+    assert "Seq Scan on saga_log" not in plan and "Sort Method" not in plan, plan
+    assert "Index Scan Backward using saga_log_created" in plan, plan
+    newest = [s.saga_id for s in pg.list_sagas(query)]
+    assert newest[:3] == ["done-1", "done-2", "done-3"] and len(newest) == 100
