@@ -44,7 +44,7 @@ steps:
     endpoint: local
     action: {args: [go]}
 """
-HEAVY = ("boto3", "botocore", "psycopg", "httpx", "tabulate", "rich", "yaml", "jsonschema")
+HEAVY = ("boto3", "botocore", "psycopg", "httpx", "urllib3", "tabulate", "rich", "yaml", "jsonschema")
 
 
 def timed_together(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, float]:

@@ -679,4 +679,4 @@ def test_help_imports_no_heavy_module(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0 and "Usage: sagactl" in completed.stdout
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
-    assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "yaml", "jsonschema"} == set()
+    assert modules & {"psycopg", "boto3", "botocore", "httpx", "urllib3", "tabulate", "yaml", "jsonschema"} == set()
