@@ -44,7 +44,7 @@ steps:
     endpoint: local
     action: {args: [go]}
 """
-HEAVY = ("boto3", "botocore", "psycopg", "httpx", "tabulate", "rich", "yaml", "jsonschema")
+HEAVY = ("boto3", "botocore", "psycopg", "httpx", "urllib3", "tabulate", "rich", "yaml", "jsonschema")
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:

@@ -80,7 +80,9 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 UTC with microseconds and a trailing Z (lexicographically sortable)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # half strftime's cost: every commit formats a few
 
 
 def parse_iso(value: str | datetime | None) -> datetime | None:

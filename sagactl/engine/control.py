@@ -25,7 +25,8 @@ from typing import Any
 
 from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable
-from sagactl.definitions.model import SagaDefinition, StepDef, from_snapshot
+from sagactl.definitions.model import SagaDefinition, StepDef
+from sagactl.engine.calls import Prepared
 from sagactl.engine.checks import check_input, preflight
 from sagactl.engine.driver import Driver, Observer, TransportFactory, log_extra, release
 from sagactl.engine.lease import holder_is_dead, lease_until, make_owner
@@ -64,6 +65,7 @@ class Engine:
     stop: threading.Event | None = None  # set when a worker stops: sagas are put aside between steps
     tags: Mapping[str, Any] = field(default_factory=dict)  # into every transition's detail (a bulk job)
     tracer: Tracing = NOOP  # spans of sagas, attempts and operator actions (off: nothing happens)
+    prepared: Prepared = field(default_factory=Prepared, repr=False)  # definitions and maskers, once each
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Engine:
                 hint="check the ID with 'sagactl list --state failed' and the store with --dsn",
             )
         _check_rerunnable(failed)
-        chosen = definition or from_snapshot(failed.definition)
+        chosen = definition or self.prepared.definition(failed.definition)
         if chosen.name != failed.saga_type:
             raise UsageError(
                 f"the definition is of saga type '{chosen.name}', saga {failed_id} is a '{failed.saga_type}'",
@@ -209,7 +211,7 @@ class Engine:
             if saga.state.terminal:
                 self._release(saga)
                 return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             _preflight_remaining(definition, saga, self.env)
         driver = Driver(self, saga, definition)
         if self.tags:  # a bulk job: its first commit records it, whatever the saga does next
@@ -274,7 +276,7 @@ class Engine:
             if not _awaits(saga, step, phase):
                 self._release(saga)
                 return None
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             _preflight_remaining(definition, saga, self.env)
             record = saga.step(step)
             if record.waiting is None or record.waiting.kind != "reply" or record.waiting.phase is not phase:
@@ -294,7 +296,7 @@ class Engine:
         with self._claimed(saga_id, act=act) as saga:
             if saga.state.terminal:
                 raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to abort")
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             preflight(definition, saga.data, self.env, steps=_to_compensate(definition, saga), actions=False)
         driver = Driver(self, saga, definition)
         if saga.state is not SagaState.COMPENSATING:
@@ -331,7 +333,7 @@ class Engine:
                     f" {saga.state.value}: there is no compensation waiting to be resolved",
                     hint="resolve applies to a saga in compensating; see 'sagactl show'",
                 )
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             waiting = _waiting(definition, saga)
             if waiting is not None and waiting != step and not out_of_order:
                 raise UsageError(

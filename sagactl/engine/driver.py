@@ -13,17 +13,16 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sagactl.clock import Clock
 from sagactl.codec import storable_text
 from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef
 from sagactl.definitions.placeholders import MissingValueError
-from sagactl.engine.calls import backoff_delay, build_request, definition_secrets, result_problem, send
+from sagactl.engine.calls import Prepared, backoff_delay, build_request, result_problem, send
 from sagactl.engine.lease import lease_until
 from sagactl.engine.traced import attempt_span, finish
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
-from sagactl.masking import Masker
 from sagactl.models import (
     Outcome,
     Phase,
@@ -80,6 +79,9 @@ class DriverHost(Protocol):
         ...
 
     @property
+    def prepared(self) -> Prepared: ...  # definitions and maskers, built once per definition
+
+    @property
     def tags(self) -> Mapping[str, Any]:
         """Written into the detail of every transition (a bulk job: its ID, who, why, selector)."""
         ...
@@ -124,10 +126,11 @@ class Driver:
         self.dirty: set[int] = set()  # step records changed since the last commit
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
+        self.sending: set[str] = set()  # endpoints whose transport sends without waiting (SQS)
         self.arrived: dict[tuple[str, Phase], Reply] = {}  # replies a worker received for this saga
         # Participant errors are masked here, before they reach the record, last_error or a
         # transition: the saga log never holds a secret a definition resolved.
-        self.masker = Masker(definition_secrets(definition, engine.env), env=engine.env)
+        self.masker = engine.prepared.masker(definition, engine.env)
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -267,7 +270,9 @@ class Driver:
     def _transport(self, step: StepDef) -> Transport:
         if step.endpoint not in self.transports:
             endpoint = self.definition.endpoints[step.endpoint]
-            self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
+            opened = self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
+            if isinstance(opened, AsyncTransport):  # a runtime protocol check: ~20 µs, once per endpoint
+                self.sending.add(step.endpoint)
         return self.transports[step.endpoint]
 
     def _call(
@@ -281,8 +286,8 @@ class Driver:
         except MissingValueError as exc:
             return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
         transport = self._transport(step)
-        if self.engine.park and isinstance(transport, AsyncTransport):
-            reply = transport.send(request)
+        if self.engine.park and step.endpoint in self.sending:
+            reply = cast(AsyncTransport, transport).send(request)
         else:
             reply = send(transport, request)
         return self.masked(reply)

@@ -356,8 +356,9 @@ class PostgresStore(HistoryStore):
         if patch:
             expression = "steps"
             for n, (index, record) in enumerate(patch.items()):
-                expression = f"jsonb_set({expression}, %(path{n})s, %(step{n})s)"
-                params[f"path{n}"], params[f"step{n}"] = [str(index)], record
+                # the path as one text parameter: psycopg adapts a list slowly (~30 µs a commit)
+                expression = f"jsonb_set({expression}, ARRAY[%(path{n})s::text], %(step{n})s)"
+                params[f"path{n}"], params[f"step{n}"] = str(index), record
             steps = f", steps = {expression}"
         statement = _SAVE.replace("{steps}", steps).encode()  # its text varies only with the patch's size
         return self._one_statement(statement, params, f"saving saga {row['saga_id']}")

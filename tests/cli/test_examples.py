@@ -124,7 +124,7 @@ def test_help_stays_cheap() -> None:
     )
     assert completed.returncode == 0 and "Examples:" in completed.stdout
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
-    assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "yaml", "jsonschema"} == set()
+    assert modules & {"psycopg", "boto3", "botocore", "httpx", "urllib3", "tabulate", "yaml", "jsonschema"} == set()
 
 
 def _troubleshooting_section() -> str:
