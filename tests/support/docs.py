@@ -132,8 +132,14 @@ def steps(block: Block) -> list[Step]:
 
 
 def examples() -> list[Block]:
-    """Every console block (an example that shows output) of every page."""
-    return [block for page in pages() for block in blocks(page) if block.info == "console"]
+    """Every console block that shows output (a ``$ command`` and what it prints) of every
+    page; a console block of bare commands shows none (its sagactl lines are parsed)."""
+    return [
+        block
+        for page in pages()
+        for block in blocks(page)
+        if block.info == "console" and any(line.startswith("$ ") for line in block.lines)
+    ]
 
 
 def matches(expected: list[str], got: list[str]) -> bool:
