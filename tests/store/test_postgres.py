@@ -635,6 +635,7 @@ def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fres
     assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed", "completed"])
 
 
+@pytest.mark.slow
 def test_the_newest_finished_sagas_are_read_backwards_from_an_index(pg: PostgresStore, pg_dsn: str) -> None:
     """``list --sort newest`` (the UI's recent sagas): with 30k finished sagas a short listing
     reads the created_at index backwards and stops, never sorting the log."""
