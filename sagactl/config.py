@@ -235,9 +235,14 @@ def resolve_settings(
     chosen = context or doc.get("current_context")
     if chosen:
         if chosen not in contexts:
+            if path is None:
+                raise UsageError(
+                    f"context '{chosen}' not found: there is no config file to define it"
+                    " (looked for ./sagactl.yaml and ~/.config/sagactl/config.yaml)",
+                    hint="pass --config FILE, or unset --context / SAGACTL_CONTEXT",
+                )
             known = ", ".join(sorted(contexts)) or "none defined"
-            where = str(path) if path else "no config file"
-            raise UsageError(f"context '{chosen}' not found in {where} (known: {known})")
+            raise UsageError(f"context '{chosen}' not found in {path} (known: {known})")
         ctx = contexts[chosen] or {}
         store.update(ctx.get("store") or {})
         aws.update(ctx.get("aws") or {})

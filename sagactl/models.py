@@ -1,6 +1,6 @@
 """Saga and step records as stored in saga_log, their states, and their JSON shapes.
 
-The JSON produced by ``to_dict`` is a contract (README "JSON fields"): fields are
+The JSON produced by ``to_dict`` is a contract (docs/output.md): fields are
 added, never renamed; times are ISO 8601 UTC with a trailing ``Z``; nulls are explicit.
 """
 
@@ -69,6 +69,11 @@ class Phase(StrEnum):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun as English has it: ``1 step``, ``2 steps``, ``0 sagas``."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -75,6 +75,7 @@ def test_unstorable_values_name_the_problem_and_where(value: Any, problem: str) 
     assert storable(value) == problem
 
 
+@pytest.mark.slow
 def test_storable_costs_about_one_encoding_and_no_depth_breaks_it() -> None:
     deep: Any = []
     for _ in range(200_000):

@@ -205,6 +205,7 @@ def test_a_flag_wins_over_an_empty_variable(config_file: Path) -> None:
     assert (settings.context, settings.dsn) == ("staging", "sqlite:///x.db")
 
 
+@pytest.mark.slow
 def test_config_mistakes_end_to_end_exit_2_one_line(tmp_path: Path) -> None:
     (tmp_path / "sagactl.yaml").write_text("store:\n  dsn: sqlite:///own.db\ncontexts:\n  prod:\n    stor: {}\n")
     typo = sagactl("list", "--stuck", "--exit-code", cwd=tmp_path)

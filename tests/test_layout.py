@@ -1,4 +1,4 @@
-"""The package layout holds (README "Code map"): the root keeps only the leaves everything uses
+"""The package layout holds (docs/development.md "Code map"): the root keeps only the leaves everything uses
 (at most 12 modules); each concern is a package whose ``__init__`` says what it owns and what it
 may import; imports point down the layers below (imports inside functions and under
 TYPE_CHECKING count); no import cycle; no module grows past 500 lines."""
@@ -65,7 +65,7 @@ def part(name: str) -> str:
 
 
 def test_every_part_has_its_rule() -> None:
-    assert set(PACKAGES) | {ROOT} == set(MAY_IMPORT), "a new package needs its line in MAY_IMPORT and README 'Code map'"
+    assert set(PACKAGES) | {ROOT} == set(MAY_IMPORT), "new package: its MAY_IMPORT line, its row in docs/development.md"
 
 
 def test_the_root_keeps_only_the_leaves() -> None:
@@ -134,4 +134,4 @@ def test_leaves_import_nothing_of_sagactl(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_no_module_over_500_lines(name: str) -> None:
     lines = len(MODULES[name].read_text("utf-8").splitlines())
-    assert lines <= 500, f"{name} has {lines} lines: split it along the layout in README 'Code map'"
+    assert lines <= 500, f"{name} has {lines} lines: split it along the layout in 'Code map' of docs/development.md"

@@ -175,6 +175,13 @@ def test_a_pending_step_is_stored_with_the_design_fields_only() -> None:
     }  # fmt: skip
 
 
+def test_counts_read_as_english() -> None:
+    from sagactl.models import counted
+
+    assert [counted(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+    assert counted(1, "batch", "batches") == "1 batch" and counted(3, "batch", "batches") == "3 batches"
+
+
 ZONES = st.timezones() | st.just(UTC) | st.none()
 
 

@@ -27,6 +27,7 @@ from sagactl.cli.options import (
     ReasonOpt,
 )
 from sagactl.errors import ExitCode, UsageError
+from sagactl.models import counted
 from sagactl.views.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _submit(
 
     submitted = SubmitRequest(file=file, inputs=inputs, saga=saga, traceparent=traceparent)
     count = submit_inputs(settings, submitted, recorded)
-    info_line(f"sagactl: recorded {count} sagas (started); 'sagactl worker' drives them")
+    info_line(f"sagactl: recorded {counted(count, 'saga')} (started); 'sagactl worker' drives them")
     return ExitCode.OK
 
 

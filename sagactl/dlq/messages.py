@@ -76,7 +76,7 @@ class DlqMessage:
         return md5 is None or hashlib.md5(self.body.encode("utf-8")).hexdigest() == md5
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``dlq list`` JSON item (README "JSON fields"); bodies whole."""
+        """The ``dlq list`` JSON item (docs/output.md); bodies whole."""
         now = now or datetime.now(UTC)
         return {
             "message_id": self.message_id,

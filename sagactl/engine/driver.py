@@ -353,9 +353,8 @@ class Driver:
 
     def _unstorable(self, record: StepRecord, problem: str) -> bool:
         """The participant did the step but answered with a result the saga log cannot hold
-        (README: "Results the log cannot hold"). Like an answer lost in flight, the step
-        happened and its result is not known: failed with outcome unknown, so it is compensated
-        (the compensation gets a null original_result) instead of wedging the saga."""
+        (docs/guarantees.md). Like an answer lost in flight: failed with outcome unknown, so it
+        is compensated (with a null original_result) instead of wedging the saga."""
         record.result = None
         record.outcome = Outcome.UNKNOWN
         record.error = f"the participant answered, but its result cannot be stored: {problem}"

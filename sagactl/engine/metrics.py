@@ -1,6 +1,6 @@
 """A worker's Prometheus metrics and its HTTP endpoint (``/metrics``, ``/healthz``).
 
-Names (README "Workers"): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
+Names (docs/workers.md): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
 sagactl_worker_steps_total{saga_type, step, phase, outcome}, sagactl_worker_step_seconds (histogram, by
 saga_type, step and phase),
 sagactl_worker_lease_takeovers_total, sagactl_worker_replies_total{result="applied|ignored|retried"},

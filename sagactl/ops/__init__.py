@@ -25,7 +25,7 @@ definitions, the root leaves); never sagactl.cli.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
+def store_for(
+    settings: Settings, *, create: bool = True, progress: Callable[[int, str], None] | None = None
+) -> Iterator[Store]:
     """The configured saga log, to write to; closed afterwards.
 
     A mapped table (``store.table`` in the config) is read-only: commands that write refuse it
@@ -57,7 +59,7 @@ def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
             " and stats work on it",
             hint="point this command at a sagactl saga log with --dsn or another --context",
         )
-    with closing(open_store(settings.dsn, create=create)) as store:
+    with closing(open_store(settings.dsn, create=create, progress=progress)) as store:
         yield store
 
 

@@ -1,5 +1,5 @@
 """``resume``, ``abort`` and ``resolve --step`` over many sagas: select, plan, confirm, act at
-a bounded pace as one recorded job, report (README "Bulk actions")."""
+a bounded pace as one recorded job, report (docs/bulk.md)."""
 
 from __future__ import annotations
 

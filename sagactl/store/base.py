@@ -9,7 +9,7 @@ overwrite the work of the one that took over.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -184,8 +184,10 @@ class Store(SagaReader, Protocol):
 
     info: StoreInfo
 
-    def init_schema(self) -> int:
-        """Create or upgrade the schema; idempotent. Returns the schema version now in place."""
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version now in place.
+        ``progress(version, name)`` is called before each migration applied (some rebuild an
+        index or recount the log: long on a big one)."""
         ...
 
     def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:

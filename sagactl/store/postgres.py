@@ -167,7 +167,7 @@ class PostgresStore(HistoryStore):
 
     dialect = POSTGRES
 
-    def __init__(self, dsn: str, *, create: bool = True) -> None:
+    def __init__(self, dsn: str, *, create: bool = True, progress: Callable[[int, str], None] | None = None) -> None:
         self.dsn = dsn
         self.info = StoreInfo(kind="postgres", location=masked(dsn))
         self._warned: set[str] = set()
@@ -184,7 +184,7 @@ class PostgresStore(HistoryStore):
             if version == 0 and not create:
                 raise self._schema_missing(version)
             if create and version < SCHEMA_VERSION:
-                self.init_schema()  # writers upgrade; readers read an older schema (migrations only add)
+                self.init_schema(progress)  # writers upgrade; readers read an older schema (migrations only add)
         except BaseException:
             self._conn.close()
             raise
@@ -200,7 +200,7 @@ class PostgresStore(HistoryStore):
                 return 0
         return int(row[0]) if row and row[0] is not None else 0
 
-    def init_schema(self) -> int:
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
         with self._db("creating the schema"), self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
             self._conn.execute(
@@ -216,6 +216,8 @@ class PostgresStore(HistoryStore):
             for migration in migrations("postgres"):
                 if migration.version in done:
                     continue
+                if progress is not None:
+                    progress(migration.version, migration.name)
                 for statement in migration.statements:
                     self._conn.execute(statement.encode("utf-8"))
                 self._conn.execute(

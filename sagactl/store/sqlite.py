@@ -94,7 +94,9 @@ class SqliteStore(HistoryStore):
     directory not writable) can be read, in WAL mode too.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = True, progress: Callable[[int, str], None] | None = None
+    ) -> None:
         self.path = str(path)
         self.info = StoreInfo(kind="sqlite", location=self.path)
         self._warned: set[str] = set()
@@ -110,7 +112,7 @@ class SqliteStore(HistoryStore):
             self._note_version(version)
             # Writers create or upgrade the schema (migrations only add); readers read it as it is.
             if create and version < SCHEMA_VERSION:
-                self.init_schema()
+                self.init_schema(progress)
         except BaseException:
             self._conn.close()
             raise
@@ -196,7 +198,7 @@ class SqliteStore(HistoryStore):
     def schema_version(self) -> int:
         return int(self._one("PRAGMA user_version", "reading the schema version"))
 
-    def init_schema(self) -> int:
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
         with self._write("creating the schema") as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
             from sagactl.store.migrations import migrations  # writers only
@@ -204,6 +206,8 @@ class SqliteStore(HistoryStore):
             for migration in migrations("sqlite"):
                 if migration.version <= current:
                     continue
+                if progress is not None:
+                    progress(migration.version, migration.name)
                 for statement in migration.statements:
                     try:
                         conn.execute(statement)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, iso, utcnow
+from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, counted, iso, utcnow
 from sagactl.views.output import Document, Table, cell, humanize_seconds, rows_table
 
 if TYPE_CHECKING:
@@ -49,19 +49,27 @@ def saga_document(saga: SagaRecord) -> Document:
             for s, step in zip(data["steps"], saga.steps, strict=True)
         ],
         title="Steps",
+        folding=("result", "error"),
+        droppable=STEPS_DROP,
     )
     history = Table(
         columns=[("at", "AT"), ("step_name", "STEP"), ("change", "CHANGE"), ("detail", "DETAIL")],
         rows=[
             {
                 "at": t["at"],
+                "at_offset": _offset(transition.at, saga.created_at),
                 "step_name": t["step_name"] or "-",
                 "change": f"{t['old_state'] or 'none'} -> {t['new_state']}",
                 "detail": short(detail) if detail else "",
             }
-            for t, detail in zip(data["transitions"], _shown_details(data["transitions"]), strict=True)
+            for t, detail, transition in zip(
+                data["transitions"], _shown_details(data["transitions"]), saga.transitions, strict=True
+            )
         ],
         title="Transitions",
+        folding=("detail",),
+        droppable=TRANSITIONS_DROP,
+        shorter=(("at", "at_offset"),),
     )
     details = [
         ("saga", saga.saga_id),
@@ -85,6 +93,21 @@ def saga_document(saga: SagaRecord) -> Document:
         ids=[saga.saga_id],
         delimited=_step_rows([data]),
     )
+
+
+# What show's tables give up on a narrow terminal, in order, before a cell is split: the
+# steps' RESULT (it is in -o json), TOOK and ATTEMPTS; the transitions' AT becomes the time
+# since the saga was created (+1.234s), then DETAIL goes. ERROR and DETAIL fold meanwhile.
+STEPS_DROP = ("result", "duration", "attempts")
+TRANSITIONS_DROP = ("at", "detail")
+
+
+def _offset(at: datetime | None, created: datetime | None) -> str:
+    """A transition's time as the time since the saga was created: ``+0.103s``, ``+2m3s``."""
+    if at is None or created is None:
+        return ""
+    seconds = max(0.0, (at - created).total_seconds())
+    return f"+{seconds:.3f}s" if seconds < 60 else f"+{humanize_seconds(seconds)}"
 
 
 def _shown_details(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,6 +154,9 @@ def sagas_document(sagas: Sequence[SagaRecord], *, array: bool = False) -> Docum
             ("last_error", "LAST ERROR"),
         ],
         rows=[{k: d.data[k] for k in ("saga_id", "saga_type", "state", "last_error")} for d in docs],
+        whole=("saga_id",),
+        folding=("last_error",),
+        droppable=("saga_type",),
     )
     return Document(
         data=[d.data for d in docs],
@@ -295,7 +321,10 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
     doc.lead, doc.extras = [Headline(saga)], [TimelineView(build(saga, now))]  # a terminal's only
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
-            (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
+            (
+                f"{step['phase']} error at {step['name']}",
+                f"{step['error']} (after {counted(step['attempts'], 'attempt')})",
+            )
         )
     return doc
 
@@ -343,7 +372,7 @@ def _summary_document(saga: SagaSummary) -> Document:
 
 def stats_document(stats: Stats) -> Document:
     """`stats`: JSON with totals and per type/state rows; a table of the non-zero rows;
-    ``-o prometheus`` renders the gauges named in the README."""
+    ``-o prometheus`` renders the gauges named in docs/inspecting.md."""
     data = stats.to_dict()
     totals = data["totals"]
     table = Table(
@@ -435,6 +464,6 @@ def recount_document(recount: Recount) -> Document:
     details = [
         ("store", data["store"]),
         ("sagas", str(data["sagas"])),
-        ("corrected", f"{data['corrected']} counters"),
+        ("corrected", counted(data["corrected"], "counter")),
     ]
     return Document(data=data, tables=[table], details=details, empty_message="no sagas recorded")

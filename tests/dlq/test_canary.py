@@ -136,6 +136,7 @@ def in_dlq(sqs: Sqs, dlq: Queue) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("participant", ["fixed"], indirect=True)
+@pytest.mark.slow
 def test_canary_go_moves_the_rest_once_the_canary_sagas_got_on(
     sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
 ) -> None:
@@ -174,6 +175,7 @@ def test_canary_stop_on_a_still_broken_participant_leaves_the_rest_in_the_dlq(
 
 
 @pytest.mark.parametrize("participant", ["holding"], indirect=True)
+@pytest.mark.slow
 def test_canary_stop_when_the_sagas_do_not_get_on_within_the_wait(
     sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
 ) -> None:
@@ -201,6 +203,7 @@ def test_canary_stop_when_the_sagas_do_not_get_on_within_the_wait(
         (["--canary", "2", "--canary-wait", "soon"], "--canary-wait"),
     ],
 )
+@pytest.mark.slow
 def test_canary_mistakes_exit_2(sqs: Sqs, store_dsn: str, args: list[str], message: str) -> None:
     dlq, _ = sqs.dlq_pair()
     result = runner.invoke(app, ["redrive", "--dlq", dlq.name, "--dsn", store_dsn, *args])
@@ -208,6 +211,7 @@ def test_canary_mistakes_exit_2(sqs: Sqs, store_dsn: str, args: list[str], messa
     assert result.stderr.startswith("sagactl: error: ") and message in result.stderr
 
 
+@pytest.mark.slow
 def test_canary_through_the_cli_on_an_empty_dlq(sqs: Sqs, store_dsn: str) -> None:
     dlq, _ = sqs.dlq_pair()
     result = runner.invoke(

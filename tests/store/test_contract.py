@@ -121,6 +121,7 @@ def test_get_and_transitions_of_unknown_saga(store: Store) -> None:
 @pytest.mark.parametrize(
     "data", [None, [], {}, 0, 1.5, "text", ["nested", {"deep": [1, None, True]}], {"quote": 'it\'s "x"'}]
 )
+@pytest.mark.slow
 def test_any_json_input_round_trips(store: Store, data: Any) -> None:
     saga = make_saga(data=data)
     saga.data = data

@@ -106,6 +106,7 @@ def test_concurrent_open_and_init_apply_each_migration_once(fresh_db: str) -> No
     assert {"saga_log", "saga_transitions", "saga_counts", VERSION_TABLE} <= tables(fresh_db)
 
 
+@pytest.mark.slow
 def test_db_init_from_several_processes_at_once_then_again(fresh_db: str) -> None:
     env = {**os.environ, "SAGACTL_DSN": fresh_db}
     env.pop("SAGACTL_CONFIG", None)
@@ -307,6 +308,7 @@ def test_unreachable_or_misconfigured_is_one_masked_line_exit_4(dsn: str, comman
     ],
 )
 @pytest.mark.parametrize("verbose", [[], ["-v"]])
+@pytest.mark.slow
 def test_an_invalid_dsn_password_is_masked_in_every_line(dsn: str, verbose: list[str]) -> None:
     """As a runbook runs it (a subprocess), with and without -v: the error line and the
     traceback show the DSN as postgresql://ops:***@…, never the password or a piece of it."""
@@ -482,6 +484,7 @@ def test_concurrent_writers_keep_counters_exact(pg: PostgresStore, pg_dsn: str) 
 # -- plans ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stuck_and_active_counts_read_only_the_active_indexes(pg: PostgresStore, pg_dsn: str) -> None:
     """With 30k finished sagas the stuck query and the active counts never scan the table."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -563,6 +566,7 @@ def role(fresh_db: str) -> Iterator[Callable[..., tuple[str, str]]]:
 
 
 @pytest.mark.parametrize("command", [["list", "--stuck", "--exit-code"], ["show", "x"], ["stats"]])
+@pytest.mark.slow
 def test_a_role_without_privileges_reading_is_exit_4(role: Any, command: list[str]) -> None:
     name, dsn = role()
     result = runner.invoke(app, [*command, "--dsn", dsn])
@@ -598,6 +602,7 @@ def test_a_read_only_role_reads_and_refuses_to_write(role: Any, fresh_db: str, t
     assert runner.invoke(app, ["list", "-q", "--dsn", fresh_db]).stdout == "s-1\n"  # nothing recorded
 
 
+@pytest.mark.slow
 def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fresh_db: str, tmp_path: Path) -> None:
     """The role may insert (the saga starts) but not update saga_log (its first step cannot be
     recorded): one line, exit 4, the saga as last committed; `resume` by a role that may
@@ -630,6 +635,7 @@ def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fres
     assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed", "completed"])
 
 
+@pytest.mark.slow
 def test_the_newest_finished_sagas_are_read_backwards_from_an_index(pg: PostgresStore, pg_dsn: str) -> None:
     """``list --sort newest`` (the UI's recent sagas): with 30k finished sagas a short listing
     reads the created_at index backwards and stops, never sorting the log."""

@@ -220,7 +220,7 @@ def test_an_invalid_definition_is_exit_2_with_its_problems(sqlite_log: str, clea
     result = runner.invoke(app, ["doctor", str(bad), "--dsn", sqlite_log])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{bad}:2:")
-    assert "invalid: 1 problems" in result.stdout
+    assert "invalid: 1 problem" in result.stdout
 
 
 def test_sagas_in_flight_on_another_version_of_the_definition(sqlite_log: str, clean: Path) -> None:

@@ -99,6 +99,7 @@ def attempt(spans: list[ReceivedSpan], name: str, number: int) -> ReceivedSpan:
     return found
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_the_trace(cli: Cli, participants: Participants, otlp: Collector) -> None:
     first = kill_mid_reserve(cli, participants, "order-1")
     stored = cli.show("order-1")
@@ -123,6 +124,7 @@ def test_kill_9_then_resume_continues_the_trace(cli: Cli, participants: Particip
     assert action.attributes["sagactl.saga_id"] == "order-1"
 
 
+@pytest.mark.slow
 def test_kill_9_then_a_worker_takes_over_in_the_same_trace_and_flushes_on_sigterm(
     cli: Cli, participants: Participants, otlp: Collector
 ) -> None:
@@ -145,6 +147,7 @@ def test_kill_9_then_a_worker_takes_over_in_the_same_trace_and_flushes_on_sigter
     assert attempt(spans, "ship action", 1).trace_id == trace_id
 
 
+@pytest.mark.slow
 def test_a_detached_saga_is_driven_by_a_worker_in_the_recorders_trace(
     cli: Cli, participants: Participants, otlp: Collector
 ) -> None:
@@ -163,6 +166,7 @@ def test_a_detached_saga_is_driven_by_a_worker_in_the_recorders_trace(
     assert [parent_in(c.headers["traceparent"]) for c in participants.calls] == [s.context for s in driven]
 
 
+@pytest.mark.slow
 def test_abort_is_an_operator_span_linked_to_the_saga(cli: Cli, participants: Participants, otlp: Collector) -> None:
     recorded = cli.run("run", "order.yaml", "--detach", "--saga-id", "order-4")
     assert recorded.returncode == 0, recorded.stderr
@@ -177,6 +181,7 @@ def test_abort_is_an_operator_span_linked_to_the_saga(cli: Cli, participants: Pa
     assert "hunter22" not in json.dumps([s.attributes for s in spans])
 
 
+@pytest.mark.slow
 def test_rerun_is_an_operator_span_and_the_new_saga_its_child(
     cli: Cli, participants: Participants, otlp: Collector
 ) -> None:
@@ -197,6 +202,7 @@ def test_rerun_is_an_operator_span_and_the_new_saga_its_child(
     assert (new_root.trace_id, new_root.parent_id) == (action.trace_id, action.span_id)
 
 
+@pytest.mark.slow
 def test_a_bulk_abort_is_one_span_with_a_linked_child_per_saga(
     cli: Cli, participants: Participants, otlp: Collector
 ) -> None:

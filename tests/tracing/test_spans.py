@@ -146,6 +146,7 @@ def test_a_saga_is_one_trace_with_a_span_per_attempt(
     assert json.loads(as_json.stdout)["trace_id"] == CALLER_TRACE
 
 
+@pytest.mark.slow
 def test_traceparent_option_is_the_parent_and_without_one_the_saga_starts_a_trace(
     otlp: Collector, participants: Participants, tmp_path: Path
 ) -> None:

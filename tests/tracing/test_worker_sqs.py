@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.otlp import otlp_http, parent_in
 from tests.support.sqs import Sqs
 from tests.transports.test_sqs import Participant, completed
 
 
+@pytest.mark.slow
 def test_a_reply_applied_by_a_worker_is_linked_to_its_attempt(
     sqs: Sqs, aws_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -305,6 +305,7 @@ def depth(sqs: Sqs, url: str) -> int:
     return int(found["Attributes"]["ApproximateNumberOfMessages"])
 
 
+@pytest.mark.slow
 def test_a_dlq_is_redriven_from_the_ui_after_its_plan(
     tmp_path: Path, sqs: Sqs, aws_env: dict[str, str], log: str
 ) -> None:
@@ -377,6 +378,7 @@ SCREENS = {
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 40)], ids=["80x24", "160x40"])
 @pytest.mark.parametrize("screen", SCREENS)
+@pytest.mark.slow
 def test_screens_match_their_snapshots(log: str, screen: str, size: tuple[int, int]) -> None:
     async def go() -> str:
         app = make_app(log)
