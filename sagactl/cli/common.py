@@ -28,7 +28,7 @@ from sagactl.views.output import (
 
 if TYPE_CHECKING:
     from sagactl.config import Flags, Settings
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.models import RunResult
 
 T = TypeVar("T")

@@ -3,6 +3,7 @@ transition before every call (DESIGN section 3).
 
     control.py    run, resume, abort, resolve: starting and steering one saga
     driver.py     one saga under its lease, step by step and compensation by compensation
+    host.py       what a driver takes from the engine that runs it; a saga put aside (Parked)
     calls.py      what a step sends and what comes back (requests, backoff, answers)
     checks.py     what a saga needs before anything is recorded or sent (input, placeholders)
     traced.py     the spans of a driver's attempts: links between attempts, outcomes

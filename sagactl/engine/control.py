@@ -28,7 +28,8 @@ from sagactl.codec import storable
 from sagactl.definitions.model import SagaDefinition, StepDef
 from sagactl.engine.calls import Prepared
 from sagactl.engine.checks import check_input, preflight
-from sagactl.engine.driver import Driver, Observer, TransportFactory, log_extra, release
+from sagactl.engine.driver import Driver
+from sagactl.engine.host import Observer, TransportFactory, log_extra, release
 from sagactl.engine.lease import holder_is_dead, lease_until, make_owner
 from sagactl.errors import ExitCode, LeaseHeldError, NotFoundError, UsageError
 from sagactl.models import (

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-from sagactl.clock import Clock
 from sagactl.codec import storable_text
 from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef
 from sagactl.definitions.placeholders import MissingValueError
-from sagactl.engine.calls import Prepared, backoff_delay, build_request, result_problem, send
+from sagactl.engine.calls import backoff_delay, build_request, result_problem, send
+from sagactl.engine.host import DriverHost, Parked, log_extra, release
 from sagactl.engine.lease import lease_until
 from sagactl.engine.traced import attempt_span, finish
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
@@ -35,82 +33,12 @@ from sagactl.models import (
     Waiting,
     exit_code_for,
 )
-from sagactl.store.base import LeaseLostError, Store
-from sagactl.tracing import NOSPAN, Tracing
+from sagactl.store.base import LeaseLostError
+from sagactl.tracing import NOSPAN
 from sagactl.transports.base import AsyncTransport, Reply, Status, Transport
 
 log = logging.getLogger("sagactl.engine")
 
-TransportFactory = Callable[[SagaDefinition, str], Transport]
-Observer = Callable[[SagaRecord, Transition], None]
-
-
-class DriverHost(Protocol):
-    """What a Driver takes from the engine that started it (read-only)."""
-
-    @property
-    def store(self) -> Store: ...
-    @property
-    def transport_factory(self) -> TransportFactory: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def observer(self) -> Observer | None: ...
-    @property
-    def env(self) -> Mapping[str, str]: ...
-    @property
-    def rng(self) -> random.Random: ...
-    @property
-    def owner(self) -> str: ...
-    @property
-    def tracer(self) -> Tracing:
-        """Spans of the saga's attempts (NOOP: tracing off)."""
-        ...
-
-    @property
-    def park(self) -> bool:
-        """Worker mode: a step that waits (an SQS reply, a retry's backoff) puts the saga aside
-        (released, wake_at set) instead of holding the driver."""
-        ...
-
-    @property
-    def stop(self) -> threading.Event | None:
-        """Set when the worker stops: every saga is put aside at its next step boundary."""
-        ...
-
-    @property
-    def prepared(self) -> Prepared: ...  # definitions and maskers, built once per definition
-
-    @property
-    def tags(self) -> Mapping[str, Any]:
-        """Written into the detail of every transition (a bulk job: its ID, who, why, selector)."""
-        ...
-
-
-class Parked(Exception):
-    """The saga waits (a reply, a backoff, a stopping worker) and is put aside until ``until``."""
-
-    def __init__(self, until: datetime, why: str) -> None:
-        super().__init__(why)
-        self.until = until
-        self.why = why
-
-
-def release(store: Store, saga: SagaRecord, owner: str) -> None:
-    """Give ``saga``'s lease up (if ``owner`` holds it) and forget it in the working copy."""
-    store.release_lease(saga.saga_id, owner)
-    saga.lease_owner = None
-    saga.lease_expires_at = None
-
-
-def log_extra(t: Transition) -> dict[str, Any]:
-    return {
-        "saga_id": t.saga_id,
-        "step_name": t.step_name,
-        "old_state": t.old_state,
-        "new_state": t.new_state,
-        "detail": t.detail,
-    }
 
 
 class Driver:

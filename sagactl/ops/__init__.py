@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.tracing import Tracing
     from sagactl.transports import Transport
 

@@ -18,7 +18,7 @@ from sagactl.ops.sagas import ResumeReport, definition_for, definitions_in, look
 if TYPE_CHECKING:
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.tools.retention import Progress as PruneProgress
     from sagactl.tools.retention import PruneRequest, PruneResult
 

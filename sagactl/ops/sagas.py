@@ -32,7 +32,7 @@ from sagactl.tools.selectors import resolve_id, resolve_ids
 if TYPE_CHECKING:
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.tools import poll
     from sagactl.tools.groups import GroupBy
 
