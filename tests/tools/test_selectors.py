@@ -78,6 +78,15 @@ def test_exact_ids_win_and_unique_prefixes_resolve(seeded: Store) -> None:
     assert resolve_ids(seeded, ["abcd", "7f3c9", "abcd"]) == ["abcd", "7f3c9b00-bbbb"]
 
 
+def test_a_prefix_range_stops_before_its_successor(seeded: Store) -> None:
+    """[prefix, successor): an ID equal to the successor ("7f3d" for "7f3c") does not start
+    with the prefix and is not found by it."""
+    add(seeded, saga("7f3d"), saga("abd"))
+    assert seeded.ids_with_prefix("7f3c", 11) == ["7f3c1a00-aaaa", "7f3c9b00-bbbb"]
+    assert seeded.ids_with_prefix("abc", 11) == ["abc", "abcd"]
+    assert resolve_id(seeded, "7f3d") == "7f3d"
+
+
 def test_an_ambiguous_prefix_names_a_bounded_list_of_candidates(seeded: Store) -> None:
     with pytest.raises(AmbiguousIdError) as raised:
         resolve_id(seeded, "7f3c")
@@ -257,6 +266,10 @@ def test_mapped_prefixes_are_index_range_scans(legacy: str, table: str) -> None:
         if table == "by_uuid":
             assert resolve_id(store, "C4CA42") == one  # a uuid is read in any case
             assert store.ids_with_prefix("c4ca4238-a0b9-2", 11) == [one]
+        else:  # the range stops before the prefix's successor
+            with psycopg.connect(legacy, autocommit=True) as conn:
+                conn.execute("INSERT INTO legacy_ids.by_text VALUES ('c4cb', 'PENDING', now())")
+            assert "c4cb" not in store.ids_with_prefix("c4ca", 11) and store.ids_with_prefix("c4cb", 11) == ["c4cb"]
         with pytest.raises(AmbiguousIdError):
             resolve_id(store, "c")
         store._conn.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it
