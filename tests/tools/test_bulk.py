@@ -5,6 +5,7 @@ SQLite and PostgreSQL, with real exec participants (sh)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -30,7 +31,7 @@ from sagactl.ops.bulk import BulkRequest, run_bulk
 from sagactl.ops.sagas import RunRequest, list_sagas, run_file
 from sagactl.store import open_store
 from sagactl.store.sql import summarize
-from sagactl.tools.bulk import BulkAction, BulkPlan, BulkReport, Pacer, plan_item
+from sagactl.tools.bulk import BulkAction, BulkPlan, BulkReport, Pacer, job_base, plan_item
 from sagactl.tools.inspect import ListRequest
 from sagactl.tools.selectors import Selector
 from tests.support.clock import FakeClock
@@ -403,3 +404,55 @@ def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: p
     assert "/2" in text  # the progress bar: sagas done of 2
     assert "resumed 2 of 2 sagas: 2 failed" in text
     assert [d["saga_id"] for d in json.loads(out)] == ["s-1", "s-2"]
+
+
+# -- the job's identity, and what a dry run leaves -------------------------------------------------
+
+
+def test_the_reason_is_part_of_the_job_id() -> None:
+    selector = {"stuck": True, "older_than": "1ms"}
+    first = job_base(BulkAction.ABORT, {}, selector, "OPS-7")
+    assert first == job_base(BulkAction.ABORT, {}, dict(selector), "OPS-7")  # the same command, the same job
+    assert first != job_base(BulkAction.ABORT, {}, selector, "OPS-8")  # another reason: another job
+    assert first != job_base(BulkAction.ABORT, {}, selector, None)
+    assert first != job_base(BulkAction.RESUME, {}, selector, "OPS-7")
+    assert first != job_base(BulkAction.ABORT, {"step": "charge"}, selector, "OPS-7")
+    assert first != job_base(BulkAction.ABORT, {}, {"stuck": True}, "OPS-7")
+    assert first == "job-" + hashlib.sha256(
+        b'{"action":"abort","options":{},"reason":"OPS-7","selector":{"older_than":"1ms","stuck":true}}'
+    ).hexdigest()[:8]  # printed, typed back with --job, and the same on every machine
+
+
+def test_a_bulk_abort_with_another_reason_is_another_job(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    stuck(env, monkeypatch, "s-1", "s-2")
+    monkeypatch.setenv("FAIL_REFUND", "1")
+    first = bulk(env, BulkAction.ABORT, reason="OPS-7", max_sagas=1)
+    assert not first.finished and [r.saga.saga_id for r in first.results] == ["s-1"]
+    other = bulk(env, BulkAction.ABORT, reason="OPS-8", max_sagas=1)
+    assert other.plan.job.job_id != first.plan.job.job_id and not other.plan.continuing
+    planned = other.plan.to_act + other.plan.later
+    assert sorted(i.saga_id for i in planned) == ["s-1", "s-2"]  # a new job: nothing done by it before
+
+
+def test_a_named_job_continues_only_with_the_same_action_and_selector(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck(env, monkeypatch, "s-1", "s-2")
+    monkeypatch.setenv("FAIL_REFUND", "1")
+    by_ids = lambda *ids: Selector(ids=ids)  # noqa: E731
+    first = run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-1"), job="ops-7"), confirm=yes, user="alice")
+    assert first.plan.job.job_id == "ops-7" and not first.plan.continuing
+    with pytest.raises(UsageError, match=r"^job ops-7 was a resume of .*s-1.*continue it with the same command"):
+        run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-2"), job="ops-7"), confirm=yes, user="alice")
+    with pytest.raises(UsageError, match=r"^job ops-7 was a resume of"):
+        run_bulk(env, BulkRequest(BulkAction.ABORT, by_ids("s-1"), reason="x", job="ops-7"), confirm=yes, user="alice")
+    again = run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-1"), job="ops-7"), confirm=yes, user="alice")
+    assert again.plan.continuing and [i.skip for i in again.plan.items] == ["done by this job before"]
+
+
+def test_a_dry_run_never_creates_the_saga_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "nothing-here.db"
+    result = runner.invoke(app, ["resume", "--stuck", "--dry-run", "--dsn", f"sqlite:///{path}"])
+    assert result.exit_code == 4 and "does not exist" in result.stderr, result.stderr
+    assert not path.exists() and not (tmp_path / ".sagactl").exists()

@@ -130,3 +130,45 @@ def test_an_archive_that_cannot_be_written_deletes_nothing(population: Store) ->
         prune(population, request(archive="/dev/full"), NOW)
     assert len(remaining(population)) == 15
     exact(population)
+
+
+def test_each_batch_is_fsynced_to_the_archive_before_it_is_deleted(
+    population: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What each delete removes is in the archive as of its last fsync: the file is never
+    written after that fsync and before the delete (a crash there loses nothing)."""
+    path = tmp_path / "archive.jsonl"
+    path.write_text("")  # an existing archive: the only fsyncs are the batches'
+    synced: list[int] = []  # the archive's size at each fsync of it
+    deleted: list[list[str]] = []
+    real_fsync, real_delete = os.fsync, population.delete_finished
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.fstat(fd).st_ino == path.stat().st_ino:
+            synced.append(os.fstat(fd).st_size)
+
+    def delete_finished(saga_ids: list[str], query: PruneQuery) -> list[str]:
+        assert synced and synced[-1] == path.stat().st_size, "the batch was not fsynced before its delete"
+        archived = {json.loads(line)["saga_id"] for line in path.read_text().splitlines()}
+        assert set(saga_ids) <= archived
+        deleted.append(list(saga_ids))
+        return real_delete(saga_ids, query)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(population, "delete_finished", delete_finished)
+    result = prune(population, request(archive=str(path), batch=3), NOW)
+    assert result.pruned == 10 and len(deleted) == 4 and len(synced) == 4  # one fsync per batch, each before its delete
+
+
+def test_the_cutoff_is_exclusive(store: Store) -> None:
+    """A saga that finished exactly at the cutoff (now - --older-than) is kept; a microsecond
+    earlier, it goes. Dry run and prune agree."""
+    cutoff = (NOW - timedelta(days=30) - at(0)).total_seconds()
+    for saga_id, created, updated in (("at-cutoff", 0.0, cutoff), ("before", 0.0, cutoff - 1e-6)):
+        record = saga(saga_id, state=SagaState.COMPLETED, step=None, created=created, updated=updated)
+        store.create(record, [Transition(saga_id, None, None, "completed", record.created_at)])
+    counted = prune(store, request(dry_run=True), NOW)
+    assert counted.to_dict()["matched"] == 1
+    result = prune(store, request(), NOW)
+    assert result.pruned == 1 and remaining(store) == {"at-cutoff"}

@@ -23,8 +23,18 @@ from sagactl.store import Store, open_store
 from sagactl.store.listing import prefix_successor
 from sagactl.store.mapped import MappedTableStore
 from sagactl.store.postgres import PostgresStore
-from sagactl.tools.selectors import AmbiguousIdError, expand_stdin, read_id_lines, resolve_id, resolve_ids
-from tests.support.sagas import add, saga
+from sagactl.models import SagaState
+from sagactl.tools.inspect import ListRequest
+from sagactl.tools.selectors import (
+    AmbiguousIdError,
+    Selector,
+    expand_stdin,
+    read_id_lines,
+    resolve_id,
+    resolve_ids,
+    select,
+)
+from tests.support.sagas import add, at, saga
 
 runner = CliRunner()
 
@@ -168,6 +178,48 @@ def test_resume_abort_resolve_take_prefixes(cli: str) -> None:
     code, out, err = invoke("abort", "x_", "--reason", "customer cancelled", "-q")
     assert (code, out) == (3, "x_1\n"), err  # its compensation has no participant here: compensating
     assert "saga x_1 is compensating at reserve" in err
+
+
+# -- selectors: which sagas a bulk command picks -------------------------------------------------
+
+
+def test_filters_alone_pick_among_active_sagas(store: Store) -> None:
+    """``resume --type Order`` (no --stuck, no --state) never picks a finished saga: nothing is
+    left to resume, abort or resolve there. --older-than alone is a selector too."""
+    add(
+        store,
+        saga("run-1", created=0, updated=0),
+        saga("run-2", created=1, updated=3000),
+        saga("done-1", state=SagaState.COMPLETED, step=None, created=2, updated=0),
+        saga("done-2", state=SagaState.FAILED, step=None, created=3, updated=0),
+        saga("undo-1", state=SagaState.COMPENSATING, step=1, created=4, updated=0),
+        saga("other-1", saga_type="Refund", created=5, updated=0),
+    )
+    now = at(3600)
+    by_type = Selector(request=ListRequest(saga_type="Order"))
+    by_type.check()
+    picked, missing = select(store, by_type, now)
+    assert sorted(s.saga_id for s in picked) == ["run-1", "run-2", "undo-1"] and missing == []
+    idle = Selector(request=ListRequest(older_than="30m"))
+    idle.check()  # accepted alone
+    assert idle.filtered and not idle.typed
+    picked, _ = select(store, idle, now)
+    assert sorted(s.saga_id for s in picked) == ["other-1", "run-1", "undo-1"]  # run-2 moved 10 min ago
+    finished, _ = select(store, Selector(request=ListRequest(states=(SagaState.COMPLETED,))), now)
+    assert [s.saga_id for s in finished] == ["done-1"]  # asked for by name: picked
+
+
+def test_older_than_alone_is_a_selector_on_the_command_line(cli: str) -> None:
+    code, out, err = invoke("resume", "--older-than", "1s", "--dry-run", "-q")
+    assert code == 0, err
+    assert set(out.split()) == set(IDS)  # every saga here is active and idle since T0
+
+
+def test_a_saga_named_by_id_and_by_prefix_is_picked_once(seeded: Store) -> None:
+    picked, missing = select(seeded, Selector(ids=("7f3c1a00-aaaa", "7f3c1", "7f3c1a")), at(60))
+    assert [s.saga_id for s in picked] == ["7f3c1a00-aaaa"] and missing == []
+    picked, missing = select(seeded, Selector(ids=("abc", "nope", "abcd", "abc")), at(60))
+    assert [s.saga_id for s in picked] == ["abc", "abcd"] and missing == ["nope"]
 
 
 # -- PostgreSQL: an index range scan under a collation that is not C ------------------------------
