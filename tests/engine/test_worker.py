@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from sagactl.config import Settings
 from sagactl.definitions.validation import check_text
 from sagactl.engine.control import Engine
 from sagactl.engine.worker import Worker, WorkerOptions
-from sagactl.models import SagaState, StepStatus
+from sagactl.errors import UnavailableError
+from sagactl.models import SagaState, StepStatus, utcnow
 from sagactl.ops import make_engine
 from sagactl.ops.worker import build_worker
 from sagactl.store import Store, open_store
@@ -387,3 +390,97 @@ def test_the_database_going_away_costs_a_pause_not_the_worker(
     finally:
         os.environ.pop("SVC_URL")
         store.close()
+
+
+def waiting_for_reserve(store: Store, sqs: Sqs, commands: Queue, saga_id: str) -> None:
+    """Wait until the worker sent reserve's command and put the saga aside for its reply."""
+
+    def aside() -> bool:
+        saga = store.get(saga_id)
+        return saga is not None and saga.lease_owner is None and saga.wake_at is not None
+
+    wait_for(lambda: sqs.counts(commands)[0] == 1 and aside(), timeout=60)
+
+
+def reserved(store: Store, saga_id: str) -> bool:
+    saga = store.get(saga_id)
+    return saga is not None and saga.steps[0].status is StepStatus.COMPLETED
+
+
+def test_a_reply_with_another_idempotency_key_is_not_applied(
+    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+) -> None:
+    """The saga and step are right but the key is another command's: it answers nothing sent
+    for this step, so it is deleted and the step still waits; the right key is applied."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve", "result": {"ok": 1}}
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            for key in (f"{saga_id}:reserve:compensation", f"{saga_id}-2:reserve:action", f"{saga_id}:charge:action"):
+                sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps({**reply, "idempotency_key": key}))
+            wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 3)
+            wait_for(lambda: sqs.counts(replies) == (0, 0))
+            assert not reserved(store, saga_id) and worker.metrics.replies.labels("applied")._value.get() == 0
+            right = {**reply, "idempotency_key": f"{saga_id}:reserve:action"}
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(right))
+            wait_for(lambda: reserved(store, saga_id))
+    finally:
+        store.close()
+
+
+def test_a_reply_for_a_saga_another_driver_holds_is_handed_back(
+    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+) -> None:
+    """Another driver (an operator's resume) holds the saga when its reply comes: the reply is
+    handed back to the queue, not deleted, and applied once the saga is free again."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            now = utcnow()
+            assert store.acquire_lease(saga_id, "ops-laptop:resume", now + timedelta(minutes=5), now) is None
+            key = f"{saga_id}:reserve:action"
+            reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve", "idempotency_key": key}
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(reply))
+            wait_for(lambda: worker.metrics.replies.labels("retried")._value.get() >= 1)
+            assert sum(sqs.counts(replies)) == 1 and not reserved(store, saga_id)  # back in the queue, not applied
+            store.release_lease(saga_id, "ops-laptop:resume")
+            wait_for(lambda: worker.metrics.replies.labels("applied")._value.get() == 1)
+            assert reserved(store, saga_id)
+    finally:
+        store.close()
+
+
+def test_the_grace_period_is_shared_by_the_threads_not_given_to_each(store_dsn: str) -> None:
+    """Four driver threads that cannot stop (each stuck connecting): join(2) returns False
+    after about 2 s in all, not 2 s per thread."""
+    release = threading.Event()
+
+    def stuck_engine(store: Store, metrics: Any, stopping: threading.Event) -> Engine:
+        release.wait(120)
+        raise UnavailableError("released")
+
+    worker = Worker(
+        open_store=lambda: open_store(store_dsn),
+        make_engine=stuck_engine,
+        listeners=lambda snapshot: [],
+        options=replace(FAST, concurrency=4),
+    )
+    worker.start()
+    try:
+        time.sleep(0.2)  # every driver thread is inside make_engine
+        worker.stop()
+        started = time.monotonic()
+        assert worker.join(2.0) is False
+        elapsed = time.monotonic() - started
+        assert 1.9 <= elapsed < 5.0, elapsed  # one grace for all four, not 4 x 2 s
+    finally:
+        release.set()
+        assert worker.join(30)

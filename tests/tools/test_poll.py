@@ -162,7 +162,7 @@ def test_unclaimed_means_more_than_90_seconds_past_the_lease_or_the_wake_up() ->
 
 def test_a_lapsed_lease_taken_over_is_followed_on(store: Store) -> None:
     plays = progress(running_saga())
-    waits = int((60 + 90 - 30) // 2) - 1  # just before it would count as unclaimed
+    waits = ((60 + 90 - 30) // 2) - 1  # just before it would count as unclaimed
     code, seen, _ = follow(store, [None] * waits + [plays["charge_done"], plays["completed"]])
     assert code is ExitCode.OK and seen[-1][0] == "completed"
 

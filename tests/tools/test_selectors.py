@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from sagactl.cli import app
 from sagactl.config import TableMapping
 from sagactl.errors import UsageError
+from sagactl.models import SagaState
 from sagactl.store import Store, open_store
 from sagactl.store.listing import prefix_successor
 from sagactl.store.mapped import MappedTableStore
 from sagactl.store.postgres import PostgresStore
-from sagactl.models import SagaState
 from sagactl.tools.inspect import ListRequest
 from sagactl.tools.selectors import (
     AmbiguousIdError,
