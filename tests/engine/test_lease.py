@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,8 @@ def test_a_holder_that_exited_or_is_a_zombie_is_dead() -> None:
     try:
         alive = f"{HOST}:{zombie.pid}:0000abcd"
         assert not holder_is_dead(alive)  # a running process holds its lease
+        with pytest.raises(subprocess.TimeoutExpired):
+            zombie.wait(timeout=1)  # and asking sent it no signal: it still runs
         os.kill(zombie.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while not holder_is_dead(alive):  # killed, not reaped yet: a zombie still answers kill(pid, 0)
@@ -51,6 +55,32 @@ def test_a_holder_that_exited_or_is_a_zombie_is_dead() -> None:
     finally:
         zombie.kill()
         zombie.wait()
+
+
+def test_a_zombie_whose_name_holds_a_parenthesis_and_non_ascii_is_dead(tmp_path: Path) -> None:
+    """/proc/PID/stat is "PID (NAME) STATE ...": NAME may hold ") R " and bytes that are not
+    ASCII; the state is the field after the last parenthesis."""
+    program = tmp_path / "z) R é"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    process = subprocess.Popen([str(program), "60"])
+    try:
+        owner = f"{HOST}:{process.pid}:0000abcd"
+        assert not holder_is_dead(owner)
+        process.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not holder_is_dead(owner):
+            assert time.monotonic() < deadline, "a killed zombie with an odd name never counted as dead"
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_an_owner_with_more_colons_is_read_by_its_second_field() -> None:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert holder_is_dead(f"{HOST}:{done.pid}:nonce:with:colons")
+    assert not holder_is_dead(f"{HOST}:{os.getpid()}:nonce:with:colons")
 
 
 def test_only_a_process_of_this_host_other_than_this_one_can_be_judged_dead() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -130,6 +131,111 @@ def test_ids_on_stdin_one_per_line() -> None:
         read_id_lines(io.StringIO("\n  \n"))
     with pytest.raises(UsageError, match="stdin is a terminal"):
         read_id_lines(Tty("a\n"))
+
+
+class Unreadable(io.StringIO):
+    """A stream without isatty (a pipe wrapper), holding bytes that are not UTF-8."""
+
+    def isatty(self) -> bool:
+        raise ValueError("I/O operation on closed file")
+
+    def read(self, size: int | None = -1) -> str:
+        raise UnicodeDecodeError("utf-8", b"a\xffb", 1, 2, "invalid start byte")
+
+
+def test_stdin_that_cannot_be_asked_or_read() -> None:
+    class NoTty:
+        def read(self) -> str:
+            return "a\nb\n"
+
+    assert read_id_lines(NoTty()) == ["a", "b"]  # type: ignore[arg-type]  # no isatty: a pipe
+    with pytest.raises(UsageError) as raised:
+        read_id_lines(Unreadable())
+    assert raised.value.one_line() == "saga IDs on stdin are not UTF-8 text: invalid start byte at byte 1"
+    with pytest.raises(UsageError) as raised:
+        read_id_lines(Tty("a\n"))
+    assert raised.value.one_line() == "- reads saga IDs from stdin, but stdin is a terminal; pipe IDs in, one per line"
+
+
+def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -> None:
+    with pytest.raises(UsageError) as raised:
+        Selector(ids=("a",), request=ListRequest(stuck=True)).check()
+    assert raised.value.one_line().startswith(
+        "pass saga IDs (or -) or selectors (--stuck, --state, --type, --step, --error, --group, --older-than,"
+        " --since, --until), not both; narrow IDs with"
+    )
+    with pytest.raises(UsageError, match="^name at least one SAGA_ID"):
+        Selector().check()
+    with pytest.raises(UsageError, match="^--group KEY picks a failure group among"):
+        Selector(request=ListRequest(group="2e41eb43")).check()
+    with pytest.raises(UsageError, match="^--group KEY picks"):
+        Selector(request=ListRequest(group="2e41eb43", older_than="1h")).check()
+    for other in (
+        ListRequest(stuck=True),
+        ListRequest(states=(SagaState.PENDING,)),
+        ListRequest(saga_type="Order"),
+        ListRequest(step="charge"),
+        ListRequest(error="declined"),
+        ListRequest(since="1h"),
+        ListRequest(until="1h"),
+    ):
+        Selector(request=replace(other, group="2e41eb43")).check()  # among what those pick
+    with pytest.raises(UsageError):
+        Selector(ids=("",)).check()  # an ID no store can hold, refused before any store opens
+    with pytest.raises(UsageError, match="--older-than must be positive"):
+        Selector(request=ListRequest(older_than="0s")).check()
+    for alone in (
+        ListRequest(stuck=True),
+        ListRequest(states=(SagaState.PENDING,)),
+        ListRequest(saga_type="T"),
+        ListRequest(older_than="1h"),
+        ListRequest(since="1h"),
+        ListRequest(until="1h"),
+        ListRequest(step="s"),
+        ListRequest(error="e"),
+    ):
+        selector = Selector(request=alone)
+        selector.check()
+        assert selector.filtered and not selector.typed, alone
+
+
+def test_a_selector_as_typed_and_as_recorded() -> None:
+    typed = Selector(ids=("s-1", "s-2"))
+    assert typed.typed and not typed.filtered and typed.describe() == "s-1 s-2"
+    assert typed.to_dict() == {"saga_ids": ["s-1", "s-2"]}
+    piped = Selector(ids=tuple(f"s-{n}" for n in range(7)), from_stdin=True)
+    assert not piped.typed
+    assert piped.describe() == "- (7 IDs from stdin: s-0 s-1 s-2 s-3 s-4 (+2 more))"
+    five = Selector(ids=tuple(f"s-{n}" for n in range(5)))
+    assert five.describe() == "s-0 s-1 s-2 s-3 s-4"
+    filters = Selector(
+        request=ListRequest(
+            stuck=True,
+            states=(SagaState.PENDING, SagaState.COMPENSATING),
+            saga_type="Order Fulfillment",
+            step="charge",
+            error="card declined",
+            group="2e41eb43",
+            older_than="2h",
+            since="24h",
+            until="1h",
+        )
+    )
+    assert filters.describe() == (
+        "--stuck --state pending --state compensating --type 'Order Fulfillment' --step charge"
+        " --error 'card declined' --group 2e41eb43 --older-than 2h --since 24h --until 1h"
+    )
+    assert filters.to_dict() == {
+        "stuck": True,
+        "states": ["pending", "compensating"],
+        "type": "Order Fulfillment",
+        "step": "charge",
+        "error": "card declined",
+        "group": "2e41eb43",
+        "older_than": "2h",
+        "since": "24h",
+        "until": "1h",
+    }
 
 
 # -- the commands -------------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+"""Mutation testing of sagactl's core modules with mutmut, one module at a time, each mutant run
+against only the test files that cover that module (docs/mutation-testing.md).
+
+    nice -n 19 python benchmarks/mutation.py sagactl/engine/lease.py      # one module
+    nice -n 19 python benchmarks/mutation.py --all                        # every core module, in turn
+    python benchmarks/mutation.py --report                                # the table of the last runs
+
+Each run starts from a clean ``mutants/`` (mutmut's work tree), mutates the one module, and
+runs, for each mutant, the tests of MODULES[module] that execute the mutated function, with
+``-x`` (the first failure kills the mutant). The score is written to
+``benchmarks/mutation/<module>.json``; ``--report`` prints the Markdown table that
+benchmarks/RESULTS-mutation.md records. A survivor listed in EQUIVALENT (by mutant name, with
+the mutated line it must still show, and why no test can tell it apart) is counted as
+equivalent instead; a listed mutant whose line changed is reported stale and counted as a
+survivor until judged again.
+
+mutmut is configured under ``[tool.mutmut]`` in pyproject.toml (the pytest options every run
+uses); this script narrows it to one module and its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "mutation"
+
+# module -> the narrowest test files that cover it
+MODULES: dict[str, list[str]] = {
+    "sagactl/engine/lease.py": ["tests/engine/test_lease.py"],
+    "sagactl/tools/selectors.py": ["tests/tools/test_selectors.py"],
+    "sagactl/tools/bulk.py": ["tests/tools/test_bulk.py"],
+    "sagactl/tools/retention.py": ["tests/tools/test_retention.py"],
+    "sagactl/dlq/redrive.py": ["tests/dlq/test_redrive.py"],
+    "sagactl/engine/worker.py": ["tests/engine/test_worker.py"],
+    "sagactl/engine/driver.py": ["tests/engine/test_driver.py", "tests/engine/test_engine.py"],
+    "sagactl/engine/control.py": ["tests/engine/test_engine.py"],
+}
+
+# mutant name -> (the mutated line as `mutmut show` prints it, after "+", stripped; why it is equivalent)
+EQUIVALENT: dict[str, tuple[str, str]] = {
+    # lease.py
+    "sagactl.engine.lease.x_holder_is_dead__mutmut_9": (
+        'pid_text = rest.split(":", )[0]',
+        "the first field is the same however many more splits follow",
+    ),
+    "sagactl.engine.lease.x_holder_is_dead__mutmut_12": (
+        'pid_text = rest.split(":", 2)[0]',
+        "the first field is the same however many more splits follow",
+    ),
+    "sagactl.engine.lease.x__is_zombie__mutmut_2": (
+        'with open(f"/proc/{pid}/stat", encoding=None, errors="replace") as stat:',
+        "the locale's codec with errors replaced: the fields after the name are ASCII either way",
+    ),
+    "sagactl.engine.lease.x__is_zombie__mutmut_5": (
+        'with open(f"/proc/{pid}/stat", errors="replace") as stat:',
+        "the locale's codec with errors replaced: the fields after the name are ASCII either way",
+    ),
+    "sagactl.engine.lease.x__is_zombie__mutmut_8": (
+        'with open(f"/proc/{pid}/stat", encoding="ASCII", errors="replace") as stat:',
+        "codec names are case-insensitive",
+    ),
+    "sagactl.engine.lease.x__is_zombie__mutmut_23": (
+        'return bool(fields) and fields[0] in ("Z", "XXXXX")',
+        "state X (dead) is never visible in /proc: the kernel shows it for an instant while it reaps",
+    ),
+    "sagactl.engine.lease.x__is_zombie__mutmut_24": (
+        'return bool(fields) and fields[0] in ("Z", "x")',
+        "state X (dead) is never visible in /proc: the kernel shows it for an instant while it reaps",
+    ),
+}
+
+BOOTSTRAP = """
+import json, sys
+from dataclasses import replace
+import mutmut.configuration as configuration
+spec = json.loads(sys.argv[1])
+configuration._config = replace(
+    configuration._load_config(),
+    only_mutate=spec["only"],
+    pytest_add_cli_args_test_selection=spec["tests"],
+)
+from mutmut.__main__ import cli
+cli(sys.argv[2:])
+"""
+
+
+def mutmut(module: str, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """mutmut's command line, configured for ``module`` and its tests."""
+    spec = json.dumps({"only": [module], "tests": MODULES[module]})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", BOOTSTRAP, spec, *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=capture,
+        check=False,
+    )
+
+
+def mutated_line(module: str, name: str) -> str:
+    """The line a mutant changes, as mutmut shows it (first ``+`` line of its diff)."""
+    diff = mutmut(module, "show", name, capture=True).stdout
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return added[0] if added else ""
+
+
+def run(module: str, children: int) -> dict[str, object]:
+    """Mutate ``module``, run its tests against every mutant, return and save its score."""
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    started = time.monotonic()
+    mutmut(module, "run", "--max-children", str(children))
+    elapsed = time.monotonic() - started
+    listed = mutmut(module, "results", "--all", "true", capture=True).stdout
+    prefix = module.removesuffix(".py").replace("/", ".") + "."
+    statuses: dict[str, str] = {}
+    for line in listed.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name.startswith(prefix):
+            statuses[name] = status
+    killed = [n for n, s in statuses.items() if s in ("killed", "timeout", "segfault", "caught by type check")]
+    timeouts = [n for n, s in statuses.items() if s == "timeout"]
+    equivalent, stale, survived = [], [], []
+    for name, status in sorted(statuses.items()):
+        if name in killed:
+            continue
+        if name in EQUIVALENT:
+            line = mutated_line(module, name)
+            if line == EQUIVALENT[name][0]:
+                equivalent.append(name)
+                continue
+            stale.append(name)
+        survived.append(name)
+    score = {
+        "module": module,
+        "tests": MODULES[module],
+        "mutants": len(statuses),
+        "killed": len(killed),
+        "timeouts": len(timeouts),
+        "equivalent": len(equivalent),
+        "survived": len(survived),
+        "survivors": {name: mutated_line(module, name) for name in survived},
+        "stale_equivalents": stale,
+        "seconds": round(elapsed),
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / (module.replace("/", "_") + ".json")).write_text(json.dumps(score, indent=2) + "\n")
+    return score
+
+
+def table() -> str:
+    """The Markdown table of every module's last score."""
+    rows = [
+        "| module | tests | mutants | killed (of them by timeout) | equivalent | survived | killed / non-equivalent |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for module in MODULES:
+        path = OUT / (module.replace("/", "_") + ".json")
+        if not path.exists():
+            rows.append(f"| `{module}` | {', '.join(MODULES[module])} | not run | | | | |")
+            continue
+        s = json.loads(path.read_text())
+        live = s["mutants"] - s["equivalent"]
+        share = f"{100 * s['killed'] / live:.1f}%" if live else "-"
+        rows.append(
+            f"| `{module}` | {', '.join(s['tests'])} | {s['mutants']} | {s['killed']} ({s['timeouts']}) |"
+            f" {s['equivalent']} | {s['survived']} | {share} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="modules to mutate (keys of MODULES)")
+    parser.add_argument("--all", action="store_true", help="every core module, one after the other")
+    parser.add_argument("--report", action="store_true", help="print the table of the last scores")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    args = parser.parse_args()
+    chosen = list(MODULES) if args.all else args.modules
+    unknown = [m for m in chosen if m not in MODULES]
+    if unknown:
+        parser.error(f"not a core module: {', '.join(unknown)} (known: {', '.join(MODULES)})")
+    for module in chosen:
+        score = run(module, args.children)
+        print(json.dumps({k: v for k, v in score.items() if k != "survivors"}))
+        for name, line in score["survivors"].items():  # type: ignore[union-attr]
+            print(f"  survived {name}: {line}")
+    if args.report or not chosen:
+        print(table())
+
+
+if __name__ == "__main__":
+    main()
