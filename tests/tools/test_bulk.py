@@ -30,12 +30,24 @@ from sagactl.models import SagaState, Transition
 from sagactl.ops.bulk import BulkRequest, run_bulk
 from sagactl.ops.sagas import RunRequest, list_sagas, run_file
 from sagactl.store import open_store
+from sagactl.store.base import JobRecord
 from sagactl.store.sql import summarize
-from sagactl.tools.bulk import BulkAction, BulkPlan, BulkReport, Pacer, job_base, plan_item
+from sagactl.tools.bulk import (
+    BulkAction,
+    BulkPlan,
+    BulkReport,
+    Pacer,
+    PlanItem,
+    check_job_id,
+    check_limits,
+    job_base,
+    plan_item,
+    tags,
+)
 from sagactl.tools.inspect import ListRequest
 from sagactl.tools.selectors import Selector
 from tests.support.clock import FakeClock
-from tests.support.sagas import saga
+from tests.support.sagas import T0, saga
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
@@ -318,6 +330,78 @@ def test_pacer_holds_the_rate() -> None:
     for _ in range(5):
         unpaced.wait()
     assert unpaced.clock.sleeps == []  # type: ignore[attr-defined]
+
+
+def test_a_slow_saga_earns_no_burst_beyond_the_average() -> None:
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock)
+    pacer.wait()
+    clock.advance(3.0)  # the first saga took 3 s
+    for _ in range(6):  # the 2nd..7th were due at 0.5 s .. 3 s: they start at once
+        pacer.wait()
+    assert clock.sleeps == []
+    pacer.wait()  # the 8th is due at 3.5 s, n / rate after the first: no sooner
+    assert clock.sleeps == [pytest.approx(0.5)] and pacer.count == 8
+
+
+def test_job_ids_limits_and_tags_as_the_operator_gives_them() -> None:
+    assert check_job_id("job-3fa2c1d0") == "job-3fa2c1d0"
+    assert check_job_id("ops_7.b:2") == "ops_7.b:2"
+    assert check_job_id("j" * 64) == "j" * 64
+    for bad in ("", "j" * 65, "job 1", "job/1", "job;rm"):
+        with pytest.raises(UsageError) as raised:
+            check_job_id(bad)
+        assert raised.value.one_line() == (
+            f"--job takes a job ID (letters, digits, - _ . : up to 64), got '{bad[:40]}';"
+            " as a bulk command printed it, e.g. job-3fa2c1d0"
+        )
+    check_limits(None, None)
+    check_limits(10_000.0, 1)
+    check_limits(0.001, 1_000_000_000)
+    for rate in (0.0, -1.0, 10_000.5, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match=r"^--rate must be above 0 and at most 10000 sagas per second"):
+            check_limits(rate, None)
+    for count in (0, -1, 1_000_000_001):
+        with pytest.raises(UsageError) as raised:
+            check_limits(None, count)
+        assert raised.value.one_line() == f"--max must be 1 to 1000000000, got {count}"
+    job = JobRecord("job-1", "abort", {}, "OPS-7", "alice@h", T0)
+    assert tags(job, "--stuck") == {"job": "job-1", "by": "alice@h", "selector": "--stuck", "reason": "OPS-7"}
+    unexplained = JobRecord("job-2", "resume", {}, None, "bob@h", T0)
+    assert tags(unexplained, "s-1") == {"job": "job-2", "by": "bob@h", "selector": "s-1"}
+    assert [a.done for a in BulkAction] == ["resumed", "aborted", "resolved"]
+
+
+def test_a_plan_item_as_json() -> None:
+    pending = summarize(saga("p", step=1, error="HTTP 503"))
+    assert plan_item(BulkAction.RESUME, pending).to_dict() == {
+        "saga_id": "p",
+        "saga_type": "Order",
+        "state": "pending",
+        "current_step_name": "charge",
+        "last_error": pending.last_error,
+        "plan": "continue at charge",
+        "skip": None,
+    }
+    assert PlanItem("gone", None, skip="not found").to_dict() == {
+        "saga_id": "gone",
+        "saga_type": None,
+        "state": None,
+        "current_step_name": None,
+        "last_error": None,
+        "plan": None,
+        "skip": "not found",
+    }
+    started = summarize(saga("s", state=SagaState.STARTED, step=None))
+    assert plan_item(BulkAction.RESUME, started).will == "continue"  # no step yet: no "at"
+    compensating = summarize(saga("c", state=SagaState.COMPENSATING, step=1))
+    assert plan_item(BulkAction.RESOLVE, compensating, step="charge").will is not None
+    completed = summarize(saga("d", state=SagaState.COMPLETED, step=None))
+    assert plan_item(BulkAction.ABORT, completed).skip == "already completed"
+    assert plan_item(BulkAction.RESOLVE, completed, step="charge").skip == "already completed"
+    items = [PlanItem("a", None, will="x"), PlanItem("b", None, skip="y"), PlanItem("c", None, will="z")]
+    plan = BulkPlan(JobRecord("j", "resume", {}, None, "w", T0), False, "a b c", items)
+    assert [i.saga_id for i in plan.to_act] == ["a", "c"]
 
 
 def test_rate_is_honoured_and_measured(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,3 +172,96 @@ def test_the_cutoff_is_exclusive(store: Store) -> None:
     assert counted.to_dict()["matched"] == 1
     result = prune(store, request(), NOW)
     assert result.pruned == 1 and remaining(store) == {"at-cutoff"}
+
+
+def test_states_batches_and_the_archive_are_checked_before_anything_is_opened() -> None:
+    assert parse_states(None) == parse_states([]) == (SagaState.COMPLETED, SagaState.FAILED)
+    assert parse_states(["failed", ",completed,"]) == (SagaState.FAILED, SagaState.COMPLETED)
+    with pytest.raises(UsageError) as raised:
+        parse_states(["complete"])
+    assert raised.value.one_line() == "--state: unknown state 'complete'; prune takes completed, failed"
+    with pytest.raises(UsageError) as raised:
+        parse_states(["compensating"])
+    assert raised.value.one_line() == (
+        "--state compensating: active sagas are never pruned; prune takes completed, failed; finish them first"
+        " (resume, abort), or list them with 'sagactl list --state compensating'"
+    )
+    with pytest.raises(UsageError) as raised:
+        parse_states([" , "])
+    assert raised.value.one_line() == "--state names no state; prune takes completed, failed"
+    request(batch=1).validate()
+    request(batch=10_000).validate()
+    for batch in (0, 10_001):
+        with pytest.raises(UsageError) as raised:
+            request(batch=batch).validate()
+        assert raised.value.one_line() == f"--batch must be 1 to 10000, not {batch}"
+    with pytest.raises(UsageError) as raised:
+        request(archive="a.jsonl", dry_run=True).validate()
+    assert raised.value.one_line() == "--dry-run archives nothing: drop --archive, or --dry-run to prune"
+
+
+def test_the_prune_document(population: Store, tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    seen: list[tuple[int, int]] = []
+    result = prune(
+        population,
+        request(archive=str(path), batch=4, saga_type="Order"),
+        NOW,
+        progress=lambda r: seen.append((r.pruned, r.batches)),
+    )
+    assert seen == [(4, 1), (5, 2), (8, 3)]  # after each batch: completed 4+1, failed 3
+    assert result.to_dict() == {
+        "dry_run": False,
+        "cutoff": "2026-12-06T08:00:00.000000Z",
+        "states": ["completed", "failed"],
+        "saga_type": "Order",
+        "matched": 8,
+        "pruned": 8,
+        "archived": 8,
+        "archive": str(path),
+        "batches": 3,
+        "interrupted": False,
+        "counts": [
+            {"saga_type": "Order", "state": "completed", "count": 5},
+            {"saga_type": "Order", "state": "failed", "count": 3},
+        ],
+    }
+    counted = prune(population, request(dry_run=True), NOW).to_dict()
+    assert (counted["matched"], counted["pruned"], counted["archive"], counted["batches"]) == (2, 0, None, 0)
+
+
+def test_ctrl_c_between_batches_keeps_what_is_done(population: Store) -> None:
+    def interrupt(result: object) -> None:
+        raise KeyboardInterrupt
+
+    result = prune(population, request(batch=3), NOW, progress=interrupt)
+    assert result.interrupted and (result.pruned, result.batches) == (3, 1)
+    assert result.counts == [StateCount("Order", SagaState.COMPLETED, 3)]
+    assert len(remaining(population)) == 12
+    exact(population)
+
+
+def test_a_new_archive_is_private_and_its_directory_entry_durable(
+    population: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "new" / "archive.jsonl"
+    path.parent.mkdir()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    prune(population, request(archive=str(path), batch=20), NOW)
+    assert synced[0] == "dir" and synced[1:] == ["file", "file"]  # the entry first, then each batch
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    synced.clear()
+    prune(population, request(archive=str(path)), NOW)  # nothing left: no batch, no fsync of anything
+    assert synced == []
+    with pytest.raises(UsageError) as raised:
+        prune(population, request(archive=str(tmp_path / "missing" / "a.jsonl")), NOW)
+    assert raised.value.one_line() == (
+        f"cannot open archive {tmp_path / 'missing' / 'a.jsonl'}: No such file or directory; check the path"
+    )
