@@ -113,6 +113,15 @@ def test_an_ambiguous_prefix_names_a_bounded_list_of_candidates(seeded: Store) -
         + ", ".join(f"many-{n:02d}" for n in range(10))
         + ", …); type more of the ID"
     )
+    assert (raised.value.prefix, len(raised.value.candidates)) == ("many", 11)  # one range scan of 11 at most
+    add(seeded, *(saga(f"ten-{n}") for n in range(10)))
+    with pytest.raises(AmbiguousIdError) as raised:
+        resolve_id(seeded, "ten")
+    assert raised.value.one_line() == (
+        "saga ID prefix 'ten' is ambiguous: it matches 10 sagas ("
+        + ", ".join(f"ten-{n}" for n in range(10))
+        + "); type more of the ID"
+    )
 
 
 # -- stdin --------------------------------------------------------------------------------------
@@ -164,10 +173,18 @@ def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -
         "pass saga IDs (or -) or selectors (--stuck, --state, --type, --step, --error, --group, --older-than,"
         " --since, --until), not both; narrow IDs with"
     )
-    with pytest.raises(UsageError, match="^name at least one SAGA_ID"):
+    with pytest.raises(UsageError) as raised:
         Selector().check()
-    with pytest.raises(UsageError, match="^--group KEY picks a failure group among"):
+    assert raised.value.one_line() == (
+        "name at least one SAGA_ID (or - for IDs on stdin), or select sagas with --stuck, --state, --type,"
+        " --step, --error, --group, --older-than, --since or --until; see 'sagactl list --stuck -q'"
+    )
+    with pytest.raises(UsageError) as raised:
         Selector(request=ListRequest(group="2e41eb43")).check()
+    assert raised.value.one_line() == (
+        "--group KEY picks a failure group among the sagas the other selectors pick: pass the ones the groups"
+        " were listed with; e.g. 'list --stuck --group-by step,error' then '--stuck --group KEY'"
+    )
     with pytest.raises(UsageError, match="^--group KEY picks"):
         Selector(request=ListRequest(group="2e41eb43", older_than="1h")).check()
     for other in (
@@ -180,8 +197,9 @@ def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -
         ListRequest(until="1h"),
     ):
         Selector(request=replace(other, group="2e41eb43")).check()  # among what those pick
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="^saga ID is empty"):
         Selector(ids=("",)).check()  # an ID no store can hold, refused before any store opens
+    Selector(ids=(" padded ", "x" * 300, "tab\there")).check()  # another writer's IDs: looked up, not refused
     with pytest.raises(UsageError, match="--older-than must be positive"):
         Selector(request=ListRequest(older_than="0s")).check()
     for alone in (
@@ -208,6 +226,8 @@ def test_a_selector_as_typed_and_as_recorded() -> None:
     assert piped.describe() == "- (7 IDs from stdin: s-0 s-1 s-2 s-3 s-4 (+2 more))"
     five = Selector(ids=tuple(f"s-{n}" for n in range(5)))
     assert five.describe() == "s-0 s-1 s-2 s-3 s-4"
+    six = Selector(ids=tuple(f"s-{n}" for n in range(6)))
+    assert six.describe() == "s-0 s-1 s-2 s-3 s-4 (+1 more)"
     filters = Selector(
         request=ListRequest(
             stuck=True,
@@ -313,6 +333,12 @@ def test_filters_alone_pick_among_active_sagas(store: Store) -> None:
     assert sorted(s.saga_id for s in picked) == ["other-1", "run-1", "undo-1"]  # run-2 moved 10 min ago
     finished, _ = select(store, Selector(request=ListRequest(states=(SagaState.COMPLETED,))), now)
     assert [s.saga_id for s in finished] == ["done-1"]  # asked for by name: picked
+
+
+def test_a_selector_sees_every_match_not_lists_default_1000(store: Store) -> None:
+    add(store, *(saga(f"n-{i:04d}", created=i) for i in range(1001)))
+    picked, _ = select(store, Selector(request=ListRequest(saga_type="Order")), at(2000))
+    assert len(picked) == 1001
 
 
 def test_older_than_alone_is_a_selector_on_the_command_line(cli: str) -> None:
