@@ -83,6 +83,21 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "interactive = None",
         "None and False are both falsy: a stream that cannot say is not a terminal either way",
     ),
+    # retention.py
+    "sagactl.tools.retention.x__prune_state__mutmut_33": (
+        'result.archived += _archive(archive, request.archive or "XXXX", store, ids)',
+        "an archive is open only when request.archive names it: the fallback is never used",
+    ),
+    "sagactl.tools.retention.x__prune_state__mutmut_41": (
+        "gone = store.delete_finished(ids, PruneQuery(query.before, (state,), None))",
+        "the IDs were found with the type filter and a saga's type never changes: the DELETE's type re-check"
+        " cannot differ",
+    ),
+    "sagactl.tools.retention.x__prune_state__mutmut_44": (
+        "gone = store.delete_finished(ids, PruneQuery(query.before, (state,), ))",
+        "the IDs were found with the type filter and a saga's type never changes: the DELETE's type re-check"
+        " cannot differ",
+    ),
 }
 
 BOOTSTRAP = """

@@ -126,8 +126,13 @@ def test_the_archive_holds_each_pruned_saga_whole_and_is_appended_to(population:
 def test_an_archive_that_cannot_be_written_deletes_nothing(population: Store) -> None:
     if not os.path.exists("/dev/full"):  # pragma: no cover - Linux has it
         pytest.fail("this test needs /dev/full")
-    with pytest.raises(UnavailableError, match=r"writing archive /dev/full failed.*not deleted"):
+    with pytest.raises(UnavailableError) as raised:
         prune(population, request(archive="/dev/full"), NOW)
+    assert raised.value.one_line() == (
+        "writing archive /dev/full failed: No space left on device; the sagas of this batch were not deleted;"
+        " free space on that disk and run prune again (it appends; sagas archived twice are harmless)"
+    )
+    assert isinstance(raised.value.__cause__, OSError)
     assert len(remaining(population)) == 15
     exact(population)
 
@@ -180,6 +185,9 @@ def test_states_batches_and_the_archive_are_checked_before_anything_is_opened() 
     with pytest.raises(UsageError) as raised:
         parse_states(["complete"])
     assert raised.value.one_line() == "--state: unknown state 'complete'; prune takes completed, failed"
+    with pytest.raises(UsageError) as raised:
+        parse_states(["x" * 50])
+    assert raised.value.one_line() == f"--state: unknown state '{'x' * 40}'; prune takes completed, failed"
     with pytest.raises(UsageError) as raised:
         parse_states(["compensating"])
     assert raised.value.one_line() == (
@@ -265,3 +273,31 @@ def test_a_new_archive_is_private_and_its_directory_entry_durable(
     assert raised.value.one_line() == (
         f"cannot open archive {tmp_path / 'missing' / 'a.jsonl'}: No such file or directory; check the path"
     )
+
+
+def test_a_dry_run_counts_only_the_states_asked_for(population: Store) -> None:
+    counted = prune(population, request(dry_run=True, states=(SagaState.FAILED,)), NOW)
+    assert counted.counts == [StateCount("Order", SagaState.FAILED, 3)] and counted.to_dict()["matched"] == 3
+
+
+def test_each_saga_is_read_once_even_one_its_delete_kept(population: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch continues after the last saga the previous one found (a keyset), so a saga the
+    DELETE's own re-check kept is not found again and again: prune ends, having read each once."""
+    kept = {"old-c1", "old-c4"}
+    read: list[str] = []
+    real_prunable, real_delete = population.prunable, population.delete_finished
+
+    def prunable(*args: object) -> list[tuple[str, object, str]]:
+        found = real_prunable(*args)  # type: ignore[arg-type]
+        read.extend(saga_id for saga_id, _, _ in found)
+        assert len(read) <= 20, f"sagas read again: {read}"
+        return found
+
+    def delete_finished(saga_ids: list[str], query: PruneQuery) -> list[str]:
+        return real_delete([i for i in saga_ids if i not in kept], query)
+
+    monkeypatch.setattr(population, "prunable", prunable)
+    monkeypatch.setattr(population, "delete_finished", delete_finished)
+    result = prune(population, request(batch=2), NOW)
+    assert sorted(read) == sorted({*read}) and len(read) == 10  # each of the 10 finished before the cutoff once
+    assert result.pruned == 8 and kept <= remaining(population)

@@ -185,7 +185,7 @@ def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -
         "--group KEY picks a failure group among the sagas the other selectors pick: pass the ones the groups"
         " were listed with; e.g. 'list --stuck --group-by step,error' then '--stuck --group KEY'"
     )
-    with pytest.raises(UsageError, match="^--group KEY picks"):
+    with pytest.raises(UsageError, match=r"^--group KEY picks"):
         Selector(request=ListRequest(group="2e41eb43", older_than="1h")).check()
     for other in (
         ListRequest(stuck=True),
@@ -197,7 +197,7 @@ def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -
         ListRequest(until="1h"),
     ):
         Selector(request=replace(other, group="2e41eb43")).check()  # among what those pick
-    with pytest.raises(UsageError, match="^saga ID is empty"):
+    with pytest.raises(UsageError, match=r"^saga ID is empty"):
         Selector(ids=("",)).check()  # an ID no store can hold, refused before any store opens
     Selector(ids=(" padded ", "x" * 300, "tab\there")).check()  # another writer's IDs: looked up, not refused
     with pytest.raises(UsageError, match="--older-than must be positive"):
