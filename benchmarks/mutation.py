@@ -100,6 +100,26 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Tests start sagactl in subprocesses (PYTHONPATH: the mutants/ tree, cwd: a temporary
+# directory); the mutated modules there import mutmut, whose config is read from the current
+# directory. This file, put in mutants/, hands them the run's config instead.
+SITECUSTOMIZE = """
+import json, os
+_spec = os.environ.get("SAGACTL_MUTATION_SPEC")
+if _spec:
+    from dataclasses import replace as _replace
+    import mutmut.configuration as _configuration
+    _spec = json.loads(_spec)
+    _here = os.getcwd()
+    os.chdir(_spec["root"])
+    try:
+        _configuration._config = _replace(
+            _configuration._load_config(), only_mutate=_spec["only"], pytest_add_cli_args_test_selection=_spec["tests"]
+        )
+    finally:
+        os.chdir(_here)
+"""
+
 BOOTSTRAP = """
 import json, sys
 from dataclasses import replace
@@ -117,8 +137,8 @@ cli(sys.argv[2:])
 
 def mutmut(module: str, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
     """mutmut's command line, configured for ``module`` and its tests."""
-    spec = json.dumps({"only": [module], "tests": MODULES[module]})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    spec = json.dumps({"only": [module], "tests": MODULES[module], "root": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGACTL_MUTATION_SPEC": spec}
     return subprocess.run(
         [sys.executable, "-c", BOOTSTRAP, spec, *args],
         cwd=ROOT,
@@ -139,6 +159,8 @@ def mutated_line(module: str, name: str) -> str:
 def run(module: str, children: int) -> dict[str, object]:
     """Mutate ``module``, run its tests against every mutant, return and save its score."""
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    (ROOT / "mutants").mkdir()
+    (ROOT / "mutants" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     started = time.monotonic()
     mutmut(module, "run", "--max-children", str(children))
     elapsed = time.monotonic() - started
@@ -199,6 +221,9 @@ def table() -> str:
             f"| `{module}` | {tests} | {s['mutants']} | {s['killed']} ({s['timeouts']}) |"
             f" {s['equivalent']} | {s['survived']} | {share} |"
         )
+    rows += ["", "Mutants judged equivalent:", ""]
+    for name, (line, why) in EQUIVALENT.items():
+        rows.append(f"- `{name}`: `{line}`: {why}")
     return "\n".join(rows)
 
 

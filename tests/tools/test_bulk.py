@@ -47,6 +47,7 @@ from sagactl.tools.bulk import (
 from sagactl.tools.inspect import ListRequest
 from sagactl.tools.selectors import Selector
 from tests.support.clock import FakeClock
+from tests.support.processes import interruptible
 from tests.support.sagas import T0, saga
 
 ROOT = Path(__file__).parents[2]
@@ -261,7 +262,9 @@ def test_a_bulk_resume_interrupted_mid_saga_is_rerun_without_touching_a_saga_twi
     stuck(env, monkeypatch, *ids)
     command = [sys.executable, "-m", "sagactl", "resume", "--state", "compensating", "--yes", "-q"]
     child_env = {**os.environ, "PYTHONPATH": str(ROOT), "HANG_ON": "s-3"}
-    child = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(t.detail.get("action") == "resume" for t in history(env, "s-3")):
