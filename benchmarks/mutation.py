@@ -83,6 +83,15 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "interactive = None",
         "None and False are both falsy: a stream that cannot say is not a terminal either way",
     ),
+    # bulk.py
+    "sagactl.tools.bulk.x_check_job_id__mutmut_9": (
+        'if not job_id or len(job_id) > MAX_JOB_ID or not all(c.isalnum() or c in "XX-_.:XX" for c in job_id):',
+        "X is alphanumeric: the characters allowed are the same",
+    ),
+    "sagactl.tools.bulk.x_job_base__mutmut_20": (
+        'return "job-" + hashlib.sha256(text.encode("UTF-8", "surrogatepass")).hexdigest()[:8]',
+        "codec names are case-insensitive",
+    ),
     # retention.py
     "sagactl.tools.retention.x__prune_state__mutmut_33": (
         'result.archived += _archive(archive, request.archive or "XXXX", store, ids)',

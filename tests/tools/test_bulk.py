@@ -142,17 +142,18 @@ def test_plans_say_what_will_happen_to_each_saga() -> None:
     c, p, d = (summarize(s) for s in (compensating, pending, done))
     assert plan_item(BulkAction.RESUME, c).will == "retry the compensation at charge"
     assert plan_item(BulkAction.RESUME, p).will == "continue at notify"
-    assert plan_item(BulkAction.RESUME, d).skip == "already failed"
-    assert plan_item(BulkAction.RESUME, c, done_before=True).skip == "done by this job before"
+    assert plan_item(BulkAction.RESUME, d) == PlanItem("d", d, skip="already failed")
+    assert plan_item(BulkAction.RESUME, c, done_before=True) == PlanItem("c", c, skip="done by this job before")
     assert plan_item(BulkAction.ABORT, p).will == "stop at notify, compensate what it did"
     assert plan_item(BulkAction.ABORT, c).will == "record the abort, retry the compensation at charge"
     assert plan_item(BulkAction.RESOLVE, c, step="charge").will == (
         "mark charge's compensation done by hand, compensate the earlier steps"
     )
     waiting = "the compensation waiting is charge's, not reserve's"
-    assert plan_item(BulkAction.RESOLVE, c, step="reserve").skip == waiting
+    assert plan_item(BulkAction.RESOLVE, c, step="reserve") == PlanItem("c", c, skip=waiting)
     assert plan_item(BulkAction.RESOLVE, c, step="reserve", out_of_order=True).will is not None
-    assert plan_item(BulkAction.RESOLVE, p, step="charge").skip == "pending, not compensating: nothing to resolve"
+    nothing = "pending, not compensating: nothing to resolve"
+    assert plan_item(BulkAction.RESOLVE, p, step="charge") == PlanItem("p", p, skip=nothing)
 
 
 def test_a_dry_run_prints_the_plan_and_changes_nothing(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -505,6 +506,14 @@ def test_the_reason_is_part_of_the_job_id() -> None:
     assert first != job_base(BulkAction.RESUME, {}, selector, "OPS-7")
     assert first != job_base(BulkAction.ABORT, {"step": "charge"}, selector, "OPS-7")
     assert first != job_base(BulkAction.ABORT, {}, {"stuck": True}, "OPS-7")
+    # the text hashed is UTF-8 as typed (not \u escapes); a lone surrogate (bytes of a
+    # non-UTF-8 argument) is hashed too, never an error
+    assert job_base(BulkAction.ABORT, {}, {"error": "café"}, "OPS-7") == "job-" + hashlib.sha256(
+        '{"action":"abort","options":{},"reason":"OPS-7","selector":{"error":"café"}}'.encode()
+    ).hexdigest()[:8]
+    assert job_base(BulkAction.ABORT, {}, {"error": "caf\udce9"}, None) == "job-" + hashlib.sha256(
+        b'{"action":"abort","options":{},"reason":null,"selector":{"error":"caf\xed\xb3\xa9"}}'
+    ).hexdigest()[:8]
     assert first == "job-" + hashlib.sha256(
         b'{"action":"abort","options":{},"reason":"OPS-7","selector":{"older_than":"1ms","stuck":true}}'
     ).hexdigest()[:8]  # printed, typed back with --job, and the same on every machine
