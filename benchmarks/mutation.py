@@ -169,10 +169,12 @@ def mutated_line(module: str, name: str) -> str:
     return added[0] if added else ""
 
 
-def run(module: str, children: int) -> dict[str, object]:
-    """Mutate ``module``, run its tests against every mutant, return and save its score."""
-    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-    (ROOT / "mutants").mkdir()
+def run(module: str, children: int, keep: bool = False) -> dict[str, object]:
+    """Mutate ``module``, run its tests against every mutant, return and save its score.
+    ``keep``: go on with the mutants an interrupted run of the same module left untested."""
+    if not keep:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     started = time.monotonic()
     mutmut(module, "run", "--max-children", str(children))
@@ -250,13 +252,14 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="every core module, one after the other")
     parser.add_argument("--report", action="store_true", help="print the table of the last scores")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--keep", action="store_true", help="continue an interrupted run of one module")
     args = parser.parse_args()
     chosen = list(MODULES) if args.all else args.modules
     unknown = [m for m in chosen if m not in MODULES]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (known: {', '.join(MODULES)})")
     for module in chosen:
-        score = run(module, args.children)
+        score = run(module, args.children, keep=args.keep)
         print(json.dumps({k: v for k, v in score.items() if k != "survivors"}))
         for name, line in score["survivors"].items():  # type: ignore[union-attr]
             print(f"  survived {name}: {line}")

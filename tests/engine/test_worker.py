@@ -5,6 +5,7 @@ period (a real `sagactl worker` process), dead holders."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -221,6 +222,7 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
         saga = store.get(saga_id)
         assert saga is not None
         assert [s.status for s in saga.steps] == [StepStatus.COMPENSATED, StepStatus.FAILED]
+        assert saga.steps[1].error == f"sqs {replies.name}: no"  # the reply queue it came on, and its error
         sent = [
             (m["MessageAttributes"]["command"]["StringValue"], m["MessageAttributes"]["idempotency_key"]["StringValue"])
             for m in seen.seen
@@ -269,8 +271,9 @@ def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> N
 
 
 def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
-    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="sagactl.engine.worker")
     commands, replies = sqs_queues
     text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
     store = open_store(store_dsn)
@@ -293,6 +296,14 @@ def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
                 sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(body))
             wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 5)
             wait_for(lambda: sqs.counts(replies) == (0, 0))
+        ignored = {r.getMessage() for r in caplog.records if r.getMessage().startswith("reply ignored")}
+        assert ignored == {
+            "reply ignored and deleted: not a saga reply",
+            "reply ignored and deleted: nobody awaits SagaStepCompleted from no-such-saga reserve",
+            f"reply ignored and deleted: nobody awaits SagaStepCompleted from {saga_id} no-such-step",
+            f"reply ignored and deleted: nobody awaits SagaStepCompleted from {saga_id} charge",
+            f"reply ignored and deleted: nobody awaits SagaCompensationCompleted from {saga_id} reserve",
+        }
         after = store.get(saga_id)
         assert before is not None and after is not None
         assert [s.to_dict() for s in after.steps] == [s.to_dict() for s in before.steps]
@@ -476,7 +487,9 @@ def test_the_grace_period_is_shared_by_the_threads_not_given_to_each(store_dsn: 
     worker.start()
     try:
         time.sleep(0.2)  # every driver thread is inside make_engine
+        assert worker.healthy()
         worker.stop()
+        assert not worker.healthy()  # stopping: /healthz says so at once, threads still running
         started = time.monotonic()
         assert worker.join(2.0) is False
         elapsed = time.monotonic() - started
