@@ -76,6 +76,18 @@ class Participant:
         self.done.append(saga_id)
 
 
+def refunds_in_dlq(sqs: Sqs, dlq: Queue, saga_ids: list[str]) -> None:
+    """One refund command (for charge) per saga in ``dlq``, its saga and step as attributes too."""
+    sqs.send(
+        dlq,
+        [json.dumps({"saga_id": s, "step_name": "charge"}) for s in saga_ids],
+        attributes=lambda i: {
+            "saga_id": {"DataType": "String", "StringValue": saga_ids[i]},
+            "step_name": {"DataType": "String", "StringValue": "charge"},
+        },
+    )
+
+
 @pytest.fixture
 def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
     """(DLQ, source queue): one refund command per saga in the DLQ; the sagas compensating."""
@@ -83,14 +95,7 @@ def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
     policy = json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 1})
     url = sqs.client.create_queue(QueueName=f"src-{dlq.name[4:]}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
     source = Queue(url=url, name=url.rsplit("/", 1)[1], arn="")
-    sqs.send(
-        dlq,
-        [json.dumps({"saga_id": s, "step_name": "charge"}) for s in SAGAS],
-        attributes=lambda i: {
-            "saga_id": {"DataType": "String", "StringValue": SAGAS[i]},
-            "step_name": {"DataType": "String", "StringValue": "charge"},
-        },
-    )
+    refunds_in_dlq(sqs, dlq, SAGAS)
     store = open_store(store_dsn)
     try:
         for saga_id in SAGAS:
@@ -211,14 +216,7 @@ def test_a_canary_whose_saga_is_not_in_the_log_has_not_got_on(sqs: Sqs, store_ds
     out --canary-wait and stops, saying why; the rest stays in the DLQ."""
     dlq, source = sqs.dlq_pair()
     ghosts = ["ghost-1", "ghost-2", "ghost-3"]
-    sqs.send(
-        dlq,
-        [json.dumps({"saga_id": g, "step_name": "charge"}) for g in ghosts],
-        attributes=lambda i: {
-            "saga_id": {"DataType": "String", "StringValue": ghosts[i]},
-            "step_name": {"DataType": "String", "StringValue": "charge"},
-        },
-    )
+    refunds_in_dlq(sqs, dlq, ghosts)
     open_store(store_dsn).close()  # the saga log exists, and holds none of them
     clock = FakeClock()
     request = RedriveRequest(dlq=dlq.url, to=source.url, wait=0, hold=30)
