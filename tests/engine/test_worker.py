@@ -271,8 +271,16 @@ def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> N
 
 
 def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
-    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue], caplog: pytest.LogCaptureFixture
+    store_dsn: str,
+    sqs: Sqs,
+    sqs_queues: tuple[Queue, Queue],
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
+    # the worker's own logger, whatever an earlier CLI test did to "sagactl" (propagate off)
+    logger = logging.getLogger("sagactl.engine.worker")
+    logger.addHandler(caplog.handler)
+    request.addfinalizer(lambda: logger.removeHandler(caplog.handler))
     caplog.set_level(logging.WARNING, logger="sagactl.engine.worker")
     commands, replies = sqs_queues
     text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
@@ -297,6 +305,7 @@ def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
             wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 5)
             wait_for(lambda: sqs.counts(replies) == (0, 0))
         ignored = {r.getMessage() for r in caplog.records if r.getMessage().startswith("reply ignored")}
+        logger.removeHandler(caplog.handler)
         assert ignored == {
             "reply ignored and deleted: not a saga reply",
             "reply ignored and deleted: nobody awaits SagaStepCompleted from no-such-saga reserve",
