@@ -506,3 +506,38 @@ def test_the_grace_period_is_shared_by_the_threads_not_given_to_each(store_dsn: 
     finally:
         release.set()
         assert worker.join(30)
+
+
+def test_a_reply_listener_that_lost_sqs_listens_again(
+    store_dsn: str, sqs: Sqs, sqs_proxy: SqsProxy, sqs_queues: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS stops answering the reply listener for a while (an outage): the listener waits and
+    listens again, so a reply sent once SQS is back is applied."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="120s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    down = threading.Event()
+    refused: list[str] = []
+
+    def outage(operation: str, payload: dict[str, Any], headers: Any, forward: Any) -> Any:
+        if down.is_set() and operation == "ReceiveMessage":
+            refused.append(operation)
+            return 503, {"__type": "com.amazonaws.sqs#ServiceUnavailable", "message": "down"}, {}
+        return forward(payload)
+
+    sqs_proxy.handler = outage
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_proxy.url)  # the worker's calls only
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            down.set()
+            wait_for(lambda: len(refused) >= 4, timeout=60)  # two listens failed: the listener waited between
+            down.clear()
+            reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve",
+                     "idempotency_key": f"{saga_id}:reserve:action"}  # fmt: skip
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(reply))
+            wait_for(lambda: worker.metrics.replies.labels("applied")._value.get() == 1, timeout=60)
+    finally:
+        store.close()
