@@ -440,6 +440,12 @@ def test_a_reply_with_another_idempotency_key_is_not_applied(
     try:
         with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
             waiting_for_reserve(store, sqs, commands, saga_id)
+            wait_for(lambda: any(t.name.startswith("sagactl-replies-") for t in threading.enumerate()))
+            # named for py-spy and thread dumps; daemons: one still busy after the grace period
+            # never keeps the process from exiting
+            ours = {t.name: t.daemon for t in threading.enumerate() if t.name.startswith("sagactl-")}
+            expected = {"sagactl-driver-0": True, "sagactl-watch": True, f"sagactl-replies-{replies.name}": True}
+            assert {name: ours.get(name) for name in expected} == expected
             for key in (f"{saga_id}:reserve:compensation", f"{saga_id}-2:reserve:action", f"{saga_id}:charge:action"):
                 sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps({**reply, "idempotency_key": key}))
             wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 3)
