@@ -547,3 +547,31 @@ def test_a_reply_listener_that_lost_sqs_listens_again(
             wait_for(lambda: worker.metrics.replies.labels("applied")._value.get() == 1, timeout=60)
     finally:
         store.close()
+
+
+def test_replies_on_two_reply_queues_are_each_deleted_from_their_own(store_dsn: str, sqs: Sqs) -> None:
+    """Two endpoints with their own reply queues: each applied reply is deleted from the queue it
+    came on (a receipt handle is only good there), so both queues end empty."""
+    commands, stock_replies, pay_replies = sqs.queue("commands"), sqs.queue("replies"), sqs.queue("replies")
+    text = f"""
+saga: TwoQueues
+endpoints:
+  stock: {{type: sqs, queue: {commands.name}, reply_queue: {stock_replies.name}}}
+  pay: {{type: sqs, queue: {commands.name}, reply_queue: {pay_replies.name}}}
+defaults: {{timeout: 60s}}
+steps:
+  - {{name: reserve, endpoint: stock, action: {{command: Stock.Reserve}}}}
+  - {{name: charge, endpoint: pay, action: {{command: Pay.Charge}}}}
+"""
+    store = open_store(store_dsn)
+    ids = detach(store, text, 3, dict(os.environ))
+    try:
+        with (
+            Participant(sqs, commands, answered),
+            running(build_worker(Settings(dsn=store_dsn), replace(FAST, concurrency=2))) as worker,
+        ):
+            wait_for(lambda: states(store, ids) == ["completed"] * 3, timeout=60)
+            wait_for(lambda: sqs.counts(stock_replies) == (0, 0) and sqs.counts(pay_replies) == (0, 0))
+            assert worker.metrics.replies.labels("applied")._value.get() == 6
+    finally:
+        store.close()
