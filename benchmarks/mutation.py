@@ -177,8 +177,14 @@ def run(module: str, children: int, keep: bool = False) -> dict[str, object]:
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     started = time.monotonic()
-    mutmut(module, "run", "--max-children", str(children))
-    elapsed = time.monotonic() - started
+    if children:
+        mutmut(module, "run", "--max-children", str(children))
+    return collect(module, time.monotonic() - started)
+
+
+def collect(module: str, elapsed: float) -> dict[str, object]:
+    """The score of ``module`` from mutants/ as the last run left it (mutants it did not get to,
+    when it was stopped, are counted apart as untested)."""
     listed = mutmut(module, "results", "--all", "true", capture=True).stdout
     prefix = module.removesuffix(".py").replace("/", ".") + "."
     statuses: dict[str, str] = {}
@@ -186,6 +192,8 @@ def run(module: str, children: int, keep: bool = False) -> dict[str, object]:
         name, _, status = line.strip().rpartition(": ")
         if name.startswith(prefix):
             statuses[name] = status
+    untested = [n for n, s in statuses.items() if s == "not checked"]
+    statuses = {n: s for n, s in statuses.items() if s != "not checked"}
     killed = [n for n, s in statuses.items() if s in ("killed", "timeout", "segfault", "caught by type check")]
     timeouts = [n for n, s in statuses.items() if s == "timeout"]
     equivalent, stale, survived = [], [], []
@@ -209,6 +217,7 @@ def run(module: str, children: int, keep: bool = False) -> dict[str, object]:
         "survived": len(survived),
         "survivors": {name: mutated_line(module, name) for name in survived},
         "stale_equivalents": stale,
+        "untested": len(untested),
         "seconds": round(elapsed),
     }
     OUT.mkdir(exist_ok=True)
@@ -235,6 +244,8 @@ def table() -> str:
         s["survived"] -= len(judged)
         live = s["mutants"] - s["equivalent"]
         share = f"{100 * s['killed'] / live:.1f}%" if live else "-"
+        if s.get("untested"):
+            share += f" of the {s['mutants']} tested; {s['untested']} not reached"
         tests = " ".join(t for t in s["tests"] if t.startswith("tests/"))
         rows.append(
             f"| `{module}` | {tests} | {s['mutants']} | {s['killed']} ({s['timeouts']}) |"
@@ -253,13 +264,16 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="print the table of the last scores")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--keep", action="store_true", help="continue an interrupted run of one module")
+    parser.add_argument(
+        "--collect", action="store_true", help="only score what the last (stopped) run of the module left in mutants/"
+    )
     args = parser.parse_args()
     chosen = list(MODULES) if args.all else args.modules
     unknown = [m for m in chosen if m not in MODULES]
     if unknown:
         parser.error(f"not a core module: {', '.join(unknown)} (known: {', '.join(MODULES)})")
     for module in chosen:
-        score = run(module, args.children, keep=args.keep)
+        score = collect(module, 0.0) if args.collect else run(module, args.children, keep=args.keep)
         print(json.dumps({k: v for k, v in score.items() if k != "survivors"}))
         for name, line in score["survivors"].items():  # type: ignore[union-attr]
             print(f"  survived {name}: {line}")

@@ -502,9 +502,10 @@ def test_the_grace_period_is_shared_by_the_threads_not_given_to_each(store_dsn: 
     worker.start()
     try:
         time.sleep(0.2)  # every driver thread is inside make_engine
-        assert worker.healthy()
+        assert worker.healthy() and worker.metrics.up._value.get() == 1
         worker.stop()
         assert not worker.healthy()  # stopping: /healthz says so at once, threads still running
+        assert worker.metrics.up._value.get() == 0
         started = time.monotonic()
         assert worker.join(2.0) is False
         elapsed = time.monotonic() - started
