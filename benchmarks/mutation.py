@@ -177,8 +177,8 @@ def run(module: str, children: int, keep: bool = False) -> dict[str, object]:
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     started = time.monotonic()
-    if children:
-        mutmut(module, "run", "--max-children", str(children))
+    if children and mutmut(module, "run", "--max-children", str(children)).returncode != 0:
+        raise SystemExit(f"mutmut could not run {module} (see above): no score written")
     return collect(module, time.monotonic() - started)
 
 
