@@ -78,7 +78,7 @@ def _first_argument(ctx: typer.Context, args: list[str]) -> str | None:
         if skip:
             skip = False
         elif word.startswith("-"):
-            skip = "=" not in word and word in takes_value
+            skip = word in takes_value  # "--opt=value" is not an option's name: it takes no next word
         else:
             return word
     return None

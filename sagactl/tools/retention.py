@@ -94,7 +94,7 @@ class PruneResult:
             "cutoff": iso(self.cutoff),
             "states": [s.value for s in self.states],
             "saga_type": self.saga_type,
-            "matched": sum(c.count for c in self.counts) if self.dry_run else self.pruned,
+            "matched": sum(c.count for c in self.counts),  # a run's counts are what it deleted
             "pruned": self.pruned,
             "archived": self.archived,
             "archive": self.archive,

@@ -205,5 +205,5 @@ def select(reader: SagaReader, selector: Selector, now: datetime) -> tuple[list[
     request = selector.request
     if not request.stuck and not request.states:
         request = replace(request, states=ACTIVE_STATES)
-    listed = list_sagas(reader, replace(request, limit=0), now, everything=True)
+    listed = list_sagas(reader, replace(request, limit=0), now)  # limit 0: every match, no default cap
     return [row.saga for row in listed.sagas], []

@@ -101,6 +101,11 @@ def test_step_names_of_the_saga_on_the_line_complete(shell: dict[str, str]) -> N
         "charge_payment",
         "create_shipment",
     ]
+    # --opt=value is one word: the saga ID is the word after it, not its value
+    assert complete(shell, "sagactl resolve --reason=done ord-101 --step c") == [
+        "charge_payment",
+        "create_shipment",
+    ]
 
 
 def test_context_names_complete(shell: dict[str, str]) -> None:

@@ -76,6 +76,22 @@ class Participant:
         self.done.append(saga_id)
 
 
+def refunds_in_dlq(
+    sqs: Sqs, dlq: Queue, saga_ids: list[str], more: Callable[[int], dict[str, Any]] | None = None
+) -> None:
+    """One refund command (for charge) per saga in ``dlq``, its saga and step as attributes too;
+    ``more``: further attributes of message ``i``."""
+    sqs.send(
+        dlq,
+        [json.dumps({"saga_id": s, "step_name": "charge"}) for s in saga_ids],
+        attributes=lambda i: {
+            "saga_id": {"DataType": "String", "StringValue": saga_ids[i]},
+            "step_name": {"DataType": "String", "StringValue": "charge"},
+            **(more(i) if more else {}),
+        },
+    )
+
+
 @pytest.fixture
 def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
     """(DLQ, source queue): one refund command per saga in the DLQ; the sagas compensating."""
@@ -88,15 +104,7 @@ def open_incident(sqs: Sqs, dsn: str, more: Callable[[int], dict[str, Any]] | No
     policy = json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 1})
     url = sqs.client.create_queue(QueueName=f"src-{dlq.name[4:]}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
     source = Queue(url=url, name=url.rsplit("/", 1)[1], arn="")
-    sqs.send(
-        dlq,
-        [json.dumps({"saga_id": s, "step_name": "charge"}) for s in SAGAS],
-        attributes=lambda i: {
-            "saga_id": {"DataType": "String", "StringValue": SAGAS[i]},
-            "step_name": {"DataType": "String", "StringValue": "charge"},
-            **(more(i) if more else {}),
-        },
-    )
+    refunds_in_dlq(sqs, dlq, SAGAS, more)
     store = open_store(dsn)
     try:
         for saga_id in SAGAS:
@@ -159,10 +167,13 @@ def test_canary_stop_on_a_still_broken_participant_leaves_the_rest_in_the_dlq(
     sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
 ) -> None:
     dlq, _ = incident
-    result = redrive_with_canary(dlq, store_dsn, CanaryPlan(size=2, wait=600, poll=0.05))
+    # The canaries are back within a second or two; a wait of 30 s would only run out if that
+    # went unnoticed (then the reason below says so, after 30 s rather than a long hang).
+    result = redrive_with_canary(dlq, store_dsn, CanaryPlan(size=2, wait=30, poll=0.05))
     assert result.exit_code == ExitCode.ATTENTION
     canary = result.canary.to_dict()
     assert canary["verdict"] == Verdict.STOP and "canary messages came back to the DLQ" in canary["reason"]
+    assert canary["waited_seconds"] < 30 and any(m["back_in_dlq"] for m in canary["messages"])
     assert result.moved == 2 and result.stopped.endswith("the rest stays in the DLQ")
     canaries = {m["saga_id"] for m in canary["messages"]}
     while sum(sqs.counts(dlq)) < 6:  # the second canary, if it was not back yet, comes back too
@@ -192,6 +203,41 @@ def test_canary_stop_when_the_sagas_do_not_get_on_within_the_wait(
     while sum(sqs.counts(source)) < 2:  # the canaries are in their source queue (held in flight)
         time.sleep(0.05)
     assert sum(sqs.counts(source)) == 2
+
+
+@pytest.mark.parametrize("participant", ["fixed"], indirect=True)
+def test_canary_and_the_rest_stop_at_max(
+    sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
+) -> None:
+    """--max 4 with --canary 2: two canaries, then two more once they got on; two stay."""
+    dlq, _ = incident
+    request = RedriveRequest(dlq=dlq.url, wait=0, hold=30, max_messages=4)
+    result = redrive_dlq(resolve_settings(dsn=store_dsn), request, canary=CanaryPlan(size=2, wait=60, poll=0.05))
+    assert result.exit_code == ExitCode.OK and result.canary.verdict is Verdict.GO
+    assert result.moved == 4 and len(result.canary.outcomes) == 2
+    assert sum(sqs.counts(dlq)) == 2  # the rest of --max's budget was two, not everything
+    small = RedriveRequest(dlq=dlq.url, wait=0, hold=30, max_messages=1)
+    result = redrive_dlq(resolve_settings(dsn=store_dsn), small, canary=CanaryPlan(size=2, wait=60, poll=0.05))
+    assert result.moved == 1 and result.canary.size == 1  # --max below --canary: the canary is --max
+    assert sum(sqs.counts(dlq)) == 1
+
+
+def test_a_canary_whose_saga_is_not_in_the_log_has_not_got_on(sqs: Sqs, store_dsn: str) -> None:
+    """Messages for sagas the log does not hold: nothing shows they got on, so the canary waits
+    out --canary-wait and stops, saying why; the rest stays in the DLQ."""
+    dlq, source = sqs.dlq_pair()
+    ghosts = ["ghost-1", "ghost-2", "ghost-3"]
+    refunds_in_dlq(sqs, dlq, ghosts)
+    open_store(store_dsn).close()  # the saga log exists, and holds none of them
+    clock = FakeClock()
+    request = RedriveRequest(dlq=dlq.url, to=source.url, wait=0, hold=30)
+    plan = CanaryPlan(size=2, wait=10, poll=5)
+    result = redrive_dlq(resolve_settings(dsn=store_dsn), request, canary=plan, clock=clock)
+    canary = result.canary.to_dict()
+    assert (result.exit_code, canary["verdict"]) == (ExitCode.ATTENTION, "stop")
+    assert canary["reason"] == "2 of 2 canary sagas did not get on within 10s (2 not in the saga log)"
+    assert [m["progress"] for m in canary["messages"]] == ["unknown", "unknown"]
+    assert result.moved == 2 and sum(sqs.counts(dlq)) == 1
 
 
 @pytest.mark.parametrize(

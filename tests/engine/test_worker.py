@@ -5,15 +5,18 @@ period (a real `sagactl worker` process), dead holders."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,8 @@ from sagactl.config import Settings
 from sagactl.definitions.validation import check_text
 from sagactl.engine.control import Engine
 from sagactl.engine.worker import Worker, WorkerOptions
-from sagactl.models import SagaState, StepStatus
+from sagactl.errors import UnavailableError
+from sagactl.models import SagaState, StepStatus, utcnow
 from sagactl.ops import make_engine
 from sagactl.ops.worker import build_worker
 from sagactl.store import Store, open_store
@@ -221,6 +225,7 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
         saga = store.get(saga_id)
         assert saga is not None
         assert [s.status for s in saga.steps] == [StepStatus.COMPENSATED, StepStatus.FAILED]
+        assert saga.steps[1].error == f"sqs {replies.name}: no"  # the reply queue it came on, and its error
         sent = [
             (m["MessageAttributes"]["command"]["StringValue"], m["MessageAttributes"]["idempotency_key"]["StringValue"])
             for m in seen.seen
@@ -271,8 +276,17 @@ def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> N
 
 @pytest.mark.slow
 def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
-    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+    store_dsn: str,
+    sqs: Sqs,
+    sqs_queues: tuple[Queue, Queue],
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
+    # the worker's own logger, whatever an earlier CLI test did to "sagactl" (propagate off)
+    logger = logging.getLogger("sagactl.engine.worker")
+    logger.addHandler(caplog.handler)
+    request.addfinalizer(lambda: logger.removeHandler(caplog.handler))
+    caplog.set_level(logging.WARNING, logger="sagactl.engine.worker")
     commands, replies = sqs_queues
     text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
     store = open_store(store_dsn)
@@ -295,6 +309,15 @@ def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
                 sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(body))
             wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 5)
             wait_for(lambda: sqs.counts(replies) == (0, 0))
+        ignored = {r.getMessage() for r in caplog.records if r.getMessage().startswith("reply ignored")}
+        logger.removeHandler(caplog.handler)
+        assert ignored == {
+            "reply ignored and deleted: not a saga reply",
+            "reply ignored and deleted: nobody awaits SagaStepCompleted from no-such-saga reserve",
+            f"reply ignored and deleted: nobody awaits SagaStepCompleted from {saga_id} no-such-step",
+            f"reply ignored and deleted: nobody awaits SagaStepCompleted from {saga_id} charge",
+            f"reply ignored and deleted: nobody awaits SagaCompensationCompleted from {saga_id} reserve",
+        }
         after = store.get(saga_id)
         assert before is not None and after is not None
         assert [s.to_dict() for s in after.steps] == [s.to_dict() for s in before.steps]
@@ -392,4 +415,170 @@ def test_the_database_going_away_costs_a_pause_not_the_worker(
             assert worker.healthy()
     finally:
         os.environ.pop("SVC_URL")
+        store.close()
+
+
+def waiting_for_reserve(store: Store, sqs: Sqs, commands: Queue, saga_id: str) -> None:
+    """Wait until the worker sent reserve's command and put the saga aside for its reply."""
+
+    def aside() -> bool:
+        saga = store.get(saga_id)
+        return saga is not None and saga.lease_owner is None and saga.wake_at is not None
+
+    wait_for(lambda: sqs.counts(commands)[0] == 1 and aside(), timeout=60)
+
+
+def reserved(store: Store, saga_id: str) -> bool:
+    saga = store.get(saga_id)
+    return saga is not None and saga.steps[0].status is StepStatus.COMPLETED
+
+
+def test_a_reply_with_another_idempotency_key_is_not_applied(
+    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+) -> None:
+    """The saga and step are right but the key is another command's: it answers nothing sent
+    for this step, so it is deleted and the step still waits; the right key is applied."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve", "result": {"ok": 1}}
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            wait_for(lambda: any(t.name.startswith("sagactl-replies-") for t in threading.enumerate()))
+            # named for py-spy and thread dumps; daemons: one still busy after the grace period
+            # never keeps the process from exiting
+            ours = {t.name: t.daemon for t in threading.enumerate() if t.name.startswith("sagactl-")}
+            expected = {"sagactl-driver-0": True, "sagactl-watch": True, f"sagactl-replies-{replies.name}": True}
+            assert {name: ours.get(name) for name in expected} == expected
+            for key in (f"{saga_id}:reserve:compensation", f"{saga_id}-2:reserve:action", f"{saga_id}:charge:action"):
+                sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps({**reply, "idempotency_key": key}))
+            wait_for(lambda: worker.metrics.replies.labels("ignored")._value.get() == 3)
+            wait_for(lambda: sqs.counts(replies) == (0, 0))
+            assert not reserved(store, saga_id) and worker.metrics.replies.labels("applied")._value.get() == 0
+            right = {**reply, "idempotency_key": f"{saga_id}:reserve:action"}
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(right))
+            wait_for(lambda: reserved(store, saga_id))
+    finally:
+        store.close()
+
+
+def test_a_reply_for_a_saga_another_driver_holds_is_handed_back(
+    store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
+) -> None:
+    """Another driver (an operator's resume) holds the saga when its reply comes: the reply is
+    handed back to the queue, not deleted, and applied once the saga is free again."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="60s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            now = utcnow()
+            assert store.acquire_lease(saga_id, "ops-laptop:resume", now + timedelta(minutes=5), now) is None
+            key = f"{saga_id}:reserve:action"
+            reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve", "idempotency_key": key}
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(reply))
+            wait_for(lambda: worker.metrics.replies.labels("retried")._value.get() >= 1)
+            assert sum(sqs.counts(replies)) == 1 and not reserved(store, saga_id)  # back in the queue, not applied
+            store.release_lease(saga_id, "ops-laptop:resume")
+            wait_for(lambda: worker.metrics.replies.labels("applied")._value.get() == 1)
+            assert reserved(store, saga_id)
+    finally:
+        store.close()
+
+
+def test_the_grace_period_is_shared_by_the_threads_not_given_to_each(store_dsn: str) -> None:
+    """Four driver threads that cannot stop (each stuck connecting): join(2) returns False
+    after about 2 s in all, not 2 s per thread."""
+    release = threading.Event()
+
+    def stuck_engine(store: Store, metrics: Any, stopping: threading.Event) -> Engine:
+        release.wait(120)
+        raise UnavailableError("released")
+
+    worker = Worker(
+        open_store=lambda: open_store(store_dsn),
+        make_engine=stuck_engine,
+        listeners=lambda snapshot: [],
+        options=replace(FAST, concurrency=4),
+    )
+    worker.start()
+    try:
+        time.sleep(0.2)  # every driver thread is inside make_engine
+        assert worker.healthy() and worker.metrics.up._value.get() == 1
+        worker.stop()
+        assert not worker.healthy()  # stopping: /healthz says so at once, threads still running
+        assert worker.metrics.up._value.get() == 0
+        started = time.monotonic()
+        assert worker.join(2.0) is False
+        elapsed = time.monotonic() - started
+        assert 1.9 <= elapsed < 5.0, elapsed  # one grace for all four, not 4 x 2 s
+    finally:
+        release.set()
+        assert worker.join(30)
+
+
+def test_a_reply_listener_that_lost_sqs_listens_again(
+    store_dsn: str, sqs: Sqs, sqs_proxy: SqsProxy, sqs_queues: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS stops answering the reply listener for a while (an outage): the listener waits and
+    listens again, so a reply sent once SQS is back is applied."""
+    commands, replies = sqs_queues
+    text = SQS_SAGA.format(commands=commands.name, replies=replies.name, timeout="120s")
+    store = open_store(store_dsn)
+    (saga_id,) = detach(store, text, 1, dict(os.environ))
+    down = threading.Event()
+    refused: list[str] = []
+
+    def outage(operation: str, payload: dict[str, Any], headers: Any, forward: Any) -> Any:
+        if down.is_set() and operation == "ReceiveMessage":
+            refused.append(operation)
+            return 503, {"__type": "com.amazonaws.sqs#ServiceUnavailable", "message": "down"}, {}
+        return forward(payload)
+
+    sqs_proxy.handler = outage
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_proxy.url)  # the worker's calls only
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    try:
+        with running(build_worker(Settings(dsn=store_dsn), FAST)) as worker:
+            waiting_for_reserve(store, sqs, commands, saga_id)
+            down.set()
+            wait_for(lambda: len(refused) >= 4, timeout=60)  # two listens failed: the listener waited between
+            down.clear()
+            reply = {"type": "SagaStepCompleted", "saga_id": saga_id, "step_name": "reserve",
+                     "idempotency_key": f"{saga_id}:reserve:action"}  # fmt: skip
+            sqs.client.send_message(QueueUrl=replies.url, MessageBody=json.dumps(reply))
+            wait_for(lambda: worker.metrics.replies.labels("applied")._value.get() == 1, timeout=60)
+    finally:
+        store.close()
+
+
+def test_replies_on_two_reply_queues_are_each_deleted_from_their_own(store_dsn: str, sqs: Sqs) -> None:
+    """Two endpoints with their own reply queues: each applied reply is deleted from the queue it
+    came on (a receipt handle is only good there), so both queues end empty."""
+    commands, stock_replies, pay_replies = sqs.queue("commands"), sqs.queue("replies"), sqs.queue("replies")
+    text = f"""
+saga: TwoQueues
+endpoints:
+  stock: {{type: sqs, queue: {commands.name}, reply_queue: {stock_replies.name}}}
+  pay: {{type: sqs, queue: {commands.name}, reply_queue: {pay_replies.name}}}
+defaults: {{timeout: 60s}}
+steps:
+  - {{name: reserve, endpoint: stock, action: {{command: Stock.Reserve}}}}
+  - {{name: charge, endpoint: pay, action: {{command: Pay.Charge}}}}
+"""
+    store = open_store(store_dsn)
+    ids = detach(store, text, 3, dict(os.environ))
+    try:
+        with (
+            Participant(sqs, commands, answered),
+            running(build_worker(Settings(dsn=store_dsn), replace(FAST, concurrency=2))) as worker,
+        ):
+            wait_for(lambda: states(store, ids) == ["completed"] * 3, timeout=60)
+            wait_for(lambda: sqs.counts(stock_replies) == (0, 0) and sqs.counts(pay_replies) == (0, 0))
+            assert worker.metrics.replies.labels("applied")._value.get() == 6
+    finally:
         store.close()

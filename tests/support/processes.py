@@ -7,10 +7,18 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child a test will send SIGINT (Ctrl-C): SIGINT at its default, so
+    Python turns it into KeyboardInterrupt. A child inherits an ignored SIGINT from a test run
+    started in the background by a shell script, or from a runner that ignores it (mutmut's)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def unprivileged() -> list[str]:

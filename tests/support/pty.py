@@ -33,6 +33,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from tests.support.processes import interruptible
+
 T = TypeVar("T")
 
 COLUMNS = 120
@@ -101,6 +103,7 @@ def run_on_pty(
             stderr=slave if "stderr" in tty else subprocess.PIPE,
             env=child_env,
             cwd=cwd,
+            preexec_fn=interruptible if interrupt_after is not None else None,
         )
     except BaseException:
         os.close(master)

@@ -5,6 +5,7 @@ SQLite and PostgreSQL, with real exec participants (sh)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -29,12 +30,25 @@ from sagactl.models import SagaState, Transition
 from sagactl.ops.bulk import BulkRequest, run_bulk
 from sagactl.ops.sagas import RunRequest, list_sagas, run_file
 from sagactl.store import open_store
+from sagactl.store.base import JobRecord
 from sagactl.store.sql import summarize
-from sagactl.tools.bulk import BulkAction, BulkPlan, BulkReport, Pacer, plan_item
+from sagactl.tools.bulk import (
+    BulkAction,
+    BulkPlan,
+    BulkReport,
+    Pacer,
+    PlanItem,
+    check_job_id,
+    check_limits,
+    job_base,
+    plan_item,
+    tags,
+)
 from sagactl.tools.inspect import ListRequest
 from sagactl.tools.selectors import Selector
 from tests.support.clock import FakeClock
-from tests.support.sagas import saga
+from tests.support.processes import interruptible
+from tests.support.sagas import T0, saga
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
@@ -128,17 +142,18 @@ def test_plans_say_what_will_happen_to_each_saga() -> None:
     c, p, d = (summarize(s) for s in (compensating, pending, done))
     assert plan_item(BulkAction.RESUME, c).will == "retry the compensation at charge"
     assert plan_item(BulkAction.RESUME, p).will == "continue at notify"
-    assert plan_item(BulkAction.RESUME, d).skip == "already failed"
-    assert plan_item(BulkAction.RESUME, c, done_before=True).skip == "done by this job before"
+    assert plan_item(BulkAction.RESUME, d) == PlanItem("d", d, skip="already failed")
+    assert plan_item(BulkAction.RESUME, c, done_before=True) == PlanItem("c", c, skip="done by this job before")
     assert plan_item(BulkAction.ABORT, p).will == "stop at notify, compensate what it did"
     assert plan_item(BulkAction.ABORT, c).will == "record the abort, retry the compensation at charge"
     assert plan_item(BulkAction.RESOLVE, c, step="charge").will == (
         "mark charge's compensation done by hand, compensate the earlier steps"
     )
     waiting = "the compensation waiting is charge's, not reserve's"
-    assert plan_item(BulkAction.RESOLVE, c, step="reserve").skip == waiting
+    assert plan_item(BulkAction.RESOLVE, c, step="reserve") == PlanItem("c", c, skip=waiting)
     assert plan_item(BulkAction.RESOLVE, c, step="reserve", out_of_order=True).will is not None
-    assert plan_item(BulkAction.RESOLVE, p, step="charge").skip == "pending, not compensating: nothing to resolve"
+    nothing = "pending, not compensating: nothing to resolve"
+    assert plan_item(BulkAction.RESOLVE, p, step="charge") == PlanItem("p", p, skip=nothing)
 
 
 @pytest.mark.slow
@@ -252,7 +267,9 @@ def test_a_bulk_resume_interrupted_mid_saga_is_rerun_without_touching_a_saga_twi
     stuck(env, monkeypatch, *ids)
     command = [sys.executable, "-m", "sagactl", "resume", "--state", "compensating", "--yes", "-q"]
     child_env = {**os.environ, "PYTHONPATH": str(ROOT), "HANG_ON": "s-3"}
-    child = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(t.detail.get("action") == "resume" for t in history(env, "s-3")):
@@ -321,6 +338,78 @@ def test_pacer_holds_the_rate() -> None:
     for _ in range(5):
         unpaced.wait()
     assert unpaced.clock.sleeps == []  # type: ignore[attr-defined]
+
+
+def test_a_slow_saga_earns_no_burst_beyond_the_average() -> None:
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock)
+    pacer.wait()
+    clock.advance(3.0)  # the first saga took 3 s
+    for _ in range(6):  # the 2nd..7th were due at 0.5 s .. 3 s: they start at once
+        pacer.wait()
+    assert clock.sleeps == []
+    pacer.wait()  # the 8th is due at 3.5 s, n / rate after the first: no sooner
+    assert clock.sleeps == [pytest.approx(0.5)] and pacer.count == 8
+
+
+def test_job_ids_limits_and_tags_as_the_operator_gives_them() -> None:
+    assert check_job_id("job-3fa2c1d0") == "job-3fa2c1d0"
+    assert check_job_id("ops_7.b:2") == "ops_7.b:2"
+    assert check_job_id("j" * 64) == "j" * 64
+    for bad in ("", "j" * 65, "job 1", "job/1", "job;rm"):
+        with pytest.raises(UsageError) as raised:
+            check_job_id(bad)
+        assert raised.value.one_line() == (
+            f"--job takes a job ID (letters, digits, - _ . : up to 64), got '{bad[:40]}';"
+            " as a bulk command printed it, e.g. job-3fa2c1d0"
+        )
+    check_limits(None, None)
+    check_limits(10_000.0, 1)
+    check_limits(0.001, 1_000_000_000)
+    for rate in (0.0, -1.0, 10_000.5, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match=r"^--rate must be above 0 and at most 10000 sagas per second"):
+            check_limits(rate, None)
+    for count in (0, -1, 1_000_000_001):
+        with pytest.raises(UsageError) as raised:
+            check_limits(None, count)
+        assert raised.value.one_line() == f"--max must be 1 to 1000000000, got {count}"
+    job = JobRecord("job-1", "abort", {}, "OPS-7", "alice@h", T0)
+    assert tags(job, "--stuck") == {"job": "job-1", "by": "alice@h", "selector": "--stuck", "reason": "OPS-7"}
+    unexplained = JobRecord("job-2", "resume", {}, None, "bob@h", T0)
+    assert tags(unexplained, "s-1") == {"job": "job-2", "by": "bob@h", "selector": "s-1"}
+    assert [a.done for a in BulkAction] == ["resumed", "aborted", "resolved"]
+
+
+def test_a_plan_item_as_json() -> None:
+    pending = summarize(saga("p", step=1, error="HTTP 503"))
+    assert plan_item(BulkAction.RESUME, pending).to_dict() == {
+        "saga_id": "p",
+        "saga_type": "Order",
+        "state": "pending",
+        "current_step_name": "charge",
+        "last_error": pending.last_error,
+        "plan": "continue at charge",
+        "skip": None,
+    }
+    assert PlanItem("gone", None, skip="not found").to_dict() == {
+        "saga_id": "gone",
+        "saga_type": None,
+        "state": None,
+        "current_step_name": None,
+        "last_error": None,
+        "plan": None,
+        "skip": "not found",
+    }
+    started = summarize(saga("s", state=SagaState.STARTED, step=None))
+    assert plan_item(BulkAction.RESUME, started).will == "continue"  # no step yet: no "at"
+    compensating = summarize(saga("c", state=SagaState.COMPENSATING, step=1))
+    assert plan_item(BulkAction.RESOLVE, compensating, step="charge").will is not None
+    completed = summarize(saga("d", state=SagaState.COMPLETED, step=None))
+    assert plan_item(BulkAction.ABORT, completed).skip == "already completed"
+    assert plan_item(BulkAction.RESOLVE, completed, step="charge").skip == "already completed"
+    items = [PlanItem("a", None, will="x"), PlanItem("b", None, skip="y"), PlanItem("c", None, will="z")]
+    plan = BulkPlan(JobRecord("j", "resume", {}, None, "w", T0), False, "a b c", items)
+    assert [i.saga_id for i in plan.to_act] == ["a", "c"]
 
 
 @pytest.mark.slow
@@ -418,3 +507,63 @@ def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: p
     assert "resumed 2 of 2 sagas: 2 failed" in text
     ids = out.decode().split() if quiet else [d["saga_id"] for d in json.loads(out)]
     assert ids == ["s-1", "s-2"]
+
+
+# -- the job's identity, and what a dry run leaves -------------------------------------------------
+
+
+def test_the_reason_is_part_of_the_job_id() -> None:
+    selector = {"stuck": True, "older_than": "1ms"}
+    first = job_base(BulkAction.ABORT, {}, selector, "OPS-7")
+    assert first == job_base(BulkAction.ABORT, {}, dict(selector), "OPS-7")  # the same command, the same job
+    assert first != job_base(BulkAction.ABORT, {}, selector, "OPS-8")  # another reason: another job
+    assert first != job_base(BulkAction.ABORT, {}, selector, None)
+    assert first != job_base(BulkAction.RESUME, {}, selector, "OPS-7")
+    assert first != job_base(BulkAction.ABORT, {"step": "charge"}, selector, "OPS-7")
+    assert first != job_base(BulkAction.ABORT, {}, {"stuck": True}, "OPS-7")
+    # the text hashed is UTF-8 as typed (not \u escapes); a lone surrogate (bytes of a
+    # non-UTF-8 argument) is hashed too, never an error
+    assert job_base(BulkAction.ABORT, {}, {"error": "café"}, "OPS-7") == "job-" + hashlib.sha256(
+        '{"action":"abort","options":{},"reason":"OPS-7","selector":{"error":"café"}}'.encode()
+    ).hexdigest()[:8]
+    assert job_base(BulkAction.ABORT, {}, {"error": "caf\udce9"}, None) == "job-" + hashlib.sha256(
+        b'{"action":"abort","options":{},"reason":null,"selector":{"error":"caf\xed\xb3\xa9"}}'
+    ).hexdigest()[:8]
+    assert first == "job-" + hashlib.sha256(
+        b'{"action":"abort","options":{},"reason":"OPS-7","selector":{"older_than":"1ms","stuck":true}}'
+    ).hexdigest()[:8]  # printed, typed back with --job, and the same on every machine
+
+
+def test_a_bulk_abort_with_another_reason_is_another_job(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    stuck(env, monkeypatch, "s-1", "s-2")
+    monkeypatch.setenv("FAIL_REFUND", "1")
+    first = bulk(env, BulkAction.ABORT, reason="OPS-7", max_sagas=1)
+    assert not first.finished and [r.saga.saga_id for r in first.results] == ["s-1"]
+    other = bulk(env, BulkAction.ABORT, reason="OPS-8", max_sagas=1)
+    assert other.plan.job.job_id != first.plan.job.job_id and not other.plan.continuing
+    planned = other.plan.to_act + other.plan.later
+    assert sorted(i.saga_id for i in planned) == ["s-1", "s-2"]  # a new job: nothing done by it before
+
+
+def test_a_named_job_continues_only_with_the_same_action_and_selector(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck(env, monkeypatch, "s-1", "s-2")
+    monkeypatch.setenv("FAIL_REFUND", "1")
+    by_ids = lambda *ids: Selector(ids=ids)  # noqa: E731
+    first = run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-1"), job="ops-7"), confirm=yes, user="alice")
+    assert first.plan.job.job_id == "ops-7" and not first.plan.continuing
+    with pytest.raises(UsageError, match=r"^job ops-7 was a resume of .*s-1.*continue it with the same command"):
+        run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-2"), job="ops-7"), confirm=yes, user="alice")
+    with pytest.raises(UsageError, match=r"^job ops-7 was a resume of"):
+        run_bulk(env, BulkRequest(BulkAction.ABORT, by_ids("s-1"), reason="x", job="ops-7"), confirm=yes, user="alice")
+    again = run_bulk(env, BulkRequest(BulkAction.RESUME, by_ids("s-1"), job="ops-7"), confirm=yes, user="alice")
+    assert again.plan.continuing and [i.skip for i in again.plan.items] == ["done by this job before"]
+
+
+def test_a_dry_run_never_creates_the_saga_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "nothing-here.db"
+    result = runner.invoke(app, ["resume", "--stuck", "--dry-run", "--dsn", f"sqlite:///{path}"])
+    assert result.exit_code == 4 and "does not exist" in result.stderr, result.stderr
+    assert not path.exists() and not (tmp_path / ".sagactl").exists()

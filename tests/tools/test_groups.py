@@ -84,6 +84,16 @@ def test_a_signature_is_one_bounded_line(text: str) -> None:
     assert len(sig) <= 200 and "\n" not in sig and not sig.startswith(" ")
 
 
+def test_a_long_signature_is_cut_to_200_characters_with_an_ellipsis() -> None:
+    words = " ".join(f"word{chr(97 + n % 26)}x" for n in range(60))  # no digits: nothing masked
+    assert len(words) > 200
+    cut = signature(words)
+    assert len(cut) == 200 and cut == words[:199] + "…"
+    exactly = words[:200]
+    assert len(exactly) == 200 and signature(exactly) == exactly  # 200 characters or fewer: kept whole, no ellipsis
+    assert signature(words[:201]) == words[:199] + "…"
+
+
 def test_signatures_keep_what_tells_failures_apart() -> None:
     assert signature("card 4242 declined after 3 retries") == "card <n> declined after <n> retries"
     assert signature("order 7f3c1a00-1234-4abc-8def-0123456789ab at 2026-11-26T08:00:01.123Z failed") == (

@@ -142,26 +142,35 @@ def test_a_saga_waiting_for_its_retry_is_followed_on(store: Store) -> None:
 
 def test_a_saga_whose_driver_died_and_nobody_took_is_attention_not_forever(store: Store) -> None:
     """Its lease lapsed at 60 s (running_saga) and no worker claimed it: following stops with
-    exit 3 once it has sat UNCLAIMED_FOR past that, instead of waiting forever."""
+    exit 3 once it has sat 90 s past that, instead of waiting forever."""
     code, seen, reader = follow(store, [None] * 200)
     assert code is ExitCode.ATTENTION
     assert seen[-1][:2] == ("pending", False)
     stopped_at = 30 + 2 * (len(seen) - 1)  # the Player's clock starts at 30 s; a look every 2 s
-    assert 60 + poll.UNCLAIMED_FOR < stopped_at <= 60 + poll.UNCLAIMED_FOR + 2
+    assert 60 + 90 < stopped_at <= 60 + 90 + 2  # 90 s past the lapsed lease, as documented
     assert reader.reads["detail"] == 1  # time alone decided: the saga was read once
+
+
+def test_unclaimed_means_more_than_90_seconds_past_the_lease_or_the_wake_up() -> None:
+    record = running_saga()  # its driver's lease lapses at 60 s
+    assert poll.unclaimed(record, at(60 + 90)) is None  # exactly 90 s: a worker may still take it
+    assert poll.unclaimed(record, at(60 + 90.001)) == at(60)
+    parked = waiting_retry(running_saga(), until=40)  # released, due at 40 s
+    assert poll.unclaimed(parked, at(40 + 90)) is None and poll.unclaimed(parked, at(40 + 91)) == at(40)
+    assert poll.verdict(parked, at(40 + 89)) is None and poll.verdict(parked, at(40 + 91)) is ExitCode.ATTENTION
 
 
 def test_a_lapsed_lease_taken_over_is_followed_on(store: Store) -> None:
     plays = progress(running_saga())
-    waits = int((60 + poll.UNCLAIMED_FOR - 30) // 2) - 1  # just before it would count as unclaimed
+    waits = ((60 + 90 - 30) // 2) - 1  # just before it would count as unclaimed
     code, seen, _ = follow(store, [None] * waits + [plays["charge_done"], plays["completed"]])
     assert code is ExitCode.OK and seen[-1][0] == "completed"
 
 
 def test_a_parked_saga_no_worker_wakes_is_attention(store: Store) -> None:
     code, seen, _ = follow(store, [progress(running_saga())["parked"]] + [None] * 200)
-    assert code is ExitCode.ATTENTION  # due at 40 s, nobody took it by 40 s + UNCLAIMED_FOR
-    assert 40 + poll.UNCLAIMED_FOR < 30 + 2 * (len(seen) - 1) <= 40 + poll.UNCLAIMED_FOR + 2
+    assert code is ExitCode.ATTENTION  # due at 40 s, nobody took it by 40 s + 90 s
+    assert 40 + 90 < 30 + 2 * (len(seen) - 1) <= 40 + 90 + 2
 
 
 def test_follow_of_an_unknown_or_vanished_saga(store: Store, store_dsn: str) -> None:

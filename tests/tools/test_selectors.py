@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -19,12 +20,22 @@ from typer.testing import CliRunner
 from sagactl.cli import app
 from sagactl.config import TableMapping
 from sagactl.errors import UsageError
+from sagactl.models import SagaState
 from sagactl.store import Store, open_store
 from sagactl.store.listing import prefix_successor
 from sagactl.store.mapped import MappedTableStore
 from sagactl.store.postgres import PostgresStore
-from sagactl.tools.selectors import AmbiguousIdError, expand_stdin, read_id_lines, resolve_id, resolve_ids
-from tests.support.sagas import add, saga
+from sagactl.tools.inspect import ListRequest
+from sagactl.tools.selectors import (
+    AmbiguousIdError,
+    Selector,
+    expand_stdin,
+    read_id_lines,
+    resolve_id,
+    resolve_ids,
+    select,
+)
+from tests.support.sagas import add, at, saga
 
 runner = CliRunner()
 
@@ -78,6 +89,15 @@ def test_exact_ids_win_and_unique_prefixes_resolve(seeded: Store) -> None:
     assert resolve_ids(seeded, ["abcd", "7f3c9", "abcd"]) == ["abcd", "7f3c9b00-bbbb"]
 
 
+def test_a_prefix_range_stops_before_its_successor(seeded: Store) -> None:
+    """[prefix, successor): an ID equal to the successor ("7f3d" for "7f3c") does not start
+    with the prefix and is not found by it."""
+    add(seeded, saga("7f3d"), saga("abd"))
+    assert seeded.ids_with_prefix("7f3c", 11) == ["7f3c1a00-aaaa", "7f3c9b00-bbbb"]
+    assert seeded.ids_with_prefix("abc", 11) == ["abc", "abcd"]
+    assert resolve_id(seeded, "7f3d") == "7f3d"
+
+
 def test_an_ambiguous_prefix_names_a_bounded_list_of_candidates(seeded: Store) -> None:
     with pytest.raises(AmbiguousIdError) as raised:
         resolve_id(seeded, "7f3c")
@@ -92,6 +112,15 @@ def test_an_ambiguous_prefix_names_a_bounded_list_of_candidates(seeded: Store) -
         "saga ID prefix 'many' is ambiguous: it matches 10+ sagas ("
         + ", ".join(f"many-{n:02d}" for n in range(10))
         + ", …); type more of the ID"
+    )
+    assert (raised.value.prefix, len(raised.value.candidates)) == ("many", 11)  # one range scan of 11 at most
+    add(seeded, *(saga(f"ten-{n}") for n in range(10)))
+    with pytest.raises(AmbiguousIdError) as raised:
+        resolve_id(seeded, "ten")
+    assert raised.value.one_line() == (
+        "saga ID prefix 'ten' is ambiguous: it matches 10 sagas ("
+        + ", ".join(f"ten-{n}" for n in range(10))
+        + "); type more of the ID"
     )
 
 
@@ -111,6 +140,119 @@ def test_ids_on_stdin_one_per_line() -> None:
         read_id_lines(io.StringIO("\n  \n"))
     with pytest.raises(UsageError, match="stdin is a terminal"):
         read_id_lines(Tty("a\n"))
+
+
+class Unreadable(io.StringIO):
+    """A stream without isatty (a pipe wrapper), holding bytes that are not UTF-8."""
+
+    def isatty(self) -> bool:
+        raise ValueError("I/O operation on closed file")
+
+    def read(self, size: int | None = -1) -> str:
+        raise UnicodeDecodeError("utf-8", b"a\xffb", 1, 2, "invalid start byte")
+
+
+def test_stdin_that_cannot_be_asked_or_read() -> None:
+    class NoTty:
+        def read(self) -> str:
+            return "a\nb\n"
+
+    assert read_id_lines(NoTty()) == ["a", "b"]  # type: ignore[arg-type]  # no isatty: a pipe
+    with pytest.raises(UsageError) as raised:
+        read_id_lines(Unreadable())
+    assert raised.value.one_line() == "saga IDs on stdin are not UTF-8 text: invalid start byte at byte 1"
+    with pytest.raises(UsageError) as raised:
+        read_id_lines(Tty("a\n"))
+    assert raised.value.one_line() == "- reads saga IDs from stdin, but stdin is a terminal; pipe IDs in, one per line"
+
+
+EACH_FILTER = (  # every selector of list that a bulk command takes alone
+    ListRequest(stuck=True),
+    ListRequest(states=(SagaState.PENDING,)),
+    ListRequest(saga_type="Order"),
+    ListRequest(older_than="1h"),
+    ListRequest(since="1h"),
+    ListRequest(until="1h"),
+    ListRequest(step="charge"),
+    ListRequest(error="declined"),
+)
+
+
+def test_a_selector_that_selects_nothing_or_mixes_ids_and_filters_is_refused() -> None:
+    with pytest.raises(UsageError) as raised:
+        Selector(ids=("a",), request=ListRequest(stuck=True)).check()
+    assert raised.value.one_line().startswith(
+        "pass saga IDs (or -) or selectors (--stuck, --state, --type, --step, --error, --group, --older-than,"
+        " --since, --until), not both; narrow IDs with"
+    )
+    with pytest.raises(UsageError) as raised:
+        Selector().check()
+    assert raised.value.one_line() == (
+        "name at least one SAGA_ID (or - for IDs on stdin), or select sagas with --stuck, --state, --type,"
+        " --step, --error, --group, --older-than, --since or --until; see 'sagactl list --stuck -q'"
+    )
+    with pytest.raises(UsageError) as raised:
+        Selector(request=ListRequest(group="2e41eb43")).check()
+    assert raised.value.one_line() == (
+        "--group KEY picks a failure group among the sagas the other selectors pick: pass the ones the groups"
+        " were listed with; e.g. 'list --stuck --group-by step,error' then '--stuck --group KEY'"
+    )
+    with pytest.raises(UsageError, match=r"^--group KEY picks"):
+        Selector(request=ListRequest(group="2e41eb43", older_than="1h")).check()
+    for other in EACH_FILTER:
+        if other.older_than is not None:
+            continue  # --older-than alone does not name the listing the groups came from
+        Selector(request=replace(other, group="2e41eb43")).check()  # among what those pick
+    with pytest.raises(UsageError, match=r"^saga ID is empty"):
+        Selector(ids=("",)).check()  # an ID no store can hold, refused before any store opens
+    Selector(ids=(" padded ", "x" * 300, "tab\there")).check()  # another writer's IDs: looked up, not refused
+    with pytest.raises(UsageError, match="--older-than must be positive"):
+        Selector(request=ListRequest(older_than="0s")).check()
+    for alone in EACH_FILTER:
+        selector = Selector(request=alone)
+        selector.check()
+        assert selector.filtered and not selector.typed, alone
+
+
+def test_a_selector_as_typed_and_as_recorded() -> None:
+    typed = Selector(ids=("s-1", "s-2"))
+    assert typed.typed and not typed.filtered and typed.describe() == "s-1 s-2"
+    assert typed.to_dict() == {"saga_ids": ["s-1", "s-2"]}
+    piped = Selector(ids=tuple(f"s-{n}" for n in range(7)), from_stdin=True)
+    assert not piped.typed
+    assert piped.describe() == "- (7 IDs from stdin: s-0 s-1 s-2 s-3 s-4 (+2 more))"
+    five = Selector(ids=tuple(f"s-{n}" for n in range(5)))
+    assert five.describe() == "s-0 s-1 s-2 s-3 s-4"
+    six = Selector(ids=tuple(f"s-{n}" for n in range(6)))
+    assert six.describe() == "s-0 s-1 s-2 s-3 s-4 (+1 more)"
+    filters = Selector(
+        request=ListRequest(
+            stuck=True,
+            states=(SagaState.PENDING, SagaState.COMPENSATING),
+            saga_type="Order Fulfillment",
+            step="charge",
+            error="card declined",
+            group="2e41eb43",
+            older_than="2h",
+            since="24h",
+            until="1h",
+        )
+    )
+    assert filters.describe() == (
+        "--stuck --state pending --state compensating --type 'Order Fulfillment' --step charge"
+        " --error 'card declined' --group 2e41eb43 --older-than 2h --since 24h --until 1h"
+    )
+    assert filters.to_dict() == {
+        "stuck": True,
+        "states": ["pending", "compensating"],
+        "type": "Order Fulfillment",
+        "step": "charge",
+        "error": "card declined",
+        "group": "2e41eb43",
+        "older_than": "2h",
+        "since": "24h",
+        "until": "1h",
+    }
 
 
 # -- the commands -------------------------------------------------------------------------------
@@ -161,6 +303,54 @@ def test_resume_abort_resolve_take_prefixes(cli: str) -> None:
     code, out, err = invoke("abort", "x_", "--reason", "customer cancelled", "-q")
     assert (code, out) == (3, "x_1\n"), err  # its compensation has no participant here: compensating
     assert "saga x_1 is compensating at reserve" in err
+
+
+# -- selectors: which sagas a bulk command picks -------------------------------------------------
+
+
+def test_filters_alone_pick_among_active_sagas(store: Store) -> None:
+    """``resume --type Order`` (no --stuck, no --state) never picks a finished saga: nothing is
+    left to resume, abort or resolve there. --older-than alone is a selector too."""
+    add(
+        store,
+        saga("run-1", created=0, updated=0),
+        saga("run-2", created=1, updated=3000),
+        saga("done-1", state=SagaState.COMPLETED, step=None, created=2, updated=0),
+        saga("done-2", state=SagaState.FAILED, step=None, created=3, updated=0),
+        saga("undo-1", state=SagaState.COMPENSATING, step=1, created=4, updated=0),
+        saga("other-1", saga_type="Refund", created=5, updated=0),
+    )
+    now = at(3600)
+    by_type = Selector(request=ListRequest(saga_type="Order"))
+    by_type.check()
+    picked, missing = select(store, by_type, now)
+    assert sorted(s.saga_id for s in picked) == ["run-1", "run-2", "undo-1"] and missing == []
+    idle = Selector(request=ListRequest(older_than="30m"))
+    idle.check()  # accepted alone
+    assert idle.filtered and not idle.typed
+    picked, _ = select(store, idle, now)
+    assert sorted(s.saga_id for s in picked) == ["other-1", "run-1", "undo-1"]  # run-2 moved 10 min ago
+    finished, _ = select(store, Selector(request=ListRequest(states=(SagaState.COMPLETED,))), now)
+    assert [s.saga_id for s in finished] == ["done-1"]  # asked for by name: picked
+
+
+def test_a_selector_sees_every_match_not_lists_default_1000(store: Store) -> None:
+    add(store, *(saga(f"n-{i:04d}", created=i) for i in range(1001)))
+    picked, _ = select(store, Selector(request=ListRequest(saga_type="Order")), at(2000))
+    assert len(picked) == 1001
+
+
+def test_older_than_alone_is_a_selector_on_the_command_line(cli: str) -> None:
+    code, out, err = invoke("resume", "--older-than", "1s", "--dry-run", "-q")
+    assert code == 0, err
+    assert set(out.split()) == set(IDS)  # every saga here is active and idle since T0
+
+
+def test_a_saga_named_by_id_and_by_prefix_is_picked_once(seeded: Store) -> None:
+    picked, missing = select(seeded, Selector(ids=("7f3c1a00-aaaa", "7f3c1", "7f3c1a")), at(60))
+    assert [s.saga_id for s in picked] == ["7f3c1a00-aaaa"] and missing == []
+    picked, missing = select(seeded, Selector(ids=("abc", "nope", "abcd", "abc")), at(60))
+    assert [s.saga_id for s in picked] == ["abc", "abcd"] and missing == ["nope"]
 
 
 # -- PostgreSQL: an index range scan under a collation that is not C ------------------------------
@@ -259,6 +449,10 @@ def test_mapped_prefixes_are_index_range_scans(legacy: str, table: str) -> None:
         if table == "by_uuid":
             assert resolve_id(store, "C4CA42") == one  # a uuid is read in any case
             assert store.ids_with_prefix("c4ca4238-a0b9-2", 11) == [one]
+        else:  # the range stops before the prefix's successor
+            with psycopg.connect(legacy, autocommit=True) as conn:
+                conn.execute("INSERT INTO legacy_ids.by_text VALUES ('c4cb', 'PENDING', now())")
+            assert "c4cb" not in store.ids_with_prefix("c4ca", 11) and store.ids_with_prefix("c4cb", 11) == ["c4cb"]
         with pytest.raises(AmbiguousIdError):
             resolve_id(store, "c")
         store._conn.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it

@@ -333,3 +333,47 @@ def test_the_engine_records_how_each_retried_attempt_ended(
         if r.phase == "action"
     )
     assert runs == [(3, 1, "completed"), (3, 3, "failed")]
+
+
+# -- the flags and rates at their edges --------------------------------------------------------
+
+
+def sqs_step(timeout: float = 5.0) -> tuple[StepDef, Any]:
+    """The charge step of ``document``: over SQS, with a compensation (``timeout`` each way)."""
+    policy = RetryPolicy(max_attempts=10, initial_backoff=1.0, max_backoff=1.0)
+    step = StepDef("charge", "pay", timeout, timeout, policy, policy, {"command": "Charge"}, {"command": "Refund"})
+    return step, from_snapshot(document("q"))
+
+
+def never_asked(endpoint: Endpoint) -> Retention:
+    raise AssertionError(f"retention asked for {endpoint.name}")
+
+
+def test_a_p99_equal_to_the_timeout_is_not_flagged() -> None:
+    step, definition = sqs_step(timeout=5.0)
+    at_timeout = StepStats(StepTotals("Order", "charge", "action", runs=100, succeeded=100, quantiles=(1.0, 4.0, 5.0)))
+    judge(at_timeout, step, definition, never_asked)
+    assert at_timeout.flags == []  # no run needed longer than one attempt
+    above = StepStats(StepTotals("Order", "charge", "action", runs=100, succeeded=100, quantiles=(1.0, 4.0, 6.0)))
+    judge(above, step, definition, never_asked)
+    assert above.flags == ["timeout 5s is below the observed p99 6s"]
+
+
+def test_the_failure_rate_is_over_ended_runs_not_running_ones() -> None:
+    totals = StepTotals("Order", "charge", "action", runs=10, succeeded=4, failed=1, resolved=1, attempts=12)
+    shown = StepStats(totals).to_dict()
+    assert (shown["running"], shown["failure_rate"]) == (4, 1 / 6)  # 1 failed of the 6 that ended
+    nothing_ended = StepStats(StepTotals("Order", "charge", "action", runs=3)).to_dict()
+    assert (nothing_ended["running"], nothing_ended["failure_rate"]) == (3, None)
+
+
+def test_an_sqs_action_is_not_judged_against_its_queues_retention() -> None:
+    """Only a compensation is retried long after the fact; an action's retries are bounded by
+    its own timeout. Its queue's retention is neither asked nor flagged, however long its
+    retry budget."""
+    step, definition = sqs_step(timeout=86400.0)
+    action = StepStats(StepTotals("Order", "charge", "action", runs=1, succeeded=1, quantiles=(1.0, 1.0, 1.0)))
+    judge(action, step, definition, never_asked)
+    assert (action.retention, action.flags) == (None, [])
+    assert action.retry_budget_seconds is not None and action.retry_budget_seconds > 4 * 86400
+    assert action.to_dict()["queue"] is None

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from sagactl.models import Phase, SagaRecord
+from sagactl.models import Phase, SagaRecord, SagaState
 from sagactl.views.output import emit, terminal_safe
 from sagactl.views.sagas import show_document
 from sagactl.views.timeline import build, headline
@@ -77,6 +77,29 @@ def test_an_attempt_without_an_end_ends_where_it_stands() -> None:
     assert (running.current, running.status, running.attempts[-1].end) == (True, "running", None)
     waiting = build(waiting_retry(running_saga(), until=22), at(20)).lanes[1]
     assert (waiting.status, waiting.attempts[-1].ended) == ("waiting", "retried")
+
+
+def test_a_deadline_within_three_times_the_span_stretches_the_axis() -> None:
+    """The axis runs from the start (0 s) to now (20 s); a deadline up to 3 x that span from the
+    start (60 s) is drawn on it, one further out is only named in the footer."""
+    record = running_saga()
+    for deadline, end in ((25, 25), (60, 60), (60.5, 20), (20, 20)):
+        record.deadline_at = at(deadline)
+        tl = build(record, at(20))
+        assert (tl.end, tl.deadline) == (at(end), at(deadline)), deadline
+    record.state = SagaState.COMPLETED  # a finished saga has no deadline to show
+    assert build(record, at(20)).deadline is None
+
+
+def test_a_compensation_error_marks_only_the_compensation_lane_failed() -> None:
+    """The driver crashed mid-call (no end recorded for charge's action) and the saga then
+    compensated charge, which gave up: the compensation lane failed, the action lane stopped."""
+    record = stuck_saga()
+    record.transitions = [t for t in record.transitions if not (t.step_name == "charge" and t.new_state == "failed")]
+    lanes = {(lane.step, lane.phase): lane for lane in build(record, at(20)).lanes}
+    action, undo = lanes[("charge", Phase.ACTION)], lanes[("charge", Phase.COMPENSATION)]
+    assert (action.status, action.attempts[-1].ended) == ("stopped", "stopped")
+    assert (undo.status, undo.attempts[-1].ended) == ("failed", "failed")
 
 
 def test_a_saga_without_history_still_draws() -> None:
