@@ -49,11 +49,11 @@ def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
     rather than create sagactl tables in another orchestrator's database.
     """
     if create and settings.mapping is not None:
-        where = f" ({settings.config_path})" if settings.config_path else ""
+        where = f" ({settings.config_path})" if settings.config_path and settings.mapping.table else ""
         raise UsageError(
-            f"the store is a read-only mapped table {settings.mapping.table}{where}: only list, show"
+            f"the store is a read-only mapped table {settings.mapping.describe()}{where}: only list, show"
             " and stats work on it",
-            hint="point this command at a sagactl saga log with --dsn or another --context",
+            hint="point this command at a sagactl saga log with --dsn or another --context (without a preset)",
         )
     with closing(open_store(settings.dsn, create=create)) as store:
         yield store
