@@ -65,10 +65,11 @@ class TableMapping:
     stuck_states: list[Any] | None = None
 
     def describe(self) -> str:
-        """The table for a message: ``legacy.sagas``, ``dbos.workflow_status (preset dbos)``."""
+        """The table for a message: ``legacy.sagas``, ``x.workflow_status (preset dbos)``, or
+        ``(preset dbos)`` when the preset names the table (per dialect: known once opened)."""
         if self.preset is None:
             return str(self.table)
-        return f"{self.table} (preset {self.preset})" if self.table else f"the {self.preset} preset's table"
+        return f"{self.table} (preset {self.preset})" if self.table else f"(preset {self.preset})"
 
 
 @dataclass(frozen=True, slots=True)

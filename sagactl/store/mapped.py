@@ -42,6 +42,7 @@ class MappedTableStore:
         from sagactl.store.presets import preset_named
 
         self.preset: Preset | None = preset_named(mapping.preset) if mapping.preset else None
+        self._warned: set[str] = set()
         self.db = ForeignDb(dsn)
         try:
             block = self.preset.block(self.db.dialect, None) if self.preset else None
@@ -64,7 +65,6 @@ class MappedTableStore:
         self.table_name = self.mapping.table_name
         ages = any(self.mapping.has(k) for k in ("updated_at", "deadline_at"))
         self.info = StoreInfo(kind="mapped", location=f"{self.db.location} table {table}{suffix}", ages=ages)
-        self._warned: set[str] = set()
 
     def _no_table(self, mapping: TableMapping) -> UsageError:
         if self.preset is not None and mapping.table is None:
