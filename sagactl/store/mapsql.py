@@ -227,10 +227,17 @@ class TableSql:
         return str(value) if self._numbers_as_text and isinstance(value, int) else value
 
     def values_in(self, wanted: Sequence[Any]) -> Sql:
+        """The state key is one of ``wanted``. Compared as written, as ORed equalities: the
+        PostgreSQL planner matches each to the framework's partial indexes (WHERE status =
+        'DELAYED', WHERE status IN ('ENQUEUED', 'PENDING')...) and ORs their bitmaps, where an IN
+        list spanning two such indexes would be a sequential scan."""
         if not wanted:
             return sql("FALSE")
         if len(wanted) == 1:
             return sql("{} = {}", self.state_key(), Param(wanted[0]))
+        if self.m.exact:
+            key = self.state_key()
+            return sql("({})", join(" OR ", (sql("{} = {}", key, Param(v)) for v in wanted)))
         return sql("{} IN ({})", self.state_key(), params(wanted))
 
     def stuck_states(self) -> Sql:

@@ -470,3 +470,49 @@ def _all() -> Any:
     from sagactl.store.base import SagaQuery
 
     return SagaQuery()
+
+
+# -- the plans on DBOS's own indexes --------------------------------------------------------------
+
+FINISHED = 20_000
+STRANDED = 10
+
+
+@pytest.fixture(scope="module")
+def many(pg_admin_dsn: str) -> Iterator[str]:
+    """A DBOS system database (schema by DBOS itself) with 20,000 finished workflows and 10
+    stranded ones, analyzed."""
+    with fresh_database(pg_admin_dsn, "sagactl_dbos_plan") as url:
+        _run_app(url, "run")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, created_at, updated_at, priority,"
+                " completed_at) SELECT 'done-' || g, CASE WHEN g %% 10 = 0 THEN 'ERROR' ELSE 'SUCCESS' END, 'order',"
+                " 1700000000000 + g, 1700000000000 + g, 0, 1700000000000 + g FROM generate_series(1, %s) g",
+                (FINISHED,),
+            )
+            conn.execute(
+                "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, created_at, updated_at, priority,"
+                " queue_name) SELECT 'stuck-' || g, CASE WHEN g %% 2 = 0 THEN 'PENDING' ELSE 'ENQUEUED' END, 'order',"
+                " 1700000000000 + g, 1700000000000 + g, 0, CASE WHEN g %% 2 = 1 THEN 'q' END"
+                " FROM generate_series(1, %s) g",
+                (STRANDED,),
+            )
+            conn.execute("ANALYZE dbos.workflow_status")
+        yield url
+
+
+def test_stuck_and_the_active_counts_are_index_scans_on_dbos_own_indexes(many: str) -> None:
+    from sagactl.store.base import SagaQuery
+
+    now = utcnow()
+    with closing(MappedTableStore(many, PRESET)) as table:
+        stuck = SagaQuery(stuck=True, now=now, idle_before=now - timedelta(minutes=15))
+        plan = table.explain(stuck)
+        assert "Seq Scan" not in plan and "idx_workflow_status_in_flight_v2" in plan, plan
+        assert len(table.summaries(stuck)) == STRANDED
+        pending = table.explain(SagaQuery(states=(SagaState.PENDING,), limit=1000))
+        assert "Seq Scan" not in pending and "BitmapOr" in pending and "idx_workflow_status_delayed" in pending
+        listing = table.explain(SagaQuery(limit=1001))  # list: the oldest first, read in created_at order
+        assert "Seq Scan" not in listing and "workflow_status_created_at_index" in listing, listing
+        assert [a.count for a in table.active_counts()] == [STRANDED]
