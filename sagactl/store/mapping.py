@@ -232,6 +232,8 @@ def _field(key: str, spec: Any) -> Field:
             raise UsageError(f"store.columns.{key}.path: a time is read from a column of its own, not a JSON field")
         parts = path_spec if isinstance(path_spec, list) else str(path_spec).split(".")
         path = tuple(str(p) for p in parts)
+        if any('"' in p or "\0" in p for p in path):
+            raise UsageError(f"store.columns.{key}.path: a key with a double quote or NUL cannot be read")
         if not path or not all(path):
             raise UsageError(f"store.columns.{key}.path {path_spec!r} is not a path (Field, Outer.Inner or a list)")
     return Field(key, column, path, unit)
