@@ -74,6 +74,10 @@ def _sqlite_kind(declared: str) -> Kind:
     return Kind.OTHER
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """One column of the table: its kind and its type as the database names it."""
@@ -106,6 +110,8 @@ class ForeignDb:
             self.location = path
             hint = "check --dsn / SAGACTL_DSN / the config file"
             self._lite, _ = open_read_only(path, "database", hint, hint)
+            # SQLite's own lower() folds ASCII only: states compare in any case as Python folds them
+            self._lite.create_function("sagactl_lower", 1, _lower, deterministic=True)
         else:
             raise UsageError(
                 f"unsupported DSN {mask_dsn(dsn)!r} for a foreign table",

@@ -121,8 +121,8 @@ class MappedTableStore:
         if query.saga_type is not None:
             where.append(sql("{} = {}", self._needs("saga_type", "--type"), Param(query.saga_type)))
         if query.updated_before is not None:
-            updated = self._needs("updated_at", "--older-than")
-            where.append(sql("{} < {}", updated, self.sql.time_param("updated_at", query.updated_before)))
+            self._needs("updated_at", "--older-than")
+            where.append(self.sql.time_compare("updated_at", "<", query.updated_before))
         self._filters(query, where)
         return where
 
@@ -134,19 +134,16 @@ class MappedTableStore:
         states = self.sql.stuck_states()
         has_deadline, has_updated = self.mapping.has("deadline_at"), self.mapping.has("updated_at")
         if has_deadline and has_updated:
-            d, u = self.sql.expr("deadline_at"), self.sql.expr("updated_at")
             late = sql(
-                "({} < {} OR ({} IS NULL AND {} < {}))",
-                d,
-                self.sql.time_param("deadline_at", now),
-                d,
-                u,
-                self.sql.time_param("updated_at", idle),
+                "({} OR ({} IS NULL AND {}))",
+                self.sql.time_compare("deadline_at", "<", now),
+                self.sql.expr("deadline_at"),
+                self.sql.time_compare("updated_at", "<", idle),
             )
         elif has_updated:
-            late = sql("{} < {}", self.sql.expr("updated_at"), self.sql.time_param("updated_at", idle))
+            late = self.sql.time_compare("updated_at", "<", idle)
         elif has_deadline:
-            late = sql("{} < {}", self.sql.expr("deadline_at"), self.sql.time_param("deadline_at", now))
+            late = self.sql.time_compare("deadline_at", "<", now)
         else:
             self.warn_once(
                 "no-times",
@@ -168,8 +165,8 @@ class MappedTableStore:
             where.append(self.sql.ids_in(query.saga_ids))
         for value, op, option in ((query.created_from, ">=", "--since"), (query.created_before, "<", "--until")):
             if value is not None:
-                created = self._needs("created_at", option)
-                where.append(sql(f"{{}} {op} {{}}", created, self.sql.time_param("created_at", value)))
+                self._needs("created_at", option)
+                where.append(self.sql.time_compare("created_at", op, value))
         if query.step is not None:
             if self.mapping.has("current_step_name") or not self.mapping.has("current_step"):
                 step = self._needs("current_step_name", "--step")

@@ -163,6 +163,15 @@ class TableSql:
             return Param(iso(when))
         return Param(when)
 
+    def time_compare(self, key: str, op: str, when: datetime) -> Sql:
+        """The time of ``key`` compared with ``when`` (``op``: <, >=). SQLite text times are
+        compared as instants (julianday reads '2026-12-06 16:33:15.494' and
+        '2026-12-06T16:33:15.494Z' alike), the rest as stored."""
+        column = self.expr(key)
+        if self.dialect == "sqlite" and self.m.fields[key].unit is None:
+            return sql(f"julianday({{}}) {op} julianday({{}})", column, self.time_param(key, when))
+        return sql(f"{{}} {op} {{}}", column, self.time_param(key, when))
+
     def time_value(self, key: str, value: Any) -> datetime | None:
         """A time read from the column of ``key``, in UTC (a naive timestamp is taken as UTC)."""
         if value is None:
@@ -202,7 +211,8 @@ class TableSql:
             ]
             return sql("(CASE {} END)", join(" ", arms)) if arms else sql("NULL")
         value = self.expr("state")
-        return value if self.m.exact else sql("lower(CAST({} AS text))", value)
+        lower = "lower" if self.dialect == "postgres" else "sagactl_lower"  # foreign.py: Unicode on SQLite too
+        return value if self.m.exact else sql(f"{lower}(CAST({{}} AS text))", value)
 
     def _any(self, when: Sequence[tuple[tuple[str, bool], ...]]) -> Sql:
         ors = []
