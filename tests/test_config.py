@@ -232,3 +232,36 @@ def test_config_mistakes_end_to_end_exit_2_one_line(tmp_path: Path) -> None:
         "sagactl: error: --context is empty; give it a value, or leave out --context and SAGACTL_CONTEXT\n",
     )
     assert list(p.name for p in tmp_path.iterdir()) == ["sagactl.yaml"]  # nothing opened, nothing created
+
+
+def test_the_sample_preset_config_resolves_every_context() -> None:
+    """sample-configs/sagactl-presets.yaml: each context is a mapping sagactl can read (every key
+    known, over its preset's block on either dialect), and none is a sagactl log."""
+    import yaml
+
+    from sagactl.store.mapping import resolve
+    from sagactl.store.presets import preset_named
+
+    path = Path(__file__).resolve().parent.parent / "sample-configs" / "sagactl-presets.yaml"
+    contexts = yaml.safe_load(path.read_text())["contexts"]
+    assert set(contexts) == {
+        "dbos",
+        "dbos-custom-schema",
+        "dbos-sqlite",
+        "eventuate",
+        "masstransit",
+        "wolverine",
+        "jobs",
+    }
+    for name in contexts:
+        settings = resolve_settings(config=str(path), context=name, env={})
+        assert settings.mapping is not None, name
+        dialect = "sqlite" if settings.dsn.startswith("sqlite") else "postgres"
+        preset = preset_named(settings.mapping.preset).block(dialect, None) if settings.mapping.preset else None
+        mapping = resolve(settings.mapping, preset)
+        assert mapping.table_name, name
+    custom = resolve(
+        resolve_settings(config=str(path), context="dbos-custom-schema", env={}).mapping or TableMapping(),
+        preset_named("dbos").block("postgres", None),
+    )
+    assert custom.table == ("orders_sys", "workflow_status") and custom.fields["updated_at"].unit == "ms"

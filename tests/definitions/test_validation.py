@@ -50,12 +50,14 @@ def test_corpus_is_large_enough() -> None:
     assert len(list(CORPUS.glob("*.yaml"))) >= 25
 
 
-# Every sample saga file and the sagas it defines; sagactl.yaml is the config example.
+# Every sample saga file and the sagas it defines; the config examples: sagactl.yaml, and
+# sagactl-presets.yaml (other frameworks' tables: tests/test_config.py reads each context).
 SAMPLE_SAGAS = {"order.yaml": ["OrderFulfillment"], "order-sqs.yaml": ["OrderFulfillmentSqs"]}
+SAMPLE_CONFIGS = ("sagactl.yaml", "sagactl-presets.yaml")
 
 
-def test_every_sample_yaml_is_a_known_saga_file_or_the_config_example() -> None:
-    assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == sorted([*SAMPLE_SAGAS, "sagactl.yaml"])
+def test_every_sample_yaml_is_a_known_saga_file_or_a_config_example() -> None:
+    assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == sorted([*SAMPLE_SAGAS, *SAMPLE_CONFIGS])
 
 
 @pytest.mark.parametrize(("name", "sagas"), sorted(SAMPLE_SAGAS.items()))
@@ -83,7 +85,7 @@ def test_sample_config_example_is_a_valid_config() -> None:
 
 def test_samples_declare_the_schema_for_editors() -> None:
     for path in SAMPLES.glob("*.yaml"):
-        if path.name != "sagactl.yaml":
+        if path.name not in SAMPLE_CONFIGS:
             assert path.read_text().startswith("# yaml-language-server: $schema="), path
 
 
