@@ -32,7 +32,7 @@ from sagactl.ops.sagas import list_sagas, show_saga, watch_sagas
 from sagactl.store import open_reader
 from sagactl.store.mapped import MappedTableStore
 from sagactl.tools.inspect import ListRequest
-from tests.support.clock import FakeClock
+from tests.support.clock import StopsAfter
 from tests.support.postgres import fresh_database
 from tests.support.processes import sagactl
 
@@ -204,13 +204,7 @@ def test_stats_counts_each_type_and_state(dbos: DbosDatabase) -> None:
 def test_watch_draws_the_stranded_ones_every_interval(dbos: DbosDatabase) -> None:
     frames: list[list[str]] = []
 
-    class TwoFrames(FakeClock):
-        def sleep(self, seconds: float) -> None:
-            super().sleep(seconds)
-            if len(self.sleeps) >= 2:
-                raise KeyboardInterrupt
-
-    clock = TwoFrames(utcnow() + timedelta(hours=1))
+    clock = StopsAfter(2, utcnow() + timedelta(hours=1))
     request = ListRequest(stuck=True)
     with pytest.raises(KeyboardInterrupt):
         watch_sagas(

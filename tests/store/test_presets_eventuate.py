@@ -21,7 +21,7 @@ from sagactl.config import Settings, TableMapping
 from sagactl.models import utcnow
 from sagactl.ops.sagas import watch_sagas
 from sagactl.tools.inspect import ListRequest
-from tests.support.clock import FakeClock
+from tests.support.clock import StopsAfter
 from tests.support.postgres import fresh_database
 
 runner = CliRunner()
@@ -154,12 +154,6 @@ def test_stuck_lists_the_compensating_ones_and_says_once_there_is_no_time(eventu
 def test_watch_warns_once_however_many_frames(eventuate: str, caplog: pytest.LogCaptureFixture) -> None:
     frames: list[list[str]] = []
 
-    class ThreeFrames(FakeClock):
-        def sleep(self, seconds: float) -> None:
-            super().sleep(seconds)
-            if len(self.sleeps) >= 3:
-                raise KeyboardInterrupt
-
     settings = Settings(dsn=eventuate, mapping=TableMapping(preset="eventuate"))
     with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
         watch_sagas(
@@ -167,7 +161,7 @@ def test_watch_warns_once_however_many_frames(eventuate: str, caplog: pytest.Log
             ListRequest(stuck=True),
             lambda r: frames.append([s.saga.saga_id for s in r.sagas]),
             interval=1,
-            clock=ThreeFrames(utcnow() + timedelta(days=1)),
+            clock=StopsAfter(3, utcnow() + timedelta(days=1)),
         )
     assert frames == [[COMPENSATING]] * 3
     assert len([r for r in caplog.records if "no time to judge age by" in r.getMessage()]) == 1
