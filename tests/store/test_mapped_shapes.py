@@ -348,7 +348,7 @@ def test_times_in_a_number_column_need_their_unit(db: Db) -> None:
     assert row.saga.updated_at == datetime.fromtimestamp(1796568878.268, UTC)
 
 
-def test_a_table_without_times(db: Db, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_table_without_times(db: Db) -> None:
     db.run(f"CREATE TABLE {db.quoted('bare')} (id text PRIMARY KEY, state text)")
     for saga_id, state in (("a", "compensating"), ("b", "pending"), ("c", "completed")):
         db.run(f"INSERT INTO {db.quoted('bare')} VALUES (%s, %s)", saga_id, state)

@@ -151,20 +151,37 @@ def test_stuck_lists_the_compensating_ones_and_says_once_there_is_no_time(eventu
     )
 
 
-def test_watch_warns_once_however_many_frames(eventuate: str, caplog: pytest.LogCaptureFixture) -> None:
-    frames: list[list[str]] = []
+class Records(logging.Handler):
+    """The records logged where it is attached (a CLI test may have stopped sagactl's loggers
+    from propagating to pytest's capture)."""
 
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_watch_warns_once_however_many_frames(eventuate: str) -> None:
+    frames: list[list[str]] = []
+    records = Records()
+    logger = logging.getLogger("sagactl.store")
+    logger.addHandler(records)
     settings = Settings(dsn=eventuate, mapping=TableMapping(preset="eventuate"))
-    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
-        watch_sagas(
-            settings,
-            ListRequest(stuck=True),
-            lambda r: frames.append([s.saga.saga_id for s in r.sagas]),
-            interval=1,
-            clock=StopsAfter(3, utcnow() + timedelta(days=1)),
-        )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            watch_sagas(
+                settings,
+                ListRequest(stuck=True),
+                lambda r: frames.append([s.saga.saga_id for s in r.sagas]),
+                interval=1,
+                clock=StopsAfter(3, utcnow() + timedelta(days=1)),
+            )
+    finally:
+        logger.removeHandler(records)
     assert frames == [[COMPENSATING]] * 3
-    assert len([r for r in caplog.records if "no time to judge age by" in r.getMessage()]) == 1
+    assert len([m for m in records.messages if "no time to judge age by" in m]) == 1
 
 
 def test_the_composite_key_is_one_id_that_show_takes_back(eventuate: str) -> None:
