@@ -259,7 +259,7 @@ def test_mapped_prefixes_are_index_range_scans(legacy: str, table: str) -> None:
             assert store.ids_with_prefix("c4ca4238-a0b9-2", 11) == [one]
         with pytest.raises(AmbiguousIdError):
             resolve_id(store, "c")
-        store._conn.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it
+        store.db._pg.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it
         plan = store.explain_prefix("c4ca")
         assert f"using {table}_pkey" in plan, plan
     finally:
