@@ -17,7 +17,7 @@ steps 100..200 over that of steps 1..100. Medians over the rounds.
   environment (``--dbos-python``; default /work/venvs/dbos/bin/python; `pip install dbos httpx`
   there); it is a benchmark, not a dependency. Skipped when that interpreter is missing.
 - The floor: a loop in one process doing, per step, two one-statement durable commits on
-  PostgreSQL (autocommit INSERT + UPDATE) and the POST through httpx.
+  PostgreSQL (autocommit INSERT + UPDATE) and the POST through urllib3 (sagactl's http client).
 - Round trips and bytes per commit: one 200-step saga driven in process with libpq tracing
   on the store's connection (Sync messages and bytes the client sent per commit, over the
   first and the last 100 steps).
@@ -123,16 +123,17 @@ def per_step(t: dict[int, float]) -> tuple[float, float, float]:
 
 def floor_ms(pg: str, url: str, steps: int = 200) -> float:
     """Two one-statement durable commits and one POST per step, nothing else."""
-    import httpx
     import psycopg
+    import urllib3
 
-    with psycopg.connect(pg, autocommit=True) as conn, httpx.Client() as client:
+    with psycopg.connect(pg, autocommit=True) as conn, urllib3.PoolManager(maxsize=1) as client:
         conn.execute("CREATE TABLE IF NOT EXISTS floor_steps (id int PRIMARY KEY, state text)")
         conn.execute("TRUNCATE floor_steps")
         started = time.perf_counter()
         for i in range(steps):
             conn.execute("INSERT INTO floor_steps VALUES (%s, 'executing')", [i])
-            client.post(f"{url}/s{i}/do", json={"order": "o-1", "n": i}).raise_for_status()
+            answer = client.request("POST", f"{url}/s{i}/do", json={"order": "o-1", "n": i})
+            assert answer.status == 200, answer.status
             conn.execute("UPDATE floor_steps SET state = 'completed' WHERE id = %s", [i])
         return (time.perf_counter() - started) / steps * 1000
 

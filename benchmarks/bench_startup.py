@@ -44,21 +44,34 @@ steps:
     endpoint: local
     action: {args: [go]}
 """
-HEAVY = ("boto3", "botocore", "psycopg", "httpx", "tabulate", "rich", "yaml", "jsonschema")
+HEAVY = ("boto3", "botocore", "psycopg", "httpx", "urllib3", "tabulate", "rich", "yaml", "jsonschema")
 
 
-def timed_together(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, float]:
-    """Median wall time of each command, run round-robin so drift on a shared machine hits all
-    of them alike."""
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the process and what it waited for)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = 0  # reaped above
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def timed_together(
+    commands: dict[str, list[str]], env: dict[str, str], runs: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall time and median CPU time of each command, run round-robin so drift on a
+    shared machine hits all of them alike (CPU time is the steadier figure under load)."""
     for argv in commands.values():  # warm the page cache
         subprocess.run(argv, env=env, capture_output=True, check=False)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
-            start = time.perf_counter()
-            subprocess.run(argv, env=env, capture_output=True, check=False)
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            wall, cpu = run_once(argv, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    median = statistics.median
+    return {n: median(v) for n, v in walls.items()}, {n: median(v) for n, v in cpus.items()}
 
 
 def imported(args: list[str], env: dict[str, str]) -> list[str]:
@@ -125,15 +138,18 @@ def main() -> None:
             "sagactl --help (terminal)": on_terminal(f"{sagactl} --help"),
             **{f"sagactl {args}": [sagactl, *args.split()] for args in cases},
             **({f"against {args}": [*other, sagactl, *args.split()] for args in cases} if other else {}),
+            **({"against --help (terminal)": on_terminal(f"{' '.join(other)} {sagactl} --help")} if other else {}),
         }
-        took = timed_together(commands, env, opts.n)
+        took, cpu = timed_together(commands, env, opts.n)
+        print(f"load average before: {os.getloadavg()} on {os.cpu_count()} CPUs")
         base, base_tty = took["import typer"], took["import typer (terminal)"]
         print(
-            f"{'command':38} {'median':>9} {'ratio':>6}  heavy imports  (ratio: to import typer, same kind of stdout)"
+            f"{'command':38} {'median':>9} {'cpu':>8} {'ratio':>6}  heavy imports"
+            "  (ratio: to import typer, same kind of stdout)"
         )
         for name, seconds in took.items():
             ratio = seconds / (base_tty if name.endswith("(terminal)") else base)
-            line = f"{name:38} {seconds * 1000:8.1f}ms {ratio:6.2f}"
+            line = f"{name:38} {seconds * 1000:8.1f}ms {cpu[name] * 1000:6.1f}ms {ratio:6.2f}"
             args = name.removeprefix("sagactl ")
             if name.startswith("sagactl ") and args in cases:
                 heavy = imported(args.split(), env)

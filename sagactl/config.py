@@ -77,6 +77,7 @@ class AwsSettings:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    dlqs: tuple[str, ...] = ()  # aws.dlqs: the dead-letter queues a worker's /metrics watches
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class Settings:
     aws: AwsSettings = AwsSettings()
     config_path: Path | None = None
     context: str | None = None
+    tracing: Mapping[str, Any] | None = None  # sagactl.yaml's tracing: block (sagactl.tracing.settings reads it)
 
 
 def find_config(explicit: str | None, env: Mapping[str, str]) -> Path | None:
@@ -128,11 +130,22 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 # The keys sagactl.yaml may hold, per section. Anything else is a typo that would otherwise
 # fall back to a default without a word: an error naming the key, the file and these.
-TOP_KEYS = ("store", "aws", "contexts", "current_context")
+TOP_KEYS = ("store", "aws", "tracing", "contexts", "current_context")
 STORE_KEYS = ("dsn", "table", "preset", "columns", "states", "state_case", "stuck_states")
-AWS_KEYS = ("region", "profile", "endpoint_url")
-CONTEXT_KEYS = ("store", "aws")
+AWS_KEYS = ("region", "profile", "endpoint_url", "dlqs")
+CONTEXT_KEYS = ("store", "aws", "tracing")
+TRACING_KEYS = (
+    "exporter",
+    "endpoint",
+    "protocol",
+    "headers",
+    "service_name",
+    "resource_attributes",
+    "sampler",
+    "sampler_arg",
+)
 _STRINGS = {"dsn", "table", "preset", "state_case", "region", "profile", "endpoint_url"}
+_LISTS = {"dlqs"}
 _MAPPINGS = {"columns", "states"}
 _TABLE_KEYS = ("table", "preset", "columns", "states", "state_case", "stuck_states")
 
@@ -163,6 +176,13 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
         if key in _STRINGS and not (isinstance(value, str) and value.strip()):
             what = "empty" if value is None or isinstance(value, str) else f"a {type(value).__name__}"
             raise UsageError(f"{path}: '{where}{key}' is {what}", hint="give it a text value, or remove the key")
+        if key in _LISTS and not (
+            isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
+        ):
+            raise UsageError(
+                f"{path}: '{where}{key}' must be a list of queue names, URLs or ARNs",
+                hint="e.g. dlqs: [payment-dlq, shipping-dlq]",
+            )
         if key in _MAPPINGS and value is not None and not isinstance(value, dict):
             raise UsageError(f"{path}: '{where}{key}' must be a mapping, not {type(value).__name__}")
         if key == "preset":
@@ -222,6 +242,7 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     contexts = _section(doc, "contexts", "", path)
     _check_keys(store, STORE_KEYS, "store.", path)
     _check_keys(aws, AWS_KEYS, "aws.", path)
+    _check_keys(_section(doc, "tracing", "", path), TRACING_KEYS, "tracing.", path)
     for name, ctx in contexts.items():
         if ctx is None:
             continue  # a context that only names itself: the top-level settings
@@ -230,6 +251,9 @@ def _load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         _check_keys(ctx, CONTEXT_KEYS, f"contexts.{name}.", path)
         _check_keys(_section(ctx, "store", f"contexts.{name}.", path), STORE_KEYS, f"contexts.{name}.store.", path)
         _check_keys(_section(ctx, "aws", f"contexts.{name}.", path), AWS_KEYS, f"contexts.{name}.aws.", path)
+        _check_keys(
+            _section(ctx, "tracing", f"contexts.{name}.", path), TRACING_KEYS, f"contexts.{name}.tracing.", path
+        )
     current = doc.get("current_context")
     if current is not None and (not isinstance(current, str) or not current.strip()):
         raise UsageError(f"{path}: 'current_context' must name a context", hint="remove it to use no context")
@@ -269,21 +293,28 @@ def resolve_settings(
     store: dict[str, Any] = {}
     aws: dict[str, Any] = {}
     contexts: dict[str, Any] = {}
+    tracing: dict[str, Any] = {}
     if path:
         doc, top_store, top_aws, contexts = _load_config(path)
-        store, aws = dict(top_store), dict(top_aws)
+        store, aws, tracing = dict(top_store), dict(top_aws), dict(doc.get("tracing") or {})
     chosen = context or doc.get("current_context")
     if chosen:
         if chosen not in contexts:
+            if path is None:
+                raise UsageError(
+                    f"context '{chosen}' not found: there is no config file to define it"
+                    " (looked for ./sagactl.yaml and ~/.config/sagactl/config.yaml)",
+                    hint="pass --config FILE, or unset --context / SAGACTL_CONTEXT",
+                )
             known = ", ".join(sorted(contexts)) or "none defined"
-            where = str(path) if path else "no config file"
-            raise UsageError(f"context '{chosen}' not found in {where} (known: {known})")
+            raise UsageError(f"context '{chosen}' not found in {path} (known: {known})")
         ctx = contexts[chosen] or {}
         ctx_store = ctx.get("store") or {}
         if any(key in ctx_store for key in _TABLE_KEYS):  # a context's table is described whole there
             store = {k: v for k, v in store.items() if k not in _TABLE_KEYS}
         store.update(ctx_store)
         aws.update(ctx.get("aws") or {})
+        tracing.update(ctx.get("tracing") or {})
     return Settings(
         dsn=dsn or store.get("dsn") or DEFAULT_DSN,
         mapping=_mapping(store, preset, path),
@@ -294,7 +325,9 @@ def resolve_settings(
             or env.get("AWS_ENDPOINT_URL_SQS")
             or env.get("AWS_ENDPOINT_URL")
             or aws.get("endpoint_url"),
+            dlqs=tuple(str(q).strip() for q in aws.get("dlqs") or ()),
         ),
         config_path=path,
         context=chosen,
+        tracing=tracing or None,
     )

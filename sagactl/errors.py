@@ -12,7 +12,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes, identical for every command (README documents them)."""
+    """Exit codes, identical for every command (docs/errors.md documents them)."""
 
     OK = 0
     SAGA_FAILED = 1  # the saga ended failed, fully compensated

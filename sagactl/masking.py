@@ -23,7 +23,7 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter environment values would mask ordinary words and numbers
 _NOT_SECRETS = frozenset({"true", "false", "null", "none", "yes", "no", "on", "off", "****"})
 
-# Environment variable names whose values are secrets (README: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*).
+# Environment variable names whose values are secrets (docs/errors.md: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*).
 _SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 # -- URL userinfo: scheme://user:PASSWORD@host ---------------------------------------------------

@@ -1,6 +1,6 @@
 """Saga and step records as stored in saga_log, their states, and their JSON shapes.
 
-The JSON produced by ``to_dict`` is a contract (README "JSON fields"): fields are
+The JSON produced by ``to_dict`` is a contract (docs/output.md): fields are
 added, never renamed; times are ISO 8601 UTC with a trailing ``Z``; nulls are explicit.
 """
 
@@ -71,11 +71,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun as English has it: ``1 step``, ``2 steps``, ``0 sagas``."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 UTC with microseconds and a trailing Z (lexicographically sortable)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # half strftime's cost: every commit formats a few
 
 
 def parse_iso(value: str | datetime | None) -> datetime | None:
@@ -127,12 +134,14 @@ def idempotency_key(saga_id: str, step: str, phase: Phase) -> str:
 
 
 class SortKey(StrEnum):
-    """``list --sort``: oldest first (created_at), least recently updated first, or by type
-    (then oldest first). Without it: compensating first, then oldest (or longest stuck)."""
+    """``list --sort``: oldest first (created_at), least recently updated first, by type (then
+    oldest first), or newest first. Without it: compensating first, then oldest (or longest
+    stuck)."""
 
     AGE = "age"
     UPDATED = "updated"
     TYPE = "type"
+    NEWEST = "newest"
 
 
 PRUNE_BATCH = 500  # sagas deleted per transaction by `prune` (writers wait one batch at most)
@@ -188,6 +197,7 @@ class StepRecord:
     compensated_at: datetime | None = None
     compensation_error: str | None = None
     waiting: Waiting | None = None
+    trace_span: str | None = None  # span ID of its latest attempt (tracing on): the next one links to it
 
     def needs_compensation(self) -> bool:
         """True when the action happened or may have happened and is not yet undone."""
@@ -232,6 +242,8 @@ class StepRecord:
             stored["compensated_at"] = iso(self.compensated_at)
         if self.waiting is not None:
             stored["waiting"] = self.waiting.to_dict()
+        if self.trace_span is not None:
+            stored["trace_span"] = self.trace_span
         return stored
 
     @classmethod
@@ -256,6 +268,7 @@ class StepRecord:
             compensated_at=parse_iso(raw.get("compensated_at")),
             compensation_error=compensation_error,
             waiting=Waiting.from_dict(raw.get("waiting")),
+            trace_span=raw.get("trace_span") or None,
         )
 
 
@@ -303,7 +316,15 @@ class SagaRecord:
     last_error: str | None = None
     rerun_of: str | None = None  # the failed saga this one reruns (sagactl rerun)
     rerun_as: str | None = None  # the saga that reruns this failed one
+    traceparent: str | None = None  # W3C context of the saga's root span (tracing on when it was recorded)
+    tracestate: str | None = None
     transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The OpenTelemetry trace the saga is (32 hex digits), or None: traced it was not."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) >= 4 and len(parts[1]) == 32 else None
 
     @property
     def current_step_name(self) -> str | None:
@@ -345,6 +366,7 @@ class SagaRecord:
             "wake_at": iso(self.wake_at),
             "rerun_of": self.rerun_of,
             "rerun_as": self.rerun_as,
+            "trace_id": self.trace_id,
             "steps": [step.to_dict() for step in self.steps],
             "transitions": [t.to_dict() for t in self.transitions],
         }

@@ -58,6 +58,7 @@ def test_aws_max_attempts_is_honoured(aws_env: dict[str, str]) -> None:
     assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
 
 
+@pytest.mark.slow
 def test_queue_resolves_from_name_url_and_arn(sqs: Sqs) -> None:
     queue = sqs.queue("resolve")
     client = sqs_client(AwsSettings())
@@ -92,6 +93,7 @@ def test_missing_queue_is_not_found(sqs: Sqs) -> None:
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint_exits_4_with_one_line(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}"
     result = runner.invoke(app, ["dlq", "list", "orders-dlq", "--endpoint-url", endpoint])
@@ -133,6 +135,7 @@ def test_unknown_profile_is_a_usage_error(aws_env: dict[str, str]) -> None:
     assert result.stderr.startswith("sagactl: error: AWS profile 'nope' not found")
 
 
+@pytest.mark.slow
 def test_region_precedence_flag_over_env_over_config(sqs: Sqs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto keeps queues per region: the queue exists only in us-east-1, so which region was
     used shows in whether it is found."""
@@ -193,6 +196,7 @@ def test_an_arn_in_another_region_is_refused_not_replaced_by_a_namesake(sqs: Sqs
     assert resolve_queue(elsewhere, there.arn, attributes=False).arn == there.arn
 
 
+@pytest.mark.slow
 def test_an_arn_of_another_account_is_refused(sqs: Sqs) -> None:
     queue = sqs.queue("owned")
     foreign = queue.arn.replace(":123456789012:", ":999999999999:")

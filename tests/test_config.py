@@ -132,20 +132,20 @@ def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("contxts: {}\n", "unknown key 'contxts' at the top level; did you mean 'contexts'? allowed there: store,"
-         " aws, contexts, current_context"),
+         " aws, tracing, contexts, current_context"),
         ("store: {dns: sqlite:///x.db}\n", "unknown key 'dns' in store; did you mean 'dsn'? allowed there: dsn,"
          " table, preset, columns, states, state_case, stuck_states"),
         ("aws: {regoin: eu-west-1}\n", "unknown key 'regoin' in aws; did you mean 'region'? allowed there:"
-         " region, profile, endpoint_url"),
+         " region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {stor: {dsn: 'sqlite:///s.db'}}}\n", "unknown key 'stor' in contexts.staging;"
-         " did you mean 'store'? allowed there: store, aws"),
+         " did you mean 'store'? allowed there: store, aws, tracing"),
         ("contexts: {staging: {store: {dsn: 'sqlite:///s.db', tabel: t}}}\n", "unknown key 'tabel' in"
          " contexts.staging.store; did you mean 'table'? allowed there: dsn, table, preset, columns, states,"
          " state_case, stuck_states"),
         ("contexts: {staging: {aws: {profil: p}}}\n", "unknown key 'profil' in contexts.staging.aws; did you mean"
-         " 'profile'? allowed there: region, profile, endpoint_url"),
+         " 'profile'? allowed there: region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {dsn: 'sqlite:///s.db'}}\n", "unknown key 'dsn' in contexts.staging; allowed there:"
-         " store, aws"),
+         " store, aws, tracing"),
         ("contexts: {staging: sqlite:///s.db}\n", "'contexts.staging' must be a mapping, not str"),
         ("store: {dsn: ''}\n", "'store.dsn' is empty; give it a text value, or remove the key"),
         ("contexts: {staging: {store: {dsn: }}}\n", "'contexts.staging.store.dsn' is empty; give it a text value,"
@@ -211,13 +211,14 @@ def test_a_flag_wins_over_an_empty_variable(config_file: Path) -> None:
     assert (settings.context, settings.dsn) == ("staging", "sqlite:///x.db")
 
 
+@pytest.mark.slow
 def test_config_mistakes_end_to_end_exit_2_one_line(tmp_path: Path) -> None:
     (tmp_path / "sagactl.yaml").write_text("store:\n  dsn: sqlite:///own.db\ncontexts:\n  prod:\n    stor: {}\n")
     typo = sagactl("list", "--stuck", "--exit-code", cwd=tmp_path)
     assert (typo.returncode, typo.stdout) == (2, "")
     assert typo.stderr == (
         "sagactl: error: sagactl.yaml: unknown key 'stor' in contexts.prod; did you mean 'store'? allowed there:"
-        " store, aws\n"
+        " store, aws, tracing\n"
     )
     (tmp_path / "sagactl.yaml").write_text("store:\n  dsn: sqlite:///own.db\ncontexts:\n  prod: {}\n")
     empty = sagactl("list", "--stuck", "--exit-code", cwd=tmp_path, env={"SAGACTL_CONTEXT": ""})

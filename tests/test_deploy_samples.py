@@ -1,5 +1,5 @@
 """sample-configs/deploy: the systemd unit and the Kubernetes Deployment parse, run a worker
-with options the CLI accepts, and give it longer to stop than its --grace (README "Workers")."""
+with options the CLI accepts, and give it longer to stop than its --grace (docs/workers.md)."""
 
 from __future__ import annotations
 

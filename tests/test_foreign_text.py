@@ -93,6 +93,7 @@ def foreign_controls(tty: str, rich: str = SGR) -> list[str]:
 # -- run: the live view, mid-compensation -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_live_view_shows_participant_text_literally_and_the_saga_ends_failed(
     participants: Participants, tmp_path: Path
 ) -> None:
@@ -165,6 +166,7 @@ def evil_log(store_dsn: str) -> str:
     return store_dsn
 
 
+@pytest.mark.slow
 def test_show_and_list_print_what_the_store_holds_literally(evil_log: str) -> None:
     names = ["ev[/x]\\x1b[31mID\\x9b", "Ty[/pe]\\x1b]0;t\\x07", "[/items/0/qty]"]
     for argv, tokens in ((["show", EVIL_ID], names + SHOWN), (["list"], names), (["list", "--stuck"], names)):
@@ -231,6 +233,7 @@ def evil_dlq(sqs: Sqs) -> tuple[Queue, Queue]:
     return dlq, source
 
 
+@pytest.mark.slow
 def test_dlq_list_shows_bodies_and_attributes_literally(
     evil_dlq: tuple[Queue, Queue], aws_env: Mapping[str, str]
 ) -> None:
@@ -254,6 +257,7 @@ def test_dlq_list_shows_bodies_and_attributes_literally(
     assert [(m["saga_id"], m["step_name"], m["error"]) for m in listed] == [(EVIL_ID, STEP, EVIL)] * 2
 
 
+@pytest.mark.slow
 def test_redrive_progress_and_summary_show_foreign_text_literally(
     evil_dlq: tuple[Queue, Queue], sqs: Sqs, aws_env: Mapping[str, str]
 ) -> None:
@@ -300,6 +304,7 @@ def fuzz_log(tmp_path: Path, participants: Participants, monkeypatch: pytest.Mon
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(result=JSON_VALUES, error=FOREIGN, compensation_error=FOREIGN)
+@pytest.mark.slow
 def test_any_participant_text_is_stored_printed_as_json_exactly_and_tables_print(
     fuzz_log: Path, participants: Participants, result: Any, error: str, compensation_error: str
 ) -> None:

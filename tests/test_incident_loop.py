@@ -1,4 +1,4 @@
-"""The incident loop of README "Workers", end to end, as an operator lives it: real processes
+"""The incident loop of docs/workers.md (the walkthrough), end to end, as an operator lives it: real processes
 only (a `sagactl worker`, the sample participant service sample-configs/participants/
 sqs_service.py, the `sagactl` commands), moto for SQS, PostgreSQL for the saga log.
 
@@ -68,6 +68,7 @@ def saga_log(pg_admin_dsn: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.mark.slow
 def test_the_incident_loop(sqs: Sqs, aws_env: dict[str, str], saga_log: str, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     names = {
@@ -78,7 +79,7 @@ def test_the_incident_loop(sqs: Sqs, aws_env: dict[str, str], saga_log: str, tmp
     }
     service_dir = tmp_path / "service"
     env = {**os.environ, **aws_env, **names, "SAGACTL_DSN": saga_log, "SQS_SERVICE_DIR": str(service_dir)}
-    # The queues, as the README makes them: dead-lettered after 2 receives, visible again after 1 s.
+    # The queues, as docs/workers.md makes them: dead-lettered after 2 receives, visible again after 1 s.
     made = subprocess.run(
         [sys.executable, str(PARTICIPANTS / "make_queues.py"), "--max-receive-count", "2", "--visibility-timeout", "1"],
         env=env,

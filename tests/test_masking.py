@@ -205,6 +205,7 @@ def only_replaced_by_masks(before: str, after: str) -> bool:
 
 @settings(max_examples=200, deadline=None)
 @given(any_text)
+@pytest.mark.slow
 def test_masking_is_idempotent_and_only_replaces_text_by_masks(text: str) -> None:
     masked = mask_secrets(text, ENV)
     assert mask_secrets(masked, ENV) == masked
@@ -260,6 +261,7 @@ def _cpu_ms(work: Callable[[], object]) -> float:
 
 
 @pytest.mark.parametrize("kind", list(_bodies()))
+@pytest.mark.slow
 def test_masking_a_250_kb_body_is_linear(kind: str) -> None:
     body = _bodies()[kind]
     masker = Masker(["s3cr3t-value"], env={})

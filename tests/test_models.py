@@ -65,6 +65,7 @@ def test_saga_json_golden() -> None:
         "wake_at": None,
         "rerun_of": None,
         "rerun_as": None,
+        "trace_id": None,
         "steps": [
             {
                 "name": "charge",
@@ -172,3 +173,21 @@ def test_a_pending_step_is_stored_with_the_design_fields_only() -> None:
         "name": "a", "status": "pending", "attempts": 0, "result": None, "error": None,
         "started_at": None, "finished_at": None,
     }  # fmt: skip
+
+
+def test_counts_read_as_english() -> None:
+    from sagactl.models import counted
+
+    assert [counted(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+    assert counted(1, "batch", "batches") == "1 batch" and counted(3, "batch", "batches") == "3 batches"
+
+
+ZONES = st.timezones() | st.just(UTC) | st.none()
+
+
+@given(st.datetimes(min_value=datetime(1001, 1, 1), max_value=datetime(9998, 12, 31), timezones=ZONES))
+def test_iso_is_utc_microseconds_and_z(when: datetime) -> None:
+    """One shape whatever the zone (a naive time is local), sortable as text."""
+    text = iso(when)
+    assert text == when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert parse_iso(text) == when.astimezone(UTC)

@@ -71,6 +71,7 @@ def run(argv: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[
 # -- the error funnel --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_error_line_masks_a_password_in_the_sqs_endpoint(
     aws_env: Mapping[str, str], closed_port: int, child_env: dict[str, str]
 ) -> None:
@@ -84,6 +85,7 @@ def test_error_line_masks_a_password_in_the_sqs_endpoint(
     assert SECRET not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_verbose_traceback_masks_the_endpoint_password(
     aws_env: Mapping[str, str], closed_port: int, child_env: dict[str, str]
 ) -> None:
@@ -109,6 +111,7 @@ def test_error_line_masks_the_password_of_a_postgres_dsn(child_env: dict[str, st
 # -- the live run view -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_live_view_masks_a_participant_error(payout: Path, tmp_path: Path, child_env: dict[str, str]) -> None:
     code, tty, stdout, _ = run_on_pty(
         sagactl("run", str(payout), "--dsn", f"sqlite:///{tmp_path / 'log.db'}", "-o", "json"),
@@ -208,6 +211,7 @@ def _stored_text(dsn: str) -> str:
     return "\n".join(str(value) for row in rows for value in row)
 
 
+@pytest.mark.slow
 def test_values_a_definition_resolved_are_masked_before_they_are_stored(
     tmp_path: Path, child_env: dict[str, str], participants: Participants, store_dsn: str
 ) -> None:

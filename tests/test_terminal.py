@@ -65,6 +65,7 @@ def live_rows(screen: str) -> list[str]:
 # -- stdout on a terminal ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_show_on_a_terminal_is_a_rich_table_in_colour(child_env: dict[str, str], dsn: str) -> None:
     run_sample_piped(child_env, dsn, "tty-1")
     code, tty, stdout, stderr = run_on_pty(
@@ -79,6 +80,7 @@ def test_show_on_a_terminal_is_a_rich_table_in_colour(child_env: dict[str, str],
     assert colour_codes(tty)
 
 
+@pytest.mark.slow
 def test_no_color_keeps_the_rich_layout_without_colour(child_env: dict[str, str], dsn: str) -> None:
     run_sample_piped(child_env, dsn, "tty-2")
     code, tty, _, stderr = run_on_pty(
@@ -91,6 +93,7 @@ def test_no_color_keeps_the_rich_layout_without_colour(child_env: dict[str, str]
     assert colour_codes(tty) == []
 
 
+@pytest.mark.slow
 def test_no_color_live_view_has_no_colour(child_env: dict[str, str], dsn: str) -> None:
     code, tty, _, _ = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn),
@@ -107,6 +110,7 @@ def test_no_color_live_view_has_no_colour(child_env: dict[str, str], dsn: str) -
 # -- stderr on a terminal, stdout piped ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_live_view_on_a_terminal_stderr_while_stdout_is_piped(child_env: dict[str, str], dsn: str) -> None:
     code, tty, stdout, _ = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "live-1", "-o", "json"),
@@ -126,6 +130,7 @@ def test_live_view_on_a_terminal_stderr_while_stdout_is_piped(child_env: dict[st
     assert "\x1b" not in stdout and not BOX & set(stdout)
 
 
+@pytest.mark.slow
 def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_env: dict[str, str], dsn: str) -> None:
     code, tty, stdout, _ = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "live-2"),
@@ -139,6 +144,7 @@ def test_default_table_still_reaches_a_piped_stdout_under_the_live_view(child_en
     assert "\x1b" not in stdout and not BOX & set(stdout)
 
 
+@pytest.mark.slow
 def test_run_detach_on_a_terminal_prints_the_id_alone_and_draws_no_view(child_env: dict[str, str], dsn: str) -> None:
     code, tty, stdout, stderr = run_on_pty(
         sagactl("run", SAMPLE, "--input", SAMPLE_INPUT, "--dsn", dsn, "--saga-id", "det-1", "--detach"),
@@ -161,6 +167,7 @@ def test_run_detach_on_a_terminal_prints_the_id_alone_and_draws_no_view(child_en
 # -- redrive ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_redrive_draws_a_transient_progress_bar_on_a_terminal(sqs: Sqs, aws_env: Mapping[str, str]) -> None:
     dlq, source = sqs.dlq_pair()
     sqs.send(dlq, [json.dumps({"saga_id": f"saga-{i}", "n": i}) for i in range(12)])

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from sagactl import yamlsafe
 from sagactl.yamlsafe import BoundedLoader, FastLoader, YamlLimitError, load, parsed
+from tests.support.samples import shipped
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = sorted(ROOT.glob("sample-configs/**/*.yaml"))
+SAMPLES = shipped("**/*.yaml")
 
 
 
@@ -75,6 +76,7 @@ def test_both_loaders_read_every_sample_alike(path: Path) -> None:
     assert outcome(text, FastLoader) == outcome(text, BoundedLoader) != ("error", "")
 
 
+@pytest.mark.slow
 def test_both_loaders_read_a_long_definition_alike_with_the_same_marks() -> None:
     text = long_definition(300)
     assert outcome(text, FastLoader) == outcome(text, BoundedLoader)
@@ -129,6 +131,7 @@ YAMLISH = st.text(alphabet=st.sampled_from(list("ab1 -:[]{},&*!#'\"\n\t|>?%@.\\"
 
 @settings(max_examples=500, deadline=None)
 @given(YAMLISH)
+@pytest.mark.slow
 def test_every_file_the_reference_reads_is_read_to_the_same_data(text: str) -> None:
     """``parsed`` never reads a file differently from the reference loader and never refuses
     one it reads. libyaml reads a few files the reference refuses (">#", "[a|?]"): those it

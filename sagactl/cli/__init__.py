@@ -9,9 +9,11 @@
     dlq.py         dlq list, redrive
     admin.py       db init, db recount, schema, completion
     tools.py       graph, doctor, config
+    ui.py          ui (the terminal UI, sagactl.ui)
     worker.py      worker
     complete.py    shell completion callbacks (saga IDs, step names, contexts)
     examples.py    the examples at the end of every command's --help
+    reference.py   the docs' command reference pages, written from the commands themselves
 
 Each command parses its options, calls one core function and hands the result to
 ``output.emit``. Every failure goes through ``common.funnel``: one masked line on stderr and the
@@ -42,6 +44,7 @@ GROUPS = {  # the sub-command groups, in the order help lists them: name -> help
     "db": "Manage the saga log database.",
     "dlq": "Inspect dead-letter queues (SQS) without consuming their messages.",
     "config": "The contexts of sagactl.yaml: list them, switch the current one, view the file (secrets masked).",
+    "monitoring": "Prometheus alert rules and a Grafana dashboard for sagactl's metrics.",
 }
 COMMANDS = (  # (group, name, module in sagactl.cli, function), in the order help lists them
     ("", "validate", "sagas", "validate"),
@@ -66,6 +69,9 @@ COMMANDS = (  # (group, name, module in sagactl.cli, function), in the order hel
     ("config", "contexts", "tools", "config_contexts"),
     ("config", "use-context", "tools", "config_use_context"),
     ("config", "view", "tools", "config_view"),
+    ("", "ui", "ui", "ui"),
+    ("monitoring", "rules", "tools", "monitoring_rules"),
+    ("monitoring", "dashboard", "tools", "monitoring_dashboard"),
 )
 
 
@@ -86,21 +92,24 @@ def _root(
     """sagactl's own options (the app's help text is the Typer's)."""
 
 
-def build(only: tuple[str, str] | None = None) -> typer.Typer:
+def build(only: tuple[str, str] | None = None, *, rich: bool | None = None) -> typer.Typer:
     """The command line. With ``only`` = (group, name), that one command is registered (its
     group, if any, holding only it) and only its module imported: Typer turns every registered
     function into a Click command on each start (signatures, annotations: ~15 ms for all 22),
     which a process that runs one command does not need. What that command parses, prints and
     exits with is the same either way (tests compare them); help for a group or for sagactl
-    itself, completion and unknown commands take the whole app."""
+    itself, completion and unknown commands take the whole app. ``rich``: the help renderer
+    (default: rich on a terminal, plain in a pipe; the docs' reference takes plain)."""
     from importlib import import_module
+
+    rich = _RICH if rich is None else rich
+    mode: Literal["rich"] | None = "rich" if rich else None
 
     app = typer.Typer(
         name="sagactl",
         cls=SagactlGroup,
-        rich_markup_mode=_HELP_MODE,
+        rich_markup_mode=mode,
         help="Define, drive and operate sagas: multi-service transactions held together by compensations.",
-        epilog=epilog("", rich=_RICH),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -112,7 +121,7 @@ def build(only: tuple[str, str] | None = None) -> typer.Typer:
         if only is not None and only[0] != name:
             continue
         groups[name] = typer.Typer(
-            help=text, epilog=epilog(name, rich=_RICH), no_args_is_help=True, rich_markup_mode=_HELP_MODE
+            help=text, epilog=epilog(name, rich=rich), no_args_is_help=True, rich_markup_mode=mode
         )
         app.add_typer(groups[name], name=name)
     for group, name, module, function in COMMANDS:
@@ -120,7 +129,7 @@ def build(only: tuple[str, str] | None = None) -> typer.Typer:
             continue
         path = f"{group} {name}".strip()  # the words before a command's Examples in its help
         command = getattr(import_module(f"sagactl.cli.{module}"), function)
-        groups[group].command(name, epilog=epilog(path, rich=_RICH))(command)
+        groups[group].command(name, epilog=epilog(path, rich=rich))(command)
     return app
 
 

@@ -10,7 +10,8 @@ import typer
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import CONFIG, DSN, OUTPUT, VERBOSE, Shell
 from sagactl.errors import ExitCode
-from sagactl.views.output import OutputFormat, emit, info_line
+from sagactl.models import counted
+from sagactl.views.output import OutputFormat, emit, info_line, stream_is_tty
 
 COMPLETE_VAR = "_SAGACTL_COMPLETE"
 
@@ -22,7 +23,15 @@ def db_init(*, opts: Shared) -> int:
     from sagactl.ops.admin import init_db
     from sagactl.views.sagas import db_init_document
 
-    where, version = init_db(opts.settings())
+    if stream_is_tty(sys.stderr) and not opts.verbose:  # a migration may take minutes on a big log
+        from sagactl.views.live import spinner
+
+        with spinner("sagactl: opening the saga log") as status:
+            where, version = init_db(
+                opts.settings(), lambda v, name: status.update(f"sagactl: applying schema version {v} ({name})")
+            )
+    else:
+        where, version = init_db(opts.settings())
     if opts.output is OutputFormat.TABLE:
         info_line(f"saga log {mask_secrets(where)} is at schema version {version}")
     else:
@@ -40,7 +49,7 @@ def db_recount(*, opts: Shared) -> int:
     result = recount(opts.settings())
     emit(recount_document(result), opts.output)
     corrected = result.to_dict()["corrected"]
-    info_line(f"sagactl: recounted {mask_secrets(result.location)}: {corrected} counters corrected")
+    info_line(f"sagactl: recounted {mask_secrets(result.location)}: {counted(corrected, 'counter')} corrected")
     return ExitCode.OK
 
 

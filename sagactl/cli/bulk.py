@@ -94,7 +94,9 @@ def _confirm(action: BulkAction, yes: bool, selector: Selector) -> Callable[[Bul
 
 
 class _Bar:
-    """A rich progress bar on stderr (sagas done of those planned), shown once confirmed."""
+    """A rich progress bar on stderr (sagas done of those planned, how many of them ended
+    failed, and how many could not be acted on), shown once confirmed; with -q too, since it
+    is on stderr and only while stderr is a terminal."""
 
     def __init__(self, action: BulkAction) -> None:
         from sagactl.views.live import progress_bar
@@ -102,7 +104,8 @@ class _Bar:
         self.action = action
         self.bar = progress_bar()
         self.task = self.bar.add_task(action.value, total=None)
-        self.failed = 0
+        self.failed = 0  # sagas that ended failed
+        self.errors = 0  # sagas that could not be acted on (reported after the run)
         self.started = False
 
     def start(self, total: int) -> None:
@@ -115,11 +118,15 @@ class _Bar:
             self.bar.stop()
 
     def __call__(self, item: PlanItem, result: RunResult | None, error: Exception | None) -> None:
-        self.failed += error is not None
+        from sagactl.models import SagaState
+
+        self.failed += result is not None and result.saga.state is SagaState.FAILED
+        self.errors += error is not None
+        errors = f"  errors {self.errors}" if self.errors else ""
         self.bar.update(
             self.task,
             advance=1,
-            description=f"{self.action.value} {terminal_safe(item.saga_id[:13])}  failed {self.failed}",
+            description=f"{self.action.value} {terminal_safe(item.saga_id[:13])}  failed {self.failed}{errors}",
         )
 
 
@@ -130,7 +137,7 @@ def run_bulk_command(request: BulkRequest, opts: Shared) -> int:
     from sagactl.views.bulk import bulk_summary_line, plan_document
 
     confirm = _confirm(request.action, bool(opts.more.get("yes")), request.selector)
-    bar = _Bar(request.action) if not request.dry_run and not opts.quiet and stream_is_tty(sys.stderr) else None
+    bar = _Bar(request.action) if not request.dry_run and stream_is_tty(sys.stderr) else None
 
     def confirmed(plan: BulkPlan) -> bool:
         if not confirm(plan):

@@ -24,12 +24,11 @@ from sagactl.views.output import (
     info_line,
     same_terminal,
     stream_is_tty,
-    terminal_safe,
 )
 
 if TYPE_CHECKING:
     from sagactl.config import Flags, Settings
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.models import RunResult
 
 T = TypeVar("T")
@@ -165,8 +164,8 @@ def _run(fn: Callable[..., int], opts: Shared, args: tuple[Any, ...], kwargs: di
     try:
         code = fn(*args, opts=opts, **kwargs)
     except DefinitionError as exc:
-        for problem in exc.problems:
-            sys.stderr.write(terminal_safe(mask_secrets(problem)) + "\n")
+        for problem in exc.problems:  # FILE:LINE:COL: what, each as an error line
+            error_line(mask_secrets(problem))
         raise typer.Exit(int(exc.exit_code)) from None
     except SagactlError as exc:
         if opts.verbose:
@@ -184,7 +183,16 @@ class SagactlGroup(TyperGroup):
     """The top-level command group: the usage errors Click finds itself (an unknown option or
     command, a value not among the choices, a missing argument) leave as the same one line as
     every other error, ``sagactl: error: …``, exit 2, instead of Click's usage block. Help
-    (asked for, or for no command at all) is printed as usual."""
+    (asked for, or for no command at all) is printed as usual; sagactl's own is one 80x24
+    screen (examples.overview), plain on a terminal too."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if ctx.parent is not None:
+            super().format_help(ctx, formatter)
+            return
+        from sagactl.cli.examples import overview
+
+        formatter.write(overview(self.get_usage(ctx), " ".join((self.help or "").split())))
 
     def main(
         self,

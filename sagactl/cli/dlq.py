@@ -24,6 +24,7 @@ from sagactl.cli.options import (
     read_ids,
 )
 from sagactl.errors import ExitCode
+from sagactl.models import counted
 from sagactl.views.output import OutputFormat, emit, error_line, info_line, stream_is_tty
 
 
@@ -78,7 +79,7 @@ def dlq_list(
         )
     if result.release_failures:
         warning_line(
-            f"{result.release_failures} messages could not be made visible again now; they will be when"
+            f"{counted(result.release_failures, 'message')} could not be made visible again now; they will be when"
             f" their visibility timeout ({request.hold}s) expires"
         )
     return ExitCode.OK

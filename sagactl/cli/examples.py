@@ -7,12 +7,29 @@ from __future__ import annotations
 ID = "53b98a59-1dca-4ec8-ab9c-d0eaa0b8d662"
 SAMPLE = "sample-configs/order.yaml"
 
-EXAMPLES: dict[str, tuple[str, ...]] = {
-    "": (
-        "sagactl list --stuck",
-        f"sagactl show {ID}",
-        f"sagactl run {SAMPLE} --input @sample-configs/order-input.json",
+# The commands an operator reaches for at 3 a.m., on top of `sagactl --help`: (example, what it does).
+AT_3AM = (
+    ("sagactl list --stuck", "which sagas are wedged, where"),
+    ("sagactl show 7f3c", "why it failed, and a timeline"),
+    ("sagactl redrive --dlq payment-dlq --only-open", "replay dead-lettered commands"),
+)
+
+# The sections of `sagactl --help` and of the docs' command reference: every command in one.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("run and drive", ("run", "resume", "resolve", "abort", "rerun", "worker")),
+    ("inspect", ("list", "show", "stats", "graph", "validate", "ui")),
+    ("dead letters", ("dlq list", "redrive")),
+    (
+        "admin and config",
+        (
+            *("doctor", "db init", "db recount", "prune", "monitoring rules", "monitoring dashboard"),
+            *("config contexts", "config use-context", "config view", "schema", "completion"),
+        ),
     ),
+)
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "": tuple(example for example, _ in AT_3AM),
     "validate": (
         f"sagactl validate {SAMPLE}",
         "sagactl validate sagas/*.yaml -o json",
@@ -95,7 +112,46 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "config contexts": ("sagactl config contexts", "sagactl config contexts -o json"),
     "config use-context": ("sagactl config use-context staging", "sagactl config use-context local"),
     "config view": ("sagactl config view", "sagactl config view -o json"),
+    "ui": ("sagactl ui", "sagactl ui --context staging --interval 5s", "sagactl ui --allow-actions"),
+    "monitoring": ("sagactl monitoring rules > sagactl-rules.yml", "sagactl monitoring dashboard > sagactl.json"),
+    "monitoring rules": (
+        "sagactl monitoring rules > /etc/prometheus/rules/sagactl.yml",
+        "sagactl monitoring rules --runbook-base https://docs.example.com/sagactl/monitoring/",
+    ),
+    "monitoring dashboard": (
+        "sagactl monitoring dashboard > /var/lib/grafana/dashboards/sagactl.json",
+        "sagactl monitoring dashboard | jq -r '.panels[].title'",
+    ),
 }
+
+
+def overview(usage: str, summary: str) -> str:
+    """`sagactl --help`: one 80x24 screen (the 3 a.m. commands on top, then every command by
+    section, one line a section); each command's own --help has its options and examples."""
+    import textwrap
+
+    width = max(len(example) for example, _ in AT_3AM) + 3
+    lines = [usage, "", *textwrap.wrap(summary, 78, initial_indent="  ", subsequent_indent="  "), "", "At 3 a.m.:"]
+    lines += [f"  {example.ljust(width)}{what}" for example, what in AT_3AM]
+    lines += ["", "Commands (sagactl COMMAND --help: its options and examples):"]
+    for title, paths in SECTIONS:
+        names: list[str] = []
+        groups = [path.split()[0] for path in paths if " " in path]
+        for path in paths:  # a group of several commands is named once: `db`, `config`
+            name = path.split()[0] if groups.count(path.split()[0]) > 1 else path
+            if name not in names:
+                names.append(name)
+        lines.append(f"  {title:<18}{'  '.join(names)}")
+    lines += [
+        "",
+        "Options:",
+        "  --version   Print the version and exit.",
+        "  -h, --help  Show this message and exit.",
+        "",
+        "Every command takes -o json, -q (IDs only) and -v; exit codes: 0 ok, 1 saga",
+        "failed, 2 usage, 3 needs attention, 4 unreachable, 130 interrupted.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def epilog(path: str, *, rich: bool) -> str | None:

@@ -5,14 +5,19 @@ Each parses its options, calls one function of sagactl.ops.history and renders w
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sagactl.cli.common import Shared, command, mask_secrets
 from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, LOG, OUTPUT, QUIET, VERBOSE, SagaTypeOpt
 from sagactl.errors import ExitCode
-from sagactl.models import PRUNE_BATCH
+from sagactl.models import PRUNE_BATCH, counted
+from sagactl.views.output import stream_is_tty
+
+if TYPE_CHECKING:
+    from sagactl.tools.retention import PruneResult
 
 
 @command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, QUIET, VERBOSE, LOG)
@@ -132,7 +137,20 @@ def prune(
         dry_run=dry_run,
         batch=batch,
     )
-    result = prune_log(opts.settings(), request)
+    if dry_run or not stream_is_tty(sys.stderr):
+        result = prune_log(opts.settings(), request)
+    else:  # batch after batch on a big log: say how far it got
+        from sagactl.views.live import progress_bar
+
+        bar = progress_bar()
+        task = bar.add_task("sagactl: pruning", total=None)
+
+        def progress(so_far: PruneResult) -> None:
+            batches = counted(so_far.batches, "batch", "batches")
+            bar.update(task, description=f"sagactl: pruned {counted(so_far.pruned, 'saga')} in {batches}")
+
+        with bar:
+            result = prune_log(opts.settings(), request, progress)
     emit(prune_document(result), opts.output)
     info_line(f"sagactl: {mask_secrets(prune_summary_line(result))}")
     return ExitCode.INTERRUPTED if result.interrupted else ExitCode.OK

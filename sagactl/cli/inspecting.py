@@ -124,8 +124,8 @@ def list_(
             "--sort",
             case_sensitive=False,
             show_default=False,
-            help="age (oldest first), updated (least recently updated first) or type (then oldest first)"
-            " [default: compensating first, then oldest; with --stuck the longest stuck].",
+            help="age (oldest first), updated (least recently updated first), type (then oldest first) or"
+            " newest (newest first) [default: compensating first, then oldest; with --stuck the longest stuck].",
         ),
     ] = None,
     limit: Annotated[
@@ -272,6 +272,12 @@ def stats(
         from sagactl.errors import UsageError
 
         raise UsageError("--type and --since apply only with --steps")
+    if opts.output is OutputFormat.PROMETHEUS:  # the log's metrics, as a worker's /metrics serves them
+        from sagactl.ops.monitoring import snapshot
+        from sagactl.views.metrics import log_exposition
+
+        sys.stdout.write(log_exposition(snapshot(opts.settings())))
+        return ExitCode.OK
     from sagactl.ops.sagas import stats as compute_stats
     from sagactl.views.sagas import stats_document
 

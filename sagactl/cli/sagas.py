@@ -27,6 +27,7 @@ from sagactl.cli.options import (
     ReasonOpt,
 )
 from sagactl.errors import ExitCode, UsageError
+from sagactl.models import counted
 from sagactl.views.output import OutputFormat, emit, info_line, terminal_safe
 
 if TYPE_CHECKING:
@@ -90,16 +91,29 @@ def run(
             " lines skipped) and print one ID per line. Every line is checked first. Implies --detach.",
         ),
     ] = None,
+    traceparent: Annotated[
+        str | None,
+        typer.Option(
+            "--traceparent",
+            metavar="TRACEPARENT",
+            show_default=False,
+            help="With tracing on: the W3C traceparent the saga's trace is a child of [default: $TRACEPARENT].",
+        ),
+    ] = None,
     *,
     opts: Shared,
 ) -> int:
     """Run a saga end to end: exit 0 completed, 1 failed (compensated), 3 compensation incomplete."""
     from sagactl.ops.sagas import RunRequest, run_file
+    from sagactl.tracing.context import check_traceparent
 
+    if traceparent is not None:
+        traceparent = check_traceparent(traceparent)
     settings = opts.settings()
     if inputs is not None:
-        return _submit(settings, file, inputs, saga, opts, given={"--input": input, "--saga-id": saga_id})
-    request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach)
+        given = {"--input": input, "--saga-id": saga_id}
+        return _submit(settings, file, inputs, saga, opts, given=given, traceparent=traceparent)
+    request = RunRequest(file=file, input=input, saga_id=saga_id, saga=saga, detach=detach, traceparent=traceparent)
     if detach:  # nothing runs: no live view; the ID alone on stdout (json/jsonl: the saga)
         return opts.report([run_file(settings, request)], live=False, ids_only=not opts.json_output)
     return opts.drive(lambda observer: run_file(settings, request, observer))
@@ -117,7 +131,13 @@ def _ids_only(opts: Shared, flag: str) -> None:
 
 
 def _submit(
-    settings: Settings, file: str, inputs: str, saga: str | None, opts: Shared, given: dict[str, str | None]
+    settings: Settings,
+    file: str,
+    inputs: str,
+    saga: str | None,
+    opts: Shared,
+    given: dict[str, str | None],
+    traceparent: str | None = None,
 ) -> int:
     """`run FILE --inputs FILE|-`: one detached saga per line, IDs streamed as they commit."""
     from sagactl.errors import UsageError
@@ -135,8 +155,9 @@ def _submit(
         sys.stdout.write(f"{saga_id}\n")
         sys.stdout.flush()  # a script reading the IDs sees each one as soon as it is committed
 
-    count = submit_inputs(settings, SubmitRequest(file=file, inputs=inputs, saga=saga), recorded)
-    info_line(f"sagactl: recorded {count} sagas (started); 'sagactl worker' drives them")
+    submitted = SubmitRequest(file=file, inputs=inputs, saga=saga, traceparent=traceparent)
+    count = submit_inputs(settings, submitted, recorded)
+    info_line(f"sagactl: recorded {counted(count, 'saga')} (started); 'sagactl worker' drives them")
     return ExitCode.OK
 
 

@@ -1,4 +1,4 @@
-"""Tools around sagas: graph, doctor, config contexts / use-context / view."""
+"""Tools around sagas: graph, doctor, config contexts / use-context / view, monitoring rules / dashboard."""
 
 from __future__ import annotations
 
@@ -123,4 +123,36 @@ def config_view(
 
         text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
         sys.stdout.write("".join(terminal_safe(line) + "\n" for line in text.splitlines()))
+    return ExitCode.OK
+
+
+@command(VERBOSE)
+def monitoring_rules(
+    runbook_base: Annotated[
+        str,
+        typer.Option(
+            "--runbook-base",
+            metavar="URL",
+            help="Where the monitoring page of your copy of the docs is served: each alert's runbook_url is this"
+            " plus the alert's anchor.",
+        ),
+    ] = "https://sagactl.dev/monitoring/",
+    *,
+    opts: Shared,
+) -> int:
+    """Print Prometheus alerting rules for sagactl's metrics (stuck and exhausted sagas, sagas
+    over their budget, dead-letter queues, workers), each with for:, severity, a summary and
+    a runbook_url."""
+    from sagactl.ops.monitoring import alert_rules
+
+    sys.stdout.write(alert_rules(runbook_base))
+    return ExitCode.OK
+
+
+@command(VERBOSE)
+def monitoring_dashboard(*, opts: Shared) -> int:
+    """Print a Grafana dashboard (JSON, ready for provisioning) of sagactl's metrics."""
+    from sagactl.ops.monitoring import dashboard
+
+    sys.stdout.write(dashboard())
     return ExitCode.OK

@@ -1,4 +1,4 @@
-"""``sagactl worker``: a long-running driver of sagas (README "Workers")."""
+"""``sagactl worker``: a long-running driver of sagas (docs/workers.md)."""
 
 from __future__ import annotations
 

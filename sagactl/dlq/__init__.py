@@ -8,6 +8,7 @@ outcome of each message and the canary that watches redriven sagas come back.
     outcomes.py  what became of each redriven message
     canary.py    redrive --canary: the first few sagas watched before the rest are sent
 
-May import: the root leaves (sagactl.aws builds the SQS client). Never sagactl.store,
+May import: the root leaves (sagactl.aws builds the SQS client) and the Tracing interface
+(sagactl.tracing: the canary's watch span). Never sagactl.store,
 sagactl.engine, sagactl.views, sagactl.ops or sagactl.cli.
 """

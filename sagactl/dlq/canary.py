@@ -10,7 +10,9 @@ Guarantees:
   get on; the result says which and why (exit 3). A message is never lost either way: the
   canaries are in their source queue or back in the DLQ, the rest never left it;
 - the saga log is read through a lookup passed in (this package never opens a store); the
-  clock is injected, so the wait and the poll interval cost tests no time.
+  clock is injected, so the wait and the poll interval cost tests no time;
+- with tracing on, the watch is a span linked to each canary message's saga step (the trace
+  context the message carries).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sagactl.dlq.outcomes import Action, Outcome, Progress, RedriveRequest, Redr
 from sagactl.dlq.peek import PeekRequest, peek
 from sagactl.dlq.redrive import redrive
 from sagactl.errors import UsageError
+from sagactl.tracing import NOOP, Tracing
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -111,6 +114,7 @@ def canary_redrive(
     saga_state: SagaStateLookup | None = None,
     clock: Clock | None = None,
     progress: Progress | None = None,
+    tracer: Tracing = NOOP,
 ) -> RedriveResult:
     """Move ``plan.size`` messages, watch their sagas, then move the rest (honouring the
     request's rate and --max) or stop and leave them. The result holds every message's outcome
@@ -132,7 +136,11 @@ def canary_redrive(
         report.verdict, report.reason = Verdict.GO, "no message to move"
         return result
     try:
-        _watch(client, result, report, plan, lookup, clock)
+        with tracer.action("canary watch", canaries=len(report.outcomes), dlq=result.dlq.name) as watch:
+            for moved in report.outcomes:
+                watch.link(*moved.message.trace, saga_id=moved.message.saga_id, step=moved.message.step_name)
+            _watch(client, result, report, plan, lookup, clock)
+            watch.set(verdict=report.verdict.value if report.verdict else None, reason=report.reason)
     except KeyboardInterrupt:  # what moved stays moved; the rest never left: say so (exit 130)
         result.interrupted = True
         report.verdict, report.reason = Verdict.STOP, "interrupted while watching the canary sagas"

@@ -60,6 +60,13 @@ class DlqMessage:
         value = self.attributes.get(REDRIVE_COUNT_ATTRIBUTE) or {}
         return _int(value.get("StringValue"))
 
+    @property
+    def trace(self) -> tuple[str | None, str | None]:
+        """The W3C trace context the message carries (``traceparent``, ``tracestate``
+        attributes: the saga step's span, when the sender traced), or Nones."""
+        found = [(self.attributes.get(name) or {}).get("StringValue") for name in ("traceparent", "tracestate")]
+        return tuple(v if isinstance(v, str) else None for v in found)  # type: ignore[return-value]
+
     def age_seconds(self, now: datetime) -> float | None:
         sent = self.sent_at
         return None if sent is None else max(0.0, (now - sent).total_seconds())
@@ -69,7 +76,7 @@ class DlqMessage:
         return md5 is None or hashlib.md5(self.body.encode("utf-8")).hexdigest() == md5
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``dlq list`` JSON item (README "JSON fields"); bodies whole."""
+        """The ``dlq list`` JSON item (docs/output.md); bodies whole."""
         now = now or datetime.now(UTC)
         return {
             "message_id": self.message_id,

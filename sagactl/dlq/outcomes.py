@@ -164,7 +164,7 @@ class RedriveResult:
         return ExitCode.ATTENTION if self.failed or self.stopped else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``redrive`` JSON contract (README "JSON fields")."""
+        """The ``redrive`` JSON contract (docs/output.md)."""
         return {
             "moved": self.moved,
             "skipped": self.skipped,

@@ -182,3 +182,32 @@ def peek(client: SQSClient, queue: QueueRef, request: PeekRequest) -> PeekResult
     finally:
         result.release_failures = holder.release(client, queue)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class DlqDepth:
+    """A dead-letter queue as monitoring sees it. ``messages``: approximate visible messages;
+    ``in_flight``: received and hidden now (a redrive or a listing in progress);
+    ``oldest_age``: seconds since the oldest message sagactl sampled was first sent (a lower
+    bound; None when the queue is empty); ``error``: why the queue could not be read (then
+    every count is None)."""
+
+    queue: str
+    messages: int | None = None
+    in_flight: int | None = None
+    oldest_age: float | None = None
+    error: str | None = None
+
+
+def depth(client: SQSClient, queue: QueueRef, now: datetime) -> DlqDepth:
+    """``queue``'s depth (from the attributes resolve_queue read) and, when it holds messages,
+    the age of the oldest of a sample of up to 10, received with a visibility timeout of 0: they
+    stay visible, never consumed (each counts as one receive, which sagactl's redrive never
+    reads; SQS offers no other way to learn a message's age)."""
+    messages = queue.count("ApproximateNumberOfMessages")
+    oldest = None
+    if messages:
+        sent = [m.sent_at for m in receive(client, queue, BATCH, hold=0, wait=0) if m.sent_at is not None]
+        if sent:
+            oldest = max(0.0, (now - min(sent)).total_seconds())
+    return DlqDepth(queue.name, messages, queue.count("ApproximateNumberOfMessagesNotVisible"), oldest)

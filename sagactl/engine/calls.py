@@ -10,8 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sagactl.codec import storable, unreadable
-from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef
+from sagactl.codec import compact_json, storable, unreadable
+from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef, from_snapshot
 from sagactl.definitions.placeholders import (
     Context,
     MissingValueError,
@@ -21,7 +21,7 @@ from sagactl.definitions.placeholders import (
     resolve,
     resolve_url_path,
 )
-from sagactl.masking import dsn_passwords, is_secret_key
+from sagactl.masking import Masker, dsn_passwords, is_secret_key, secret_values
 from sagactl.models import Phase, SagaRecord, StepRecord, idempotency_key
 from sagactl.transports.base import Reply, Request, Status, Transport
 
@@ -87,6 +87,44 @@ def definition_secrets(definition: SagaDefinition, env: Mapping[str, str]) -> li
     return found
 
 
+class Prepared:
+    """What an engine builds for the sagas it drives, once per definition rather than once per
+    saga: each definition from its stored snapshot, and the masker of the secrets it resolves
+    and of the environment (read once per environment: scanning its variables' names cost a
+    worker ~0.2 ms of CPU a saga, resolving the definition's ~0.15 ms, rebuilding it ~0.1 ms).
+    One per engine; an engine belongs to one thread."""
+
+    LIMIT = 64  # definitions kept: a worker drives a few, and versions of them over time
+
+    def __init__(self) -> None:
+        self._built: dict[str, SagaDefinition] = {}
+        self._maskers: dict[int, tuple[SagaDefinition, Masker]] = {}
+        self._env: tuple[Mapping[str, str], list[str]] | None = None
+
+    def definition(self, snapshot: dict[str, Any]) -> SagaDefinition:
+        """The definition a saga started with (saga_log.definition), built once per snapshot."""
+        key = compact_json(snapshot)
+        found = self._built.get(key)
+        if found is None:
+            if len(self._built) >= self.LIMIT:
+                self._built.clear()
+            found = self._built[key] = from_snapshot(snapshot)
+        return found
+
+    def masker(self, definition: SagaDefinition, env: Mapping[str, str]) -> Masker:
+        """Masks what ``definition`` resolves from ``env`` and ``env``'s secret-named variables."""
+        if self._env is None or self._env[0] is not env:
+            self._env = (env, secret_values(env))
+            self._maskers.clear()
+        kept = self._maskers.get(id(definition))
+        if kept is None or kept[0] is not definition:
+            if len(self._maskers) >= self.LIMIT:
+                self._maskers.clear()
+            kept = (definition, Masker([*definition_secrets(definition, env), *self._env[1]], env={}))
+            self._maskers[id(definition)] = kept  # the definition is held: its id is not reused
+        return kept[1]
+
+
 class _Results(Mapping[str, Any]):
     """Earlier steps' results by name, found when a placeholder asks: building the whole map
     for every call cost each step time in proportion to the saga's length."""
@@ -110,10 +148,17 @@ class _Results(Mapping[str, Any]):
 
 
 def build_request(
-    saga: SagaRecord, step: StepDef, record: StepRecord, phase: Phase, timeout: float, env: Mapping[str, str]
+    saga: SagaRecord,
+    step: StepDef,
+    record: StepRecord,
+    phase: Phase,
+    timeout: float,
+    env: Mapping[str, str],
+    trace: Mapping[str, str] | None = None,
 ) -> Request:
     """``phase`` of ``step`` as sent, placeholders resolved against the saga (MissingValueError
-    when one has no value); values substituted into an http ``path`` never change the route."""
+    when one has no value); values substituted into an http ``path`` never change the route.
+    ``trace``: the W3C context of the attempt's span, sent along (tracing on)."""
     spec = step.action if phase is Phase.ACTION else (step.compensation or {})
     ctx = Context(saga_id=saga.saga_id, input=saga.data, results=_Results(saga.steps), env=env)
     resolved = resolve({k: v for k, v in spec.items() if k not in ("body", "path")}, ctx)
@@ -129,6 +174,7 @@ def build_request(
         body=body,
         timeout=timeout,
         attempt=record.attempts if phase is Phase.ACTION else record.compensation_attempts,
+        trace=trace or {},
     )
 
 

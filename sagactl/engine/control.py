@@ -18,16 +18,18 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sagactl.clock import Clock, SystemClock
 from sagactl.codec import storable
-from sagactl.definitions.model import SagaDefinition, StepDef, from_snapshot
-from sagactl.definitions.placeholders import Context, MissingValueError, PlaceholderError, parse, references, resolve
-from sagactl.engine.driver import Driver, Observer, TransportFactory, log_extra, release
+from sagactl.definitions.model import SagaDefinition, StepDef
+from sagactl.engine.calls import Prepared
+from sagactl.engine.checks import check_input, preflight
+from sagactl.engine.driver import Driver
+from sagactl.engine.host import Observer, TransportFactory, log_extra, release
 from sagactl.engine.lease import holder_is_dead, lease_until, make_owner
 from sagactl.errors import ExitCode, LeaseHeldError, NotFoundError, UsageError
 from sagactl.models import (
@@ -42,81 +44,11 @@ from sagactl.models import (
     exit_code_for,
 )
 from sagactl.store.base import LeaseLostError, Store
+from sagactl.tracing import NOOP, NOSPAN, Span, Tracing
 from sagactl.transports.base import Reply
 
 log = logging.getLogger("sagactl.engine")
 _ORIGINAL: Any = object()  # rerun: the failed saga's own input
-
-
-def preflight(
-    definition: SagaDefinition,
-    data: Any,
-    env: Mapping[str, str],
-    *,
-    steps: Sequence[StepDef] | None = None,
-    actions: bool = True,
-) -> None:
-    """Fail before anything is recorded or sent when input or environment lack what the saga
-    names. ``steps``: only these steps and their endpoints (default: the whole definition);
-    ``actions=False``: only their compensations (a saga that is compensating sends no action).
-    """
-    ctx = Context(saga_id="preflight", input=data, env=env)
-    chosen = definition.steps if steps is None else tuple(steps)
-    used = {step.endpoint for step in chosen}
-    for endpoint in definition.endpoints.values():
-        if steps is None or endpoint.name in used:
-            resolve(endpoint.config, ctx)
-    for step in chosen:
-        specs = [step.action] if actions else []
-        if step.compensation is not None:
-            specs.append(step.compensation)
-        for spec in specs:
-            try:
-                resolve(spec, ctx)
-            except MissingValueError as exc:
-                raise MissingValueError(f"step '{step.name}': {exc.message}", hint=exc.hint) from exc
-
-
-def _reads_input_fields(definition: SagaDefinition) -> str | None:
-    """How the definition reads fields of its input, if it does: a ``${input.FIELD}`` (not a
-    list index) or a call without ``body`` (the default body spreads the input's fields)."""
-    for step in definition.steps:
-        for phase, spec in (("action", step.action), ("compensation", step.compensation)):
-            if spec is None:
-                continue
-            if "body" not in spec:
-                return f"step '{step.name}' {phase} sends the default body, which holds the input's fields"
-            for _, expr, _ in references(spec):
-                try:
-                    ref = parse(expr)
-                except PlaceholderError:
-                    continue
-                if ref.root == "input" and ref.path and not ref.path[0].lstrip("-").isdigit():
-                    return f"step '{step.name}' {phase} reads ${{{expr}}}"
-    return None
-
-
-def check_input(definition: SagaDefinition, data: Any) -> None:
-    """A saga whose definition reads input fields needs an object as its input (exit 2)."""
-    if isinstance(data, dict):
-        return
-    reads = _reads_input_fields(definition)
-    if reads is not None:
-        got = (
-            "null"
-            if data is None
-            else "true/false"
-            if isinstance(data, bool)
-            else "a number"
-            if isinstance(data, int | float)
-            else "a string"
-            if isinstance(data, str)
-            else "an array"
-        )
-        raise UsageError(
-            f"input must be a JSON object, got {got}: {reads}",
-            hint='pass --input \'{"field": …}\'',
-        )
 
 
 @dataclass
@@ -133,6 +65,8 @@ class Engine:
     park: bool = False  # worker mode: SQS replies and backoffs are awaited without holding the saga
     stop: threading.Event | None = None  # set when a worker stops: sagas are put aside between steps
     tags: Mapping[str, Any] = field(default_factory=dict)  # into every transition's detail (a bulk job)
+    tracer: Tracing = NOOP  # spans of sagas, attempts and operator actions (off: nothing happens)
+    prepared: Prepared = field(default_factory=Prepared, repr=False)  # definitions and maskers, once each
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -142,10 +76,23 @@ class Engine:
         """Record a new saga in state `started`, lease held by this engine; ``detached``:
         without a lease, due at once for a worker (or a resume). Nothing is sent. Input or a
         definition the saga log cannot hold is refused before anything is recorded."""
-        saga, first = self._new_saga(definition, data, saga_id, detached=detached)
-        self.store.create(saga, [first])
-        self._started(saga, first)
+        saga, root = self._record(definition, data, saga_id, detached=detached)
+        root.end(saga.state.value)
         return saga
+
+    def _record(
+        self, definition: SagaDefinition, data: Any, saga_id: str | None, *, detached: bool
+    ) -> tuple[SagaRecord, Span]:
+        """``start`` with the saga's root span still open (its context recorded with the saga)."""
+        saga, first = self._new_saga(definition, data, saga_id, detached=detached)
+        root = self.tracer.saga(saga)
+        try:
+            self.store.create(saga, [first])
+        except BaseException:
+            root.end("not_recorded")
+            raise
+        self._started(saga, first)
+        return saga, root
 
     def _new_saga(
         self, definition: SagaDefinition, data: Any, saga_id: str | None, *, detached: bool, **detail: Any
@@ -203,20 +150,35 @@ class Engine:
                 hint="check the ID with 'sagactl list --state failed' and the store with --dsn",
             )
         _check_rerunnable(failed)
-        chosen = definition or from_snapshot(failed.definition)
+        chosen = definition or self.prepared.definition(failed.definition)
         if chosen.name != failed.saga_type:
             raise UsageError(
                 f"the definition is of saga type '{chosen.name}', saga {failed_id} is a '{failed.saga_type}'",
                 hint="pass the definition of the same saga type",
             )
-        given = failed.data if data is _ORIGINAL else data
+        with self.tracer.action("rerun", saga_id=failed_id, by=user) as act:
+            act.link(failed.traceparent, failed.tracestate, saga_id=failed_id)
+            given = failed.data if data is _ORIGINAL else data
+            return self._rerun(failed, chosen, given, user=user, detached=detached)
+
+    def _rerun(
+        self, failed: SagaRecord, chosen: SagaDefinition, given: Any, *, user: str, detached: bool
+    ) -> RunResult:
+        failed_id = failed.saga_id
         saga, first = self._new_saga(chosen, given, None, detached=detached, rerun_of=failed_id, by=user)
+        root = self.tracer.saga(saga)  # a child of the rerun's span
         saga.rerun_of = failed_id
         note = Transition(
             failed_id, None, SagaState.FAILED.value, SagaState.FAILED.value, first.at,
             {"action": "rerun", "rerun_as": saga.saga_id, "by": user},
         )  # fmt: skip
-        if not self.store.create_rerun(saga, [first], note):
+        try:
+            linked = self.store.create_rerun(saga, [first], note)
+        except BaseException:
+            root.end("not_recorded")
+            raise
+        if not linked:
+            root.end("not_recorded")
             now = self.store.get(failed_id)
             if now is None:
                 raise NotFoundError(f"saga {failed_id} was removed from {self.store.info.location} meanwhile")
@@ -224,13 +186,14 @@ class Engine:
             raise UsageError(f"saga {failed_id} changed while its rerun was recorded; nothing was recorded")
         self._started(saga, first)
         if detached:
+            root.end(saga.state.value)
             return RunResult(saga, ExitCode.OK)
-        return self._drive(saga, chosen)
+        return self._drive(saga, chosen, root)
 
     def run(self, definition: SagaDefinition, data: Any, saga_id: str | None = None) -> RunResult:
         """Start a saga and drive it to an end (or to where an operator must act)."""
-        saga = self.start(definition, data, saga_id)
-        return self._drive(saga, definition)
+        saga, root = self._record(definition, data, saga_id, detached=False)
+        return self._drive(saga, definition, root)
 
     def resume(self, saga_id: str, *, held: bool = False) -> RunResult:
         """Continue a saga from the log with its stored definition snapshot. ``held``: this
@@ -239,11 +202,17 @@ class Engine:
         Input and environment are checked against what is still to be sent before anything
         is touched: a shell that lacks a variable leaves the saga exactly as it was.
         """
-        with self._claimed(saga_id, held=held) as saga:
+        if held:  # a worker's: not an operator's action
+            return self._resume(saga_id, held=True)
+        with self.tracer.action("resume", saga_id=saga_id, by=self.tags.get("by"), job=self.tags.get("job")) as act:
+            return self._resume(saga_id, held=False, act=act)
+
+    def _resume(self, saga_id: str, *, held: bool, act: Span = NOSPAN) -> RunResult:
+        with self._claimed(saga_id, held=held, act=act) as saga:
             if saga.state.terminal:
                 self._release(saga)
                 return RunResult(saga, exit_code_for(saga), f"saga {saga_id} is already {saga.state.value}")
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             _preflight_remaining(definition, saga, self.env)
         driver = Driver(self, saga, definition)
         if self.tags:  # a bulk job: its first commit records it, whatever the saga does next
@@ -256,9 +225,14 @@ class Engine:
         keep their names and order in ``definition`` (each difference is named), when it has
         ended, or is of another type. The new snapshot is stored with the step records, in one
         commit with a transition naming the old and new snapshots' digests."""
+
+        with self.tracer.action("resume", saga_id=saga_id, by=user, definition=source) as act:
+            return self._migrate(saga_id, definition, user=user, source=source, act=act)
+
+    def _migrate(self, saga_id: str, definition: SagaDefinition, *, user: str, source: str, act: Span) -> RunResult:
         from sagactl.engine.migration import differences, digest, moved_steps
 
-        with self._claimed(saga_id) as saga:
+        with self._claimed(saga_id, act=act) as saga:
             if saga.state.terminal:
                 raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to migrate")
             if definition.name != saga.saga_type:
@@ -286,7 +260,7 @@ class Engine:
                 self.store.migrate(saga, [note], owner=self.owner)
                 saga.transitions.append(note)
                 log.info("%s migrated to %s (%s)", saga_id, detail["to"], source, extra=log_extra(note))
-        return self._drive(saga, definition)
+        return Driver(self, saga, definition).drive()
 
     def apply_reply(self, saga_id: str, step: str, phase: Phase, reply: Reply) -> RunResult | None:
         """A participant's answer that came on a reply queue: if ``step`` of the saga waits for
@@ -303,7 +277,7 @@ class Engine:
             if not _awaits(saga, step, phase):
                 self._release(saga)
                 return None
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             _preflight_remaining(definition, saga, self.env)
             record = saga.step(step)
             if record.waiting is None or record.waiting.kind != "reply" or record.waiting.phase is not phase:
@@ -316,10 +290,14 @@ class Engine:
 
     def abort(self, saga_id: str, *, reason: str, user: str) -> RunResult:
         """Stop forward progress and compensate now."""
-        with self._claimed(saga_id) as saga:
+        with self.tracer.action("abort", saga_id=saga_id, by=user, reason=reason, job=self.tags.get("job")) as act:
+            return self._abort(saga_id, reason=reason, user=user, act=act)
+
+    def _abort(self, saga_id: str, *, reason: str, user: str, act: Span) -> RunResult:
+        with self._claimed(saga_id, act=act) as saga:
             if saga.state.terminal:
                 raise UsageError(f"saga {saga_id} is already {saga.state.value}; nothing to abort")
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             preflight(definition, saga.data, self.env, steps=_to_compensate(definition, saga), actions=False)
         driver = Driver(self, saga, definition)
         if saga.state is not SagaState.COMPENSATING:
@@ -337,7 +315,14 @@ class Engine:
         waiting: the latest step that still needs its (defined) compensation. Another step
         needs ``out_of_order`` (the operator undid it by hand ahead of its turn), which the
         transition records."""
-        with self._claimed(saga_id) as saga:
+        attributes = {"saga_id": saga_id, "step": step, "by": user, "reason": reason, "job": self.tags.get("job")}
+        with self.tracer.action("resolve", **attributes) as act:
+            return self._resolve(saga_id, step, reason=reason, user=user, out_of_order=out_of_order, act=act)
+
+    def _resolve(
+        self, saga_id: str, step: str, *, reason: str, user: str, out_of_order: bool, act: Span
+    ) -> RunResult:
+        with self._claimed(saga_id, act=act) as saga:
             try:
                 record = saga.step(step)
             except KeyError:
@@ -349,7 +334,7 @@ class Engine:
                     f" {saga.state.value}: there is no compensation waiting to be resolved",
                     hint="resolve applies to a saga in compensating; see 'sagactl show'",
                 )
-            definition = from_snapshot(saga.definition)
+            definition = self.prepared.definition(saga.definition)
             waiting = _waiting(definition, saga)
             if waiting is not None and waiting != step and not out_of_order:
                 raise UsageError(
@@ -407,18 +392,28 @@ class Engine:
         return claimed
 
     @contextmanager
-    def _claimed(self, saga_id: str, *, held: bool = False) -> Iterator[SagaRecord]:
-        """The saga with its lease taken; the lease is given back if the block raises (a
-        check or preflight refused: nothing was written)."""
+    def _claimed(self, saga_id: str, *, held: bool = False, act: Span = NOSPAN) -> Iterator[SagaRecord]:
+        """The saga with its lease taken (``act``, an operator's action, linked to its trace);
+        the lease is given back if the block raises (a check or preflight refused: nothing was
+        written)."""
         saga = self._claim(saga_id, held)
+        act.link(saga.traceparent, saga.tracestate, saga_id=saga.saga_id)
         try:
             yield saga
         except BaseException:
             self._release(saga)
             raise
 
-    def _drive(self, saga: SagaRecord, definition: SagaDefinition) -> RunResult:
-        return Driver(self, saga, definition).drive()
+    def _drive(self, saga: SagaRecord, definition: SagaDefinition, root: Span) -> RunResult:
+        """Drive a saga this engine just recorded, then end its root span (open until then)."""
+        result: RunResult | None = None
+        try:
+            result = Driver(self, saga, definition).drive()
+            return result
+        finally:
+            if saga.last_error and saga.state in (SagaState.FAILED, SagaState.COMPENSATING):
+                root.error(saga.last_error)
+            root.end(saga.state.value if result is not None else "interrupted")
 
     def _release(self, saga: SagaRecord) -> None:
         release(self.store, saga, self.owner)

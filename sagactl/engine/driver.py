@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, cast
 
-from sagactl.clock import Clock
 from sagactl.codec import storable_text
 from sagactl.definitions.model import RetryPolicy, SagaDefinition, StepDef
 from sagactl.definitions.placeholders import MissingValueError
-from sagactl.engine.calls import backoff_delay, build_request, definition_secrets, result_problem, send
+from sagactl.engine.calls import backoff_delay, build_request, result_problem, send
+from sagactl.engine.host import DriverHost, Parked, log_extra, release
 from sagactl.engine.lease import lease_until
+from sagactl.engine.traced import attempt_span, finish
 from sagactl.errors import ExitCode, Interrupted, UnavailableError, UsageError
-from sagactl.masking import Masker
 from sagactl.models import (
     Outcome,
     Phase,
@@ -35,80 +33,12 @@ from sagactl.models import (
     Waiting,
     exit_code_for,
 )
-from sagactl.store.base import LeaseLostError, Store
+from sagactl.store.base import LeaseLostError
+from sagactl.tracing import NOSPAN
 from sagactl.transports.base import AsyncTransport, Reply, Status, Transport
 
 log = logging.getLogger("sagactl.engine")
 
-TransportFactory = Callable[[SagaDefinition, str], Transport]
-Observer = Callable[[SagaRecord, Transition], None]
-
-
-class DriverHost(Protocol):
-    """What a Driver takes from the engine that started it (read-only)."""
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def transport_factory(self) -> TransportFactory: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def observer(self) -> Observer | None: ...
-
-    @property
-    def env(self) -> Mapping[str, str]: ...
-
-    @property
-    def rng(self) -> random.Random: ...
-
-    @property
-    def owner(self) -> str: ...
-
-    @property
-    def park(self) -> bool:
-        """Worker mode: a step that waits (an SQS reply, a retry's backoff) puts the saga aside
-        (released, wake_at set) instead of holding the driver."""
-        ...
-
-    @property
-    def stop(self) -> threading.Event | None:
-        """Set when the worker stops: every saga is put aside at its next step boundary."""
-        ...
-
-    @property
-    def tags(self) -> Mapping[str, Any]:
-        """Written into the detail of every transition (a bulk job: its ID, who, why, selector)."""
-        ...
-
-
-class Parked(Exception):
-    """The saga waits (a reply, a backoff, a stopping worker) and is put aside until ``until``."""
-
-    def __init__(self, until: datetime, why: str) -> None:
-        super().__init__(why)
-        self.until = until
-        self.why = why
-
-
-def release(store: Store, saga: SagaRecord, owner: str) -> None:
-    """Give ``saga``'s lease up (if ``owner`` holds it) and forget it in the working copy."""
-    store.release_lease(saga.saga_id, owner)
-    saga.lease_owner = None
-    saga.lease_expires_at = None
-
-
-def log_extra(t: Transition) -> dict[str, Any]:
-    return {
-        "saga_id": t.saga_id,
-        "step_name": t.step_name,
-        "old_state": t.old_state,
-        "new_state": t.new_state,
-        "detail": t.detail,
-    }
 
 
 class Driver:
@@ -124,10 +54,11 @@ class Driver:
         self.dirty: set[int] = set()  # step records changed since the last commit
         self.pending: list[Transition] = []
         self.transports: dict[str, Transport] = {}
+        self.sending: set[str] = set()  # endpoints whose transport sends without waiting (SQS)
         self.arrived: dict[tuple[str, Phase], Reply] = {}  # replies a worker received for this saga
         # Participant errors are masked here, before they reach the record, last_error or a
         # transition: the saga log never holds a secret a definition resolved.
-        self.masker = Masker(definition_secrets(definition, engine.env), env=engine.env)
+        self.masker = engine.prepared.masker(definition, engine.env)
         if [s.name for s in definition.steps] != [s.name for s in saga.steps]:
             raise UsageError(f"saga {saga.saga_id}: stored steps do not match its definition snapshot")
 
@@ -182,20 +113,15 @@ class Driver:
         written, self.pending = self.pending, []
         saga.transitions.extend(written)
         for t in written:
-            log.info(
-                "%s %s %s -> %s",
-                t.saga_id,
-                t.step_name or "-",
-                t.old_state or "none",
-                t.new_state,
-                extra=log_extra(t),
-            )
+            old, step = t.old_state or "none", t.step_name or "-"
+            log.info("%s %s %s -> %s", t.saga_id, step, old, t.new_state, extra=log_extra(t))
             if self.engine.observer:
                 self.engine.observer(saga, t)
 
     # -- driving ---------------------------------------------------------------------------
 
     def drive(self) -> RunResult:
+        root = self.engine.tracer.saga(self.saga) if self.saga.traceparent is None else NOSPAN
         try:
             return self._drive()
         except Parked as parked:
@@ -225,6 +151,7 @@ class Driver:
             self._save_and_release()
             raise
         finally:
+            root.end(self.saga.state.value)
             for transport in self.transports.values():
                 transport.close()
 
@@ -271,20 +198,24 @@ class Driver:
     def _transport(self, step: StepDef) -> Transport:
         if step.endpoint not in self.transports:
             endpoint = self.definition.endpoints[step.endpoint]
-            self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
+            opened = self.transports[step.endpoint] = self.engine.transport_factory(self.definition, endpoint.name)
+            if isinstance(opened, AsyncTransport):  # a runtime protocol check: ~20 µs, once per endpoint
+                self.sending.add(step.endpoint)
         return self.transports[step.endpoint]
 
-    def _call(self, step: StepDef, record: StepRecord, phase: Phase, timeout: float) -> Reply | None:
-        """One attempt; the reply's error masked (the one place errors enter the record). None
-        when a worker sent it over SQS and the answer comes on the reply queue (the saga is put
-        aside meanwhile)."""
+    def _call(
+        self, step: StepDef, record: StepRecord, phase: Phase, timeout: float, trace: Mapping[str, str]
+    ) -> Reply | None:
+        """One attempt (``trace``: its span's W3C context); the reply's error masked (the one
+        place errors enter the record). None when a worker sent it over SQS and the answer comes
+        on the reply queue (the saga is put aside meanwhile)."""
         try:
-            request = build_request(self.saga, step, record, phase, timeout, self.engine.env)
+            request = build_request(self.saga, step, record, phase, timeout, self.engine.env, trace)
         except MissingValueError as exc:
             return Reply(Status.REFUSED, error=self.masker.text(exc.one_line()), delivered=False)
         transport = self._transport(step)
-        if self.engine.park and isinstance(transport, AsyncTransport):
-            reply = transport.send(request)
+        if self.engine.park and step.endpoint in self.sending:
+            reply = cast(AsyncTransport, transport).send(request)
         else:
             reply = send(transport, request)
         return self.masked(reply)
@@ -350,9 +281,8 @@ class Driver:
 
     def _unstorable(self, record: StepRecord, problem: str) -> bool:
         """The participant did the step but answered with a result the saga log cannot hold
-        (README: "Results the log cannot hold"). Like an answer lost in flight, the step
-        happened and its result is not known: failed with outcome unknown, so it is compensated
-        (the compensation gets a null original_result) instead of wedging the saga."""
+        (docs/guarantees.md). Like an answer lost in flight: failed with outcome unknown, so it
+        is compensated (with a null original_result) instead of wedging the saga."""
         record.result = None
         record.outcome = Outcome.UNKNOWN
         record.error = f"the participant answered, but its result cannot be stored: {problem}"
@@ -397,8 +327,14 @@ class Driver:
             if reply is None:
                 tries += 1
                 self._record_attempt(record, phase, busy, after)
-                self.flush(timeout)
-                reply = self._call(step, record, phase, timeout)
+                span = attempt_span(self.engine.tracer, self.saga, self.definition, step, record, phase, after=after)
+                try:
+                    self.flush(timeout)
+                    reply = self._call(step, record, phase, timeout, span.carrier)
+                except BaseException:
+                    span.end("interrupted")
+                    raise
+                finish(span, reply)
                 if reply is None:  # sent over SQS by a worker: the answer comes on the reply queue
                     until = self.clock.now() + timedelta(seconds=timeout)
                     record.waiting = Waiting(phase, "reply", tries, until)
@@ -440,6 +376,9 @@ class Driver:
             return waiting.tries, None, waiting.after  # the backoff is over: the next attempt
         arrived = self.masked(self.arrived.pop((record.name, phase), None))
         if arrived is not None:
+            step = self.definition.steps[self.index[record.name]]
+            span = attempt_span(self.engine.tracer, self.saga, self.definition, step, record, phase, received=True)
+            finish(span, arrived)
             return waiting.tries, arrived, None
         if waiting.until <= self.clock.now():
             return waiting.tries, Reply(Status.TRANSIENT, error=f"no reply within {timeout:g}s", timed_out=True), None

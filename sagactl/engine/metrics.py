@@ -1,7 +1,8 @@
 """A worker's Prometheus metrics and its HTTP endpoint (``/metrics``, ``/healthz``).
 
-Names (README "Workers"): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
-sagactl_worker_steps_total{phase, outcome}, sagactl_worker_step_seconds (histogram, by phase),
+Names (docs/workers.md): sagactl_worker_claims_total{kind="due|lapsed|dead_holder"},
+sagactl_worker_steps_total{saga_type, step, phase, outcome}, sagactl_worker_step_seconds (histogram, by
+saga_type, step and phase),
 sagactl_worker_lease_takeovers_total, sagactl_worker_replies_total{result="applied|ignored|retried"},
 sagactl_worker_sagas_in_flight, sagactl_worker_up.
 """
@@ -29,12 +30,15 @@ class WorkerMetrics:
         r = self.registry
         self.claims = Counter("sagactl_worker_claims", "Sagas claimed, by why.", ["kind"], registry=r)
         self.steps = Counter(
-            "sagactl_worker_steps", "Steps and compensations ended, by outcome.", ["phase", "outcome"], registry=r
+            "sagactl_worker_steps",
+            "Steps and compensations ended, by saga type, step, phase and outcome.",
+            ["saga_type", "step", "phase", "outcome"],
+            registry=r,
         )
         self.step_seconds = Histogram(
             "sagactl_worker_step_seconds",
             "Time from a step's (or compensation's) first attempt to its end.",
-            ["phase"],
+            ["saga_type", "step", "phase"],
             buckets=STEP_BUCKETS,
             registry=r,
         )
@@ -69,7 +73,7 @@ class WorkerMetrics:
         if transition.new_state not in ends:
             return
         phase, outcome = ends[transition.new_state]
-        self.steps.labels(phase, outcome).inc()
+        self.steps.labels(saga.saga_type, transition.step_name, phase, outcome).inc()
         if phase == "action":
             record = next((s for s in saga.steps if s.name == transition.step_name), None)
             started = record.started_at.timestamp() if record is not None and record.started_at else None
@@ -77,7 +81,7 @@ class WorkerMetrics:
             with self._lock:
                 started = self._started.pop((saga.saga_id, transition.step_name, phase), None)
         if started is not None:
-            self.step_seconds.labels(phase).observe(max(0.0, at - started))
+            self.step_seconds.labels(saga.saga_type, transition.step_name, phase).observe(max(0.0, at - started))
 
 
 class _Quiet(WSGIRequestHandler):

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from sagactl.definitions.model import SagaDefinition
-from sagactl.models import SagaRecord, StepRecord, StepStatus
+from sagactl.models import SagaRecord, StepRecord, StepStatus, counted
 
 
 def touched(saga: SagaRecord) -> list[StepRecord]:
@@ -37,7 +37,7 @@ def differences(saga: SagaRecord, new: SagaDefinition) -> list[str]:
             instead = f"step {index + 1} is '{names[index]}'"
             found.append(f"{what} is not in the new definition (renamed or removed; {instead})")
         else:
-            found.append(f"{what} is not in the new definition (removed; it has {len(names)} steps)")
+            found.append(f"{what} is not in the new definition (removed; it has {counted(len(names), 'step')})")
     return found
 
 

@@ -2,8 +2,8 @@
 sagactl/cli (sagas, dlq, admin). Each opens what it needs, does one job and returns models;
 nothing here knows about Typer or output formats.
 
-This package is the only place that opens saga stores, SQS clients and transports: the
-helpers below are how.
+This package is the only place that opens saga stores, SQS clients, transports and tracing:
+the helpers below are how.
 
     sagas.py     run, resume, resolve, abort, list, show, stats
     bulk.py      resume, abort, resolve --step over many sagas: select, plan, confirm, act
@@ -16,15 +16,16 @@ helpers below are how.
     contexts.py  config contexts, use-context, view
     complete.py  what shell completion offers
     worker.py    worker
+    monitoring.py  the log's metrics for stats -o prometheus and /metrics; the shipped rules
 
-May import: everything below it (engine, tools, views, store, transports, dlq, definitions,
-the root leaves); never sagactl.cli.
+May import: everything below it (engine, tools, views, store, transports, dlq, tracing,
+definitions, the root leaves); never sagactl.cli.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,15 @@ if TYPE_CHECKING:
 
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
+    from sagactl.tracing import Tracing
     from sagactl.transports import Transport
 
 
 @contextmanager
-def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
+def store_for(
+    settings: Settings, *, create: bool = True, progress: Callable[[int, str], None] | None = None
+) -> Iterator[Store]:
     """The configured saga log, to write to; closed afterwards.
 
     A mapped table (``store.table`` or a preset) is read-only: commands that write refuse it
@@ -55,7 +59,7 @@ def store_for(settings: Settings, *, create: bool = True) -> Iterator[Store]:
             " and stats work on it",
             hint="point this command at a sagactl saga log with --dsn or another --context (without a preset)",
         )
-    with closing(open_store(settings.dsn, create=create)) as store:
+    with closing(open_store(settings.dsn, create=create, progress=progress)) as store:
         yield store
 
 
@@ -73,12 +77,34 @@ def sqs_for(settings: Settings, *, pool_size: int = 10) -> SQSClient:
     return sqs_client(settings.aws, pool_size=pool_size)
 
 
+@contextmanager
+def traced(settings: Settings, *, traceparent: str | None = None, timeout: float | None = None) -> Iterator[Tracing]:
+    """Tracing as the environment and the config's ``tracing:`` block ask for it (NOOP when
+    off: nothing of OpenTelemetry loaded); its spans flushed on the way out, within ``timeout``
+    seconds (a command's one second by default), whatever happened inside."""
+    from sagactl.tracing import FLUSH_TIMEOUT
+    from sagactl.tracing.start import open_tracing
+
+    where = str(settings.config_path or "sagactl.yaml")
+    tracer = open_tracing(settings.tracing, os.environ, traceparent=traceparent, where=where)
+    try:
+        yield tracer
+    finally:
+        tracer.close(FLUSH_TIMEOUT if timeout is None else timeout)
+
+
 def make_engine(
-    store: Store, settings: Settings, observer: Observer | None = None, env: Mapping[str, str] | None = None
+    store: Store,
+    settings: Settings,
+    observer: Observer | None = None,
+    env: Mapping[str, str] | None = None,
+    tracer: Tracing | None = None,
 ) -> Engine:
-    """An engine on ``store`` whose transports get the resolved settings (AWS included).
-    (The engine loads here, not with this package: list, show and stats never need it.)"""
+    """An engine on ``store`` whose transports get the resolved settings (AWS included), its
+    spans going to ``tracer`` (None: tracing off). (The engine loads here, not with this
+    package: list, show and stats never need it.)"""
     from sagactl.engine.control import Engine
+    from sagactl.tracing import NOOP
     from sagactl.transports import open_transport
 
     environ = dict(os.environ if env is None else env)
@@ -86,4 +112,4 @@ def make_engine(
     def transport(definition: SagaDefinition, endpoint: str) -> Transport:
         return open_transport(definition.endpoints[endpoint], definition.base_dir, environ, settings.aws)
 
-    return Engine(store=store, transport_factory=transport, observer=observer, env=environ)
+    return Engine(store=store, transport_factory=transport, observer=observer, env=environ, tracer=tracer or NOOP)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sagactl.config import Settings
@@ -13,10 +13,11 @@ if TYPE_CHECKING:
     from sagactl.definitions import validation
 
 
-def init_db(settings: Settings) -> tuple[str, int]:
-    """Create or upgrade the schema; returns (where, version)."""
-    with store_for(settings) as store:
-        return store.info.location, store.init_schema()
+def init_db(settings: Settings, progress: Callable[[int, str], None] | None = None) -> tuple[str, int]:
+    """Create or upgrade the schema; returns (where, version). ``progress(version, name)``
+    before each migration applied."""
+    with store_for(settings, progress=progress) as store:  # a writer upgrades on opening
+        return store.info.location, store.init_schema(progress)
 
 
 def recount(settings: Settings) -> Recount:

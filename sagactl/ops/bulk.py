@@ -1,5 +1,5 @@
 """``resume``, ``abort`` and ``resolve --step`` over many sagas: select, plan, confirm, act at
-a bounded pace as one recorded job, report (README "Bulk actions")."""
+a bounded pace as one recorded job, report (docs/bulk.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagactl.clock import Clock, SystemClock
 from sagactl.config import Settings
 from sagactl.errors import Interrupted, NotFoundError, SagactlError, UnavailableError, UsageError
 from sagactl.models import RunResult
-from sagactl.ops import make_engine, store_for
+from sagactl.ops import make_engine, store_for, traced
 from sagactl.ops.sagas import operator_name, recorded_reason
 from sagactl.store.base import JobRecord, Store
 from sagactl.tools.bulk import (
@@ -29,6 +29,9 @@ from sagactl.tools.bulk import (
     tags,
 )
 from sagactl.tools.selectors import Selector, select
+
+if TYPE_CHECKING:
+    from sagactl.engine.control import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,9 @@ def run_bulk(
             report.declined = True
             return report
         store.start_job(job)
-        _act(store, settings, request, plan, report, clock, progress)
+        # one span for the job, each saga's action a child of it (tracing on)
+        with traced(settings) as tracer, tracer.action(f"{request.action.value} (bulk)", job=job.job_id):
+            _act(store, make_engine(store, settings, tracer=tracer), request, plan, report, clock, progress)
         if report.stopped is None and not plan.later:
             store.finish_job(job.job_id, clock.now())
             report.finished = True
@@ -154,14 +159,13 @@ def run_bulk(
 
 def _act(
     store: Store,
-    settings: Settings,
+    engine: Engine,
     request: BulkRequest,
     plan: BulkPlan,
     report: BulkReport,
     clock: Clock,
     progress: Progress | None,
 ) -> None:
-    engine = make_engine(store, settings)
     engine.tags = tags(plan.job, plan.selector_text)
     who, reason = plan.job.started_by, plan.job.reason or ""
     pacer = Pacer(request.rate, clock)

@@ -6,14 +6,15 @@ from __future__ import annotations
 from sagactl.clock import Clock
 from sagactl.config import Settings
 from sagactl.dlq.canary import CanaryPlan, ProgressLookup, StepProgress, canary_redrive
-from sagactl.dlq.outcomes import Progress, RedriveRequest, RedriveResult, SagaStateLookup
+from sagactl.dlq.outcomes import Action, Progress, RedriveRequest, RedriveResult, SagaStateLookup
 from sagactl.dlq.peek import PeekRequest, PeekResult, peek
 from sagactl.dlq.redrive import redrive
 from sagactl.dlq.tasks import MoveTask, cancel_move_task, list_move_tasks, start_move_task
 from sagactl.errors import UsageError
 from sagactl.models import SagaState, SagaSummary, StepStatus
-from sagactl.ops import reader_for, sqs_for
+from sagactl.ops import reader_for, sqs_for, traced
 from sagactl.store.base import SagaReader
+from sagactl.tracing import Tracing
 
 
 def list_dlq(settings: Settings, request: PeekRequest) -> PeekResult:
@@ -38,6 +39,26 @@ def redrive_dlq(
     request.validate()
     if canary is not None:
         canary.validate()
+    with traced(settings) as tracer, tracer.action("redrive", dlq=request.dlq, dry_run=request.dry_run) as act:
+        result = _redrive(settings, request, progress, canary, clock, tracer)
+        act.set(moved=result.moved, failed=result.failed, poisoned=result.poisoned)
+        moved = [o.message for o in result.outcomes if o.action is Action.MOVED]
+        for message in moved[:MAX_LINKS]:  # each moved message's saga step
+            act.link(*message.trace, saga_id=message.saga_id, step=message.step_name)
+        return result
+
+
+MAX_LINKS = 128  # links on the redrive's span (OpenTelemetry's default limit per span)
+
+
+def _redrive(
+    settings: Settings,
+    request: RedriveRequest,
+    progress: Progress | None,
+    canary: CanaryPlan | None,
+    clock: Clock | None,
+    tracer: Tracing,
+) -> RedriveResult:
     client = sqs_for(settings, pool_size=request.concurrency + 2)
     if canary is None and not request.only_open:
         return redrive(client, request, progress=progress)
@@ -46,7 +67,7 @@ def redrive_dlq(
         if canary is None:
             return redrive(client, request, saga_state=lookup, progress=progress)
         return canary_redrive(
-            client, request, canary, _progress(reader), saga_state=lookup, clock=clock, progress=progress
+            client, request, canary, _progress(reader), saga_state=lookup, clock=clock, progress=progress, tracer=tracer
         )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sagactl.config import Flags
 from sagactl.errors import SagactlError, UnavailableError, UsageError
 from sagactl.masking import mask_dsn
+from sagactl.models import counted
 from sagactl.tools.doctor import Checks, Status, definition_changes
 
 if TYPE_CHECKING:
@@ -188,11 +189,11 @@ def _definition_checks(
 ) -> None:
     if found.errors:
         report.problems += [str(p) for p in found.errors]
-        checks.add(f"definition {name}", Status.FAIL, f"invalid: {len(found.errors)} problems", usage=True)
+        checks.add(f"definition {name}", Status.FAIL, f"invalid: {counted(len(found.errors), 'problem')}", usage=True)
         return
     for definition in found.definitions:
         steps = len(definition.steps)
-        checks.add(f"definition {name}", Status.OK, f"saga {definition.name}, {steps} steps, valid")
+        checks.add(f"definition {name}", Status.OK, f"saga {definition.name}, {counted(steps, 'step')}, valid")
         for endpoint in definition.endpoints.values():
             _endpoint_check(definition, endpoint.name, checks, sqs_ok, settings, env, prober)
         _drift_check(definition, checks, None if drift is None else drift.get(definition.name))
@@ -243,7 +244,7 @@ def _drift_check(definition: SagaDefinition, checks: Checks, groups: list[InFlig
     other = [(g, definition_changes(g.snapshot.get("document") or {}, definition.raw)) for g in groups]
     other = [(g, changes) for g, changes in other if changes]
     if not other:
-        checks.add(label, Status.OK, f"{total} sagas in flight, all on this definition" if total else "none")
+        checks.add(label, Status.OK, f"{counted(total, 'saga')} in flight, all on this definition" if total else "none")
         return
     count = sum(g.count for g, _ in other)
     first, changes = other[0]
@@ -251,6 +252,6 @@ def _drift_check(definition: SagaDefinition, checks: Checks, groups: list[InFlig
     checks.add(
         label,
         Status.WARN,
-        f"{count} of {total} sagas in flight (e.g. {first.example}) run a stored definition that differs from"
-        f" this file: {'; '.join(changes[:4])}{more}. They finish on their stored definition",
+        f"{count} of {counted(total, 'saga')} in flight (e.g. {first.example}) run a stored definition that"
+        f" differs from this file: {'; '.join(changes[:4])}{more}. They finish on their stored definition",
     )

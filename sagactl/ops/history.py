@@ -12,13 +12,13 @@ from sagactl.codec import merge_patch
 from sagactl.config import Settings
 from sagactl.errors import Interrupted, SagactlError, UnavailableError
 from sagactl.models import RunResult, check_saga_id, utcnow
-from sagactl.ops import make_engine, store_for
+from sagactl.ops import make_engine, store_for, traced
 from sagactl.ops.sagas import ResumeReport, definition_for, definitions_in, looking_up, operator_name, read_input
 
 if TYPE_CHECKING:
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.tools.retention import Progress as PruneProgress
     from sagactl.tools.retention import PruneRequest, PruneResult
 
@@ -47,8 +47,8 @@ def rerun_sagas(
     patch = read_input(request.input_patch, source="--input-patch") if request.input_patch is not None else None
     who = user or operator_name()
     report = ResumeReport(results=[], failures=[])
-    with store_for(settings) as store:
-        engine = make_engine(store, settings, observer)
+    with traced(settings) as tracer, store_for(settings) as store:
+        engine = make_engine(store, settings, observer, tracer=tracer)
         for saga_id in request.saga_ids:
             try:
                 with looking_up(saga_id):

@@ -25,14 +25,14 @@ from sagactl.errors import (
     UsageError,
 )
 from sagactl.models import RunResult, SagaRecord, SagaSummary, check_saga_id, saga_id_problem, utcnow
-from sagactl.ops import make_engine, reader_for, store_for
+from sagactl.ops import make_engine, reader_for, store_for, traced
 from sagactl.tools import inspect
 from sagactl.tools.selectors import resolve_id, resolve_ids
 
 if TYPE_CHECKING:
     from sagactl.definitions.model import SagaDefinition
     from sagactl.engine.control import Engine
-    from sagactl.engine.driver import Observer
+    from sagactl.engine.host import Observer
     from sagactl.tools import poll
     from sagactl.tools.groups import GroupBy
 
@@ -98,20 +98,21 @@ class RunRequest:
     saga_id: str | None = None
     saga: str | None = None
     detach: bool = False
+    traceparent: str | None = None  # the parent of the saga's trace, over the environment's TRACEPARENT
 
 
 def run_file(settings: Settings, request: RunRequest, observer: Observer | None = None) -> RunResult:
     """Load, check and run one saga definition (or only record it, with ``detach``)."""
     from sagactl.definitions import validation
-    from sagactl.engine.control import check_input
+    from sagactl.engine.checks import check_input
 
     if request.saga_id is not None:
         check_saga_id(request.saga_id)
     defn = validation.load(request.file, request.saga)
     data = read_input(request.input)
     check_input(defn, data)  # before the log is opened: a wrong input leaves no trace
-    with store_for(settings) as store:
-        engine = make_engine(store, settings, observer)
+    with traced(settings, traceparent=request.traceparent) as tracer, store_for(settings) as store:
+        engine = make_engine(store, settings, observer, tracer=tracer)
         if request.detach:
             saga = engine.start(defn, data, request.saga_id, detached=True)
             saga.transitions = store.transitions(saga.saga_id)
@@ -174,6 +175,7 @@ class SubmitRequest:
     file: str
     inputs: str
     saga: str | None = None
+    traceparent: str | None = None
 
 
 def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable[[str], None]) -> int:
@@ -182,7 +184,7 @@ def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable
     Every line is checked first (a JSON object with what the definition reads from it): any
     problem raises before anything is recorded. Returns how many sagas were recorded."""
     from sagactl.definitions import validation
-    from sagactl.engine.control import preflight
+    from sagactl.engine.checks import preflight
 
     defn = validation.load(request.file, request.saga)
     source, inputs = read_inputs(request.inputs)
@@ -194,8 +196,8 @@ def submit_inputs(settings: Settings, request: SubmitRequest, recorded: Callable
         except UsageError as exc:
             problems.append(f"{source}:{number}: {exc.message}")
     _raise_line_problems(source, problems)
-    with store_for(settings) as store:
-        engine = make_engine(store, settings, env=env)
+    with traced(settings, traceparent=request.traceparent) as tracer, store_for(settings) as store:
+        engine = make_engine(store, settings, env=env, tracer=tracer)
         for _, data in inputs:
             recorded(engine.start(defn, data, detached=True).saga_id)
     return len(inputs)
@@ -252,8 +254,8 @@ def resume_sagas(
     definitions = definitions_in(definition) if definition is not None else None
     who = user or operator_name() if definition is not None else ""
     report = ResumeReport(results=[], failures=[])
-    with store_for(settings) as store:
-        engine = make_engine(store, settings, observer)
+    with traced(settings) as tracer, store_for(settings) as store:
+        engine = make_engine(store, settings, observer, tracer=tracer)
         for token in saga_ids:
             try:
                 saga_id = resolve_id(store, token)
@@ -351,10 +353,10 @@ def _drive_one(
     settings: Settings, token: str, observer: Observer | None, action: Callable[[Engine, str], RunResult]
 ) -> RunResult:
     """``action`` on the saga ``token`` names (its ID or a unique prefix of it)."""
-    with store_for(settings) as store:
+    with traced(settings) as tracer, store_for(settings) as store:
         saga_id = resolve_id(store, token)
         with looking_up(saga_id):
-            result = action(make_engine(store, settings, observer), saga_id)
+            result = action(make_engine(store, settings, observer, tracer=tracer), saga_id)
             result.saga.transitions = store.transitions(saga_id)
             return result
 

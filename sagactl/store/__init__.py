@@ -2,7 +2,7 @@
 
     base.py        the Store (writer) and SagaReader protocols and the records they speak
     sql.py         the queries both dialects share
-    listing.py     the SELECTs behind list and saga ID prefixes
+    listing.py     the SELECTs behind list and saga ID prefixes, and the list rows
     history.py     reruns, migrations, retention (prune)
     stepruns.py    the reads behind stats --steps: one row per step execution
     complete.py    the reads behind shell completion
@@ -22,18 +22,21 @@ May import: the root leaves and sagactl.definitions. SQL lives here and nowhere 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sagactl.config import TableMapping
 from sagactl.errors import UsageError
 from sagactl.masking import mask_dsn
 from sagactl.store.base import SagaReader, Store
 
 
-def open_store(dsn: str, *, create: bool = True) -> Store:
+def open_store(dsn: str, *, create: bool = True, progress: Callable[[int, str], None] | None = None) -> Store:
     """Open the saga log named by ``dsn``.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
     ``postgresql://user@host/db``. With ``create=False`` a missing SQLite file reads as an
-    empty log and is not created (read-only commands leave no trace).
+    empty log and is not created (read-only commands leave no trace). ``progress(version,
+    name)`` is called before each migration a writer applies on opening.
     """
     if dsn.startswith("sqlite://"):
         from sagactl.store.sqlite import SqliteStore
@@ -42,13 +45,13 @@ def open_store(dsn: str, *, create: bool = True) -> Store:
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise UsageError(f"no file in DSN {dsn!r}", hint="use sqlite:///path/to/file.db")
-        return SqliteStore(path, create=create)
+        return SqliteStore(path, create=create, progress=progress)
     if dsn.startswith(("postgresql://", "postgres://")):
         try:
             from sagactl.store.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - depends on installation
             raise UsageError(f"PostgreSQL support is not installed: {exc}") from exc
-        return PostgresStore(dsn, create=create)
+        return PostgresStore(dsn, create=create, progress=progress)
     raise UsageError(
         f"unsupported DSN {mask_dsn(dsn)!r}",
         hint="use sqlite:///path/file.db or postgresql://user@host/db",

@@ -9,7 +9,7 @@ overwrite the work of the one that took over.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from sagactl.codec import escaped
 from sagactl.errors import LeaseHeldError, UnavailableError, UsageError
 from sagactl.models import SagaRecord, SagaState, SagaSummary, SortKey, StateCount, Transition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10  # v9 is absent on this branch (another change adds it); 010 applies after 008
 
 
 class SagaExistsError(UsageError):
@@ -99,12 +99,16 @@ class PruneQuery:
 
 @dataclass(frozen=True, slots=True)
 class ActiveCount:
-    """Exact count of active sagas of one type and state, and when the oldest one started."""
+    """Exact count of active sagas of one type and state, and when the oldest one started;
+    ``exhausted``: of those compensating, the ones nothing will drive again until an operator
+    acts (a compensation's retries ran out or it was refused: no lease, no wake-up); None where
+    the log cannot tell (a foreign table)."""
 
     saga_type: str
     state: SagaState
     count: int
     oldest_created_at: datetime | None
+    exhausted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +187,10 @@ class Store(SagaReader, Protocol):
 
     info: StoreInfo
 
-    def init_schema(self) -> int:
-        """Create or upgrade the schema; idempotent. Returns the schema version now in place."""
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version now in place.
+        ``progress(version, name)`` is called before each migration applied (some rebuild an
+        index or recount the log: long on a big one)."""
         ...
 
     def create(self, saga: SagaRecord, transitions: Sequence[Transition]) -> None:

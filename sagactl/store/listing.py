@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sagactl.models import SortKey, utcnow
+from sagactl.errors import UsageError
+from sagactl.models import SagaRecord, SagaState, SagaSummary, SortKey, utcnow
 from sagactl.store.base import SagaQuery
 
 # Written literally (never as parameters) so the planners can prove the partial indexes apply.
@@ -45,6 +46,7 @@ _ORDER = {
     SortKey.AGE: "created_at, saga_id",
     SortKey.UPDATED: "updated_at, saga_id",
     SortKey.TYPE: "saga_type, created_at, saga_id",
+    SortKey.NEWEST: "created_at DESC, saga_id DESC",  # saga_log_created read backwards
 }
 
 
@@ -150,3 +152,35 @@ def list_statement(
         statement += " LIMIT ?"
         params.append(int(query.limit))
     return statement, params
+
+
+def idle_timeout(saga: SagaRecord) -> float | None:
+    """Seconds the current step may take per the saga's stored definition, or None."""
+    if saga.current_step is None or not saga.definition:
+        return None
+    from sagactl.definitions.model import from_snapshot
+
+    try:
+        step = from_snapshot(saga.definition).steps[saga.current_step]
+    except (KeyError, IndexError, TypeError, ValueError, UsageError):
+        return None  # a snapshot this version cannot read: fall back to the default
+    return step.compensation_timeout if saga.state is SagaState.COMPENSATING else step.timeout
+
+
+def summarize(saga: SagaRecord) -> SagaSummary:
+    """The list row of a saga record (the idle timeout only where it decides stuckness)."""
+    needs_timeout = not saga.state.terminal and saga.deadline_at is None
+    return SagaSummary(
+        saga_id=saga.saga_id,
+        saga_type=saga.saga_type,
+        state=saga.state,
+        current_step=saga.current_step,
+        current_step_name=saga.current_step_name,
+        created_at=saga.created_at,
+        updated_at=saga.updated_at,
+        deadline_at=saga.deadline_at,
+        last_error=saga.last_error,
+        idle_timeout=idle_timeout(saga) if needs_timeout else None,
+        lease_owner=saga.lease_owner,
+        lease_expires_at=saga.lease_expires_at,
+    )

@@ -188,6 +188,9 @@ class MappedTableStore:
         if query.sort is SortKey.TYPE:
             first = [self._needs("saga_type", "--sort type")]
             return join(", ", [*first, *([created] if has("created_at") or has("updated_at") else []), *ids])
+        if query.sort is SortKey.NEWEST:
+            newest = [created] if has("created_at") or has("updated_at") else []
+            return join(", ", [sql("{} DESC", key) for key in (*newest, *ids)])
         keys: list[Sql] = []
         if self.sql.maps(SagaState.COMPENSATING):
             keys.append(sql("({}) DESC", self.sql.state_in([SagaState.COMPENSATING])))

@@ -48,10 +48,11 @@ _CREATE: LiteralString = (
 WITH ins AS (
     INSERT INTO saga_log (saga_id, saga_type, state, current_step, current_step_name, data, steps,
                           definition, deadline_at, lease_owner, lease_expires_at, last_error,
-                          created_at, updated_at, wake_at, rerun_of)
+                          created_at, updated_at, wake_at, rerun_of, traceparent, tracestate)
     VALUES (%(saga_id)s, %(saga_type)s, %(state)s, %(current_step)s, %(current_step_name)s, %(data)s,
             %(steps)s, %(definition)s, %(deadline_at)s, %(lease_owner)s, %(lease_expires_at)s,
-            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s, %(rerun_of)s)
+            %(last_error)s, %(created_at)s, %(updated_at)s, %(wake_at)s, %(rerun_of)s, %(traceparent)s,
+            %(tracestate)s)
     ON CONFLICT (saga_id) DO NOTHING
     RETURNING 1
 ), logged AS ("""
@@ -166,7 +167,7 @@ class PostgresStore(HistoryStore):
 
     dialect = POSTGRES
 
-    def __init__(self, dsn: str, *, create: bool = True) -> None:
+    def __init__(self, dsn: str, *, create: bool = True, progress: Callable[[int, str], None] | None = None) -> None:
         self.dsn = dsn
         self.info = StoreInfo(kind="postgres", location=masked(dsn))
         self._warned: set[str] = set()
@@ -183,7 +184,7 @@ class PostgresStore(HistoryStore):
             if version == 0 and not create:
                 raise self._schema_missing(version)
             if create and version < SCHEMA_VERSION:
-                self.init_schema()  # writers upgrade; readers read an older schema (migrations only add)
+                self.init_schema(progress)  # writers upgrade; readers read an older schema (migrations only add)
         except BaseException:
             self._conn.close()
             raise
@@ -199,27 +200,31 @@ class PostgresStore(HistoryStore):
                 return 0
         return int(row[0]) if row and row[0] is not None else 0
 
-    def init_schema(self) -> int:
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
         with self._db("creating the schema"), self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY,"
                 " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            row = self._conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()
-            current = int(row[0]) if row else 0
+            # Every version not recorded yet, in order: one that joined below the highest applied
+            # (two changes numbered side by side, merged later) is applied too.
+            done = {int(r[0]) for r in self._conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall()}
+            current = max(done, default=0)
             from sagactl.store.migrations import migrations  # writers only
 
             for migration in migrations("postgres"):
-                if migration.version <= current:
+                if migration.version in done:
                     continue
+                if progress is not None:
+                    progress(migration.version, migration.name)
                 for statement in migration.statements:
                     self._conn.execute(statement.encode("utf-8"))
                 self._conn.execute(
                     f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (%s, %s)",
                     [migration.version, migration.name],
                 )
-                current = migration.version
+                current = max(current, migration.version)
         self._note_version(current)
         return current
 
@@ -351,8 +356,9 @@ class PostgresStore(HistoryStore):
         if patch:
             expression = "steps"
             for n, (index, record) in enumerate(patch.items()):
-                expression = f"jsonb_set({expression}, %(path{n})s, %(step{n})s)"
-                params[f"path{n}"], params[f"step{n}"] = [str(index)], record
+                # the path as one text parameter: psycopg adapts a list slowly (~30 µs a commit)
+                expression = f"jsonb_set({expression}, ARRAY[%(path{n})s::text], %(step{n})s)"
+                params[f"path{n}"], params[f"step{n}"] = str(index), record
             steps = f", steps = {expression}"
         statement = _SAVE.replace("{steps}", steps).encode()  # its text varies only with the patch's size
         return self._one_statement(statement, params, f"saving saga {row['saga_id']}")

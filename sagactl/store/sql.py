@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sagactl.codec import escaped
-from sagactl.errors import UsageError
 from sagactl.models import SagaRecord, SagaState, SagaSummary, StateCount, StepRecord, Transition, utcnow
 from sagactl.store.base import (
     ActiveCount,
@@ -28,7 +27,15 @@ from sagactl.store.base import (
     StoreInfo,
     UnreadableSagaError,
 )
-from sagactl.store.listing import ACTIVE, SQLITE, Dialect, list_statement, prefix_statement, touched_statement
+from sagactl.store.listing import (
+    ACTIVE,
+    SQLITE,
+    Dialect,
+    list_statement,
+    prefix_statement,
+    summarize,
+    touched_statement,
+)
 
 log = logging.getLogger("sagactl.store")
 
@@ -36,10 +43,15 @@ Row = dict[str, Any]  # saga_log column -> value as the dialect stores it
 
 COLUMNS = (
     "saga_id, saga_type, state, current_step, current_step_name, data, steps, definition, "
-    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as"
+    "deadline_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as,"
+    " traceparent, tracestate"
 )
 # What a log at an older schema version gives in place of the columns later versions added.
-_ADDED = ((4, ", wake_at", ", NULL AS wake_at"), (6, ", rerun_of, rerun_as", ", NULL AS rerun_of, NULL AS rerun_as"))
+_ADDED = (
+    (4, ", wake_at", ", NULL AS wake_at"),
+    (6, ", rerun_of, rerun_as", ", NULL AS rerun_of, NULL AS rerun_as"),
+    (10, ", traceparent, tracestate", ", NULL AS traceparent, NULL AS tracestate"),
+)
 KNOWN_STATES = ", ".join(state.value for state in SagaState)
 _FIX_ROWS = "fix the rows (states are stored lowercase) or upgrade sagactl"
 
@@ -54,8 +66,8 @@ _RECOUNT = (
     " SELECT saga_type, state, count(*) FROM saga_log GROUP BY saga_type, state"
 )
 _ACTIVE_COUNTS = (
-    f"SELECT saga_type, state, count(*), min(created_at) FROM saga_log WHERE {ACTIVE}"
-    " GROUP BY saga_type, state ORDER BY saga_type, state"
+    f"SELECT saga_type, state, count(*), min(created_at), sum(CASE WHEN state = 'compensating' AND lease_owner IS NULL"
+    f" AND wake_at IS NULL THEN 1 ELSE 0 END) FROM saga_log WHERE {ACTIVE} GROUP BY saga_type, state ORDER BY 1, 2"
 )
 _ACQUIRE = (
     "UPDATE saga_log SET lease_owner = ?, lease_expires_at = ? WHERE saga_id = ?"
@@ -86,38 +98,6 @@ _START_JOB = (
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING"
 )
 _FINISH_JOB = "UPDATE saga_jobs SET finished_at = ? WHERE job_id = ?"
-
-
-def idle_timeout(saga: SagaRecord) -> float | None:
-    """Seconds the current step may take per the saga's stored definition, or None."""
-    if saga.current_step is None or not saga.definition:
-        return None
-    from sagactl.definitions.model import from_snapshot
-
-    try:
-        step = from_snapshot(saga.definition).steps[saga.current_step]
-    except (KeyError, IndexError, TypeError, ValueError, UsageError):
-        return None  # a snapshot this version cannot read: fall back to the default
-    return step.compensation_timeout if saga.state is SagaState.COMPENSATING else step.timeout
-
-
-def summarize(saga: SagaRecord) -> SagaSummary:
-    """The list row of a saga record (the idle timeout only where it decides stuckness)."""
-    needs_timeout = not saga.state.terminal and saga.deadline_at is None
-    return SagaSummary(
-        saga_id=saga.saga_id,
-        saga_type=saga.saga_type,
-        state=saga.state,
-        current_step=saga.current_step,
-        current_step_name=saga.current_step_name,
-        created_at=saga.created_at,
-        updated_at=saga.updated_at,
-        deadline_at=saga.deadline_at,
-        last_error=saga.last_error,
-        idle_timeout=idle_timeout(saga) if needs_timeout else None,
-        lease_owner=saga.lease_owner,
-        lease_expires_at=saga.lease_expires_at,
-    )
 
 
 class SqlStore:
@@ -208,6 +188,8 @@ class SqlStore:
             "created_at": time(saga.created_at),
             "steps": json([s.to_stored() for s in saga.steps]),
             "rerun_of": saga.rerun_of,
+            "traceparent": saga.traceparent,
+            "tracestate": saga.tracestate,
             **self._moving(saga),
         }
 
@@ -253,7 +235,8 @@ class SqlStore:
 
     def _decode(self, row: Sequence[Any], state: SagaState) -> SagaRecord:
         (saga_id, saga_type, _state, current_step, _name, data, steps, definition, deadline_at, lease_owner,
-         lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as) = row  # fmt: skip
+         lease_expires_at, last_error, created_at, updated_at, wake_at, rerun_of, rerun_as, traceparent,
+         tracestate) = row  # fmt: skip
         when = self._decode_time
         return SagaRecord(
             saga_id=saga_id,
@@ -272,6 +255,8 @@ class SqlStore:
             wake_at=when(wake_at),
             rerun_of=rerun_of,
             rerun_as=rerun_as,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
 
     def _skip(self, key: str, warning: str) -> None:
@@ -380,7 +365,7 @@ class SqlStore:
     def active_counts(self) -> list[ActiveCount]:
         rows = self._query(_ACTIVE_COUNTS, [], "counting active sagas")
         return [
-            ActiveCount(saga_type=r[0], state=state, count=int(r[2]), oldest_created_at=self._decode_time(r[3]))
+            ActiveCount(r[0], state, int(r[2]), self._decode_time(r[3]), exhausted=int(r[4] or 0))
             for r in rows
             if (state := self._state_or_skip(r[0], r[1], int(r[2]))) is not None
         ]

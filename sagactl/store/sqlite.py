@@ -145,7 +145,9 @@ class SqliteStore(HistoryStore):
     directory not writable) can be read, in WAL mode too.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = True, progress: Callable[[int, str], None] | None = None
+    ) -> None:
         self.path = str(path)
         self.info = StoreInfo(kind="sqlite", location=self.path)
         self._warned: set[str] = set()
@@ -161,7 +163,7 @@ class SqliteStore(HistoryStore):
             self._note_version(version)
             # Writers create or upgrade the schema (migrations only add); readers read it as it is.
             if create and version < SCHEMA_VERSION:
-                self.init_schema()
+                self.init_schema(progress)
         except BaseException:
             self._conn.close()
             raise
@@ -204,7 +206,7 @@ class SqliteStore(HistoryStore):
     def schema_version(self) -> int:
         return int(self._one("PRAGMA user_version", "reading the schema version"))
 
-    def init_schema(self) -> int:
+    def init_schema(self, progress: Callable[[int, str], None] | None = None) -> int:
         with self._write("creating the schema") as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
             from sagactl.store.migrations import migrations  # writers only
@@ -212,6 +214,8 @@ class SqliteStore(HistoryStore):
             for migration in migrations("sqlite"):
                 if migration.version <= current:
                     continue
+                if progress is not None:
+                    progress(migration.version, migration.name)
                 for statement in migration.statements:
                     try:
                         conn.execute(statement)

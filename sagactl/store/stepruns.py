@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sagactl.store.listing import ACTIVE
 from sagactl.store.sql import SqlStore
 
 
@@ -115,6 +116,26 @@ def latest_definitions(store: SqlStore, saga_types: Sequence[str]) -> dict[str, 
         )
         if rows and isinstance(snapshot := store._decode_json(rows[0][0]), dict):
             found[saga_type] = snapshot
+    return found
+
+
+def active_definitions(store: SqlStore) -> dict[str, dict[str, Any]]:
+    """The definition snapshot of the newest active saga of each type (what the sagas in flight
+    run with), read through the active-state index only: flat in the number of finished sagas."""
+    newest = store._query(
+        f"SELECT saga_type, max(created_at) FROM saga_log WHERE {ACTIVE} GROUP BY saga_type",
+        [],
+        "reading the types of active sagas",
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for saga_type, created_at in newest:
+        rows = store._query(
+            f"SELECT definition FROM saga_log WHERE {ACTIVE} AND saga_type = ? AND created_at = ? LIMIT 1",
+            [saga_type, created_at],
+            f"reading the definition of {saga_type}",
+        )
+        if rows and isinstance(snapshot := store._decode_json(rows[0][0]), dict):
+            found[str(saga_type)] = snapshot
     return found
 
 

@@ -11,8 +11,9 @@ views render.
     poll.py       show --follow and list --watch, by polling a reader
     doctor.py     the checks doctor reports
     contexts.py   the contexts of sagactl.yaml (sagactl config)
+    monitoring.py what the log tells Prometheus: the snapshot, each type's budget, each step's timeout
 
-May import: the root leaves, sagactl.definitions and sagactl.store (its protocols and
-records; a store is opened by sagactl.ops, never here). Never sagactl.views, sagactl.ops or
+May import: the root leaves, sagactl.definitions, sagactl.store (its protocols and records;
+a store is opened by sagactl.ops, never here) and the records of sagactl.dlq. Never sagactl.views, sagactl.ops or
 sagactl.cli.
 """

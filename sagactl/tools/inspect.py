@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagactl.errors import NotFoundError, UsageError
 from sagactl.models import ACTIVE_STATES, SagaRecord, SagaState, SagaSummary, SortKey, StateCount, iso
-from sagactl.store.base import SagaQuery, SagaReader
+from sagactl.store.base import ActiveCount, SagaQuery, SagaReader
 
 if TYPE_CHECKING:  # groups.py (its regexes) loads only where a group is asked for
     from sagactl.tools.groups import FailureGroup, GroupBy
@@ -288,6 +288,7 @@ class StatsRow:
     count: int
     stuck: int = 0
     oldest_created_at: datetime | None = None
+    exhausted: int | None = None  # compensating and waiting for an operator; None: cannot tell
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +337,7 @@ class Stats:
                     "stuck": r.stuck,
                     "oldest_created_at": iso(r.oldest_created_at),
                     "oldest_age_seconds": None if (age := self.age_of(r)) is None else round(age, 3),
+                    "exhausted": r.exhausted,
                 }
                 for r in self.rows
             ],
@@ -369,9 +371,17 @@ def stats(reader: SagaReader, now: datetime) -> Stats:
                     count=count,
                     stuck=stuck.get((saga_type, state), 0),
                     oldest_created_at=exact.oldest_created_at if exact else None,
+                    exhausted=_exhausted(state, exact),
                 )
             )
     return Stats(generated_at=now, location=location, rows=rows)
+
+
+def _exhausted(state: SagaState, exact: ActiveCount | None) -> int | None:
+    """Compensating sagas that wait for an operator (0 in other states; None: cannot tell)."""
+    if state is not SagaState.COMPENSATING:
+        return 0
+    return 0 if exact is None else exact.exhausted
 
 
 @dataclass(frozen=True, slots=True)

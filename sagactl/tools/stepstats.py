@@ -22,6 +22,7 @@ from typing import Any
 
 from sagactl.definitions.model import Endpoint, SagaDefinition, StepDef, duration, from_snapshot, retry_budget
 from sagactl.errors import UsageError
+from sagactl.models import counted
 from sagactl.store.stepruns import StepTotals
 
 DEFAULT_RETENTION = 4 * 86400.0  # SQS's default MessageRetentionPeriod
@@ -129,7 +130,7 @@ def judge(stats: StepStats, step: StepDef, definition: SagaDefinition, retention
     seen = stats.observed
     if seen.timeouts_then_succeeded:
         stats.flags.append(
-            f"timeout {duration(timeout)} fired on {seen.timeouts_then_succeeded} attempts of runs that then"
+            f"timeout {duration(timeout)} fired on {counted(seen.timeouts_then_succeeded, 'attempt')} of runs that then"
             " succeeded on retry: the participant answers, later than the timeout"
         )
     p99 = seen.quantiles[2]

@@ -1,7 +1,7 @@
 """Transports by endpoint type; each module (and its library) loads only when a step uses it.
 
     base.py  the Transport protocol: how the engine talks to participants, whatever the wire
-    http.py  JSON over http (httpx)
+    http.py  JSON over http (urllib3)
     sqs.py   a command on a queue, the answer on a reply queue (boto3)
     exec.py  a program per call, command JSON on stdin, result JSON on stdout
 

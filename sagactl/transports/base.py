@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,9 @@ class Request:
     body: Any
     timeout: float
     attempt: int = 0  # this attempt's number as the saga log counts them (0: not known)
+    # W3C trace context of this attempt's span ({"traceparent", "tracestate"}; empty: tracing
+    # off): an http header, an SQS message attribute, TRACEPARENT/TRACESTATE in an exec's env
+    trace: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

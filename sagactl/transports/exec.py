@@ -1,7 +1,8 @@
 """exec transport: run a program per call, command JSON on stdin, result JSON on stdout.
 
 argv without a shell (unless ``shell: true``); env SAGA_ID, SAGA_STEP, SAGA_PHASE,
-SAGA_IDEMPOTENCY_KEY; exit 0 success, 75 transient, anything else definitive. On timeout
+SAGA_IDEMPOTENCY_KEY, and with tracing on TRACEPARENT/TRACESTATE (the attempt's span; the
+caller's own are never inherited); exit 0 success, 75 transient, anything else definitive. On timeout
 the whole process group is killed and the outcome is unknown. Relative paths resolve
 against the definition file's directory (or ``cwd:`` below it).
 
@@ -35,6 +36,8 @@ MAX_OUTPUT = 1024 * 1024  # bytes of stdout, and of stderr, kept
 TAIL = 64 * 1024  # last bytes kept beyond MAX_OUTPUT: an error's last lines
 _CHUNK = 64 * 1024
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # a pipe select calls writable takes this much
+_TRACE_ENV = {"traceparent": "TRACEPARENT", "tracestate": "TRACESTATE"}  # the environment carrier
+_TRACE_VARS = frozenset(_TRACE_ENV.values())
 
 
 def _tail(text: str, limit: int = 300) -> str:
@@ -142,7 +145,10 @@ class ExecTransport:
         if config.get("cwd"):
             cwd = cwd / str(config["cwd"])
         self.cwd = str(cwd)
-        self.env = {**env, **{str(k): str(v) for k, v in (config.get("env") or {}).items()}}
+        # The caller's TRACEPARENT/TRACESTATE are not passed on: a participant's parent is the
+        # attempt's span (given per call, tracing on), never a span of whoever started sagactl.
+        inherited = {k: v for k, v in env.items() if k not in _TRACE_VARS}
+        self.env = {**inherited, **{str(k): str(v) for k, v in (config.get("env") or {}).items()}}
 
     def _argv(self, args: list[str]) -> list[str] | str:
         if isinstance(self.command, str):  # shell: true
@@ -159,6 +165,7 @@ class ExecTransport:
             "SAGA_STEP": request.step_name,
             "SAGA_PHASE": request.phase.value,
             "SAGA_IDEMPOTENCY_KEY": request.idempotency_key,
+            **{_TRACE_ENV[name]: value for name, value in request.trace.items() if name in _TRACE_ENV},
         }
         stdin = compact_json(request.body).encode()
         try:

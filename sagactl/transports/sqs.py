@@ -1,7 +1,8 @@
 """sqs transport: a command on ``queue``, the participant's answer on ``reply_queue`` (DESIGN 5).
 
 The command's body is the command JSON; message attributes ``saga_id``, ``step_name``,
-``command``, ``idempotency_key``, ``reply_to`` (the reply queue's URL) and ``phase``.
+``command``, ``idempotency_key``, ``reply_to`` (the reply queue's URL) and ``phase``, and with
+tracing on ``traceparent`` and ``tracestate`` (W3C; as many as SQS's 10 attributes leave room for).
 Participants answer on the reply queue with ``{"type": "SagaStepCompleted" |
 "SagaStepFailed" | "SagaCompensationCompleted", "saga_id", "step_name", "result" | "error"}``.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ from sagactl.transports.base import Reply, Request, Status
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger("sagactl.transports.sqs")
 
 COMPLETED = "SagaStepCompleted"
 FAILED = "SagaStepFailed"
@@ -109,6 +113,25 @@ def read_reply(message: Any) -> ParticipantReply | None:
         result=body.get("result"),
         error=_text(body.get("error")),
     )
+
+
+MAX_ATTRIBUTES = 10  # SQS's limit of message attributes per message
+
+
+def with_trace(attributes: dict[str, Any], trace: Mapping[str, str]) -> dict[str, Any]:
+    """``attributes`` and the W3C trace context (``traceparent``, then ``tracestate``) as String
+    attributes, as many as SQS's 10 leave room for: a command's own attributes always go, the
+    trace context only where it fits (sagactl's six leave room for both). Left out: logged."""
+    room = MAX_ATTRIBUTES - len(attributes)
+    for name in ("traceparent", "tracestate"):
+        if name not in trace or name in attributes:
+            continue
+        if room <= 0:
+            log.debug("sqs: no room for %s among the message's %d attributes; not sent", name, len(attributes))
+            continue
+        attributes[name] = {"DataType": "String", "StringValue": trace[name]}
+        room -= 1
+    return attributes
 
 
 def _dedup_id(key: str, attempt: int) -> str:
@@ -186,9 +209,10 @@ class SqsTransport:
         params: dict[str, Any] = {
             "QueueUrl": queue.url,
             "MessageBody": compact_json(request.body),
-            "MessageAttributes": {
-                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value
-            },
+            "MessageAttributes": with_trace(
+                {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value},
+                request.trace,
+            ),
         }
         if queue.fifo:
             params["MessageGroupId"] = request.saga_id

@@ -12,6 +12,9 @@
     tools.py     stats --steps, doctor, config
     graph.py     a definition drawn as Mermaid or Graphviz DOT text
     logs.py      transition logging on stderr
+    metrics.py   the saga log's metrics as Prometheus families (/metrics, stats -o prometheus)
+
+monitoring/ holds the shipped alert rules and Grafana dashboard (sagactl monitoring).
 
 May import: the root leaves, sagactl.definitions, sagactl.tools and the result records of
 sagactl.dlq. Never sagactl.store or sagactl.transports (a view is handed what to show), nor

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
+from sagactl.models import counted
 from sagactl.views.output import Document, Table, humanize_seconds, rows_table
 from sagactl.views.sagas import short
 
@@ -50,6 +51,8 @@ def groups_document(result: GroupResult) -> Document:
             ("example", "EXAMPLE"),
         ],
         rows=rows,
+        folding=("error",),
+        droppable=("newest", "oldest", "example"),
     )
     flat = [{k: v for k, v in row.items() if k != "saga_ids"} for row in data]
     return Document(
@@ -63,7 +66,7 @@ def groups_document(result: GroupResult) -> Document:
 
 def groups_summary_line(result: GroupResult) -> str:
     """The stderr line under the groups table: how many sagas in how many groups."""
-    return f"{result.total} sagas in {len(result.groups)} groups; act on one with --group KEY"
+    return f"{counted(result.total, 'saga')} in {counted(len(result.groups), 'group')}; act on one with --group KEY"
 
 
 def plan_document(plan: BulkPlan) -> Document:
@@ -98,6 +101,8 @@ def plan_document(plan: BulkPlan) -> Document:
     table = Table(
         columns=[("saga_id", "SAGA"), ("saga_type", "TYPE"), ("state", "STATE"), ("step", "STEP"), ("plan", "PLAN")],
         rows=rows,
+        folding=("plan",),
+        droppable=("saga_type", "step", "state"),
     )
     details = [
         ("job", f"{data['job']} (continuing)" if plan.continuing else data["job"]),
@@ -145,13 +150,13 @@ def bulk_summary_line(report: BulkReport) -> str:
         tail.append(f"{len(plan.later)} left for the next run (--max)")
     rest = "".join(f"; {part}" for part in tail)
     if report.dry_run:
-        would = f"would {action.value} {len(plan.to_act)} of {selected} sagas"
+        would = f"would {action.value} {len(plan.to_act)} of {counted(selected, 'saga')}"
         return f"dry run: {plan.job.job_id} {would}{rest}; nothing was changed"
     done = len(report.results)
     outcome = _outcomes(report) or f"none {action.done}"
     failed = f"; failed {len(report.failures)}" if report.failures else ""
     job = f"{plan.job.job_id} ({plan.job.started_by})"
-    line = f"{job}: {action.done} {done} of {selected} sagas: {outcome}{failed}{rest}"
+    line = f"{job}: {action.done} {done} of {counted(selected, 'saga')}: {outcome}{failed}{rest}"
     if report.stopped is not None:
         line += "; stopped: run the same command again to go on (the job skips what it did)"
     elif report.finished:

@@ -16,7 +16,7 @@ from sagactl.views.sagas import short
 BODY_PREVIEW = 60  # characters of a message body in a terminal table
 MOVED_ROWS = 50  # a redrive table lists moved messages only when there are at most this many
 
-# csv/tsv columns: the JSON fields (README), every value whole
+# csv/tsv columns: the JSON fields (docs/dlq.md), every value whole
 MESSAGE_FIELDS = (
     "message_id",
     "saga_id",
@@ -94,6 +94,8 @@ def dlq_messages_document(result: PeekResult, *, truncate: bool = True) -> Docum
             }
             for d in data
         ],
+        folding=("body",),
+        droppable=("command", "age", "message_id", "receive_count", "step_name"),  # IDs stay whole
     )
     return Document(
         data=data,
@@ -143,6 +145,8 @@ def dlq_groups_document(result: PeekResult, by: GroupBy) -> Document:
             }
             for d in data
         ],
+        folding=("other", "key") if key == "error" else ("other",),
+        droppable=("oldest_sent_at", "max_receive_count"),
     )
     return Document(
         data=data,
@@ -182,6 +186,8 @@ def redrive_document(result: RedriveResult, *, truncate: bool = True) -> Documen
         ],
         rows=rows,
         title="Messages",
+        folding=("reason",),
+        droppable=("destination", "message_id", "step_name"),
     )
     route = f"{result.dlq.name} -> {result.destination.name if result.destination else '?'}"
     details = [("redrive", route + (" (dry run)" if result.dry_run else ""))]
@@ -244,6 +250,8 @@ def move_tasks_document(tasks: Sequence[MoveTask]) -> Document:
             ("failure_reason", "FAILURE"),
         ],
         rows=data,
+        folding=("failure_reason",),
+        droppable=("started_at", "max_messages_per_second", "approximate_messages_to_move"),
     )
     return Document(
         data=data,

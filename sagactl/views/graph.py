@@ -20,6 +20,7 @@ from typing import Any
 from sagactl.codec import escaped
 from sagactl.definitions.model import Endpoint, RetryPolicy, SagaDefinition, StepDef, duration, retry_budget
 from sagactl.masking import mask_secrets
+from sagactl.models import counted
 
 FORMATS = ("mermaid", "dot")
 
@@ -32,7 +33,7 @@ def _retry_line(policy: RetryPolicy, timeout: float) -> str:
         tries = "1 attempt"
     else:
         tries = (
-            f"{policy.max_attempts} attempts, backoff {duration(policy.initial_backoff)}"
+            f"{counted(policy.max_attempts, 'attempt')}, backoff {duration(policy.initial_backoff)}"
             f"..{duration(policy.max_backoff)}"
         )
     return f"timeout {duration(timeout)} · {tries} · budget {duration(retry_budget(policy, timeout))}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sagactl.models import counted
 from sagactl.views.output import Document, Table
 
 if TYPE_CHECKING:
@@ -32,8 +33,9 @@ def prune_document(result: PruneResult) -> Document:
 def prune_summary_line(result: PruneResult) -> str:
     """The stderr line after ``prune``."""
     if result.dry_run:
-        return f"dry run: {sum(c.count for c in result.counts)} finished sagas would be pruned; nothing deleted"
-    line = f"pruned {result.pruned} finished sagas in {result.batches} batches"
+        matched = counted(sum(c.count for c in result.counts), "finished saga")
+        return f"dry run: {matched} would be pruned; nothing deleted"
+    line = f"pruned {counted(result.pruned, 'finished saga')} in {counted(result.batches, 'batch', 'batches')}"
     if result.archive is not None:
         line += f", archived {result.archived} to {result.archive} first"
     if result.interrupted:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sagactl.models import iso, parse_iso, utcnow
+from sagactl.models import counted, iso, parse_iso, utcnow
 from sagactl.views.output import Document, Table, humanize_seconds
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ class Frames:
                 ("mark", *table.whole),
                 table.droppable,
                 table.folding,
+                table.shorter,
             )
             setattr(doc, view, [marked, *tables[1:]])
         doc.empty_message = None  # an empty frame still shows its header line
@@ -169,7 +170,7 @@ class Frames:
         """The line above a frame: what is watched, when, how many, what changed."""
         changes = f", {len(self.appeared)} new, {len(self.cleared)} cleared" if self.number > 1 else ""
         every = f"{interval:g}s" if interval >= 1 and interval == int(interval) else humanize_seconds(interval)
-        return f"every {every}: {what}  {iso(now or utcnow())}  {self.count} sagas{changes}"
+        return f"every {every}: {what}  {iso(now or utcnow())}  {counted(self.count, 'saga')}{changes}"
 
     def json(self, now: datetime | None, data: list[dict[str, Any]]) -> dict[str, Any]:
         """``--watch -o jsonl``: one object per frame."""

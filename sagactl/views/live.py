@@ -130,6 +130,14 @@ class LiveScreen:
         return int(self.console.width)
 
 
+def spinner(text: str) -> Any:
+    """A transient spinner with ``text`` on stderr (``.update(text)``; a context manager), for
+    work whose length is not known: db init's migrations."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
+
+
 def progress_bar() -> Any:
     """A transient rich progress bar on stderr (description as plain text, never markup; done of
     total; elapsed): redrive's and the bulk commands'."""

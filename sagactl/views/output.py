@@ -41,10 +41,13 @@ class OutputFormat(StrEnum):
 class Table:
     """Display rows. ``columns`` are (key, header) pairs; values are shown as given.
 
-    On a terminal: the ``whole`` columns never fold (an ID must stay one piece to be copied);
-    when the table is wider than the terminal, the ``droppable`` columns are left out, in that
-    order, until the rest fits with only the ``folding`` ones folded (down to FOLDED_MIN
-    cells); a row's ``_style`` key styles the whole row."""
+    On a terminal only the ``folding`` columns (free text: errors, results, bodies) ever fold;
+    every other cell stays one piece (an ID to be copied, a number with its unit, a time), and
+    the ``whole`` ones do even in a wide table. When the table is wider than the terminal the
+    ``droppable`` columns go, in that order, until the rest fits with the folding ones at
+    FOLDED_MIN cells: a column named in ``shorter`` (column -> the row key of its short cells)
+    is shortened the first time it comes up there and left out the next. A row's ``_style``
+    key styles the whole row. Pipes and the other formats show every column as given."""
 
     columns: list[tuple[str, str]]
     rows: list[dict[str, Any]]
@@ -52,6 +55,7 @@ class Table:
     whole: tuple[str, ...] = ()
     droppable: tuple[str, ...] = ()
     folding: tuple[str, ...] = ()
+    shorter: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -314,9 +318,9 @@ def _rich_table(table: Table, width: int, *, headers: bool = True, fit: bool = T
     title = Text(table.title) if table.title else None
     rich_table = RichTable(title=title, title_justify="left", header_style="bold", show_header=headers)
     for key, header in columns:
-        # the whole columns never fold; when some are named folding, only those fold (shorter
-        # cells such as a state or a step stay one piece while the last error takes the squeeze)
-        whole = key in table.whole or (fit and bool(table.folding) and key not in table.folding)
+        # only the folding columns fold: an ID, a state, a step, a number with its unit or a
+        # time stays one piece while the free text takes the squeeze
+        whole = key in table.whole or (fit and key not in table.folding)
         rich_table.add_column(
             Text(header), overflow="fold", no_wrap=whole, min_width=_width(table, key, header) if whole else None
         )
@@ -337,11 +341,16 @@ FOLDED_MIN = 12  # a column that may fold still wants this many cells to be read
 
 
 def _fitted(table: Table, width: int) -> list[tuple[str, str]]:
-    """``table``'s columns less the droppable ones, in order, until the rest fits ``width``:
-    each column at its widest, a folding one at most FOLDED_MIN (rich folds the rest), plus
-    rich's borders and padding (3 cells a column and 1)."""
+    """``table``'s columns, shortened or left out in the droppable order until they fit
+    ``width``: each column at its widest, a folding one at most FOLDED_MIN (rich folds the
+    rest), plus rich's borders and padding (3 cells a column and 1). A shortened column keeps
+    its header and shows the cells of its short key."""
     columns = list(table.columns)
-    needed = {key: _width(table, key, header) for key, header in columns}
+    shorter = dict(table.shorter)
+    needed = {key: _width(table, key, header) for key, header in [*columns, *((s, "") for s in shorter.values())]}
+    for key, header in columns:
+        if key in shorter:
+            needed[shorter[key]] = max(needed[shorter[key]], len(header))
 
     def total() -> int:
         return (
@@ -353,7 +362,10 @@ def _fitted(table: Table, width: int) -> list[tuple[str, str]]:
     for key in table.droppable:
         if total() <= width:
             break
-        columns = [column for column in columns if column[0] != key]
+        if key in shorter and (key, dict(columns).get(key)) in columns:
+            columns = [(shorter[key], header) if k == key else (k, header) for k, header in columns]
+        else:
+            columns = [column for column in columns if column[0] not in (key, shorter.get(key))]
     return columns
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sagactl.masking import mask_value
-from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, iso, utcnow
+from sagactl.models import SUMMARY_FIELDS, SagaRecord, SagaSummary, StepRecord, counted, iso, utcnow
 from sagactl.views.output import Document, Table, cell, humanize_seconds, rows_table
 
 if TYPE_CHECKING:
@@ -34,13 +34,19 @@ def saga_document(saga: SagaRecord) -> Document:
         rows=[
             {
                 "at": t["at"],
+                "at_offset": _offset(transition.at, saga.created_at),
                 "step_name": t["step_name"] or "-",
                 "change": f"{t['old_state'] or 'none'} -> {t['new_state']}",
                 "detail": short(detail) if detail else "",
             }
-            for t, detail in zip(data["transitions"], _shown_details(data["transitions"]), strict=True)
+            for t, detail, transition in zip(
+                data["transitions"], _shown_details(data["transitions"]), saga.transitions, strict=True
+            )
         ],
         title="Transitions",
+        folding=("detail",),
+        droppable=TRANSITIONS_DROP,
+        shorter=(("at", "at_offset"),),
     )
     details = [
         ("saga", saga.saga_id),
@@ -53,6 +59,8 @@ def saga_document(saga: SagaRecord) -> Document:
     if saga.deadline_at and not saga.state.terminal:
         details.append(("deadline", iso(saga.deadline_at) or ""))
     details += [(label, link) for label, link in (("rerun of", saga.rerun_of), ("rerun as", saga.rerun_as)) if link]
+    if saga.trace_id:  # look the saga up in Jaeger, Tempo...: one trace across every participant
+        details.append(("trace", saga.trace_id))
     if data["last_error"] and saga.state.value != "completed":
         details.append(("last error", data["last_error"]))
     return Document(
@@ -62,6 +70,21 @@ def saga_document(saga: SagaRecord) -> Document:
         ids=[saga.saga_id],
         delimited=_step_rows([data]),
     )
+
+
+# What show's tables give up on a narrow terminal, in order, before a cell is split: the
+# steps' RESULT (it is in -o json), TOOK and ATTEMPTS; the transitions' AT becomes the time
+# since the saga was created (+1.234s), then DETAIL goes. ERROR and DETAIL fold meanwhile.
+STEPS_DROP = ("result", "duration", "attempts")
+TRANSITIONS_DROP = ("at", "detail")
+
+
+def _offset(at: datetime | None, created: datetime | None) -> str:
+    """A transition's time as the time since the saga was created: ``+0.103s``, ``+2m3s``."""
+    if at is None or created is None:
+        return ""
+    seconds = max(0.0, (at - created).total_seconds())
+    return f"+{seconds:.3f}s" if seconds < 60 else f"+{humanize_seconds(seconds)}"
 
 
 def _steps_table(shown: Sequence[dict[str, Any]], steps: Sequence[StepRecord]) -> Table:
@@ -87,6 +110,8 @@ def _steps_table(shown: Sequence[dict[str, Any]], steps: Sequence[StepRecord]) -
             for s, step in zip(shown, steps, strict=True)
         ],
         title="Steps",
+        folding=("result", "error"),
+        droppable=STEPS_DROP,
     )
 
 
@@ -134,6 +159,9 @@ def sagas_document(sagas: Sequence[SagaRecord], *, array: bool = False) -> Docum
             ("last_error", "LAST ERROR"),
         ],
         rows=[{k: d.data[k] for k in ("saga_id", "saga_type", "state", "last_error")} for d in docs],
+        whole=("saga_id",),
+        folding=("last_error",),
+        droppable=("saga_type",),
     )
     return Document(
         data=[d.data for d in docs],
@@ -298,7 +326,10 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
     doc.lead, doc.extras = [Headline(saga)], [TimelineView(build(saga, now))]  # a terminal's only
     for step in mask_value(failing_steps(saga)):
         doc.details.append(
-            (f"{step['phase']} error at {step['name']}", f"{step['error']} (after {step['attempts']} attempts)")
+            (
+                f"{step['phase']} error at {step['name']}",
+                f"{step['error']} (after {counted(step['attempts'], 'attempt')})",
+            )
         )
     return doc
 
@@ -327,6 +358,7 @@ def _summary_document(saga: SagaSummary) -> Document:
             "wake_at": None,
             "rerun_of": None,
             "rerun_as": None,
+            "trace_id": None,
             "steps": [step.to_dict() for step in saga.steps],
             "transitions": [],
             **({"notes": list(saga.notes)} if saga.notes else {}),
@@ -360,7 +392,7 @@ def _summary_document(saga: SagaSummary) -> Document:
 
 def stats_document(stats: Stats) -> Document:
     """`stats`: JSON with totals and per type/state rows; a table of the non-zero rows;
-    ``-o prometheus`` renders the gauges named in the README."""
+    ``-o prometheus`` renders the gauges named in docs/inspecting.md."""
     data = stats.to_dict()
     totals = data["totals"]
     table = Table(
@@ -407,39 +439,12 @@ def stats_document(stats: Stats) -> Document:
 
 
 def stats_prometheus(stats: Stats) -> str:
-    """Text exposition (node_exporter textfile collector) via prometheus_client."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    """Text exposition (node_exporter textfile collector): the log's metrics of ``stats`` alone
+    (``stats -o prometheus`` adds budgets and dead-letter queues through sagactl.views.metrics)."""
+    from sagactl.tools.monitoring import LogSnapshot
+    from sagactl.views.metrics import log_exposition
 
-    registry = CollectorRegistry()
-    sagas = Gauge(
-        "sagactl_sagas",
-        "Sagas in the saga log by type and state.",
-        ["saga_type", "state"],
-        registry=registry,
-    )
-    stuck = Gauge(
-        "sagactl_sagas_stuck",
-        "Stuck sagas (as sagactl list --stuck finds them) by type and state.",
-        ["saga_type", "state"],
-        registry=registry,
-    )
-    oldest = Gauge(
-        "sagactl_oldest_active_saga_age_seconds",
-        "Age of the oldest non-terminal saga of each type.",
-        ["saga_type"],
-        registry=registry,
-    )
-    ages: dict[str, float] = {}
-    for row in stats.rows:
-        sagas.labels(row.saga_type, row.state.value).set(row.count)
-        if not row.state.terminal:
-            stuck.labels(row.saga_type, row.state.value).set(row.stuck)
-        age = stats.age_of(row)
-        if age is not None:
-            ages[row.saga_type] = max(age, ages.get(row.saga_type, 0.0))
-    for saga_type, age in ages.items():
-        oldest.labels(saga_type).set(age)
-    return generate_latest(registry).decode("utf-8")
+    return log_exposition(LogSnapshot(stats))
 
 
 def db_init_document(store: str, version: int) -> Document:
@@ -479,6 +484,6 @@ def recount_document(recount: Recount) -> Document:
     details = [
         ("store", data["store"]),
         ("sagas", str(data["sagas"])),
-        ("corrected", f"{data['corrected']} counters"),
+        ("corrected", counted(data["corrected"], "counter")),
     ]
     return Document(data=data, tables=[table], details=details, empty_message="no sagas recorded")

@@ -30,6 +30,12 @@ STEP_COLUMNS = (
 )  # fmt: skip
 
 
+# What `stats --steps` gives up on a narrow terminal, in order (no cell is ever split: a
+# duration, a rate or a count stays one piece): the FLAGS count (the flags table follows),
+# the configured TIMEOUT, P50, ATTEMPTS/OK, TIMEOUT%, FAILED, then TYPE.
+STEPS_DROP = ("flags", "timeout", "p50", "attempts_per_success", "timeout_rate", "failed", "saga_type")
+
+
 def step_stats_document(report: StepStatsReport) -> Document:
     """`stats --steps`: JSON {store, since, saga_type, steps: [...]}; a table per step and one of
     the flags; csv/tsv one row per step (flags joined by '; ')."""
@@ -72,6 +78,7 @@ def step_stats_document(report: StepStatsReport) -> Document:
             for row in rows
         ],
         title="Steps",
+        droppable=STEPS_DROP,
     )
     flags = Table(
         columns=[("saga_type", "TYPE"), ("step_name", "STEP"), ("phase", "PHASE"), ("flag", "FLAG")],
@@ -81,6 +88,8 @@ def step_stats_document(report: StepStatsReport) -> Document:
             for flag in row["flags"]
         ],
         title="Flags",
+        folding=("flag",),
+        droppable=("saga_type", "phase"),
     )
     details = [("store", data["store"]), ("sagas created since", data["since"])]
     if data["saga_type"]:
@@ -134,7 +143,11 @@ def step_stats_prometheus(report: StepStatsReport) -> str:
 def doctor_document(checks: Checks) -> Document:
     """`doctor`: JSON {ok, exit_code, checks: [{check, status, detail}]}; a table of them."""
     data = checks.to_dict()
-    table = Table(columns=[("check", "CHECK"), ("status", "STATUS"), ("detail", "DETAIL")], rows=data["checks"])
+    table = Table(
+        columns=[("check", "CHECK"), ("status", "STATUS"), ("detail", "DETAIL")],
+        rows=data["checks"],
+        folding=("detail",),  # a check's name (a path) and its status stay one piece
+    )
     return Document(data=data, tables=[table], delimited=rows_table(data["checks"]))
 
 
@@ -163,6 +176,7 @@ def contexts_document(found: Contexts) -> Document:
             ("endpoint_url", "SQS ENDPOINT"),
         ],
         rows=rows,
+        droppable=("table", "endpoint_url", "region"),  # a DSN (the store) stays one piece
     )
     where = data["config"] or "none found"
     return Document(

@@ -21,7 +21,7 @@ from sagactl.codec import to_json
 from sagactl.errors import ExitCode, UsageError
 from sagactl.masking import mask_value
 from sagactl.models import SagaRecord, SagaSummary, Transition, iso
-from sagactl.tools.poll import Seen, unclaimed
+from sagactl.tools.poll import Seen, unclaimed, verdict
 from sagactl.views.output import (
     OutputFormat,
     cell,
@@ -76,6 +76,34 @@ class _Printer:
         self.out.flush()  # a reader of the pipe sees each transition as it lands
 
 
+def undriven(saga: SagaRecord | SagaSummary, now: datetime) -> str | None:
+    """What to say at once of a followed saga that nothing drives now (no driver holds a live
+    lease): what it waits for and who could take it; None while a driver holds it, once it
+    ended, and for a saga nothing will move on (following stops at once, saying so)."""
+    if not isinstance(saga, SagaRecord) or saga.state.terminal:
+        return None
+    if saga.lease_owner is not None and (saga.lease_expires_at is None or saga.lease_expires_at >= now):
+        return None
+    step = saga.steps[saga.current_step].name if saga.current_step is not None else None
+    compensating = saga.state.value == "compensating"
+    what = f"the compensation of {step}" if compensating and step else f"step {step}" if step else "it"
+    takers = f"a worker ('sagactl worker') takes it within its --poll, or 'sagactl resume {saga.saga_id}'"
+    if saga.lease_owner is not None:
+        lapsed = iso(saga.lease_expires_at)
+        return (
+            f"nothing drives saga {saga.saga_id} now: {what} waits; its driver {saga.lease_owner} stopped renewing"
+            f" its lease (lapsed at {lapsed}); {takers}"
+        )
+    if saga.wake_at is None:
+        return None
+    if saga.wake_at <= now:
+        return f"nothing drives saga {saga.saga_id} now: {what} has been due since {iso(saga.wake_at)}; {takers}"
+    return (
+        f"nothing drives saga {saga.saga_id} now: {what} waits for a reply or a retry until"
+        f" {iso(saga.wake_at)}; then {takers}"
+    )
+
+
 def follow(
     run: Callable[[Seen], ExitCode], fmt: OutputFormat, *, quiet: bool = False, out: TextIO | None = None
 ) -> ExitCode:
@@ -90,28 +118,48 @@ def follow(
     stream = sys.stdout if out is None else out
     last: list[SagaRecord | SagaSummary] = []
     when: list[datetime] = []
+    said: list[str] = []  # the note on a saga nothing drives, once (again only when it changes)
 
     def keep(saga: SagaRecord | SagaSummary, changed: bool, now: datetime) -> None:
         last[:], when[:] = [saga], [now]
 
+    def note(saga: SagaRecord | SagaSummary, now: datetime) -> str | None:
+        """The undriven note when it is new (a pipe gets it on stderr, a terminal on top)."""
+        text = undriven(saga, now) if verdict(saga, now) is None else None
+        key = text.split(";")[0] if text else ""
+        if text is None or (said and said[-1] == key):
+            return None
+        said.append(key)
+        return text
+
+    def keep_and_say(saga: SagaRecord | SagaSummary, changed: bool, now: datetime) -> None:
+        keep(saga, changed, now)
+        text = note(saga, now)
+        if text is not None:
+            info_line(f"sagactl: {text}")
+
     if quiet or fmt is OutputFormat.JSON:
-        code = run(keep)
+        code = run(keep_and_say)
     elif fmt is OutputFormat.TABLE and stream_is_tty(stream):
         from sagactl.views.live import LiveScreen
 
         with LiveScreen() as screen:
 
             def draw(saga: SagaRecord | SagaSummary, changed: bool, now: datetime) -> None:
+                from rich.text import Text
+
                 keep(saga, changed, now)
-                screen.show(rich_parts(show_document(saga, now), screen.width))
+                text = undriven(saga, now) if verdict(saga, now) is None else None
+                on_top = [Text(terminal_safe(f"sagactl: {text}"), style="yellow")] if text else []
+                screen.show([*on_top, *rich_parts(show_document(saga, now), screen.width)])
 
             code = run(draw)
     else:
         printer = _Printer(stream, jsonl=fmt is OutputFormat.JSONL)
 
         def print_and_keep(saga: SagaRecord | SagaSummary, changed: bool, now: datetime) -> None:
-            keep(saga, changed, now)
             printer(saga, changed, now)
+            keep_and_say(saga, changed, now)
 
         code = run(print_and_keep)
     saga = last[0]

@@ -83,6 +83,7 @@ def test_commands_complete(shell: dict[str, str]) -> None:
     assert complete(shell, "sagactl sch") == ["schema"]
 
 
+@pytest.mark.slow
 def test_saga_ids_complete_by_prefix_at_most_50(shell: dict[str, str]) -> None:
     assert complete(shell, "sagactl show ord-15") == [f"ord-15{n}" for n in range(10)]
     many = complete(shell, "sagactl resume ord-")

@@ -239,3 +239,29 @@ def test_prune_mistakes_exit_2(shop: Path, args: list[str], message: str) -> Non
     code, out, err = invoke("prune", *args)
     assert (code, out) == (2, ""), err
     assert err.startswith("sagactl: error: ") and message in err and err.count("\n") == 1
+
+
+def test_prune_on_a_terminal_says_how_far_it_got(tmp_path: Path) -> None:
+    """Batch after batch on a big log: a progress line on stderr (a terminal's only)."""
+    import sys
+
+    from sagactl.models import SagaState
+    from sagactl.store import open_store
+    from tests.support.pty import run_on_pty, strip_escapes
+    from tests.support.sagas import add, saga
+
+    dsn = f"sqlite:///{tmp_path}/log.db"
+    store = open_store(dsn)
+    try:
+        add(store, *(saga(f"done-{n}", state=SagaState.COMPLETED, step=None) for n in range(3)))
+    finally:
+        store.close()
+    code, tty, _, _ = run_on_pty(
+        [sys.executable, "-m", "sagactl", "prune", "--older-than", "1ms", "--batch", "2", "--dsn", dsn],
+        tty={"stderr"},
+        cwd=tmp_path,
+    )
+    assert code == 0
+    shown = strip_escapes(tty)
+    assert "sagactl: pruned 3 sagas in 2 batches" in shown  # the bar's last frame
+    assert "pruned 3 finished sagas in 2 batches" in shown  # the summary line

@@ -21,6 +21,7 @@ def words(path: tuple[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[" ".join(words(p)) for p in PATHS])
+@pytest.mark.slow
 def test_one_command_app_answers_as_the_whole_app(path: tuple[str, str]) -> None:
     whole, alone = build(), build(path)
     for argv in ([*words(path), "--help"], [*words(path), "--no-such-option"], [*words(path), "-o", "nope"]):

@@ -174,6 +174,7 @@ def test_list_filters(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["-o", "prometheus"], "sagactl: error: invalid value for '-o' / '--output': 'prometheus' is not one of"),
     ],
 )
+@pytest.mark.slow
 def test_list_option_errors_exit_2(cli: Path, args: list[str], message: str) -> None:
     code, out, err = invoke("list", "--stuck", *args)
     assert code == 2 and out == ""
@@ -256,6 +257,7 @@ def test_resolve_records_who_and_why_then_compensation_continues(cli: Path, monk
         (["ghost", "--step", "charge", "--reason", "x"], 2, "saga ghost not found"),
     ],
 )
+@pytest.mark.slow
 def test_resolve_mistakes_exit_2(
     cli: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, message: str
 ) -> None:
@@ -266,6 +268,7 @@ def test_resolve_mistakes_exit_2(
     assert invoke("resume", "c-1", "-q")[0] == 3  # and drivable again
 
 
+@pytest.mark.slow
 def test_resolve_refuses_a_step_out_of_reverse_order_unless_told(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """charge's refund is the compensation waiting; reserve's comes after it. Resolving
     reserve first is refused (exit 2, nothing written) unless --out-of-order says the operator
@@ -339,6 +342,7 @@ def test_abort_of_a_stuck_compensation_records_the_note(cli: Path, monkeypatch: 
 # -- resume --stuck -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_stuck_resumes_each_with_a_summary(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stuck(cli, monkeypatch, "c-1")
     run_stuck(cli, monkeypatch, "c-2")
@@ -381,7 +385,7 @@ def test_resume_stuck_skips_a_saga_another_process_drives(
     assert (code, out) == (3, "")
     lines = err.splitlines()
     assert lines[0].startswith("sagactl: error: saga c-1 is being driven by elsewhere:1:abcd")
-    assert "resumed 0 of 1 sagas: none resumed; failed 1" in lines[1]
+    assert "resumed 0 of 1 saga: none resumed; failed 1" in lines[1]
 
 
 @pytest.mark.parametrize(
@@ -397,6 +401,7 @@ def test_resume_stuck_skips_a_saga_another_process_drives(
         (["--stuck", "--job", "a b"], "--job takes a job ID"),
     ],
 )
+@pytest.mark.slow
 def test_resume_option_mistakes(cli: Path, args: list[str], message: str) -> None:
     code, out, err = invoke("resume", *args)
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1
@@ -420,6 +425,7 @@ def set_state(dsn: str, state: str, *saga_ids: str) -> None:
     set_column(dsn, "state", state, *saga_ids)
 
 
+@pytest.mark.slow
 def test_rows_in_unknown_states_are_skipped_with_one_warning_each(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stuck(cli, monkeypatch, "c-1")
     monkeypatch.delenv("FAIL_COMPENSATION")
@@ -498,6 +504,7 @@ def location(dsn: str) -> str:
 
 
 @pytest.mark.parametrize(("saga_id", "shown", "problem"), BAD_IDS, ids=[f"bad-{n}" for n in range(len(BAD_IDS))])
+@pytest.mark.slow
 def test_a_new_saga_id_is_checked_and_a_bad_one_that_finds_nothing_says_why(
     cli: Path, saga_id: str, shown: str, problem: str
 ) -> None:
@@ -518,6 +525,7 @@ def test_a_new_saga_id_is_checked_and_a_bad_one_that_finds_nothing_says_why(
 
 @pytest.mark.parametrize(("saga_id", "message"), NO_STORE_HOLDS, ids=["empty", "not-utf8"])
 @pytest.mark.parametrize("command", [RUN, *LOOKUPS], ids=["run", "show", "resume", "abort", "resolve"])
+@pytest.mark.slow
 def test_an_id_no_store_can_hold_is_refused_by_every_command(
     cli: Path, command: list[str], saga_id: str, message: str
 ) -> None:
@@ -546,6 +554,7 @@ def test_the_longest_allowed_saga_id_runs_and_shows(cli: Path) -> None:
 # -- shapes that hold ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_stuck(cli, monkeypatch, "c-1")
     run_stuck(cli, monkeypatch, "c-2")
@@ -558,7 +567,7 @@ def test_resume_prints_an_array_even_of_one_saga(cli: Path, monkeypatch: pytest.
     assert code == 1, err
     shown = json.loads(invoke("show", "c-1", "-o", "json")[1])
     assert out == json.dumps([shown], indent=2, ensure_ascii=False) + "\n"
-    assert ": resumed 1 of 1 sagas: 1 failed in " in err.splitlines()[-1]
+    assert ": resumed 1 of 1 saga: 1 failed in " in err.splitlines()[-1]
 
 
 @pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
@@ -747,7 +756,8 @@ def test_list_json_imports_no_heavy_module(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0 and completed.stdout == "[]\n"
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in completed.stderr.splitlines()}
-    assert modules & {"psycopg", "boto3", "botocore", "httpx", "tabulate", "rich", "yaml", "jsonschema"} == set()
+    heavy = {"psycopg", "boto3", "botocore", "httpx", "urllib3", "tabulate", "rich", "yaml", "jsonschema"}
+    assert modules & heavy == set()
     assert log.read_bytes() == before  # a read-only command changes nothing
 
 

@@ -113,11 +113,11 @@ def test_every_line_is_checked_before_anything_is_recorded(log: str, tmp_path: P
     code, out, err = invoke("run", str(SAMPLE), "--inputs", str(path))
     assert (code, out) == (2, "")
     assert err.splitlines() == [
-        f"{path}:2: not a JSON object (one saga input per line)",
-        f"{path}:3: input from this line is not valid JSON: Expecting property name enclosed in double quotes"
-        " at line 1 column 18",
-        f"{path}:5: not a JSON object (one saga input per line)",
-        f"{path}:6: input from this line is not valid JSON: Extra data at line 1 column 6",
+        f"sagactl: error: {path}:2: not a JSON object (one saga input per line)",
+        f"sagactl: error: {path}:3: input from this line is not valid JSON: Expecting property name enclosed in"
+        " double quotes at line 1 column 18",
+        f"sagactl: error: {path}:5: not a JSON object (one saga input per line)",
+        f"sagactl: error: {path}:6: input from this line is not valid JSON: Extra data at line 1 column 6",
     ]
     assert ids_in(log) == []
 
@@ -128,8 +128,8 @@ def test_lines_that_lack_what_the_definition_reads_are_refused(log: str) -> None
     code, out, err = invoke("run", str(SAMPLE), "--inputs", "-", stdin=stdin)
     assert (code, out) == (2, "")
     assert err.splitlines() == [
-        "stdin:2: step 'create_shipment': input has no 'address' (used as ${input.address})",
-        "stdin:4: step 'reserve_inventory': input has no 'order_id' (used as ${input.order_id})",
+        "sagactl: error: stdin:2: step 'create_shipment': input has no 'address' (used as ${input.address})",
+        "sagactl: error: stdin:4: step 'reserve_inventory': input has no 'order_id' (used as ${input.order_id})",
     ]
     assert ids_in(log) == []
 
@@ -138,8 +138,8 @@ def test_many_bad_lines_are_counted_past_twenty(log: str) -> None:
     code, out, err = invoke("run", str(SAMPLE), "--inputs", "-", stdin="nope\n" * 25)
     assert (code, out) == (2, "")
     lines = err.splitlines()
-    assert len(lines) == 21 and lines[19] == "stdin:20: not a JSON object (one saga input per line)"
-    assert lines[20] == "stdin: 5 more lines with problems; nothing was recorded"
+    assert len(lines) == 21 and lines[19] == "sagactl: error: stdin:20: not a JSON object (one saga input per line)"
+    assert lines[20] == "sagactl: error: stdin: 5 more lines with problems; nothing was recorded"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_graph_of_an_invalid_file_is_exit_2_with_its_problems(tmp_path: Path) ->
     bad.write_text("saga: X\nsteps: []\n")
     result = runner.invoke(app, ["graph", str(bad)])
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"{bad}:2:")
+    assert result.stderr.startswith(f"sagactl: error: {bad}:2:")
 
 
 def test_graph_of_a_file_with_several_sagas_needs_saga(tmp_path: Path) -> None:

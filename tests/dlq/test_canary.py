@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +79,11 @@ class Participant:
 @pytest.fixture
 def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
     """(DLQ, source queue): one refund command per saga in the DLQ; the sagas compensating."""
+    return open_incident(sqs, store_dsn)
+
+
+def open_incident(sqs: Sqs, dsn: str, more: Callable[[int], dict[str, Any]] | None = None) -> tuple[Queue, Queue]:
+    """``incident`` on the saga log ``dsn``; ``more``: further attributes of message ``i``."""
     dlq = sqs.queue("dlq")
     policy = json.dumps({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": 1})
     url = sqs.client.create_queue(QueueName=f"src-{dlq.name[4:]}", Attributes={"RedrivePolicy": policy})["QueueUrl"]
@@ -89,9 +94,10 @@ def incident(sqs: Sqs, store_dsn: str) -> tuple[Queue, Queue]:
         attributes=lambda i: {
             "saga_id": {"DataType": "String", "StringValue": SAGAS[i]},
             "step_name": {"DataType": "String", "StringValue": "charge"},
+            **(more(i) if more else {}),
         },
     )
-    store = open_store(store_dsn)
+    store = open_store(dsn)
     try:
         for saga_id in SAGAS:
             store.create(saga(saga_id, state=SagaState.COMPENSATING, step=1), [])
@@ -130,6 +136,7 @@ def in_dlq(sqs: Sqs, dlq: Queue) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("participant", ["fixed"], indirect=True)
+@pytest.mark.slow
 def test_canary_go_moves_the_rest_once_the_canary_sagas_got_on(
     sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
 ) -> None:
@@ -168,6 +175,7 @@ def test_canary_stop_on_a_still_broken_participant_leaves_the_rest_in_the_dlq(
 
 
 @pytest.mark.parametrize("participant", ["holding"], indirect=True)
+@pytest.mark.slow
 def test_canary_stop_when_the_sagas_do_not_get_on_within_the_wait(
     sqs: Sqs, incident: tuple[Queue, Queue], participant: Participant, store_dsn: str
 ) -> None:
@@ -195,6 +203,7 @@ def test_canary_stop_when_the_sagas_do_not_get_on_within_the_wait(
         (["--canary", "2", "--canary-wait", "soon"], "--canary-wait"),
     ],
 )
+@pytest.mark.slow
 def test_canary_mistakes_exit_2(sqs: Sqs, store_dsn: str, args: list[str], message: str) -> None:
     dlq, _ = sqs.dlq_pair()
     result = runner.invoke(app, ["redrive", "--dlq", dlq.name, "--dsn", store_dsn, *args])
@@ -202,6 +211,7 @@ def test_canary_mistakes_exit_2(sqs: Sqs, store_dsn: str, args: list[str], messa
     assert result.stderr.startswith("sagactl: error: ") and message in result.stderr
 
 
+@pytest.mark.slow
 def test_canary_through_the_cli_on_an_empty_dlq(sqs: Sqs, store_dsn: str) -> None:
     dlq, _ = sqs.dlq_pair()
     result = runner.invoke(

@@ -63,6 +63,7 @@ def peek_queue(queue: Queue, **options: Any) -> Any:
     return peek(client, resolve_queue(client, queue.url), PeekRequest(queue=queue.url, wait=0, **options))
 
 
+@pytest.mark.slow
 def test_peek_consumes_nothing_and_leaves_every_message_visible(sqs: Sqs) -> None:
     queue = sqs.queue("peek")
     bodies = fill(sqs, queue, 25)
@@ -123,6 +124,7 @@ def test_fields_come_from_attributes_else_from_the_json_body(sqs: Sqs) -> None:
     assert (third.saga_id, third.step_name, third.command) == (None, None, None)
 
 
+@pytest.mark.slow
 def test_filters_and_limit(sqs: Sqs) -> None:
     queue = sqs.queue("filter")
     fill(sqs, queue, 20, sagas=4)
@@ -148,6 +150,7 @@ def test_group_by_saga_step_and_error(sqs: Sqs) -> None:
     assert [(g.key, len(g.messages)) for g in by_error] == [(None, 12)]
 
 
+@pytest.mark.slow
 def test_fifo_peek_shows_group_heads_and_releases_them(sqs: Sqs) -> None:
     queue = sqs.queue("peekf", fifo=True)
     bodies = [f"g{i // 4}-m{i % 4}" for i in range(12)]
@@ -209,6 +212,7 @@ def test_parse_message_keeps_binary_attributes() -> None:
 # -- the command ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dlq_list_json_contract(sqs: Sqs) -> None:
     queue = sqs.queue("cli")
     long_body = json.dumps({"saga_id": "saga-x", "step_name": "charge", "pad": "x" * 300})
@@ -232,6 +236,7 @@ def test_dlq_list_json_contract(sqs: Sqs) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
+@pytest.mark.slow
 def test_dlq_list_csv_and_tsv_carry_whole_bodies_and_the_saga_id(sqs: Sqs, fmt: str, delimiter: str) -> None:
     queue = sqs.queue("csv")
     body = ('{"note": "a 500-character body, with \\"quotes\\",\ta tab and\na newline"} ' * 10)[:500]
@@ -277,6 +282,7 @@ WAITS = [(["--wait-time", "0"], 0), (["--wait-time", "3"], 3), ([], 1)]
 
 
 @pytest.mark.parametrize(("flags", "wait"), WAITS, ids=["0", "3", "default"])
+@pytest.mark.slow
 def test_dlq_list_long_polls_as_long_as_it_is_told(sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str], wait: int) -> None:
     """The receive that concludes the queue is drained waits --wait-time seconds (default 1);
     0 means no long poll at all. (The proxy records the wait and lets moto answer at once.)"""
@@ -443,6 +449,7 @@ def not_running(handle: str) -> str:
     return f"sagactl: error: no running move task with handle {handle}; see 'sagactl redrive --status QUEUE'\n"
 
 
+@pytest.mark.slow
 def test_native_moves_every_dead_lettered_message_back_to_its_source(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
     dlq, source = sqs.dlq_pair()
     bodies = [json.dumps({"saga_id": f"saga-{i}", "n": i}) for i in range(8)]
@@ -472,6 +479,7 @@ def test_native_moves_every_dead_lettered_message_back_to_its_source(sqs: Sqs, s
     assert {m["MessageAttributes"]["saga_id"]["StringValue"] for m in moved} == {f"saga-{i}" for i in range(8)}
 
 
+@pytest.mark.slow
 def test_native_to_another_queue_with_a_rate_and_its_status(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
     dlq, source = sqs.dlq_pair()
     elsewhere = sqs.queue("elsewhere")
@@ -499,6 +507,7 @@ def test_native_to_another_queue_with_a_rate_and_its_status(sqs: Sqs, sqs_proxy:
     ]
 
 
+@pytest.mark.slow
 def test_cancel_a_running_move_task(sqs: Sqs, sqs_proxy: SqsProxy) -> None:
     dlq, source = sqs.dlq_pair()
     fill(sqs, dlq, 10)
@@ -562,6 +571,7 @@ def test_native_on_a_queue_that_is_no_dead_letter_queue(sqs: Sqs, sqs_proxy: Sqs
     ],
     ids=lambda flags: flags[0],
 )
+@pytest.mark.slow
 def test_native_with_a_filter_or_cap_is_a_usage_error_and_moves_nothing(
     sqs: Sqs, sqs_proxy: SqsProxy, flags: list[str]
 ) -> None:
@@ -577,6 +587,7 @@ def test_native_with_a_filter_or_cap_is_a_usage_error_and_moves_nothing(
     assert sqs.counts(dlq) == (4, 0) and sqs.counts(source) == (0, 0)
 
 
+@pytest.mark.slow
 def test_native_status_and_cancel_from_a_shell(sqs: Sqs, sqs_proxy: SqsProxy, aws_env: dict[str, str]) -> None:
     """The runbook, with the installed command: start a move, watch it, stop it."""
     dlq, source = sqs.dlq_pair()

@@ -153,6 +153,7 @@ results = json_like | st.integers(MAX_DEPTH - 2, MAX_DEPTH + 3).map(nested)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(result=results)
+@pytest.mark.slow
 def test_any_result_ends_the_saga_and_what_is_stored_reads_back(log: Store, result: Any) -> None:
     outcome, transport = drive(log, result)
     problem = storable(result, "result")
@@ -225,6 +226,7 @@ def http_saga(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_dsn: str, p
     ],
     ids=["nul", "nan", "overflow", "depth-900", "depth-100000", "digits"],
 )
+@pytest.mark.slow
 def test_run_with_an_unstorable_result_ends_failed_and_compensated(
     http_saga: Path, participants: Participants, body: bytes, problem: str
 ) -> None:
@@ -275,6 +277,7 @@ def test_participant_error_text_with_nul_is_kept_on_every_store(http_saga: Path,
     ],
     ids=["nan", "-inf", "nul", "surrogate", "depth-900", "depth-100000", "digits"],
 )
+@pytest.mark.slow
 def test_input_the_log_cannot_hold_is_refused_before_anything_is_recorded(
     http_saga: Path, participants: Participants, given: str, message: str
 ) -> None:

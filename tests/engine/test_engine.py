@@ -306,6 +306,7 @@ def test_definitive_failure_compensates_completed_steps_in_reverse(
 
 
 @pytest.mark.parametrize("index", range(4))
+@pytest.mark.slow
 def test_transient_failures_exhausted_compensate_the_unknown_step_too(
     index: int,
     store: Store,
@@ -978,6 +979,7 @@ SCENARIOS: dict[str, tuple[Callable[[Participants], None], SagaState]] = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "after-commit"])
+@pytest.mark.slow
 def test_a_crash_at_every_write_ahead_point_is_recovered_by_resume(
     scenario: str,
     after_commit: bool,

@@ -124,6 +124,7 @@ def store() -> Iterator[SqliteStore]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=plans())
+@pytest.mark.slow
 def test_compensations_are_the_reverse_of_what_happened_and_the_saga_ends_terminal(
     store: SqliteStore, plan: Plan
 ) -> None:

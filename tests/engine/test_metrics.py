@@ -1,4 +1,4 @@
-"""The worker's metrics are the ones README "Workers" documents, by name and type."""
+"""The worker's metrics are the ones docs/workers.md documents, by name and type."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from sagactl.models import SagaRecord, SagaState, StepRecord, StepStatus, Transi
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
-README = Path(__file__).parents[2] / "README.md"
+WORKERS = Path(__file__).parents[2] / "docs" / "workers.md"
 
 
-def test_readme_documents_every_worker_metric() -> None:
-    section = README.read_text().split("## Workers", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_document_every_worker_metric() -> None:
+    section = WORKERS.read_text().split("# Workers", 1)[1].split("\n## Walkthrough", 1)[0]
     documented = dict(re.findall(r"^\| `(sagactl_worker_\w+)` \| (\w+) \|", section, re.MULTILINE))
     exposed = {
         family.name + ("_total" if family.type == "counter" else ""): family.type

@@ -135,6 +135,7 @@ def test_a_saga_moves_to_a_definition_with_new_later_steps_and_runs_them(
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_saga_whose_done_steps_are_renamed_is_refused_and_left_as_it_was(
     shop: str, participants: Participants, tmp_path: Path, change: tuple[str, str], message: str
 ) -> None:
@@ -176,6 +177,7 @@ def test_differences_name_reordered_and_removed_steps(tmp_path: Path) -> None:
         (["--stuck", "--definition", "order-v2.yaml"], "--definition applies to SAGA_IDs, not --stuck"),
     ],
 )
+@pytest.mark.slow
 def test_resume_definition_mistakes_exit_2(shop: str, tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "order-v2.yaml").write_text(V2)
     (tmp_path / "other.yaml").write_text(V1.replace("saga: Order", "saga: Other"))

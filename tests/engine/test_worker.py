@@ -123,6 +123,7 @@ def answered(body: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
     }
 
 
+@pytest.mark.slow
 def test_sagas_waiting_for_replies_hold_no_slot(store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]) -> None:
     """12 sagas over SQS with one driver thread: each waits for its replies put aside, so one
     thread moves them all; every command sent once per step."""
@@ -146,6 +147,7 @@ def test_sagas_waiting_for_replies_hold_no_slot(store_dsn: str, sqs: Sqs, sqs_qu
         store.close()
 
 
+@pytest.mark.slow
 def test_applied_replies_are_deleted_in_batches(
     store_dsn: str, sqs: Sqs, sqs_proxy: SqsProxy, sqs_queues: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +173,7 @@ def test_applied_replies_are_deleted_in_batches(
     assert sum(deleted) == 24 and max(deleted) > 1, deleted  # each once; some together
 
 
+@pytest.mark.slow
 def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]) -> None:
     """The refund is never answered: its retries run out and the saga waits in compensating
     for an operator. The answer then comes (a redriven message was finally processed): the
@@ -232,6 +235,7 @@ def test_a_late_compensation_reply_finishes_the_saga(store_dsn: str, sqs: Sqs, s
         store.close()
 
 
+@pytest.mark.slow
 def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> None:
     """The first command of each step goes unanswered: its retry, sent by whichever driver
     takes the saga up after the timeout, carries the next attempt's deduplication ID (from the
@@ -265,6 +269,7 @@ def test_a_retry_on_a_fifo_queue_is_a_new_message(store_dsn: str, sqs: Sqs) -> N
         store.close()
 
 
+@pytest.mark.slow
 def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
     store_dsn: str, sqs: Sqs, sqs_queues: tuple[Queue, Queue]
 ) -> None:
@@ -298,6 +303,7 @@ def test_unknown_duplicate_and_stale_replies_are_deleted_without_harm(
         store.close()
 
 
+@pytest.mark.slow
 def test_sigterm_puts_sagas_aside_within_the_grace_period_and_exits_0(
     store_dsn: str, participants: Participants, tmp_path: Path
 ) -> None:

@@ -424,6 +424,7 @@ def scale_pg(pg_admin_dsn: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.mark.slow
 def test_200_sagas_3_workers_one_killed_on_postgres(
     scale_pg: str, sqs: Sqs, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -431,6 +432,7 @@ def test_200_sagas_3_workers_one_killed_on_postgres(
     run_scenario(scenario)
 
 
+@pytest.mark.slow
 def test_40_sagas_2_workers_one_killed_on_sqlite(sqs: Sqs, aws_env: dict[str, str], tmp_path: Path) -> None:
     run_scenario(
         Scenario(

@@ -31,7 +31,7 @@ from sagactl.store.base import (
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 T0 = datetime(2026, 11, 26, 8, 0, 0, 123456, tzinfo=UTC)
 ME = "host-a:100:aaaa"
 OTHER = "host-b:200:bbbb"
@@ -121,6 +121,7 @@ def test_get_and_transitions_of_unknown_saga(store: Store) -> None:
 @pytest.mark.parametrize(
     "data", [None, [], {}, 0, 1.5, "text", ["nested", {"deep": [1, None, True]}], {"quote": 'it\'s "x"'}]
 )
+@pytest.mark.slow
 def test_any_json_input_round_trips(store: Store, data: Any) -> None:
     saga = make_saga(data=data)
     saga.data = data
@@ -304,10 +305,23 @@ def test_active_counts_are_exact_with_the_oldest_start(store: Store) -> None:
         make_saga("e", saga_type="Refund", state=SagaState.PENDING, created=3),
     )
     assert store.active_counts() == [
-        ActiveCount("Order", SagaState.COMPENSATING, 1, at(7)),
-        ActiveCount("Order", SagaState.STARTED, 2, at(5)),
-        ActiveCount("Refund", SagaState.PENDING, 1, at(3)),
+        ActiveCount("Order", SagaState.COMPENSATING, 1, at(7), exhausted=0),  # its driver holds it
+        ActiveCount("Order", SagaState.STARTED, 2, at(5), exhausted=0),
+        ActiveCount("Refund", SagaState.PENDING, 1, at(3), exhausted=0),
     ]
+
+
+def test_only_compensating_sagas_nothing_drives_wait_for_an_operator(store: Store) -> None:
+    """``exhausted`` (sagactl_compensations_exhausted): compensating, no lease, no wake-up: a
+    compensation's retries ran out or it was refused. A saga a driver holds, or one put aside
+    until its next attempt or a reply, is not counted."""
+    waiting = make_saga("waiting", state=SagaState.COMPENSATING, created=1, owner=None)
+    held = make_saga("held", state=SagaState.COMPENSATING, created=2)
+    parked = make_saga("parked", state=SagaState.COMPENSATING, created=3, owner=None)
+    parked.wake_at = at(60)
+    add(store, waiting, held, parked, make_saga("pending", state=SagaState.PENDING, created=4, owner=None))
+    found = {(c.saga_type, c.state): c.exhausted for c in store.active_counts()}
+    assert found == {("Order", SagaState.COMPENSATING): 1, ("Order", SagaState.PENDING): 0}
 
 
 # -- list_sagas -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from sagactl.cli import app
 from sagactl.errors import UnavailableError
-from sagactl.models import SagaState, StateCount, StepRecord, StepStatus, Transition
+from sagactl.models import SagaState, SortKey, StateCount, StepRecord, StepStatus, Transition
 from sagactl.store import open_store
 from sagactl.store.base import SagaQuery
 from sagactl.store.migrations import migrations
@@ -33,7 +33,7 @@ from tests.support.sagas import add, at, saga
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 # Where PostgreSQL records applied migrations: existing databases are upgraded by reading it.
 VERSION_TABLE = "sagactl_schema_migrations"
 
@@ -106,6 +106,7 @@ def test_concurrent_open_and_init_apply_each_migration_once(fresh_db: str) -> No
     assert {"saga_log", "saga_transitions", "saga_counts", VERSION_TABLE} <= tables(fresh_db)
 
 
+@pytest.mark.slow
 def test_db_init_from_several_processes_at_once_then_again(fresh_db: str) -> None:
     env = {**os.environ, "SAGACTL_DSN": fresh_db}
     env.pop("SAGACTL_CONFIG", None)
@@ -307,6 +308,7 @@ def test_unreachable_or_misconfigured_is_one_masked_line_exit_4(dsn: str, comman
     ],
 )
 @pytest.mark.parametrize("verbose", [[], ["-v"]])
+@pytest.mark.slow
 def test_an_invalid_dsn_password_is_masked_in_every_line(dsn: str, verbose: list[str]) -> None:
     """As a runbook runs it (a subprocess), with and without -v: the error line and the
     traceback show the DSN as postgresql://ops:***@…, never the password or a piece of it."""
@@ -482,6 +484,7 @@ def test_concurrent_writers_keep_counters_exact(pg: PostgresStore, pg_dsn: str) 
 # -- plans ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stuck_and_active_counts_read_only_the_active_indexes(pg: PostgresStore, pg_dsn: str) -> None:
     """With 30k finished sagas the stuck query and the active counts never scan the table."""
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -563,6 +566,7 @@ def role(fresh_db: str) -> Iterator[Callable[..., tuple[str, str]]]:
 
 
 @pytest.mark.parametrize("command", [["list", "--stuck", "--exit-code"], ["show", "x"], ["stats"]])
+@pytest.mark.slow
 def test_a_role_without_privileges_reading_is_exit_4(role: Any, command: list[str]) -> None:
     name, dsn = role()
     result = runner.invoke(app, [*command, "--dsn", dsn])
@@ -598,6 +602,7 @@ def test_a_read_only_role_reads_and_refuses_to_write(role: Any, fresh_db: str, t
     assert runner.invoke(app, ["list", "-q", "--dsn", fresh_db]).stdout == "s-1\n"  # nothing recorded
 
 
+@pytest.mark.slow
 def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fresh_db: str, tmp_path: Path) -> None:
     """The role may insert (the saga starts) but not update saga_log (its first step cannot be
     recorded): one line, exit 4, the saga as last committed; `resume` by a role that may
@@ -628,3 +633,25 @@ def test_a_write_refused_mid_saga_is_exit_4_and_the_saga_resumes(role: Any, fres
     assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "w-1\n", "")
     shown = json.loads(runner.invoke(app, ["show", "w-1", "-o", "json", "--dsn", fresh_db]).stdout)
     assert (shown["state"], [s["status"] for s in shown["steps"]]) == ("completed", ["completed", "completed"])
+
+
+@pytest.mark.slow
+def test_the_newest_finished_sagas_are_read_backwards_from_an_index(pg: PostgresStore, pg_dsn: str) -> None:
+    """``list --sort newest`` (the UI's recent sagas): with 30k finished sagas a short listing
+    reads the created_at index backwards and stops, never sorting the log."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO saga_log (saga_id, saga_type, state, steps, definition, created_at, updated_at)"
+            " SELECT 'done-' || i, 'Order', CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'completed' END,"
+            " '[]', '{}',"
+            " %s::timestamptz - i * interval '1 second', %s::timestamptz - i * interval '1 second'"
+            " FROM generate_series(1, 30000) AS i",
+            [at(0), at(0)],
+        )
+        conn.execute("ANALYZE saga_log")
+    query = SagaQuery(states=(SagaState.COMPLETED, SagaState.FAILED), limit=100, sort=SortKey.NEWEST)
+    plan = pg.explain_list(query)
+    assert "Seq Scan on saga_log" not in plan and "Sort Method" not in plan, plan
+    assert "Index Scan Backward using saga_log_created" in plan, plan
+    newest = [s.saga_id for s in pg.list_sagas(query)]
+    assert newest[:3] == ["done-1", "done-2", "done-3"] and len(newest) == 100

@@ -32,7 +32,7 @@ runner = CliRunner()
 
 # The schema version db init reaches: the last migration, schema/*/006_reruns.sql (after 005). A new
 # migration bumps it here on purpose.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 
 
 def test_an_older_schema_is_read_as_is_and_upgraded_by_writers(tmp_path: Path) -> None:
@@ -90,6 +90,7 @@ def test_a_new_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
 UNDER_UMASK_0 = "import os, sys; os.umask(0); from sagactl.cli import main; sys.argv[0] = 'sagactl'; main()"
 
 
+@pytest.mark.slow
 def test_run_creates_the_default_log_private(tmp_path: Path) -> None:
     """End to end: `sagactl run` in a fresh directory under umask 0 leaves ./.sagactl 0700 and
     ./.sagactl/saga_log.db 0600."""
@@ -201,6 +202,7 @@ def _sqlite_app_db(path: Path) -> None:
     ids=["text-file", "empty-file", "another-apps-sqlite", "directory"],
 )
 @pytest.mark.parametrize("command", READ_COMMANDS, ids=["list", "show", "stats"])
+@pytest.mark.slow
 def test_read_commands_refuse_a_file_that_is_not_a_saga_log_and_leave_it_alone(
     tmp_path: Path, command: list[str], make: Any, message: str, hint: str
 ) -> None:
@@ -271,6 +273,7 @@ def _copy_read_only(source: Path, target_dir: Path, names: list[str]) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["wal-closed", "wal-open", "rollback"])
+@pytest.mark.slow
 def test_a_read_only_copy_of_a_log_can_be_inspected(tmp_path: Path, kind: str) -> None:
     """chmod 444 file in a 555 directory (as a user: root's override dropped), WAL or not."""
     log = tmp_path / "live" / "saga_log.db"
@@ -333,6 +336,7 @@ def test_a_read_only_copy_missing_its_shm_says_what_to_copy(tmp_path: Path) -> N
 # -- writing fails: read-only file, full disk (issue 8 item 15) ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_writing_command_on_a_read_only_log_is_exit_4(tmp_path: Path, saga_file: Path) -> None:
     log = tmp_path / "ro" / "saga_log.db"
     open_store(f"sqlite:///{log}").close()
@@ -350,6 +354,7 @@ def test_a_writing_command_on_a_read_only_log_is_exit_4(tmp_path: Path, saga_fil
         log.parent.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_saga_is_exit_4_and_the_saga_resumes_later(tmp_path: Path, saga_file: Path) -> None:
     """The big step's result does not fit (RLIMIT_FSIZE stands in for a full disk): one line,
     exit 4, the last commit intact; `resume` on a disk with room completes the saga."""

@@ -314,7 +314,7 @@ def closed_port() -> Iterator[int]:
 
 @pytest.fixture
 def blackhole_port() -> Iterator[int]:
-    """A local port where a connect times out (httpx.ConnectTimeout), as behind a firewall
+    """A local port where a connect times out, as behind a firewall
     that drops packets: listening with a backlog of 0, never accepting, its accept queue
     filled until one more connect hangs. Nothing is ever delivered there."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

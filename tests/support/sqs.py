@@ -42,11 +42,34 @@ _CLEARED = (
 )
 
 
+def serialize_moto_deletes() -> None:
+    """moto's Queue.delete_message rebuilds the queue's message list without the queue's lock:
+    two deletes at once (redrive deletes batches from several threads) each write back a list
+    that still holds the other's messages, which come back from the dead, in flight and hidden
+    (issue 18's flaky `(18, 2) != (18, 0)`: the 2 messages of the last batch, moved and deleted,
+    back in the DLQ), and a message sent meanwhile can vanish. Real SQS has no such race: take
+    the lock moto's add_message already holds, for every delete."""
+    from moto.sqs.models import Queue
+
+    original = Queue.delete_message
+    if getattr(original, "serialized", False):
+        return
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            original(self, receipt_handle)
+
+    delete_message.serialized = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def sqs_endpoint() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of a moto server running for the whole session."""
+    """``http://127.0.0.1:PORT`` of a moto server running for the whole session (its deletes
+    serialized as SQS's are: serialize_moto_deletes)."""
     from moto.server import ThreadedMotoServer
 
+    serialize_moto_deletes()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log lines in test output
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

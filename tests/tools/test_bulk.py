@@ -141,6 +141,7 @@ def test_plans_say_what_will_happen_to_each_saga() -> None:
     assert plan_item(BulkAction.RESOLVE, p, step="charge").skip == "pending, not compensating: nothing to resolve"
 
 
+@pytest.mark.slow
 def test_a_dry_run_prints_the_plan_and_changes_nothing(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     stuck(env, monkeypatch, "s-1", "s-2")
     before = {i: len(history(env, i)) for i in ("s-1", "s-2")}
@@ -169,6 +170,7 @@ def test_a_dry_run_prints_the_plan_and_changes_nothing(env: Settings, monkeypatc
 # -- the job -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_transition_a_job_writes_names_it_who_why_and_the_selector(
     env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,6 +212,7 @@ def resume_notes(settings: Settings, ids: list[str], job: str) -> Counter[str]:
     )
 
 
+@pytest.mark.slow
 def test_an_interrupted_bulk_resume_rerun_completes_without_touching_a_saga_twice(
     env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,6 +242,7 @@ def test_an_interrupted_bulk_resume_rerun_completes_without_touching_a_saga_twic
     assert third.plan.job.job_id == f"{job}-2" and len(third.results) == 5
 
 
+@pytest.mark.slow
 def test_a_bulk_resume_interrupted_mid_saga_is_rerun_without_touching_a_saga_twice(
     env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -319,6 +323,7 @@ def test_pacer_holds_the_rate() -> None:
     assert unpaced.clock.sleeps == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_rate_is_honoured_and_measured(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     stuck(env, monkeypatch, *(f"s-{n}" for n in range(1, 6)))
     clock = FakeClock()
@@ -340,6 +345,7 @@ def test_rate_is_honoured_and_measured(env: Settings, monkeypatch: pytest.Monkey
 # -- abort and resolve -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bulk_abort_of_a_failure_group_and_bulk_resolve(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(3):
         assert runner.invoke(app, ["run", "bulk.yaml", "--saga-id", f"d-{n}", "--detach"]).exit_code == 0
@@ -369,11 +375,18 @@ def test_bulk_abort_of_a_failure_group_and_bulk_resolve(env: Settings, monkeypat
 # -- a terminal: the confirmation prompt and the progress bar ----------------------------------------
 
 
-def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+QUIET_OR_JSON = {True: ["-q"], False: ["-o", "json"]}
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["json", "-q"])
+@pytest.mark.slow
+def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: pytest.MonkeyPatch, quiet: bool) -> None:
+    """The bar is on stderr, so -q (IDs on stdout) shows it too; it counts the sagas that
+    ended failed (both here: their compensations ran), not errors."""
     stuck(env, monkeypatch, "s-1", "s-2")
     master, slave = pty.openpty()
     child = subprocess.Popen(
-        [sys.executable, "-m", "sagactl", "resume", "--stuck", "--older-than", "1ms", "-o", "json"],
+        [sys.executable, "-m", "sagactl", "resume", "--stuck", "--older-than", "1ms", *QUIET_OR_JSON[quiet]],
         stdin=slave,
         stderr=slave,
         stdout=subprocess.PIPE,
@@ -401,5 +414,7 @@ def test_on_a_terminal_it_asks_then_shows_progress(env: Settings, monkeypatch: p
     text = seen.decode()
     assert "sagactl: resume 2 sagas as job-" in text and "? [y/N]" in text
     assert "/2" in text  # the progress bar: sagas done of 2
+    assert "failed 2" in text and "errors" not in text  # the bar's count of sagas that ended failed
     assert "resumed 2 of 2 sagas: 2 failed" in text
-    assert [d["saga_id"] for d in json.loads(out)] == ["s-1", "s-2"]
+    ids = out.decode().split() if quiet else [d["saga_id"] for d in json.loads(out)]
+    assert ids == ["s-1", "s-2"]

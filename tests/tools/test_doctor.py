@@ -84,7 +84,7 @@ def test_all_well_on_sqlite_and_moto(sqlite_log: str, aws_env: dict[str, str], q
     found, code = checked(request, queues)
     assert found["config"][0] == "ok" and "no context" in found["config"][1]
     assert found["store"] == ("ok", f"{sqlite_log} (from --dsn / SAGACTL_DSN) is reachable")
-    assert found["schema"] == ("ok", "version 8")
+    assert found["schema"] == ("ok", "version 10")
     assert found["writable"][0] == "ok"
     assert found["aws region"] == ("ok", "us-east-1")
     assert found["credentials"] == ("ok", "found by botocore's 'env' provider")  # the method, never the key
@@ -220,7 +220,7 @@ def test_an_invalid_definition_is_exit_2_with_its_problems(sqlite_log: str, clea
     result = runner.invoke(app, ["doctor", str(bad), "--dsn", sqlite_log])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{bad}:2:")
-    assert "invalid: 1 problems" in result.stdout
+    assert "invalid: 1 problem" in result.stdout
 
 
 def test_sagas_in_flight_on_another_version_of_the_definition(sqlite_log: str, clean: Path) -> None:

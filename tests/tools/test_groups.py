@@ -70,6 +70,7 @@ def filled_twice(draw: st.DrawFn) -> tuple[str, str, str]:
 
 @settings(max_examples=300, deadline=None)
 @given(filled_twice())
+@pytest.mark.slow
 def test_errors_that_differ_only_in_ids_numbers_times_and_hex_share_a_signature(case: tuple[str, str, str]) -> None:
     template, one, other = case
     assert signature(one) == signature(other), (template, one, other)

@@ -241,7 +241,7 @@ def test_show_reports_the_last_error_of_each_failing_step(store: Store, settings
     ]
     assert [s["error"] for s in doc.data["steps"]] == ["refused: out of stock", None, None]
     assert [s["compensation_error"] for s in doc.data["steps"]] == [None, "HTTP 500 boom", None]
-    assert ("action error at reserve", "refused: out of stock (after 1 attempts)") in doc.details
+    assert ("action error at reserve", "refused: out of stock (after 1 attempt)") in doc.details
     assert ("compensation error at charge", "HTTP 500 boom (after 4 attempts)") in doc.details
     assert [t["new_state"] for t in doc.data["transitions"]] == ["compensating"]
 
@@ -481,6 +481,7 @@ def test_mapped_identifiers_with_case_spaces_and_quotes(pg_dsn: str) -> None:
     "saga_type",
     ["Order' OR '1'='1", "Order'; DROP TABLE saga_log; --", "%s", "%(x)s", '"; SELECT 1; --', "Order\\"],
 )
+@pytest.mark.slow
 def test_type_values_are_parameters(store: Store, settings: Settings, saga_type: str) -> None:
     add(store, saga("a", updated=0, deadline=1))
     assert stuck_ids(settings, 100, saga_type=saga_type) == []

@@ -132,6 +132,7 @@ AMBIGUOUS = (
 )
 
 
+@pytest.mark.slow
 def test_show_takes_prefixes_and_ids_on_stdin(cli: str) -> None:
     assert invoke("show", "7f3c9", "-q") == (0, "7f3c9b00-bbbb\n", "")
     assert invoke("show", "7f3c", "-q") == (2, "", AMBIGUOUS)
@@ -149,6 +150,7 @@ def test_show_takes_prefixes_and_ids_on_stdin(cli: str) -> None:
     assert code == 0 and out.count("saga:") == 2 and out.index("é-1") < out.index("abc")
 
 
+@pytest.mark.slow
 def test_resume_abort_resolve_take_prefixes(cli: str) -> None:
     assert invoke("resume", "7f3c", "-q") == (2, "", AMBIGUOUS)
     assert invoke("abort", "7f3c", "--reason", "x") == (2, "", AMBIGUOUS)

@@ -211,6 +211,7 @@ def test_type_and_since_choose_the_sagas(filled: str) -> None:
     assert step_stats(settings, since="1h", saga_type="Nope", now=NOW, env={}).steps == []
 
 
+@pytest.mark.slow
 def test_compensation_budget_outlasting_a_real_queues_retention_is_flagged(filled: str, sqs: Sqs) -> None:
     try:
         url = sqs.client.get_queue_url(QueueName=QUEUE)["QueueUrl"]
@@ -224,6 +225,7 @@ def test_compensation_budget_outlasting_a_real_queues_retention_is_flagged(fille
     assert refund["flags"] == [f"retry budget 1m35s outlasts the queue {QUEUE} retention 1m"]
 
 
+@pytest.mark.slow
 def test_stats_steps_from_the_command_line(filled: str) -> None:
     store_dsn = filled
     result = runner.invoke(app, ["stats", "--steps", "--since", "3650d", "--dsn", store_dsn, "-o", "csv"])

@@ -254,6 +254,7 @@ sys.exit(int(sys.argv[2]))
         ("both", "75", Status.TRANSIENT, f"(stderr cut: {BYTES + 23} bytes, {KEPT}) (stdout cut: {BYTES} bytes"),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_participant_printing_50_mb_is_read_capped_and_said_so(
     tmp_path: Path, stream: str, code: str, status: Status, says: str
 ) -> None:

@@ -170,6 +170,7 @@ def test_other_sagas_replies_are_never_lost(sqs: Sqs, queues: tuple[Queue, Queue
 
 
 @pytest.mark.parametrize("carried_in", ["body", "attribute"])
+@pytest.mark.slow
 def test_a_reply_with_another_idempotency_key_is_stale_deleted_and_never_the_answer(
     carried_in: str, sqs: Sqs, queues: tuple[Queue, Queue], transport: SqsTransport
 ) -> None:
@@ -205,6 +206,7 @@ def test_a_reply_with_another_idempotency_key_is_stale_deleted_and_never_the_ans
     assert sqs.counts(replies) == (0, 0)  # the stale reply was deleted, not handed back
 
 
+@pytest.mark.slow
 def test_fifo_group_is_the_saga_and_each_attempt_is_a_new_message(sqs: Sqs, aws_env: Mapping[str, str]) -> None:
     commands = sqs.queue("commands", fifo=True)
     replies = sqs.queue("replies")
@@ -229,6 +231,7 @@ def test_missing_queue_is_refused_undelivered(aws_env: Mapping[str, str], sqs: S
 
 
 @pytest.mark.parametrize("which", ["queue", "reply_queue"])
+@pytest.mark.slow
 def test_a_queue_arn_in_another_region_is_refused_undelivered(
     sqs: Sqs, sqs_elsewhere: Sqs, queues: tuple[Queue, Queue], which: str
 ) -> None:
@@ -304,6 +307,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_a_saga_over_sqs_end_to_end(sqs: Sqs, queues: tuple[Queue, Queue], tmp_path: Path) -> None:
     """`sagactl run` with both steps on SQS: charge is declined, reserve is compensated."""
     commands, replies = queues
@@ -339,6 +343,7 @@ def test_a_saga_over_sqs_end_to_end(sqs: Sqs, queues: tuple[Queue, Queue], tmp_p
 
 
 @pytest.mark.parametrize("where", ["config", "context", "flags"])
+@pytest.mark.slow
 def test_aws_settings_from_sagactl_yaml_or_flags_reach_the_sqs_transport(
     sqs: Sqs, queues: tuple[Queue, Queue], tmp_path: Path, where: str
 ) -> None:

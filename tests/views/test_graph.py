@@ -1,4 +1,4 @@
-"""`graph`: the sample saga drawn exactly (snapshots: the README's Mermaid block and a DOT file),
+"""`graph`: the sample saga drawn exactly (snapshots: the Mermaid block of docs/language.md and a DOT file),
 the edges the engine follows, retry budgets, and labels from a hostile file escaped."""
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "sample-configs" / "order.yaml"
 
 
-def _readme_mermaid() -> str:
-    text = (ROOT / "README.md").read_text("utf-8")
+def _docs_mermaid() -> str:
+    text = (ROOT / "docs" / "language.md").read_text("utf-8")
     match = re.search(r"`sagactl graph sample-configs/order.yaml`.*?```mermaid\n(.*?)```", text, re.S)
-    assert match, "README lost the Mermaid block of the sample saga"
+    assert match, "docs/language.md lost the Mermaid block of the sample saga"
     return match.group(1)
 
 
-def test_readme_embeds_the_mermaid_diagram_graph_prints() -> None:
-    assert graph.render(validation.load(SAMPLE)) == _readme_mermaid()
+def test_the_docs_embed_the_mermaid_diagram_graph_prints() -> None:
+    assert graph.render(validation.load(SAMPLE)) == _docs_mermaid()
 
 
 def test_dot_snapshot() -> None:

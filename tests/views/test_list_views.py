@@ -84,6 +84,7 @@ def test_wide_shows_every_field_on_a_terminal_too(listed: str) -> None:
     assert "maintenance until 09:00 UTC" in text  # the last error whole
 
 
+@pytest.mark.slow
 def test_wide_and_no_headers_in_a_pipe(listed: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGACTL_DSN", listed)
     plain = runner.invoke(app, ["list"]).stdout.splitlines()

@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Callable
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,37 @@ def test_follow_says_why_a_saga_nobody_drives_needs_attention(
     assert watch.follow(followed(store, store_dsn, [None] * 200), OutputFormat.TABLE, out=out) is ExitCode.ATTENTION
     saga_id = running_saga().saga_id
     assert capsys.readouterr().err == (
+        # said as soon as the lease lapsed, not 90 s later (issue 18)
+        f"sagactl: nothing drives saga {saga_id} now: step charge waits; its driver {OWNER} stopped renewing its"
+        f" lease (lapsed at 2026-11-26T08:01:00.000000Z); a worker ('sagactl worker') takes it within its --poll,"
+        f" or 'sagactl resume {saga_id}'\n"
         f"sagactl: saga {saga_id} is pending and nothing drives it: its driver {OWNER} stopped renewing its"
         f" lease (lapsed at 2026-11-26T08:01:00.000000Z) and no worker took it; 'sagactl resume {saga_id}',"
         " or start 'sagactl worker'\n"
     )
+
+
+@pytest.mark.parametrize("fmt", [OutputFormat.TABLE, OutputFormat.JSONL, OutputFormat.JSON])
+def test_follow_says_at_the_first_look_that_nothing_drives_a_due_saga(
+    fmt: OutputFormat, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A detached saga no worker took: what it waits for and who could take it, at once (the
+    run below looks once), not after 90 s of silence."""
+    detached = saga("d-1", state=SagaState.STARTED, step=0)
+    detached.wake_at = detached.created_at
+
+    def one_look(seen: Seen) -> ExitCode:
+        seen(detached, True, detached.created_at + timedelta(seconds=1))
+        return ExitCode.ATTENTION
+
+    watch.follow(one_look, fmt, out=io.StringIO())
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "sagactl: nothing drives saga d-1 now: step reserve has been due since 2026-11-26T08:00:00.000000Z;"
+        " a worker ('sagactl worker') takes it within its --poll, or 'sagactl resume d-1'"
+    )
+    held = saga("h-1", state=SagaState.PENDING, step=0)
+    held.lease_owner, held.lease_expires_at = OWNER, held.created_at + timedelta(seconds=30)
+    assert watch.undriven(held, held.created_at) is None  # a driver holds it: nothing to say
 
 
 def test_follow_jsonl_json_and_quiet(store: Store, store_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,6 +216,7 @@ def test_watch_in_a_pipe_prints_a_frame_per_interval(store: Store, store_dsn: st
             assert [line.split()[:2] for line in blocks[1].splitlines()[1:]] == [["a", "Order"], ["+", "b"]]
 
 
+@pytest.mark.slow
 def test_the_commands_end_to_end(tmp_path: Path) -> None:
     """As an operator types them (on SQLite: the stores are compared above): a followed saga
     that has ended, in a pipe; a watch on a terminal interrupted with Ctrl-C; the option mistakes."""
@@ -218,6 +247,7 @@ def test_the_commands_end_to_end(tmp_path: Path) -> None:
     assert "every 100ms: sagactl list" in strip_escapes(tty) and record.saga_id in strip_escapes(tty)
 
 
+@pytest.mark.slow
 def test_following_a_saga_a_real_driver_runs(tmp_path: Path) -> None:
     """`show --follow` in a pipe while `sagactl resume` drives a detached sample saga to its end in
     another process: every transition arrives, then exit 0."""
