@@ -27,6 +27,7 @@ class Flags:
     dsn: str | None = None
     config: str | None = None
     context: str | None = None
+    preset: str | None = None
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
@@ -43,13 +44,32 @@ class Flags:
 FLAG_NAMES = tuple(f.name for f in fields(Flags))
 
 
+# The frameworks whose tables sagactl reads with ``preset:`` / ``--preset`` (their mappings:
+# sagactl/store/presets/).
+PRESET_NAMES = ("dbos", "eventuate")
+
+
 @dataclass(frozen=True, slots=True)
 class TableMapping:
-    """A read-only view of another orchestrator's saga table (``store.table`` in config)."""
+    """A read-only view of another orchestrator's saga table: ``store.table`` in config (with
+    ``columns``, ``states``...), or a ``preset`` that fills those keys (any key written beside
+    it overrides the preset's). Values are kept as written (a column may be a mapping with
+    ``column``, ``unit``, ``path``; a state a list of values or boolean conditions):
+    sagactl/store/mapping.py reads and checks them when the table is opened."""
 
-    table: str
-    columns: dict[str, str] = field(default_factory=dict)
-    states: dict[str, str] = field(default_factory=dict)
+    table: str | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
+    states: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    state_case: str | None = None
+    stuck_states: list[Any] | None = None
+
+    def describe(self) -> str:
+        """The table for a message: ``legacy.sagas``, ``x.workflow_status (preset dbos)``, or
+        ``(preset dbos)`` when the preset names the table (per dialect: known once opened)."""
+        if self.preset is None:
+            return str(self.table)
+        return f"{self.table} (preset {self.preset})" if self.table else f"(preset {self.preset})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +131,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 # The keys sagactl.yaml may hold, per section. Anything else is a typo that would otherwise
 # fall back to a default without a word: an error naming the key, the file and these.
 TOP_KEYS = ("store", "aws", "tracing", "contexts", "current_context")
-STORE_KEYS = ("dsn", "table", "columns", "states")
+STORE_KEYS = ("dsn", "table", "preset", "columns", "states", "state_case", "stuck_states")
 AWS_KEYS = ("region", "profile", "endpoint_url", "dlqs")
 CONTEXT_KEYS = ("store", "aws", "tracing")
 TRACING_KEYS = (
@@ -124,8 +144,10 @@ TRACING_KEYS = (
     "sampler",
     "sampler_arg",
 )
-_STRINGS = {"dsn", "table", "region", "profile", "endpoint_url"}
+_STRINGS = {"dsn", "table", "preset", "state_case", "region", "profile", "endpoint_url"}
 _LISTS = {"dlqs"}
+_MAPPINGS = {"columns", "states"}
+_TABLE_KEYS = ("table", "preset", "columns", "states", "state_case", "stuck_states")
 
 
 def _section(doc: Mapping[str, Any], key: str, where: str, path: Path) -> dict[str, Any]:
@@ -161,6 +183,45 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
                 f"{path}: '{where}{key}' must be a list of queue names, URLs or ARNs",
                 hint="e.g. dlqs: [payment-dlq, shipping-dlq]",
             )
+        if key in _MAPPINGS and value is not None and not isinstance(value, dict):
+            raise UsageError(f"{path}: '{where}{key}' must be a mapping, not {type(value).__name__}")
+        if key == "preset":
+            _check_preset(value, f"{path}: '{where}{key}'")
+
+
+def _check_preset(name: str, where: str) -> None:
+    """UsageError unless ``name`` is a preset sagactl knows."""
+    if name not in PRESET_NAMES:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESET_NAMES, n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise UsageError(f"{where}: unknown preset '{name}'", hint=f"{guess}known presets: {', '.join(PRESET_NAMES)}")
+
+
+def _mapping(store: Mapping[str, Any], preset: str | None, path: Path | None) -> TableMapping | None:
+    """The foreign table ``store:`` (or ``--preset``) describes, or None for a sagactl log.
+    ``--preset`` (``preset`` here) reads the framework's tables as the preset maps them: the
+    table keys of the config file apply only to the preset written there."""
+    if preset is not None and preset != store.get("preset"):
+        _check_preset(preset, "--preset")
+        return TableMapping(preset=preset)
+    if not (store.get("table") or store.get("preset")):
+        if store.get("columns") or store.get("states") or store.get("state_case") or store.get("stuck_states"):
+            raise UsageError(
+                f"{path}: store.columns and store.states describe a mapped table: they need store.table"
+                " or store.preset"
+            )
+        return None
+    stuck = store.get("stuck_states")
+    return TableMapping(
+        table=str(store["table"]) if store.get("table") else None,
+        columns={str(k): v for k, v in (store.get("columns") or {}).items()},
+        states={str(k): v for k, v in (store.get("states") or {}).items()},
+        preset=store.get("preset"),
+        state_case=store.get("state_case"),
+        stuck_states=None if stuck is None else list(stuck) if isinstance(stuck, list) else [stuck],
+    )
 
 
 def _given(flag: str | None, name: str, variable: str, env: Mapping[str, str]) -> str | None:
@@ -204,6 +265,7 @@ def resolve_settings(
     dsn: str | None = None,
     config: str | None = None,
     context: str | None = None,
+    preset: str | None = None,
     region: str | None = None,
     profile: str | None = None,
     endpoint_url: str | None = None,
@@ -223,6 +285,9 @@ def resolve_settings(
     dsn = _given(dsn, "--dsn", "SAGACTL_DSN", env)
     config = _given(config, "--config", "SAGACTL_CONFIG", env)
     context = _given(context, "--context", "SAGACTL_CONTEXT", env)
+    # read here, not only by the options that take it: a command without --preset (one that
+    # writes) must see SAGACTL_PRESET too, and refuse the foreign table it names
+    preset = _given(preset, "--preset", "SAGACTL_PRESET", env) or env.get("SAGACTL_PRESET") or None
     path = find_config(config, env)
     doc: dict[str, Any] = {}
     store: dict[str, Any] = {}
@@ -244,21 +309,15 @@ def resolve_settings(
             known = ", ".join(sorted(contexts)) or "none defined"
             raise UsageError(f"context '{chosen}' not found in {path} (known: {known})")
         ctx = contexts[chosen] or {}
-        store.update(ctx.get("store") or {})
+        ctx_store = ctx.get("store") or {}
+        if any(key in ctx_store for key in _TABLE_KEYS):  # a context's table is described whole there
+            store = {k: v for k, v in store.items() if k not in _TABLE_KEYS}
+        store.update(ctx_store)
         aws.update(ctx.get("aws") or {})
         tracing.update(ctx.get("tracing") or {})
-    mapping = None
-    if store.get("table"):
-        mapping = TableMapping(
-            table=str(store["table"]),
-            columns={str(k): str(v) for k, v in (store.get("columns") or {}).items()},
-            states={str(k): str(v) for k, v in (store.get("states") or {}).items()},
-        )
-    elif store.get("columns") or store.get("states"):
-        raise UsageError(f"{path}: store.columns and store.states describe a mapped table: they need store.table")
     return Settings(
         dsn=dsn or store.get("dsn") or DEFAULT_DSN,
-        mapping=mapping,
+        mapping=_mapping(store, preset, path),
         aws=AwsSettings(
             region=region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or aws.get("region"),
             profile=profile or env.get("AWS_PROFILE") or aws.get("profile"),

@@ -420,6 +420,9 @@ class SagaSummary:
     ``idle_timeout``: seconds the current step may take per the stored definition (None when
     unknown); decides when a saga without a deadline counts as stuck. ``lease_owner`` and
     ``lease_expires_at``: who drives the saga now (None in a mapped table: it has no lease).
+    A foreign table's row also keeps ``source_state``, the framework's own state as stored
+    (``ENQUEUED``, ``end_state=true compensating=true failed=false``); ``show`` of it may add
+    the ``steps`` the framework recorded and ``notes`` on what it cannot tell.
     """
 
     saga_id: str
@@ -434,3 +437,6 @@ class SagaSummary:
     idle_timeout: float | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    source_state: str | None = None
+    steps: tuple[StepRecord, ...] = ()
+    notes: tuple[str, ...] = ()

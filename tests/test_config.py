@@ -134,13 +134,14 @@ def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
         ("contxts: {}\n", "unknown key 'contxts' at the top level; did you mean 'contexts'? allowed there: store,"
          " aws, tracing, contexts, current_context"),
         ("store: {dns: sqlite:///x.db}\n", "unknown key 'dns' in store; did you mean 'dsn'? allowed there: dsn,"
-         " table, columns, states"),
+         " table, preset, columns, states, state_case, stuck_states"),
         ("aws: {regoin: eu-west-1}\n", "unknown key 'regoin' in aws; did you mean 'region'? allowed there:"
          " region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {stor: {dsn: 'sqlite:///s.db'}}}\n", "unknown key 'stor' in contexts.staging;"
          " did you mean 'store'? allowed there: store, aws, tracing"),
         ("contexts: {staging: {store: {dsn: 'sqlite:///s.db', tabel: t}}}\n", "unknown key 'tabel' in"
-         " contexts.staging.store; did you mean 'table'? allowed there: dsn, table, columns, states"),
+         " contexts.staging.store; did you mean 'table'? allowed there: dsn, table, preset, columns, states,"
+         " state_case, stuck_states"),
         ("contexts: {staging: {aws: {profil: p}}}\n", "unknown key 'profil' in contexts.staging.aws; did you mean"
          " 'profile'? allowed there: region, profile, endpoint_url, dlqs"),
         ("contexts: {staging: {dsn: 'sqlite:///s.db'}}\n", "unknown key 'dsn' in contexts.staging; allowed there:"
@@ -153,7 +154,12 @@ def test_billion_laughs_config_exits_2_through_the_cli(tmp_path: Path) -> None:
         ("current_context: ''\ncontexts: {a: {}}\n", "'current_context' must name a context; remove it to use no"
          " context"),
         ("store: {columns: {saga_id: id}}\n", "store.columns and store.states describe a mapped table: they need"
-         " store.table"),
+         " store.table or store.preset"),
+        ("store: {preset: dbs}\n", "'store.preset': unknown preset 'dbs'; did you mean 'dbos'? known presets: dbos,"
+         " eventuate"),
+        ("store: {table: t, columns: [id]}\n", "'store.columns' must be a mapping, not list"),
+        ("contexts: {x: {store: {preset: 5}}}\n", "'contexts.x.store.preset' is a int; give it a text value, or"
+         " remove the key"),
     ],
 )  # fmt: skip
 def test_config_mistakes_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
@@ -227,3 +233,36 @@ def test_config_mistakes_end_to_end_exit_2_one_line(tmp_path: Path) -> None:
         "sagactl: error: --context is empty; give it a value, or leave out --context and SAGACTL_CONTEXT\n",
     )
     assert list(p.name for p in tmp_path.iterdir()) == ["sagactl.yaml"]  # nothing opened, nothing created
+
+
+def test_the_sample_preset_config_resolves_every_context() -> None:
+    """sample-configs/sagactl-presets.yaml: each context is a mapping sagactl can read (every key
+    known, over its preset's block on either dialect), and none is a sagactl log."""
+    import yaml
+
+    from sagactl.store.mapping import resolve
+    from sagactl.store.presets import preset_named
+
+    path = Path(__file__).resolve().parent.parent / "sample-configs" / "sagactl-presets.yaml"
+    contexts = yaml.safe_load(path.read_text())["contexts"]
+    assert set(contexts) == {
+        "dbos",
+        "dbos-custom-schema",
+        "dbos-sqlite",
+        "eventuate",
+        "masstransit",
+        "wolverine",
+        "jobs",
+    }
+    for name in contexts:
+        settings = resolve_settings(config=str(path), context=name, env={})
+        assert settings.mapping is not None, name
+        dialect = "sqlite" if settings.dsn.startswith("sqlite") else "postgres"
+        preset = preset_named(settings.mapping.preset).block(dialect, None) if settings.mapping.preset else None
+        mapping = resolve(settings.mapping, preset)
+        assert mapping.table_name, name
+    custom = resolve(
+        resolve_settings(config=str(path), context="dbos-custom-schema", env={}).mapping or TableMapping(),
+        preset_named("dbos").block("postgres", None),
+    )
+    assert custom.table == ("orders_sys", "workflow_status") and custom.fields["updated_at"].unit == "ms"

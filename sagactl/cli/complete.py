@@ -18,6 +18,7 @@ def _settings(ctx: typer.Context) -> Any:
         dsn=params.get("dsn") or os.environ.get("SAGACTL_DSN") or None,
         config=params.get("config") or os.environ.get("SAGACTL_CONFIG") or None,
         context=params.get("context") or os.environ.get("SAGACTL_CONTEXT") or None,
+        preset=params.get("preset") or os.environ.get("SAGACTL_PRESET") or None,
     )
 
 
@@ -93,3 +94,10 @@ def context_names(ctx: typer.Context, incomplete: str) -> list[str]:
         return [name for name in found(config, os.environ) if name.startswith(incomplete)]
     except Exception:
         return []
+
+
+def preset_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The presets whose names start with what is typed."""
+    from sagactl.config import PRESET_NAMES
+
+    return [name for name in PRESET_NAMES if name.startswith(incomplete)]

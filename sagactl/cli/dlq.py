@@ -13,6 +13,7 @@ from sagactl.cli.options import (
     CONFIG,
     DSN,
     OUTPUT,
+    PRESET,
     QUIET,
     VERBOSE,
     DlqGroupBy,
@@ -84,7 +85,7 @@ def dlq_list(
     return ExitCode.OK
 
 
-@command(AWS_OPTIONS, DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
+@command(AWS_OPTIONS, DSN, PRESET, CONFIG, OUTPUT, QUIET, VERBOSE)
 def redrive(
     dlq: Annotated[
         str | None,

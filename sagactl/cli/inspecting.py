@@ -18,6 +18,7 @@ from sagactl.cli.options import (
     DSN,
     LIST_OUTPUT,
     OUTPUT,
+    PRESET,
     QUIET,
     STATS_OUTPUT,
     VERBOSE,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from sagactl.tools.inspect import ListRequest
 
 
-@command(DSN, CONFIG, OUTPUT, QUIET, VERBOSE)
+@command(DSN, PRESET, CONFIG, OUTPUT, QUIET, VERBOSE)
 def show(
     saga_ids: Annotated[
         list[str],
@@ -105,7 +106,7 @@ def show(
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, LIST_OUTPUT, QUIET, VERBOSE)
+@command(DSN, PRESET, CONFIG, LIST_OUTPUT, QUIET, VERBOSE)
 def list_(
     stuck: StuckOpt = False,
     state: StateOpt = None,
@@ -235,7 +236,7 @@ def _list_groups(request: ListRequest, group_by: list[str], exit_code: bool, opt
     return ExitCode.ATTENTION if exit_code and result.groups else ExitCode.OK
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, STATS_OUTPUT, VERBOSE)
+@command(DSN, PRESET, CONFIG, AWS_OPTIONS, STATS_OUTPUT, VERBOSE)
 def stats(
     steps: Annotated[
         bool,

@@ -105,6 +105,19 @@ ContextOpt = Annotated[
     ),
 ]
 
+PresetOpt = Annotated[
+    str | None,
+    _option(
+        "--preset",
+        metavar="NAME",
+        envvar="SAGACTL_PRESET",
+        panel=STORE,
+        help="Read a framework's saga table at --dsn, read-only: dbos (a DBOS system database) or eventuate"
+        " (Eventuate Tram Sagas' saga_instance). See docs/presets.md.",
+        autocompletion=complete.preset_names,
+    ),
+]
+
 # -- AWS ---------------------------------------------------------------------------------------
 
 AWS = "AWS"
@@ -343,6 +356,8 @@ WaitTimeOpt = Annotated[
 Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, default) each
 
 DSN: Group = (("dsn", DsnOpt, None),)
+# beside --dsn on the commands that only read the saga store (a framework's table is read-only)
+PRESET: Group = (("preset", PresetOpt, None),)
 CONFIG: Group = (("config", ConfigOpt, None), ("context", ContextOpt, None))
 CONFIG_FILE: Group = (("config", ConfigOpt, None),)
 AWS_OPTIONS: Group = (

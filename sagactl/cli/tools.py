@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sagactl.cli.common import Shared, command
-from sagactl.cli.options import AWS_OPTIONS, CONFIG, CONFIG_FILE, DSN, OUTPUT, VERBOSE
+from sagactl.cli.options import AWS_OPTIONS, CONFIG, CONFIG_FILE, DSN, OUTPUT, PRESET, VERBOSE
 from sagactl.errors import ExitCode
 from sagactl.views.output import emit, info_line, terminal_safe
 
@@ -50,7 +50,7 @@ def graph(
     return ExitCode.OK
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, OUTPUT, VERBOSE)
+@command(DSN, PRESET, CONFIG, AWS_OPTIONS, OUTPUT, VERBOSE)
 def doctor(
     files: Annotated[
         list[str] | None,

@@ -49,15 +49,15 @@ def store_for(
 ) -> Iterator[Store]:
     """The configured saga log, to write to; closed afterwards.
 
-    A mapped table (``store.table`` in the config) is read-only: commands that write refuse it
-    rather than create sagactl tables in another orchestrator's database.
+    A mapped table (``store.table`` or a preset) is read-only: commands that write refuse it
+    (their dry runs too) rather than create sagactl tables in another orchestrator's database.
     """
-    if create and settings.mapping is not None:
-        where = f" ({settings.config_path})" if settings.config_path else ""
+    if settings.mapping is not None:
+        where = f" ({settings.config_path})" if settings.config_path and settings.mapping.table else ""
         raise UsageError(
-            f"the store is a read-only mapped table {settings.mapping.table}{where}: only list, show"
+            f"the store is a read-only mapped table {settings.mapping.describe()}{where}: only list, show"
             " and stats work on it",
-            hint="point this command at a sagactl saga log with --dsn or another --context",
+            hint="point this command at a sagactl saga log with --dsn or another --context (without a preset)",
         )
     with closing(open_store(settings.dsn, create=create, progress=progress)) as store:
         yield store

@@ -19,13 +19,14 @@ def _quick(dsn: str) -> str:
 
 
 def saga_ids(settings: Settings, prefix: str, limit: int = LIMIT) -> list[str]:
-    """Saga IDs of the configured log starting with ``prefix`` (none for a mapped table)."""
+    """Saga IDs of the configured log (or mapped table) starting with ``prefix``."""
     from sagactl.store import open_reader
     from sagactl.store.complete import ids_with_prefix
     from sagactl.store.sql import SqlStore
 
     if settings.mapping is not None:
-        return []
+        with closing(open_reader(_quick(settings.dsn), settings.mapping)) as mapped:
+            return mapped.ids_with_prefix(prefix, limit)
     with closing(open_reader(_quick(settings.dsn))) as reader:
         return ids_with_prefix(reader, prefix, limit) if isinstance(reader, SqlStore) else []
 

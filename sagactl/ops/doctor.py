@@ -81,7 +81,9 @@ def _store_checks(
     source = "--dsn / SAGACTL_DSN" if request.dsn else "the config file" if settings.dsn != DEFAULT_DSN else "default"
     shown = mask_dsn(settings.dsn)
     if settings.mapping is not None:
-        shown += f" table {settings.mapping.table} (read-only mapped table)"
+        mapping = settings.mapping
+        preset = f", preset {mapping.preset}" if mapping.preset else ""
+        shown += (f" table {mapping.table}" if mapping.table else "") + f" (read-only mapped table{preset})"
     sqlite = settings.dsn.startswith("sqlite://") and settings.mapping is None
     path = Path(settings.dsn.removeprefix("sqlite://").removeprefix("/")) if sqlite else None
     if path is not None and not path.exists():

@@ -57,7 +57,7 @@ def step_stats(
     start = (now or utcnow()) - timedelta(seconds=window)
     if settings.mapping is not None:
         raise UsageError(
-            f"stats --steps reads saga_transitions, which the mapped table {settings.mapping.table} does not have",
+            f"stats --steps reads saga_transitions, which the mapped table {settings.mapping.describe()} does not have",
             hint="point it at a sagactl saga log with --dsn or another --context",
         )
     with reader_for(settings) as reader:

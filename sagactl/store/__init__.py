@@ -10,7 +10,12 @@
     migrations.py  the versioned schema files in schema/<dialect>/
     sqlite.py      the embedded log (one file)
     postgres.py    the team log (one statement per write)
-    mapped.py      another orchestrator's table, read-only
+    mapped.py      another orchestrator's table, read-only (a SagaReader), on either dialect
+    mapping.py     its mapping (store: in sagactl.yaml, over a preset's block), read and checked
+    mapsql.py      its SQL: mapped values, state tests, IDs, times in the table's units
+    fragments.py   SQL built from text, quoted identifiers and bound parameters, for either dialect
+    foreign.py     its database: a read-only connection, the catalog, failures as one line
+    presets/       the frameworks' tables read by name: dbos, eventuate
 
 May import: the root leaves and sagactl.definitions. SQL lives here and nowhere else.
 """
@@ -55,7 +60,7 @@ def open_store(dsn: str, *, create: bool = True, progress: Callable[[int, str], 
 
 def open_reader(dsn: str, mapping: TableMapping | None = None) -> SagaReader:
     """The saga log named by ``dsn`` for reading (nothing created or upgraded), or with
-    ``mapping`` another orchestrator's table in that PostgreSQL database."""
+    ``mapping`` another orchestrator's table in that database (PostgreSQL or SQLite)."""
     if mapping is not None:
         from sagactl.store.mapped import MappedTableStore
 

@@ -127,12 +127,15 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoreInfo:
-    """What a store is, for messages (never carries a password)."""
+    """What a store is, for messages (never carries a password). ``ages``: its sagas carry
+    times to judge age by (a foreign table may have none: its stuck sagas are then the
+    compensating ones, however long they have been)."""
 
     kind: str
     location: str
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, str] = field(default_factory=dict)
+    ages: bool = True
 
 
 class SagaReader(Protocol):

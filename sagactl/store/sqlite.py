@@ -81,6 +81,57 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+def open_read_only(path: str, label: str, missing_hint: str, other_hint: str) -> tuple[sqlite3.Connection, set[str]]:
+    """The existing SQLite file ``path`` opened read-only (``mode=ro``), and the tables it holds.
+    Nothing is created or changed. A missing file, a directory, a file that is not SQLite:
+    UnavailableError naming ``label`` and ``path`` (exit 4), never an empty answer."""
+    if path == ":memory:":
+        raise UnavailableError(f"an in-memory {label} (sqlite:///:memory:) is always empty", hint=missing_hint)
+    file = Path(path)
+    if not file.exists():
+        raise UnavailableError(f"{label} {path} does not exist", hint=missing_hint)
+    if file.is_dir():
+        raise UnavailableError(f"{label} {path} is a directory, not a file", hint=missing_hint)
+    uri = "file:" + quote(str(file.absolute()))
+    try:
+        try:
+            return _probe(uri + "?mode=ro", path, label, other_hint)
+        except sqlite3.OperationalError as exc:
+            if _code(exc) not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN"):
+                raise
+            # A WAL-mode file in a directory this user cannot write: SQLite cannot create the
+            # shared-memory index it reads through. With no write-ahead log beside it (its last
+            # writer closed it), the file alone is the whole database: read it as immutable. A
+            # leftover log cannot be read that way (its changes would be missed).
+            wal = Path(path + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise UnavailableError(
+                    f"cannot read {label} {path}: its write-ahead log {wal.name} holds changes"
+                    f" that SQLite can only read with {file.name}-shm beside it, in a directory this"
+                    " user cannot write",
+                    hint=f"copy {file.name} with its -wal and -shm files, or read it where you can write",
+                ) from exc
+            return _probe(uri + "?immutable=1", path, label, other_hint)
+    except sqlite3.Error as exc:
+        raise UnavailableError(f"cannot read {label} {path}: {exc}", hint=_hint(exc)) from exc
+
+
+def _probe(uri: str, path: str, label: str, other_hint: str) -> tuple[sqlite3.Connection, set[str]]:
+    """A read-only connection to ``uri`` and the tables of the SQLite database it proved to be."""
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
+    try:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            if _code(exc) != "SQLITE_NOTADB":
+                raise
+            raise UnavailableError(f"{label} {path} is not a SQLite database", hint=other_hint) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, tables
+
+
 class _IdTaken(Exception):
     """A new saga's ID is taken: leaves a write transaction, which rolls it back."""
 
@@ -140,57 +191,14 @@ class SqliteStore(HistoryStore):
 
     def _open_read_only(self) -> sqlite3.Connection:
         """The existing file, read-only (``mode=ro``); checked to hold a saga log."""
-        if self.path == ":memory:":
-            raise UnavailableError("an in-memory saga log (sqlite:///:memory:) is always empty", hint=_NOT_A_LOG)
-        path = Path(self.path)
-        if not path.exists():
-            raise UnavailableError(f"saga log {self.path} does not exist", hint=_NOT_A_LOG)
-        if path.is_dir():
-            raise UnavailableError(f"saga log {self.path} is a directory, not a file", hint=_NOT_A_LOG)
-        uri = "file:" + quote(str(path.absolute()))
-        try:
-            try:
-                return self._connect(uri + "?mode=ro")
-            except sqlite3.OperationalError as exc:
-                if _code(exc) not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN"):
-                    raise
-                # A WAL-mode file in a directory this user cannot write: SQLite cannot create
-                # the shared-memory index it reads through. With no write-ahead log beside it
-                # (its last writer closed it), the file alone is the whole log: read it as
-                # immutable. A leftover log cannot be read that way (its changes would be missed).
-                wal = Path(self.path + "-wal")
-                if wal.exists() and wal.stat().st_size > 0:
-                    raise UnavailableError(
-                        f"cannot read saga log {self.path}: its write-ahead log {wal.name} holds changes"
-                        f" that SQLite can only read with {path.name}-shm beside it, in a directory this"
-                        " user cannot write",
-                        hint=f"copy {path.name} with its -wal and -shm files, or read it where you can write",
-                    ) from exc
-                return self._connect(uri + "?immutable=1")
-        except sqlite3.Error as exc:
-            raise UnavailableError(f"cannot read saga log {self.path}: {exc}", hint=_hint(exc)) from exc
-
-    def _connect(self, uri: str) -> sqlite3.Connection:
-        """A read-only connection to ``uri`` that has proved it holds a saga log."""
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
-        try:
-            try:
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            except sqlite3.DatabaseError as exc:
-                if _code(exc) != "SQLITE_NOTADB":
-                    raise
-                raise UnavailableError(f"saga log {self.path} is not a SQLite database", hint=_ANOTHER_FILE) from None
-            if "saga_log" not in tables:
-                others = sorted(t for t in tables if not t.startswith("sqlite_"))
-                if not others:
-                    raise UnavailableError(f"saga log {self.path} has no saga_log schema", hint=_NOT_A_LOG)
-                held = ", ".join(others[:5]) + (", …" if len(others) > 5 else "")
-                raise UnavailableError(
-                    f"saga log {self.path} has no saga_log schema (it holds {held})", hint=_ANOTHER_FILE
-                )
-        except BaseException:
+        conn, tables = open_read_only(self.path, "saga log", _NOT_A_LOG, _ANOTHER_FILE)
+        if "saga_log" not in tables:
             conn.close()
-            raise
+            others = sorted(t for t in tables if not t.startswith("sqlite_"))
+            if not others:
+                raise UnavailableError(f"saga log {self.path} has no saga_log schema", hint=_NOT_A_LOG)
+            held = ", ".join(others[:5]) + (", …" if len(others) > 5 else "")
+            raise UnavailableError(f"saga log {self.path} has no saga_log schema (it holds {held})", hint=_ANOTHER_FILE)
         return conn
 
     # -- schema -------------------------------------------------------------------------

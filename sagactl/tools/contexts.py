@@ -36,6 +36,7 @@ class Context:
     table: str | None
     region: str | None
     endpoint_url: str | None
+    preset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Context:
             "table": self.table,
             "region": self.region,
             "endpoint_url": self.endpoint_url,
+            "preset": self.preset,
         }
 
 
@@ -88,6 +90,7 @@ def list_contexts(explicit: str | None, context: str | None, env: Mapping[str, s
                 table=store.get("table"),
                 region=aws.get("region"),
                 endpoint_url=mask_dsn(str(aws["endpoint_url"])) if aws.get("endpoint_url") else None,
+                preset=store.get("preset"),
             )
         )
     return Contexts(path, str(current) if current else None, listed)

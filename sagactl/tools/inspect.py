@@ -44,17 +44,18 @@ def stuck_for(saga: SagaSummary, now: datetime, older_than: float | None = None)
 
 @dataclass(frozen=True, slots=True)
 class ListedSaga:
-    """One row of ``sagactl list``; ``to_dict`` is the JSON contract (DESIGN section 7)."""
+    """One row of ``sagactl list``; ``to_dict`` is the JSON contract (DESIGN section 7), and for
+    a foreign table's row ``source_state``, the framework's own state."""
 
     saga: SagaSummary
     stuck_for_seconds: float | None
 
     def to_dict(self) -> dict[str, Any]:
         s = self.saga
-        return {
-            "saga_id": s.saga_id,
-            "saga_type": s.saga_type,
-            "state": s.state.value,
+        shown: dict[str, Any] = {"saga_id": s.saga_id, "saga_type": s.saga_type, "state": s.state.value}
+        if s.source_state is not None:  # a foreign table's row: the framework's own state beside sagactl's
+            shown["source_state"] = s.source_state
+        return shown | {
             "current_step": s.current_step,
             "current_step_name": s.current_step_name,
             "created_at": iso(s.created_at),
@@ -186,8 +187,13 @@ def find_stuck(
 ) -> list[ListedSaga]:
     """Stuck sagas, compensating first, then the longest stuck (or in ``filters.sort``
     order). Reads only active sagas. ``filters``: further filters (states and type there win
-    over ``states`` and ``saga_type``)."""
+    over ``states`` and ``saga_type``). A reader without times (a foreign table that keeps
+    none) gives its compensating sagas, with no stuck_for_seconds."""
     base = filters or SagaQuery(states=states, saga_type=saga_type)
+    if not reader.info.ages:  # no time to judge by: the reader's stuck ones are its compensating ones
+        if older_than is not None:
+            raise UsageError(f"--older-than: {reader.info.location} has no time to judge age by")
+        return [ListedSaga(r, None) for r in reader.summaries(replace(base, stuck=True, now=now, limit=limit))]
     if older_than is not None:
         query = replace(base, stuck=True, now=now, idle_before=now - timedelta(seconds=older_than), limit=limit)
         rows = reader.summaries(query)

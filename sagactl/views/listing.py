@@ -64,6 +64,7 @@ HEADERS = {
     "driver": "DRIVER",
     "lease_expires_at": "LEASE UNTIL",
     "last_error": "LAST ERROR",
+    "source_state": "SOURCE STATE",
 }
 TERMINAL_COLUMNS = ("saga_id", "saga_type", "state", "step", "age", "updated", "stuck_for", "driver", "last_error")
 WIDE_COLUMNS = (
@@ -111,8 +112,12 @@ def terminal_table(data: Sequence[dict[str, Any]], result: ListResult) -> Table:
 
 
 def wide_table(data: Sequence[dict[str, Any]], result: ListResult) -> Table:
-    """``-o wide``: every field, the last error whole, times as recorded and AGE."""
-    return Table(columns=[(key, HEADERS[key]) for key in WIDE_COLUMNS], rows=_cells(data, result), whole=("saga_id",))
+    """``-o wide``: every field, the last error whole, times as recorded and AGE; a foreign
+    table's rows with the framework's own state beside sagactl's (SOURCE STATE)."""
+    keys = list(WIDE_COLUMNS)
+    if any("source_state" in row for row in data):
+        keys.insert(keys.index("state") + 1, "source_state")
+    return Table(columns=[(key, HEADERS[key]) for key in keys], rows=_cells(data, result), whole=("saga_id",))
 
 
 # -- list --watch ---------------------------------------------------------------------------

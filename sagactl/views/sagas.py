@@ -28,30 +28,7 @@ def saga_document(saga: SagaRecord) -> Document:
     """`show`, `run`, `resume`: the saga JSON plus details, steps and history tables; csv/tsv
     print one row per step with the saga ID."""
     data = mask_value(saga.to_dict())
-    steps = Table(
-        columns=[
-            ("name", "STEP"),
-            ("status", "STATUS"),
-            ("attempts", "ATTEMPTS"),
-            ("duration", "TOOK"),
-            ("result", "RESULT"),
-            ("error", "ERROR"),
-        ],
-        rows=[
-            {
-                "name": s["name"],
-                "status": s["status"],
-                "attempts": _attempts(s),
-                "duration": _duration(step.started_at, step.finished_at),
-                "result": short(s["result"]),
-                "error": _errors(s),
-            }
-            for s, step in zip(data["steps"], saga.steps, strict=True)
-        ],
-        title="Steps",
-        folding=("result", "error"),
-        droppable=STEPS_DROP,
-    )
+    steps = _steps_table(data["steps"], saga.steps)
     history = Table(
         columns=[("at", "AT"), ("step_name", "STEP"), ("change", "CHANGE"), ("detail", "DETAIL")],
         rows=[
@@ -108,6 +85,34 @@ def _offset(at: datetime | None, created: datetime | None) -> str:
         return ""
     seconds = max(0.0, (at - created).total_seconds())
     return f"+{seconds:.3f}s" if seconds < 60 else f"+{humanize_seconds(seconds)}"
+
+
+def _steps_table(shown: Sequence[dict[str, Any]], steps: Sequence[StepRecord]) -> Table:
+    """The Steps table: each step's JSON (masked) beside its record (for the durations)."""
+    return Table(
+        columns=[
+            ("name", "STEP"),
+            ("status", "STATUS"),
+            ("attempts", "ATTEMPTS"),
+            ("duration", "TOOK"),
+            ("result", "RESULT"),
+            ("error", "ERROR"),
+        ],
+        rows=[
+            {
+                "name": s["name"],
+                "status": s["status"],
+                "attempts": _attempts(s),
+                "duration": _duration(step.started_at, step.finished_at),
+                "result": short(s["result"]),
+                "error": _errors(s),
+            }
+            for s, step in zip(shown, steps, strict=True)
+        ],
+        title="Steps",
+        folding=("result", "error"),
+        droppable=STEPS_DROP,
+    )
 
 
 def _shown_details(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -330,6 +335,9 @@ def show_document(saga: SagaRecord | SagaSummary, now: datetime | None = None) -
 
 
 def _summary_document(saga: SagaSummary) -> Document:
+    """`show` of a foreign table's saga: its row (sagactl's state, then the framework's own),
+    the steps the framework recorded where a preset reads them, and notes on what it cannot
+    tell (a step in flight, an error's format)."""
     from sagactl.views.listing import step_label
 
     data = mask_value(
@@ -337,6 +345,7 @@ def _summary_document(saga: SagaSummary) -> Document:
             "saga_id": saga.saga_id,
             "saga_type": saga.saga_type,
             "state": saga.state.value,
+            **({"source_state": saga.source_state} if saga.source_state is not None else {}),
             "current_step": saga.current_step,
             "current_step_name": saga.current_step_name,
             "data": None,
@@ -350,14 +359,19 @@ def _summary_document(saga: SagaSummary) -> Document:
             "rerun_of": None,
             "rerun_as": None,
             "trace_id": None,
-            "steps": [],
+            "steps": [step.to_dict() for step in saga.steps],
             "transitions": [],
+            **({"notes": list(saga.notes)} if saga.notes else {}),
         }
     )
     details = [
         ("saga", data["saga_id"]),
         ("type", data["saga_type"]),
         ("state", data["state"]),
+    ]
+    if saga.source_state is not None:
+        details.append(("source state", data["source_state"]))
+    details += [
         ("current step", step_label(saga.current_step, saga.current_step_name)),
         ("created", data["created_at"] or ""),
         ("updated", data["updated_at"] or ""),
@@ -366,8 +380,14 @@ def _summary_document(saga: SagaSummary) -> Document:
         details.append(("deadline", data["deadline_at"]))
     if data["last_error"]:
         details.append(("last error", data["last_error"]))
-    shown = {k: v for k, v in data.items() if k not in ("data", "steps", "transitions")}
-    return Document(data=data, details=details, ids=[saga.saga_id], delimited=rows_table([shown]))
+    details += [("note", note) for note in data.get("notes", [])]
+    if saga.steps:
+        tables = [_steps_table(data["steps"], saga.steps)]
+        delimited = _step_rows([data])
+    else:
+        tables = []
+        delimited = rows_table([{k: v for k, v in data.items() if k not in ("data", "steps", "transitions", "notes")}])
+    return Document(data=data, tables=tables, details=details, ids=[saga.saga_id], delimited=delimited)
 
 
 def stats_document(stats: Stats) -> Document:

@@ -160,7 +160,7 @@ def contexts_document(found: Contexts) -> Document:
             "current": "*" if c["current"] else "",
             "name": c["name"],
             "dsn": c["dsn"] or "",
-            "table": c["table"] or "",
+            "table": " ".join(filter(None, (c["table"], c["preset"] and f"(preset {c['preset']})"))),
             "region": c["region"] or "",
             "endpoint_url": c["endpoint_url"] or "",
         }

@@ -765,7 +765,7 @@ def test_sample_config_and_its_mapped_example(pg_dsn: str, tmp_path: Path) -> No
     """sample-configs/sagactl.yaml parses; its commented mapped-table example, uncommented,
     is a valid mapping."""
     from sagactl.config import resolve_settings
-    from sagactl.store.mapped import MappedTableStore
+    from sagactl.store.mapping import resolve
 
     sample = ROOT / "sample-configs" / "sagactl.yaml"
     assert resolve_settings(config=str(sample), env={}).dsn.startswith("postgresql://")
@@ -776,4 +776,4 @@ def test_sample_config_and_its_mapped_example(pg_dsn: str, tmp_path: Path) -> No
     settings = resolve_settings(config=str(uncommented), context="legacy", env={})
     assert settings.mapping is not None and settings.mapping.table == "orders.saga_instances"
     assert settings.mapping.states["compensating"] == "COMPENSATING"
-    MappedTableStore(pg_dsn, settings.mapping).close()  # every key is known
+    assert resolve(settings.mapping).fields["updated_at"].column == "modified_at"  # every key is known

@@ -52,13 +52,15 @@ def test_corpus_is_large_enough() -> None:
     assert len(list(CORPUS.glob("*.yaml"))) >= 25
 
 
-# Every sample saga file and the sagas it defines; sagactl.yaml is the config example.
+# Every sample saga file and the sagas it defines; the config examples: sagactl.yaml, and
+# sagactl-presets.yaml (other frameworks' tables: tests/test_config.py reads each context).
 SAMPLE_SAGAS = {"order.yaml": ["OrderFulfillment"], "order-sqs.yaml": ["OrderFulfillmentSqs"]}
+SAMPLE_CONFIGS = ("sagactl.yaml", "sagactl-presets.yaml")
 
 
-def test_every_sample_yaml_is_a_known_saga_file_or_the_config_example() -> None:
+def test_every_sample_yaml_is_a_known_saga_file_or_a_config_example() -> None:
     """Every file sample-configs/ ships; a user's own YAML beside them is theirs, not checked."""
-    assert sorted(p.name for p in shipped()) == sorted([*SAMPLE_SAGAS, "sagactl.yaml"])
+    assert sorted(p.name for p in shipped()) == sorted([*SAMPLE_SAGAS, *SAMPLE_CONFIGS])
 
 
 def test_a_users_own_file_in_sample_configs_changes_no_test() -> None:
@@ -66,7 +68,7 @@ def test_a_users_own_file_in_sample_configs_changes_no_test() -> None:
     assert not mine.exists()
     mine.write_text("not: a saga\n")
     try:
-        assert mine not in shipped() and len(shipped()) == len(SAMPLE_SAGAS) + 1
+        assert mine not in shipped() and len(shipped()) == len(SAMPLE_SAGAS) + len(SAMPLE_CONFIGS)
     finally:
         mine.unlink()
 
@@ -96,7 +98,7 @@ def test_sample_config_example_is_a_valid_config() -> None:
 
 def test_samples_declare_the_schema_for_editors() -> None:
     for path in shipped():
-        if path.name != "sagactl.yaml":
+        if path.name not in SAMPLE_CONFIGS:
             assert path.read_text().startswith("# yaml-language-server: $schema="), path
 
 

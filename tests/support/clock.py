@@ -28,3 +28,17 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+
+
+class StopsAfter(FakeClock):
+    """A FakeClock whose ``frames``-th sleep is Ctrl-C (KeyboardInterrupt): what ends a
+    ``--watch`` after that many frames."""
+
+    def __init__(self, frames: int, start: datetime | None = None) -> None:
+        super().__init__(start)
+        self.frames = frames
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if len(self.sleeps) >= self.frames:
+            raise KeyboardInterrupt

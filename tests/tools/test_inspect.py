@@ -444,7 +444,7 @@ def test_mapped_session_is_read_only_and_writers_refuse(mapped: Settings) -> Non
     table = MappedTableStore(mapped.dsn, MAPPING)
     try:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            table._conn.execute("DELETE FROM orders.saga_instances")
+            table.db._pg.execute("DELETE FROM orders.saga_instances")
     finally:
         table.close()
     with pytest.raises(UsageError, match="read-only mapped table"), store_for(mapped):
@@ -568,8 +568,10 @@ def test_mapped_type_filter_needs_a_type_column(mapped: Settings) -> None:
         list_sagas(Settings(dsn=mapped.dsn, mapping=untyped), ListRequest(saga_type="Order"), now=at(0))
 
 
-def test_mapped_needs_postgres_and_a_reachable_server(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="PostgreSQL DSN"):
+def test_mapped_needs_an_existing_database_and_a_reachable_server(tmp_path: Path) -> None:
+    with pytest.raises(UnavailableError, match=r"database .*x\.db does not exist"):
         list_sagas(Settings(dsn=f"sqlite:///{tmp_path}/x.db", mapping=MAPPING), ListRequest())
+    with pytest.raises(UsageError, match="unsupported DSN"):
+        list_sagas(Settings(dsn="mysql://db/x", mapping=MAPPING), ListRequest())
     with pytest.raises(UnavailableError, match=r"cannot connect.*\*\*\*"):
         list_sagas(Settings(dsn="postgresql://u:hunter22@127.0.0.1:1/db", mapping=MAPPING), ListRequest())

@@ -455,7 +455,7 @@ def test_mapped_prefixes_are_index_range_scans(legacy: str, table: str) -> None:
             assert "c4cb" not in store.ids_with_prefix("c4ca", 11) and store.ids_with_prefix("c4cb", 11) == ["c4cb"]
         with pytest.raises(AmbiguousIdError):
             resolve_id(store, "c")
-        store._conn.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it
+        store.db._pg.execute("SET enable_seqscan = off")  # a small table: prove the index can serve it
         plan = store.explain_prefix("c4ca")
         assert f"using {table}_pkey" in plan, plan
     finally:
