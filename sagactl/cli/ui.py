@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 
 from sagactl.cli.common import Shared, command
-from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, VERBOSE
+from sagactl.cli.options import AWS_OPTIONS, CONFIG, DSN, PRESET, VERBOSE
 from sagactl.errors import ExitCode, UsageError
 
 
-@command(DSN, CONFIG, AWS_OPTIONS, VERBOSE)
+@command(DSN, PRESET, CONFIG, AWS_OPTIONS, VERBOSE)
 def ui(
     interval: Annotated[
         str,
