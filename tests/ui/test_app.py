@@ -500,3 +500,40 @@ def test_no_other_command_imports_textual(tmp_path: Path, log: str) -> None:
             [sys.executable, "-c", code, *argv], env={**os.environ, "SAGACTL_DSN": log}, capture_output=True, text=True
         )
         assert ran.stderr.strip().endswith("False"), (argv, ran.stderr)
+
+
+def test_a_foreign_table_is_shown_and_never_acted_on(tmp_path: Path) -> None:
+    """Another orchestrator's table (a generic mapping on SQLite, int states, epoch seconds):
+    its sagas listed and opened; with --allow-actions an action is refused with a note."""
+    import sqlite3
+
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, kind TEXT, state INT, step INT, modified BIGINT)")
+        conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?)",
+            [("o-1", "Order", 3, 1, int(at(0).timestamp())), ("o-2", "Order", 2, None, int(at(5).timestamp()))],
+        )
+    config = tmp_path / "sagactl.yaml"
+    config.write_text(
+        f"store:\n  dsn: sqlite:///{db}\n  table: orders\n"
+        "  columns: {saga_id: id, saga_type: kind, state: state, current_step: step,"
+        " updated_at: {column: modified, unit: s}}\n"
+        "  states: {compensating: 3, completed: 2}\n"
+    )
+
+    async def go() -> None:
+        settings = resolve_settings(config=str(config), env={})
+        app = SagactlUi(Source(settings, FakeClock(at(20))), interval=0, where="theirs", allow_actions=True)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await loaded(app, pilot)
+            assert rows(app) == ["o-1", "o-2"]  # the active one, then the finished one
+            await pilot.press("r")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            assert any("read-only" in str(n.message) for n in app._notifications)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, SagaScreen) and "o-1" in plain(app.screen.body)
+
+    run(go())
